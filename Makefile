@@ -1,0 +1,46 @@
+# skiff: set-up and the main entry points. Every target is idempotent.
+PY        ?= /usr/bin/python3
+VENV      ?= .venv
+BIN       ?= /usr/local/bin
+# what skiff needs at run time / what the tests and benchmarks need on top
+APT_RUN   := busybox-static libseccomp2 iproute2 procps
+APT_TEST  := $(APT_RUN) runc
+APT_BENCH := $(APT_RUN) runc crun hyperfine time
+SCRIPTS   := skiff-runtime
+
+.PHONY: install demo test bench clean
+
+define apt_ensure
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	fi
+endef
+
+$(VENV)/.installed-%: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[$*]'
+	@touch $@
+
+install:
+	$(call apt_ensure,$(APT_RUN))
+	@$(MAKE) -s $(VENV)/.installed-test
+	@for s in $(SCRIPTS); do ln -sf $(CURDIR)/$(VENV)/bin/$$s $(BIN)/$$s; done
+
+demo: install
+	@./scripts/demo.sh
+
+test: install
+	$(call apt_ensure,$(APT_TEST))
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(call apt_ensure,$(APT_BENCH))
+	@bash ./scripts/fix-hybrid-cgroups.sh
+	$(VENV)/bin/python bench/runtime.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

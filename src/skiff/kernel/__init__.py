@@ -1,0 +1,1 @@
+"""The Linux calls Python lacks, behind one seam (see `syscall`, `capabilities`, `seccomp`)."""

@@ -1,0 +1,160 @@
+"""The Linux calls Python's os module lacks, through libc, each raising `KernelError`.
+
+This is the one seam between skiff and the kernel for namespaces, mounts and process
+attributes: mount/umount, pivot_root, unshare/setns, sethostname/setdomainname, prctl and
+keyctl. Each wrapper names the call and the path in its error, so a caller never has to.
+Everything here must already be loaded before a container's pivot_root, which is why the
+library handle is opened at import.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+from skiff.errors import KernelError
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
+
+# clone/unshare namespace flags
+CLONE_NEWTIME = 0x80
+CLONE_NEWNS = 0x20000
+CLONE_NEWCGROUP = 0x2000000
+CLONE_NEWUTS = 0x4000000
+CLONE_NEWIPC = 0x8000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "user": CLONE_NEWUSER,
+    "pid": CLONE_NEWPID, "network": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+# the names under /proc/PID/ns/
+NAMESPACE_FILES = {
+    "mount": "mnt", "uts": "uts", "ipc": "ipc", "user": "user", "pid": "pid",
+    "network": "net", "cgroup": "cgroup", "time": "time",
+}
+
+# prctl options
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYS_PIVOT_ROOT = 155  # x86_64
+_SYS_KEYCTL = 250
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+
+_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p)
+_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _fail(call: str, path: str | None = None, detail: str = "") -> KernelError:
+    return KernelError(call, ctypes.get_errno(), path, detail)
+
+
+def _b(s: str | None) -> bytes | None:
+    return os.fsencode(s) if s is not None else None
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        what = f"mount {fstype or source or ''}".rstrip()
+        raise _fail(what, target, f"(flags {flags:#x}{', ' + data if data else ''})")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    if _libc.umount2(_b(target), flags) != 0:
+        raise _fail("umount2", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)) != 0:
+        raise _fail("pivot_root", new_root)
+
+
+def unshare(flags: int) -> None:
+    if _libc.unshare(ctypes.c_int(flags)) != 0:
+        raise _fail("unshare", detail=f"(flags {flags:#x})")
+
+
+def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
+    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+        raise _fail("setns", path)
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if _libc.sethostname(raw, ctypes.c_size_t(len(raw))) != 0:
+        raise _fail("sethostname", detail=name)
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    if _libc.setdomainname(raw, ctypes.c_size_t(len(raw))) != 0:
+        raise _fail("setdomainname", detail=name)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    ret = _libc.prctl(option, arg2, arg3, arg4, arg5)
+    if ret < 0:
+        raise _fail("prctl", detail=f"(option {option})")
+    return ret
+
+
+def set_no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_child_subreaper() -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_parent_death_signal(sig: int) -> None:
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def join_session_keyring(name: str) -> None:
+    """A fresh session keyring, so the container cannot see the caller's keys."""
+    if _libc.syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, _b(name)) < 0:
+        err = ctypes.get_errno()
+        if err != 38:  # ENOSYS: kernel without keys; runc ignores that too
+            raise KernelError("keyctl(JOIN_SESSION_KEYRING)", err, detail=name)

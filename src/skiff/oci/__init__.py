@@ -1,0 +1,1 @@
+"""Spec documents as frozen dataclasses: the OCI runtime spec now, image specs later."""

@@ -1,0 +1,395 @@
+"""The OCI runtime specification (config.json) as frozen dataclasses, with its checks.
+
+Only what a Linux runtime acts on is modelled; unknown keys are ignored, as runc ignores
+them. `load_config` and `parse_config` are the way in; each type's `validate` adds the rules
+the JSON schema cannot say by shape alone (absolute paths, known namespace types, …), and
+every message names the field. `to_json` is the way out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from skiff.errors import SpecError
+from skiff.oci.codec import decode_object, encode
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+def _absolute(where: str, path: str) -> None:
+    if not path.startswith("/"):
+        raise SpecError(where, f"must be an absolute path, got {path!r}")
+
+
+@dataclass(frozen=True)
+class Root:
+    path: str
+    readonly: bool = False
+
+    def validate(self, where: str) -> None:
+        if not self.path:
+            raise SpecError(f"{where}.path", "must not be empty")
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additional_gids: tuple[int, ...] = ()
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    bounding: tuple[str, ...] = ()
+    effective: tuple[str, ...] = ()
+    inheritable: tuple[str, ...] = ()
+    permitted: tuple[str, ...] = ()
+    ambient: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    type: str
+    hard: int
+    soft: int
+
+    def validate(self, where: str) -> None:
+        if not self.type.startswith("RLIMIT_"):
+            raise SpecError(f"{where}.type", f"unknown rlimit {self.type!r}")
+
+
+@dataclass(frozen=True)
+class ConsoleSize:
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Process:
+    cwd: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    terminal: bool = False
+    console_size: ConsoleSize | None = None
+    user: User = field(default_factory=User)
+    capabilities: Capabilities | None = None
+    rlimits: tuple[Rlimit, ...] = ()
+    no_new_privileges: bool = False
+    apparmor_profile: str | None = None
+    selinux_label: str | None = None
+    oom_score_adj: int | None = None
+
+    def validate(self, where: str) -> None:
+        _absolute(f"{where}.cwd", self.cwd)
+
+
+@dataclass(frozen=True)
+class Mount:
+    destination: str
+    type: str | None = None
+    source: str | None = None
+    options: tuple[str, ...] = ()
+
+    def validate(self, where: str) -> None:
+        _absolute(f"{where}.destination", self.destination)
+
+
+@dataclass(frozen=True)
+class Hook:
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None
+
+    def validate(self, where: str) -> None:
+        _absolute(f"{where}.path", self.path)
+        if self.timeout is not None and self.timeout <= 0:
+            raise SpecError(f"{where}.timeout", "must be a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class Hooks:
+    prestart: tuple[Hook, ...] = ()
+    create_runtime: tuple[Hook, ...] = ()
+    create_container: tuple[Hook, ...] = ()
+    start_container: tuple[Hook, ...] = ()
+    poststart: tuple[Hook, ...] = ()
+    poststop: tuple[Hook, ...] = ()
+
+
+@dataclass(frozen=True)
+class Namespace:
+    type: str
+    path: str | None = None
+
+    def validate(self, where: str) -> None:
+        if self.type not in NAMESPACE_TYPES:
+            raise SpecError(f"{where}.type", f"unknown namespace type {self.type!r}")
+        if self.path:
+            _absolute(f"{where}.path", self.path)
+
+
+@dataclass(frozen=True)
+class IdMapping:
+    container_id: int = field(metadata={"json": "containerID"})
+    host_id: int = field(metadata={"json": "hostID"})
+    size: int
+
+    def validate(self, where: str) -> None:
+        if self.size <= 0:
+            raise SpecError(f"{where}.size", "must be positive")
+
+
+@dataclass(frozen=True)
+class Device:
+    type: Literal["c", "b", "u", "p"]
+    path: str
+    major: int | None = None
+    minor: int | None = None
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+    def validate(self, where: str) -> None:
+        _absolute(f"{where}.path", self.path)
+        if self.type != "p" and (self.major is None or self.minor is None):
+            raise SpecError(where, "a character or block device needs major and minor")
+
+
+@dataclass(frozen=True)
+class DeviceRule:
+    allow: bool
+    type: str | None = None
+    major: int | None = None
+    minor: int | None = None
+    access: str | None = None
+
+    def validate(self, where: str) -> None:
+        if self.type is not None and self.type not in ("a", "c", "b"):
+            raise SpecError(f"{where}.type", f"must be a, c or b, got {self.type!r}")
+        if self.access is not None and (not self.access or set(self.access) - set("rwm")):
+            raise SpecError(f"{where}.access", f"must be letters of rwm, got {self.access!r}")
+
+
+@dataclass(frozen=True)
+class Memory:
+    limit: int | None = None
+    reservation: int | None = None
+    swap: int | None = None
+    kernel: int | None = None
+    kernel_tcp: int | None = field(default=None, metadata={"json": "kernelTCP"})
+    swappiness: int | None = None
+    disable_oom_killer: bool | None = field(default=None, metadata={"json": "disableOOMKiller"})
+    use_hierarchy: bool | None = None
+    check_before_update: bool | None = None
+
+
+@dataclass(frozen=True)
+class Cpu:
+    shares: int | None = None
+    quota: int | None = None
+    burst: int | None = None
+    period: int | None = None
+    realtime_runtime: int | None = None
+    realtime_period: int | None = None
+    cpus: str | None = None
+    mems: str | None = None
+    idle: int | None = None
+
+
+@dataclass(frozen=True)
+class Pids:
+    limit: int
+
+
+@dataclass(frozen=True)
+class WeightDevice:
+    major: int
+    minor: int
+    weight: int | None = None
+    leaf_weight: int | None = None
+
+
+@dataclass(frozen=True)
+class ThrottleDevice:
+    major: int
+    minor: int
+    rate: int
+
+
+@dataclass(frozen=True)
+class BlockIO:
+    weight: int | None = None
+    leaf_weight: int | None = None
+    weight_device: tuple[WeightDevice, ...] = ()
+    throttle_read_bps_device: tuple[ThrottleDevice, ...] = ()
+    throttle_write_bps_device: tuple[ThrottleDevice, ...] = ()
+    throttle_read_iops_device: tuple[ThrottleDevice, ...] = field(
+        default=(), metadata={"json": "throttleReadIOPSDevice"})
+    throttle_write_iops_device: tuple[ThrottleDevice, ...] = field(
+        default=(), metadata={"json": "throttleWriteIOPSDevice"})
+
+
+@dataclass(frozen=True)
+class HugepageLimit:
+    page_size: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    devices: tuple[DeviceRule, ...] = ()
+    memory: Memory | None = None
+    cpu: Cpu | None = None
+    pids: Pids | None = None
+    block_io: BlockIO | None = field(default=None, metadata={"json": "blockIO"})
+    hugepage_limits: tuple[HugepageLimit, ...] = ()
+    unified: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SeccompArg:
+    index: int
+    value: int
+    op: Literal["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
+                "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"]
+    value_two: int = 0
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.index <= 5:
+            raise SpecError(f"{where}.index", f"must be 0..5, got {self.index}")
+
+
+SeccompAction = Literal["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+                        "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
+                        "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"]
+
+
+@dataclass(frozen=True)
+class SeccompSyscall:
+    names: tuple[str, ...]
+    action: SeccompAction
+    errno_ret: int | None = None
+    args: tuple[SeccompArg, ...] = ()
+
+    def validate(self, where: str) -> None:
+        if not self.names:
+            raise SpecError(f"{where}.names", "must name at least one syscall")
+
+
+@dataclass(frozen=True)
+class Seccomp:
+    default_action: SeccompAction
+    default_errno_ret: int | None = None
+    architectures: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    listener_path: str | None = None
+    listener_metadata: str | None = None
+    syscalls: tuple[SeccompSyscall, ...] = ()
+
+
+@dataclass(frozen=True)
+class Linux:
+    namespaces: tuple[Namespace, ...] = ()
+    uid_mappings: tuple[IdMapping, ...] = ()
+    gid_mappings: tuple[IdMapping, ...] = ()
+    devices: tuple[Device, ...] = ()
+    cgroups_path: str | None = None
+    resources: Resources | None = None
+    rootfs_propagation: str | None = None
+    seccomp: Seccomp | None = None
+    sysctl: dict[str, str] = field(default_factory=dict)
+    masked_paths: tuple[str, ...] = ()
+    readonly_paths: tuple[str, ...] = ()
+    mount_label: str | None = None
+
+    def validate(self, where: str) -> None:
+        seen: set[str] = set()
+        for i, ns in enumerate(self.namespaces):
+            if ns.type in seen:
+                raise SpecError(f"{where}.namespaces[{i}]", f"namespace {ns.type} given twice")
+            seen.add(ns.type)
+        if (self.uid_mappings or self.gid_mappings) and "user" not in seen:
+            raise SpecError(f"{where}.uidMappings", "id mappings need a user namespace")
+        if "user" in seen and not any(n.path for n in self.namespaces if n.type == "user"):
+            if not self.uid_mappings or not self.gid_mappings:
+                raise SpecError(f"{where}.uidMappings",
+                                "a new user namespace needs uidMappings and gidMappings")
+        if self.rootfs_propagation not in (None, "", "private", "rprivate", "slave", "rslave",
+                                           "shared", "rshared", "unbindable", "runbindable"):
+            raise SpecError(f"{where}.rootfsPropagation",
+                            f"unknown propagation {self.rootfs_propagation!r}")
+
+    def namespace(self, kind: str) -> Namespace | None:
+        return next((n for n in self.namespaces if n.type == kind), None)
+
+
+@dataclass(frozen=True)
+class Spec:
+    oci_version: str
+    root: Root | None = None
+    process: Process | None = None
+    hostname: str | None = None
+    domainname: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    hooks: Hooks | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    linux: Linux | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.oci_version.startswith("1."):
+            raise SpecError("ociVersion", f"unsupported version {self.oci_version!r} (need 1.x)")
+        if self.hostname and self.linux and self.linux.namespace("uts") is None:
+            raise SpecError("hostname", "setting a hostname needs a uts namespace")
+
+    def require_runnable(self) -> None:
+        """What `create` needs beyond a well-formed document."""
+        if self.root is None:
+            raise SpecError("root", "is required")
+        if self.process is None:
+            raise SpecError("process", "is required")
+        if not self.process.args:
+            raise SpecError("process.args", "must name the program to run")
+        if self.linux is None:
+            raise SpecError("linux", "is required on Linux")
+
+
+def parse_config(text: str | bytes, source: str = "config.json") -> Spec:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError("", f"{source} is not valid JSON: {e}") from e
+    return decode_object(Spec, raw)
+
+
+def load_config(path: str) -> Spec:
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise SpecError("", f"{path} not found: is the bundle right?") from None
+    return parse_config(text, path)
+
+
+def parse_process(text: str | bytes, source: str = "process.json") -> Process:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError("", f"{source} is not valid JSON: {e}") from e
+    return decode_object(Process, raw, "process")
+
+
+def parse_resources(text: str | bytes, source: str = "resources") -> Resources:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError("", f"{source} is not valid JSON: {e}") from e
+    return decode_object(Resources, raw, "resources")
+
+
+def to_json(value: Any) -> dict[str, Any]:
+    return encode(value)

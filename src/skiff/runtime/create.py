@@ -1,0 +1,141 @@
+"""`create`: make a container from a bundle and leave its init waiting to be started.
+
+Everything that can be checked is checked before anything is made (the spec, sysctls
+against namespaces, namespace paths, the seccomp filter). Then each resource is made
+with its undo registered at once — state folder, exec fifo, cgroup, the init process — so
+a failure at any step (a bad mount, a missing binary, a failing hook) leaves nothing
+behind and reports what failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from skiff.errors import RuntimeError_, SpecError
+from skiff.kernel import syscall as sc
+from skiff.oci.runtime_spec import Spec, load_config, to_json
+from skiff.runtime.cgroups import open_cgroup
+from skiff.runtime.cgroups_path import cgroup_path
+from skiff.runtime.hooks import run_hooks
+from skiff.runtime.init import InitJob, container_init
+from skiff.runtime.process import compile_seccomp
+from skiff.runtime.rootfs import RootfsBuilder
+from skiff.runtime.spawn import NamespacePlan, spawn
+from skiff.runtime.state import ContainerState, StateStore, Status, process_start_time
+
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+@dataclass
+class CreateOptions:
+    bundle: str
+    pid_file: str | None = None
+    console_socket: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    terminal_sock: object | None = None  # run -t in the foreground: the runtime's own end
+
+
+def namespace_plan(spec: Spec) -> NamespacePlan:
+    assert spec.linux is not None
+    plan = NamespacePlan(uid_mappings=spec.linux.uid_mappings, gid_mappings=spec.linux.gid_mappings)
+    for ns in sorted(spec.linux.namespaces, key=lambda n: n.type != "user"):
+        if ns.path:
+            plan.join.append((ns.type, ns.path))
+        elif ns.type == "user":
+            plan.new_user = True
+        else:
+            plan.unshare |= sc.NAMESPACE_FLAGS[ns.type]
+    return plan
+
+
+def preflight(spec: Spec, opts: CreateOptions) -> None:
+    spec.require_runnable()
+    assert spec.linux is not None and spec.process is not None
+    lx = spec.linux
+    if lx.namespace("mount") is None:
+        raise SpecError("linux.namespaces", "skiff-runtime needs a mount namespace")
+    for i, ns in enumerate(lx.namespaces):
+        if ns.path and not os.path.exists(ns.path):
+            raise SpecError(f"linux.namespaces[{i}].path", f"{ns.path} does not exist")
+    for key in lx.sysctl:
+        if key.startswith("net."):
+            need = "network"
+        elif key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            need = "ipc"
+        elif key in ("kernel.hostname", "kernel.domainname"):
+            need = "uts"
+        else:
+            raise SpecError(f"linux.sysctl.{key}", "is not in a separate kernel namespace")
+        if lx.namespace(need) is None:
+            raise SpecError(f"linux.sysctl.{key}", f"needs a {need} namespace of its own")
+    if spec.process.terminal and not opts.console_socket and opts.terminal_sock is None:
+        raise RuntimeError_("process.terminal is set: pass --console-socket (or run in the foreground)")
+
+
+def create(store: StateStore, container_id: str, opts: CreateOptions) -> ContainerState:
+    bundle = os.path.abspath(opts.bundle)
+    spec = load_config(os.path.join(bundle, "config.json"))
+    preflight(spec, opts)
+    assert spec.root is not None and spec.linux is not None
+    filt = compile_seccomp(spec.linux.seccomp)
+    plan = namespace_plan(spec)
+    with contextlib.ExitStack() as undo:
+        store.make_dir(container_id)
+        undo.callback(store.remove_dir, container_id)
+        fifo = store.fifo(container_id)
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)
+        cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id))
+        cg.create()
+        undo.callback(cg.destroy)
+        if spec.linux.resources is not None:
+            cg.set(spec.linux.resources)
+        builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
+                                cgroupns=spec.linux.namespace("cgroup") is not None)
+        job = InitJob(spec, builder, fifo, filt, console_path=opts.console_socket,
+                      console_sock=opts.terminal_sock, no_pivot=opts.no_pivot,
+                      no_new_keyring=opts.no_new_keyring, preserve_fds=opts.preserve_fds,
+                      uts=spec.linux.namespace("uts") is not None)
+        pid, chan = spawn(plan, cg.add, lambda ch: container_init(job, ch))
+        undo.callback(_kill_and_reap, pid)
+        undo.callback(chan.close)
+        chan.recv("prestart")
+        st = ContainerState(
+            id=container_id, bundle=bundle, rootfs=builder.rootfs, pid=pid,
+            pid_start=process_start_time(pid) or 0,
+            created=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            cgroup_path=cg.path, config=to_json(spec), owner="",
+            annotations=dict(spec.annotations))
+        if spec.hooks:
+            state_doc = st.oci(Status.CREATING)
+            run_hooks("prestart", spec.hooks.prestart, state_doc)
+            run_hooks("createRuntime", spec.hooks.create_runtime, state_doc)
+        chan.send("hooks-done", state=st.oci(Status.CREATED))
+        chan.recv("ready")
+        store.save(st)
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, pid)
+        undo.pop_all()
+    chan.close()
+    return st
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)

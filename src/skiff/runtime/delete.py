@@ -1,0 +1,48 @@
+"""`delete`: remove a stopped (or, with `--force`, any) container and all it holds.
+
+A running container is killed first only with `--force`; a created one, whose program
+never started, is always killed, as runc does. Then the poststop hooks run, the cgroup
+goes and the state folder goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from skiff.errors import HookFailed, RuntimeError_
+from skiff.runtime.container import open_container, wait_gone
+from skiff.runtime.hooks import run_hooks
+from skiff.runtime.state import StateStore, Status, check_move
+
+log = logging.getLogger("skiff.runtime")
+
+
+def delete(store: StateStore, container_id: str, force: bool = False) -> None:
+    with store.locked(container_id):
+        c = open_container(store, container_id)
+        status = c.status()
+        if not force:
+            check_move(container_id, "delete", status)
+        if status != Status.STOPPED:
+            if c.cgroup.exists():
+                c.cgroup.kill_all(signal.SIGKILL)
+                if status == Status.PAUSED:
+                    c.cgroup.thaw()
+            try:
+                os.kill(c.state.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if not wait_gone(c.state.pid, c.state.pid_start, 10.0):
+                raise RuntimeError_(f"container `{container_id}`: init {c.state.pid} did not die")
+        hooks = c.spec.hooks
+        if hooks and hooks.poststop:
+            try:
+                run_hooks("poststop", hooks.poststop, c.state.oci(Status.STOPPED))
+            except HookFailed as e:
+                log.warning("%s", e)
+        if c.cgroup.exists():
+            c.cgroup.kill_all(signal.SIGKILL)  # anything that escaped init's death
+            c.cgroup.destroy()
+        store.remove_dir(container_id)

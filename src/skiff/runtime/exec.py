@@ -1,0 +1,132 @@
+"""`exec`: start one more process inside a created or running container.
+
+The new process joins every namespace the container's init is in (through
+/proc/<init>/ns/*, user namespace first) and its cgroup, then becomes its `process`
+exactly as the init did (user, capabilities, no_new_privs, the container's seccomp filter)
+and execs. Without `--process`, the process is the container's own with the command line's
+changes, as runc builds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+from typing import NoReturn
+
+from skiff.errors import RuntimeError_
+from skiff.oci.runtime_spec import Capabilities, Process, User
+from skiff.runtime import console, process
+from skiff.runtime.channel import Channel
+from skiff.runtime.container import open_container
+from skiff.runtime.create import write_pid_file
+from skiff.runtime.foreground import wait_for
+from skiff.runtime.spawn import NamespacePlan, spawn
+from skiff.runtime.state import StateStore
+from skiff.kernel import syscall as sc
+
+
+@dataclass
+class ExecOptions:
+    args: tuple[str, ...] = ()
+    process: Process | None = None  # from --process; replaces everything below
+    tty: bool = False
+    console_socket: str | None = None
+    detach: bool = False
+    pid_file: str | None = None
+    cwd: str | None = None
+    env: tuple[str, ...] = ()
+    user: str | None = None
+    additional_gids: tuple[int, ...] = ()
+    caps: tuple[str, ...] = ()
+    no_new_privs: bool = False
+    apparmor: str | None = None
+    process_label: str | None = None
+
+
+def _parse_user(text: str) -> tuple[int, int | None]:
+    uid, _, gid = text.partition(":")
+    try:
+        return int(uid), (int(gid) if gid else None)
+    except ValueError:
+        raise RuntimeError_(f"--user {text!r}: give numeric UID[:GID]") from None
+
+
+def build_process(base: Process, opts: ExecOptions) -> Process:
+    if opts.process is not None:
+        return opts.process
+    if not opts.args:
+        raise RuntimeError_("exec: give a command or --process")
+    user = base.user
+    if opts.user:
+        uid, gid = _parse_user(opts.user)
+        user = User(uid=uid, gid=gid if gid is not None else 0, umask=user.umask)
+    if opts.additional_gids:
+        user = dataclasses.replace(user, additional_gids=opts.additional_gids)
+    capabilities = base.capabilities
+    if opts.caps:
+        c = capabilities or Capabilities()
+        extra = tuple(n if n.startswith("CAP_") else f"CAP_{n.upper()}" for n in opts.caps)
+        capabilities = Capabilities(bounding=c.bounding + extra, effective=c.effective + extra,
+                                    inheritable=c.inheritable, permitted=c.permitted + extra,
+                                    ambient=c.ambient)
+    return dataclasses.replace(
+        base, args=tuple(opts.args), terminal=opts.tty, cwd=opts.cwd or base.cwd,
+        env=base.env + tuple(opts.env), user=user, capabilities=capabilities,
+        no_new_privileges=base.no_new_privileges or opts.no_new_privs,
+        apparmor_profile=opts.apparmor or base.apparmor_profile,
+        selinux_label=opts.process_label or base.selinux_label, console_size=None)
+
+
+def _plan(init_pid: int, namespaces: tuple[str, ...]) -> NamespacePlan:
+    plan = NamespacePlan()
+    for kind in sorted(namespaces, key=lambda k: k != "user"):
+        plan.join.append((kind, f"/proc/{init_pid}/ns/{sc.NAMESPACE_FILES[kind]}"))
+    return plan
+
+
+def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int:
+    c = open_container(store, container_id)
+    c.require("exec")
+    spec = c.spec
+    assert spec.process is not None and spec.linux is not None
+    proc = build_process(spec.process, opts)
+    filt = process.compile_seccomp(spec.linux.seccomp)
+    term: socket.socket | None = None
+    ours: socket.socket | None = None
+    if proc.terminal:
+        if opts.console_socket:
+            term = console.connect(opts.console_socket)
+        elif opts.detach:
+            raise RuntimeError_("exec -t -d needs --console-socket")
+        else:
+            ours, term = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    plan = _plan(c.state.pid, tuple(n.type for n in spec.linux.namespaces))
+
+    def child(chan: Channel) -> NoReturn:
+        os.setsid()
+        if term is not None:
+            size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None
+            console.take_terminal(term, size, console=False)
+        env = process.environment(proc)
+        path = process.find_executable(proc, env)
+        process.become(proc, filt)
+        chan.send("ready")
+        chan.close()
+        process.execute(proc, filt, path, env)
+        raise AssertionError("unreachable")
+
+    try:
+        pid, chan = spawn(plan, c.cgroup.add, child)
+        with contextlib.closing(chan):
+            chan.recv("ready")
+    finally:
+        if term is not None:
+            term.close()
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, pid)
+    if opts.detach:
+        return 0
+    return wait_for(pid, ours)

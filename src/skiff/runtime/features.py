@@ -1,0 +1,39 @@
+"""`features`: what this runtime supports, in the runtime-spec features document's shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skiff.kernel import capabilities, seccomp
+from skiff.oci.runtime_spec import NAMESPACE_TYPES
+from skiff.runtime import mount_options
+from skiff.runtime.state import OCI_VERSION
+
+
+def features() -> dict[str, Any]:
+    words = sorted(set(mount_options._FLAGS) | mount_options.PROPAGATION_WORDS)  # noqa: SLF001
+    sec: dict[str, Any] = {"enabled": seccomp.available()}
+    if seccomp.available():
+        sec.update({
+            "actions": [a for a in seccomp.ACTIONS if a != "SCMP_ACT_NOTIFY"],
+            "operators": sorted(seccomp.OPERATORS),
+            "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+            "supportedFlags": sorted(seccomp.FLAGS),
+            "knownFlags": sorted(seccomp.FLAGS),
+        })
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                  "poststop"],
+        "mountOptions": words,
+        "linux": {
+            "namespaces": [n for n in NAMESPACE_TYPES],
+            "capabilities": sorted(capabilities.CAPABILITIES, key=capabilities.CAPABILITIES.get),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": sec,
+            "apparmor": {"enabled": True},
+            "selinux": {"enabled": True},
+        },
+        "annotations": {"io.skiff.runtime.version": "0.1.0"},
+    }

@@ -1,0 +1,34 @@
+"""Run the spec's lifecycle hooks: each gets the state JSON on stdin and its own timeout.
+
+A hook that fails or times out in prestart, createRuntime, createContainer or
+startContainer fails the operation (`HookFailed`, with the hook's path, status and
+stderr); poststart and poststop failures are only warnings, as in runc.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from skiff.errors import HookFailed
+from skiff.oci.runtime_spec import Hook
+
+
+def run_hooks(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> None:
+    payload = json.dumps(state).encode()
+    for hook in hooks:
+        env = dict(e.split("=", 1) for e in hook.env if "=" in e)
+        argv = list(hook.args) or [hook.path]
+        try:
+            done = subprocess.run(argv, executable=hook.path, input=payload, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=hook.timeout, close_fds=True)
+        except subprocess.TimeoutExpired:
+            raise HookFailed(f"{phase} hook {hook.path}: timed out after {hook.timeout}s") from None
+        except OSError as e:
+            raise HookFailed(f"{phase} hook {hook.path}: {e.strerror}") from None
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip()
+            raise HookFailed(f"{phase} hook {hook.path}: exit status {done.returncode}"
+                             + (f": {err}" if err else ""))

@@ -1,0 +1,95 @@
+"""The container's first process, from its fork to the execve of the user's program.
+
+It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`), lets
+the runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes
+its terminal, sets hostname and sysctls, becomes the spec's process (`process.become`),
+tells the runtime it is ready, and then blocks opening the exec fifo for writing until
+`start` opens it for reading. Everything it needs from the host is imported or opened
+before the pivot, because after it the host's filesystem is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from skiff.kernel import syscall as sc
+from skiff.kernel.seccomp import Filter
+from skiff.oci.runtime_spec import Spec
+from skiff.runtime import console, process
+from skiff.runtime.channel import Channel
+from skiff.runtime.hooks import run_hooks
+from skiff.runtime.rootfs import RootfsBuilder
+
+
+@dataclass
+class InitJob:
+    spec: Spec
+    builder: RootfsBuilder
+    fifo: str
+    seccomp: Filter | None
+    console_path: str | None = None          # a console socket to connect to
+    console_sock: socket.socket | None = None  # or one already connected (foreground -t)
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    uts: bool = False
+
+
+def close_fds_except(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def container_init(job: InitJob, chan: Channel) -> NoReturn:
+    spec = job.spec
+    proc = spec.process
+    assert proc is not None and spec.linux is not None
+    os.setsid()
+    fifo_fd = os.open(job.fifo, os.O_PATH | os.O_CLOEXEC)
+    term_sock = job.console_sock
+    if proc.terminal and term_sock is None and job.console_path:
+        term_sock = console.connect(job.console_path)
+    job.builder.prepare()
+    chan.send("prestart")
+    state: dict[str, Any] = chan.recv("hooks-done")["state"]
+    hooks = spec.hooks
+    if hooks and hooks.create_container:
+        run_hooks("createContainer", hooks.create_container, state)
+    job.builder.pivot(job.no_pivot)
+    if proc.terminal and term_sock is not None:
+        size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None
+        console.take_terminal(term_sock, size, console=True)
+    job.builder.finalize()
+    if spec.hostname is not None and job.uts:
+        sc.sethostname(spec.hostname)
+    if spec.domainname is not None and job.uts:
+        sc.setdomainname(spec.domainname)
+    if not job.no_new_keyring:
+        sc.join_session_keyring(f"_ses.{os.path.basename(os.path.dirname(job.fifo))}")
+    env = process.environment(proc)
+    path = process.find_executable(proc, env)
+    process.become(proc, job.seccomp)
+    # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
+    keep = set(range(3, 3 + job.preserve_fds))
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    close_fds_except(keep)
+    chan.send("ready")
+    chan.close()
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+    if hooks and hooks.start_container:
+        state["status"] = "running"
+        run_hooks("startContainer", hooks.start_container, state)
+    process.execute(proc, job.seccomp, path, env)
+    raise AssertionError("unreachable")

@@ -1,0 +1,188 @@
+"""Turn the calling process into the spec's `process` and exec it: shared by init and exec.
+
+The order is runc's, because each step needs a privilege the next one gives up: rlimits
+and the OOM score while still root; no_new_privs and the LSM exec labels; seccomp *before*
+dropping capabilities when no_new_privs is off (loading a filter then needs CAP_SYS_ADMIN);
+the bounding set; the user and groups (keeping capabilities across setuid); the effective,
+permitted, inheritable and ambient sets; the working directory; and, when no_new_privs is
+on, seccomp as late as possible, right before execve.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+
+from skiff.errors import KernelError, RuntimeError_, SpecError
+from skiff.kernel import capabilities as caps
+from skiff.kernel import syscall as sc
+from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
+from skiff.oci.runtime_spec import Process, Seccomp
+
+log = logging.getLogger("skiff.runtime")
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PR_SET_DUMPABLE = 4
+
+
+def compile_seccomp(seccomp: Seccomp | None) -> Filter | None:
+    """Check and build the filter in the runtime, before anything is created; the forked
+    container process inherits it and only has to load it."""
+    if seccomp is None:
+        return None
+    if seccomp.listener_path:
+        raise SpecError("linux.seccomp.listenerPath", "seccomp user notification is not supported")
+    rules = [SyscallRule(s.names, s.action, s.errno_ret,
+                         tuple(ArgRule(a.index, a.op, a.value, a.value_two) for a in s.args))
+             for s in seccomp.syscalls]
+    filt = Filter.compile(seccomp.default_action, seccomp.default_errno_ret, seccomp.architectures,
+                          seccomp.flags, rules)
+    if filt.skipped:
+        log.debug("seccomp: syscalls unknown to libseccomp skipped: %s", ", ".join(filt.skipped))
+    return filt
+
+
+def environment(process: Process) -> dict[str, str]:
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in process.env)
+    if "HOME" not in env:
+        env["HOME"] = _home_of(process.user.uid)
+    return env
+
+
+def _home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def find_executable(process: Process, env: dict[str, str]) -> str:
+    """args[0] the way execvp finds it, in the container's filesystem and PATH."""
+    name = process.args[0]
+    if "/" in name:
+        path = name if name.startswith("/") else os.path.join(process.cwd, name)
+        if not os.path.exists(path):
+            raise RuntimeError_(f'exec: "{name}": no such file or directory')
+        return path
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        path = os.path.join(d or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise RuntimeError_(f'exec: "{name}": executable file not found in $PATH')
+
+
+def apply_rlimits(process: Process) -> None:
+    for r in process.rlimits:
+        which = getattr(resource, r.type, None)
+        if which is None:
+            raise SpecError("process.rlimits", f"unknown rlimit {r.type}")
+        try:
+            resource.setrlimit(which, (r.soft, r.hard))
+        except (OSError, ValueError) as e:
+            err = getattr(e, "errno", None) or 1
+            raise KernelError("setrlimit", err, detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
+
+
+def _oom_score_adj(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise KernelError.from_os("write oom_score_adj", e, "/proc/self/oom_score_adj") from None
+
+
+def _lsm_labels(process: Process) -> None:
+    for label, lsm in ((process.apparmor_profile, "apparmor"), (process.selinux_label, "selinux")):
+        if not label:
+            continue
+        enabled = (os.path.exists("/sys/kernel/security/apparmor") if lsm == "apparmor"
+                   else os.path.exists("/sys/fs/selinux/enforce"))
+        if not enabled:
+            log.debug("%s is not enabled on this host: label %r not applied", lsm, label)
+            continue
+        path = f"/proc/self/attr/{lsm}/exec"
+        if not os.path.exists(path):
+            path = "/proc/self/attr/exec"
+        value = f"exec {label}" if lsm == "apparmor" else label
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise KernelError.from_os(f"set {lsm} label {label}", e, path) from None
+
+
+def _masks(process: Process) -> dict[str, int]:
+    c = process.capabilities
+    out: dict[str, int] = {}
+    for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        mask, unknown = caps.to_mask(getattr(c, name) if c else ())
+        if unknown:
+            log.warning("unknown capabilities ignored in %s: %s", name, ", ".join(unknown))
+        out[name] = mask
+    return out
+
+
+def become(process: Process, filt: Filter | None) -> None:
+    """Every step up to (not including) the last-moment seccomp load and execve."""
+    apply_rlimits(process)
+    if process.oom_score_adj is not None:
+        _oom_score_adj(process.oom_score_adj)
+    if process.no_new_privileges:
+        sc.set_no_new_privs()
+    _lsm_labels(process)
+    if filt is not None and not process.no_new_privileges:
+        filt.load()
+    masks = _masks(process) if process.capabilities is not None else None
+    if masks is not None:
+        caps.drop_bounding(masks["bounding"])
+    user = process.user
+    try:
+        os.chdir(process.cwd)
+    except OSError:
+        pass  # the user may be able to enter it where root (in a userns) cannot; retried below
+    caps.keep_caps_across_setuid(True)
+    try:
+        os.setgroups(list(user.additional_gids))
+    except PermissionError:
+        if user.additional_gids:
+            raise
+    try:
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as e:
+        raise KernelError.from_os("setuid/setgid", e, f"{user.uid}:{user.gid}") from None
+    caps.keep_caps_across_setuid(False)
+    if masks is not None:
+        caps.set_capabilities(masks["effective"], masks["permitted"], masks["inheritable"])
+        # the kernel raises an ambient cap only if it is permitted and inheritable; runc
+        # silently leaves out the others (its default spec has ambient but no inheritable)
+        ambient = masks["ambient"] & masks["permitted"] & masks["inheritable"]
+        if ambient != masks["ambient"]:
+            log.debug("ambient capabilities not inheritable, left out: %s",
+                      ", ".join(caps.names(masks["ambient"] & ~ambient)))
+        caps.set_ambient(ambient)
+    if user.uid != 0:
+        # after setuid the kernel makes us non-dumpable, which hides /proc/self/fd from us;
+        # init still has to reopen its exec fifo there
+        sc.prctl(PR_SET_DUMPABLE, 1)
+    try:
+        os.chdir(process.cwd)
+    except OSError as e:
+        raise KernelError.from_os("chdir to cwd", e, process.cwd) from None
+    if user.umask is not None:
+        os.umask(user.umask)
+
+
+def execute(process: Process, filt: Filter | None, path: str, env: dict[str, str]) -> None:
+    if filt is not None and process.no_new_privileges:
+        filt.load()
+    try:
+        os.execve(path, list(process.args), env)
+    except OSError as e:
+        raise KernelError.from_os("execve", e, path) from None

@@ -1,0 +1,263 @@
+"""Build a container's filesystem view inside its new mount namespace, then pivot into it.
+
+Runs in the container's init process, in runc's order: make the host's mounts slaves so
+nothing leaks back, bind the rootfs onto itself, mount the spec's mounts (every target
+resolved inside the rootfs by `secure_path`), create /dev, pivot_root and drop the old
+root. After the pivot, `finalize` writes sysctls, masks and write-protects the configured
+paths and makes the root read-only when asked. Any failure raises `KernelError` naming the
+call and the path, and the caller's process dies with it, taking its mount namespace along:
+nothing of this is ever visible on the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+
+from skiff.errors import KernelError, SpecError
+from skiff.kernel import syscall as sc
+from skiff.oci.runtime_spec import Device, Mount, Spec
+from skiff.runtime import mount_options
+from skiff.runtime.secure_path import make_target, secure_join
+
+log = logging.getLogger("skiff.runtime")
+
+# the devices every container has (runc's AllowedDevices that are created as nodes)
+DEFAULT_DEVICES = (
+    Device("c", "/dev/null", 1, 3, 0o666, 0, 0),
+    Device("c", "/dev/zero", 1, 5, 0o666, 0, 0),
+    Device("c", "/dev/full", 1, 7, 0o666, 0, 0),
+    Device("c", "/dev/random", 1, 8, 0o666, 0, 0),
+    Device("c", "/dev/urandom", 1, 9, 0o666, 0, 0),
+    Device("c", "/dev/tty", 5, 0, 0o666, 0, 0),
+)
+_DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+              ("pts/ptmx", "/dev/ptmx"))
+# statvfs bits -> mount flags that a bind remount must keep (the kernel locks them in a userns)
+_LOCKED = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV),
+           (os.ST_NOEXEC, sc.MS_NOEXEC), (os.ST_NOATIME, sc.MS_NOATIME),
+           (os.ST_NODIRATIME, sc.MS_NODIRATIME), (os.ST_RELATIME, sc.MS_RELATIME))
+
+
+def _locked_flags(path: str) -> int:
+    f = os.statvfs(path).f_flag
+    return sum(flag for bit, flag in _LOCKED if f & bit)
+
+
+def remount_bind(path: str, flags: int) -> None:
+    """Change a bind mount's flags; in a user namespace the kernel refuses to clear locked
+    flags (nosuid, nodev, …), so on EPERM try again keeping the ones it has."""
+    base = sc.MS_BIND | sc.MS_REMOUNT
+    try:
+        sc.mount(None, path, None, base | flags)
+    except KernelError as e:
+        if e.errno != errno.EPERM:
+            raise
+        sc.mount(None, path, None, base | flags | _locked_flags(path))
+
+
+class RootfsBuilder:
+    """What init does to the mount namespace; one instance per container start."""
+
+    def __init__(self, spec: Spec, bundle: str, cgroup_mounts: list, userns: bool,
+                 cgroupns: bool) -> None:
+        assert spec.root is not None and spec.linux is not None
+        self.spec = spec
+        self.linux = spec.linux
+        self.bundle = bundle
+        self.rootfs = os.path.realpath(os.path.join(bundle, spec.root.path))
+        self.cgroup_mounts = cgroup_mounts
+        self.userns = userns
+        self.cgroupns = cgroupns
+
+    # -- before pivot_root ------------------------------------------------------------
+    def prepare(self) -> None:
+        prop = self.linux.rootfs_propagation or "rslave"
+        sc.mount(None, "/", None, mount_options.propagation_flags(prop))
+        if not os.path.isdir(self.rootfs):
+            raise KernelError("stat rootfs", errno.ENOENT, self.rootfs)
+        if "shared" in prop:
+            self._make_parent_private()
+        sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
+        dev_bound = False
+        for m in self.spec.mounts:
+            self.mount(m)
+            if m.destination.rstrip("/") == "/dev" and mount_options.parse(m.options).is_bind:
+                dev_bound = True
+        if not dev_bound:
+            self.create_devices()
+
+    def _make_parent_private(self) -> None:
+        parent = os.path.dirname(self.rootfs)
+        while not os.path.ismount(parent):
+            parent = os.path.dirname(parent)
+        sc.mount(None, parent, None, sc.MS_PRIVATE)
+
+    def mount(self, m: Mount) -> None:
+        opts = mount_options.parse(m.options)
+        kind = m.type or ("bind" if opts.is_bind else "")
+        if kind == "cgroup" or kind == "cgroup2":
+            self._mount_cgroup(m, opts)
+        elif opts.is_bind or kind == "bind":
+            self._mount_bind(m, opts)
+        else:
+            target = make_target(self.rootfs, m.destination, is_dir=True)
+            try:
+                sc.mount(m.source or kind, target, kind, opts.flags, opts.data or None)
+            except KernelError as e:
+                # in a user namespace without its own netns/ipcns the kernel refuses a new
+                # sysfs/mqueue; runc binds the host's instead
+                fallback = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}.get(kind)
+                if e.errno != errno.EPERM or fallback is None:
+                    raise
+                sc.mount(fallback, target, None, sc.MS_BIND | sc.MS_REC)
+                remount_bind(target, opts.flags & mount_options.BIND_REMOUNT_FLAGS)
+        for prop in opts.propagation:
+            sc.mount(None, secure_join(self.rootfs, m.destination), None, prop)
+
+    def _source(self, m: Mount) -> str:
+        if not m.source:
+            raise SpecError(f"mounts[{m.destination}].source", "a bind mount needs a source")
+        return m.source if m.source.startswith("/") else os.path.join(self.bundle, m.source)
+
+    def _mount_bind(self, m: Mount, opts: mount_options.MountOptions) -> None:
+        source = self._source(m)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as e:
+            raise KernelError.from_os("stat bind source", e, source) from None
+        target = make_target(self.rootfs, m.destination, is_dir)
+        sc.mount(source, target, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+        extra = opts.flags & mount_options.BIND_REMOUNT_FLAGS
+        if extra:
+            remount_bind(target, extra)
+
+    def _mount_cgroup(self, m: Mount, opts: mount_options.MountOptions) -> None:
+        target = make_target(self.rootfs, m.destination, is_dir=True)
+        flags = opts.flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+        layout = self.cgroup_mounts
+        if len(layout) == 1 and layout[0].fstype == "cgroup2":
+            self._cgroup_fs(layout[0], target, flags)
+            return
+        # v1 (or hybrid): a tmpfs holding one directory per hierarchy, as on the host
+        sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+        for cm in layout:
+            sub = os.path.join(target, cm.name)
+            os.makedirs(sub, exist_ok=True)
+            self._cgroup_fs(cm, sub, flags)
+            for alias in cm.aliases:
+                os.symlink(cm.name, os.path.join(target, alias))
+        if flags & sc.MS_RDONLY:
+            remount_bind(target, flags)
+
+    def _cgroup_fs(self, cm, target: str, flags: int) -> None:
+        # with a cgroup namespace a fresh mount shows the container's own cgroup as root;
+        # without one (or in a userns, where v1 mounts are refused) bind the host's directory
+        if self.cgroupns and not self.userns:
+            try:
+                sc.mount("cgroup", target, cm.fstype, flags, cm.data or None)
+                return
+            except KernelError as e:
+                if e.errno not in (errno.EPERM, errno.EBUSY):
+                    raise
+        sc.mount(cm.host_path, target, None, sc.MS_BIND | sc.MS_REC)
+        remount_bind(target, flags & mount_options.BIND_REMOUNT_FLAGS)
+
+    def create_devices(self) -> None:
+        old = os.umask(0)
+        try:
+            for dev in DEFAULT_DEVICES + tuple(self.linux.devices):
+                self._device(dev)
+            for src, dst in _DEV_LINKS:
+                path = secure_join(self.rootfs, dst)
+                if not os.path.lexists(path):
+                    os.symlink(src, path)
+            if os.path.exists("/proc/kcore"):
+                path = secure_join(self.rootfs, "/dev/core")
+                if not os.path.lexists(path):
+                    os.symlink("/proc/kcore", path)
+        finally:
+            os.umask(old)
+
+    def _device(self, dev: Device) -> None:
+        target = make_target(self.rootfs, os.path.dirname(dev.path), is_dir=True)
+        path = os.path.join(target, os.path.basename(dev.path))
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[dev.type]
+        mode = dev.file_mode if dev.file_mode is not None else 0o666
+        rdev = os.makedev(dev.major or 0, dev.minor or 0)
+        if os.path.lexists(path):
+            os.unlink(path)
+        if not self.userns:
+            try:
+                os.mknod(path, kind | (mode & 0o7777), rdev)
+                os.chown(path, dev.uid or 0, dev.gid or 0)
+                return
+            except PermissionError:
+                pass
+            except OSError as e:
+                raise KernelError.from_os("mknod", e, path) from None
+        # a user namespace may not make device nodes: bind the host's node instead
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        sc.mount(dev.path, path, None, sc.MS_BIND)
+
+    # -- the switch ------------------------------------------------------------------
+    def pivot(self, no_pivot: bool) -> None:
+        if no_pivot:
+            os.chdir(self.rootfs)
+            sc.mount(self.rootfs, "/", None, sc.MS_MOVE)
+            os.chroot(".")
+            os.chdir("/")
+            return
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        new_root = os.open(self.rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fchdir(new_root)
+            # pivot_root(".", ".") stacks the old root on top of the new one; detach it
+            sc.pivot_root(".", ".")
+            os.fchdir(old_root)
+            sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+            sc.umount(".", sc.MNT_DETACH)
+            os.chdir("/")
+        finally:
+            os.close(old_root)
+            os.close(new_root)
+
+    # -- after pivot_root ------------------------------------------------------------
+    def finalize(self) -> None:
+        for key, value in self.linux.sysctl.items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as e:
+                raise KernelError.from_os(f"write sysctl {key}", e, path) from None
+        for path in self.linux.readonly_paths:
+            self._readonly(path)
+        for path in self.linux.masked_paths:
+            self._mask(path)
+        if self.spec.root and self.spec.root.readonly:
+            remount_bind("/", sc.MS_RDONLY)
+
+    @staticmethod
+    def _readonly(path: str) -> None:
+        try:
+            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+        except KernelError as e:
+            if e.errno == errno.ENOENT:
+                return
+            raise
+        remount_bind(path, sc.MS_RDONLY | sc.MS_REC)
+
+    @staticmethod
+    def _mask(path: str) -> None:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
+            else:
+                sc.mount("/dev/null", path, None, sc.MS_BIND)
+        except KernelError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise

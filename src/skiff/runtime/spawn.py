@@ -1,0 +1,114 @@
+"""Fork a process into a set of namespaces: joined by path, made new, or both.
+
+A process cannot move itself into a new pid namespace, only its children, so every
+container process is born from two forks, as runc's nsexec does. The runtime (parent)
+forks a *stage-1* child that waits until the parent has put it in the cgroup, joins the
+user namespace (or makes one, and waits while the parent writes its id maps), joins the
+other namespaces given by path, unshares the new ones, and forks the real process, whose
+host pid it reports before it exits. The parent is the child subreaper, so that process
+becomes the parent's own child and `run` can wait for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, NoReturn
+
+from skiff.errors import KernelError
+from skiff.kernel import syscall as sc
+from skiff.oci.runtime_spec import IdMapping
+from skiff.runtime.channel import Channel, child_failed
+
+
+@dataclass
+class NamespacePlan:
+    join: list[tuple[str, str]] = field(default_factory=list)  # (type, path); user first
+    unshare: int = 0  # CLONE_NEW* flags of namespaces to make, other than user
+    new_user: bool = False
+    uid_mappings: tuple[IdMapping, ...] = ()
+    gid_mappings: tuple[IdMapping, ...] = ()
+
+    @property
+    def in_userns(self) -> bool:
+        return self.new_user or any(kind == "user" for kind, _ in self.join)
+
+
+def _write_map(pid: int, name: str, mappings: tuple[IdMapping, ...]) -> None:
+    text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+    path = f"/proc/{pid}/{name}"
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise KernelError.from_os(f"write {name}", e, path) from None
+
+
+def spawn(plan: NamespacePlan, before_go: Callable[[int], None],
+          child_main: Callable[[Channel], NoReturn]) -> tuple[int, Channel]:
+    """Start `child_main` in the planned namespaces; returns its host pid and the channel.
+
+    `before_go(stage1_pid)` runs in the parent before the stage-1 child may unshare
+    anything (the cgroup is joined there, so a new cgroup namespace is rooted in it).
+    """
+    parent, child = Channel.pair()
+    sc.set_child_subreaper()
+    stage1 = os.fork()
+    if stage1 == 0:
+        parent.close()
+        try:
+            _stage1(plan, child, child_main)
+        except BaseException as e:  # noqa: BLE001 - anything must reach the parent
+            child_failed(child, e)
+    child.close()
+    try:
+        before_go(stage1)
+        parent.send("go")
+        if plan.new_user:
+            parent.recv("userns")
+            _write_map(stage1, "uid_map", plan.uid_mappings)
+            _write_map(stage1, "gid_map", plan.gid_mappings)
+            parent.send("mapped")
+        pid = parent.recv("pid")["pid"]
+    except BaseException:
+        parent.close()
+        _reap(stage1)
+        raise
+    _reap(stage1)
+    return pid, parent
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], NoReturn]) -> NoReturn:
+    chan.recv("go")
+    fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
+    for kind, path, fd in fds:
+        if kind == "user":
+            sc.setns(fd, sc.CLONE_NEWUSER, path)
+    if plan.new_user:
+        sc.unshare(sc.CLONE_NEWUSER)
+        chan.send("userns")
+        chan.recv("mapped")
+    if plan.in_userns:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    for kind, path, fd in fds:
+        if kind != "user":
+            sc.setns(fd, sc.NAMESPACE_FLAGS[kind], path)
+        os.close(fd)
+    if plan.unshare:
+        sc.unshare(plan.unshare)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child_main(chan)
+        except BaseException as e:  # noqa: BLE001
+            child_failed(chan, e)
+    chan.send("pid", pid=pid)
+    os._exit(0)

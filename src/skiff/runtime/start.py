@@ -1,0 +1,44 @@
+"""`start`: let a created container's init go on to exec the user's program.
+
+The init blocks opening the exec fifo for writing; opening it for reading and taking its
+one byte releases it. The fifo is then removed, which is what makes the status `running`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+
+from skiff.errors import HookFailed, RuntimeError_
+from skiff.runtime.container import open_container
+from skiff.runtime.hooks import run_hooks
+from skiff.runtime.state import StateStore
+
+log = logging.getLogger("skiff.runtime")
+
+
+def start(store: StateStore, container_id: str) -> None:
+    with store.locked(container_id):
+        c = open_container(store, container_id)
+        c.require("start")
+        fifo = store.fifo(container_id)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            while True:
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if ready and os.read(fd, 1):
+                    break
+                if not c.state.alive():
+                    raise RuntimeError_(f"container `{container_id}` init died before it started")
+        finally:
+            os.close(fd)
+        os.unlink(fifo)
+        c.state.started = True
+        store.save(c.state)
+        hooks = c.spec.hooks
+        if hooks and hooks.poststart:
+            try:
+                run_hooks("poststart", hooks.poststart, c.oci_state())
+            except HookFailed as e:
+                log.warning("%s", e)

@@ -1,0 +1,182 @@
+"""A container's persisted state and the state machine its operations move it through.
+
+Each container owns `<root>/<id>/`: `state.json` (what `create` decided: init pid and its
+start time, bundle, cgroup path, the spec), the exec fifo while it waits to be started, and a
+lock file that serialises operations on it. The status is never stored: like runc, it is
+read off the kernel each time (is init alive — the same process, by start time —, is its
+cgroup frozen, does the exec fifo still exist), so a crash can never leave a stale answer.
+Which operation may run in which status is one table, `ALLOWED`; anything else is an
+`InvalidState` error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from skiff.errors import ContainerExists, ContainerNotFound, InvalidState, RuntimeError_
+
+OCI_VERSION = "1.2.0"
+EXEC_FIFO = "exec.fifo"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}$")
+
+
+class Status(str, enum.Enum):
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+S = Status
+ALLOWED: dict[str, frozenset[Status]] = {
+    "start": frozenset({S.CREATED}),
+    "kill": frozenset({S.CREATED, S.RUNNING, S.PAUSED}),
+    "pause": frozenset({S.RUNNING, S.CREATED}),
+    "resume": frozenset({S.PAUSED}),
+    "exec": frozenset({S.CREATED, S.RUNNING}),
+    "delete": frozenset({S.CREATED, S.STOPPED}),
+    "update": frozenset({S.CREATED, S.RUNNING, S.PAUSED}),
+    "ps": frozenset({S.CREATED, S.RUNNING, S.PAUSED}),
+}
+_HINTS = {
+    ("delete", S.RUNNING): "stop it first or use --force",
+    ("delete", S.PAUSED): "stop it first or use --force",
+    ("start", S.RUNNING): "it is already started",
+    ("start", S.STOPPED): "it has already run; delete it and create it again",
+    ("resume", S.RUNNING): "it is not paused",
+}
+
+
+def check_move(container_id: str, operation: str, status: Status) -> None:
+    if status not in ALLOWED[operation]:
+        raise InvalidState(container_id, operation, status.value, _HINTS.get((operation, status), ""))
+
+
+def validate_id(container_id: str) -> None:
+    if not _ID_RE.match(container_id) or ".." in container_id:
+        raise RuntimeError_(f"invalid container id {container_id!r}: use letters, digits and _.+-")
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, which tells a process from a later one with its pid;
+    None if there is no such process or it is a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    rest = raw[raw.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
+
+
+@dataclass
+class ContainerState:
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int
+    pid_start: int
+    created: str
+    cgroup_path: str
+    config: dict[str, Any]
+    owner: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    started: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return self.pid > 0 and process_start_time(self.pid) == self.pid_start
+
+    def oci(self, status: Status) -> dict[str, Any]:
+        """The state document of the OCI runtime spec (what `state` prints and hooks read)."""
+        doc: dict[str, Any] = {
+            "ociVersion": OCI_VERSION, "id": self.id, "pid": self.pid if status != S.STOPPED else 0,
+            "status": status.value, "bundle": self.bundle, "rootfs": self.rootfs,
+            "created": self.created, "owner": self.owner,
+        }
+        if self.annotations:
+            doc["annotations"] = self.annotations
+        return doc
+
+
+class StateStore:
+    """The folder of containers of one runtime root (`--root`)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def dir(self, container_id: str) -> str:
+        validate_id(container_id)
+        return os.path.join(self.root, container_id)
+
+    def ids(self) -> list[str]:
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        return [n for n in names if os.path.exists(os.path.join(self.root, n, "state.json"))]
+
+    def make_dir(self, container_id: str) -> str:
+        path = self.dir(container_id)
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise ContainerExists(container_id) from None
+        return path
+
+    def remove_dir(self, container_id: str) -> None:
+        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+
+    @contextlib.contextmanager
+    def locked(self, container_id: str) -> Iterator[None]:
+        """Hold the container's lock: two operations on one container never interleave."""
+        try:
+            fd = os.open(os.path.join(self.dir(container_id), "lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def save(self, st: ContainerState) -> None:
+        path = os.path.join(self.dir(st.id), "state.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(st.__dict__, f)
+        os.replace(tmp, path)
+
+    def load(self, container_id: str) -> ContainerState:
+        try:
+            with open(os.path.join(self.dir(container_id), "state.json")) as f:
+                raw = json.load(f)
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        return ContainerState(**raw)
+
+    def fifo(self, container_id: str) -> str:
+        return os.path.join(self.dir(container_id), EXEC_FIFO)
+
+    def status(self, st: ContainerState, frozen: bool | None = None) -> Status:
+        """Read the status off the kernel; `frozen` is the cgroup's freezer, if known."""
+        if not st.alive():
+            return S.STOPPED
+        if frozen:
+            return S.PAUSED
+        if os.path.exists(self.fifo(st.id)):
+            return S.CREATED
+        return S.RUNNING

@@ -1,0 +1,176 @@
+"""Fixtures shared by the whole suite, and the check that it left the machine clean.
+
+Integration tests build OCI bundles from a busybox rootfs (made once per session from
+Debian's busybox-static by `scripts/busybox-rootfs`) and drive the real `skiff-runtime`
+command, each with its own state root and cgroup prefix. At the end of the session the
+suite fails if anything it made is still there: mounts under its temporary folders,
+cgroups under its prefix, processes it started, state folders.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_SPECS = REPO.parent / "shared" / "specs"
+RUNTIME = str(Path(sys.executable).parent / "skiff-runtime")
+CGROUP_PREFIX = f"skiff-test-{os.getpid()}"
+TMP_MARK = f"skiff-pytest-{os.getpid()}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+# -- leftovers --------------------------------------------------------------------------
+def leftovers(tmp_root: str) -> list[str]:
+    found = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            target = line.split()[1]
+            if TMP_MARK in target or CGROUP_PREFIX in target:
+                found.append(f"mount {target}")
+    for hier in Path("/sys/fs/cgroup").iterdir():
+        if (hier / CGROUP_PREFIX).exists() and "process_api" not in str(hier):
+            found.append(f"cgroup {hier / CGROUP_PREFIX}")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        try:
+            cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            cgroups = ""
+        if f"SKIFF_TEST_RUN={TMP_MARK}".encode() in env or CGROUP_PREFIX in cgroups:
+            found.append(f"process {pid}")
+    if os.path.isdir(tmp_root):
+        for state_root in Path(tmp_root).glob("*/state/*"):
+            found.append(f"state folder {state_root}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    root = Path("/tmp") / TMP_MARK
+    root.mkdir(exist_ok=True)
+    yield root
+    problems = leftovers(str(root))
+    shutil.rmtree(root, ignore_errors=True)
+    if problems:
+        pytest.fail("the suite left things behind:\n  " + "\n  ".join(problems))
+
+
+# -- bundles ----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_root: Path) -> Path:
+    path = tmp_root / "busybox-rootfs"
+    subprocess.run([str(REPO / "scripts" / "busybox-rootfs"), str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_config() -> dict[str, Any]:
+    from skiff.runtime.spec_default import default_spec
+    c = default_spec()
+    c["process"]["terminal"] = False
+    c["process"]["args"] = ["true"]
+    c["root"]["readonly"] = False
+    return c
+
+
+@dataclass
+class Bundle:
+    path: Path
+    config: dict[str, Any]
+    id: str
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    def write(self) -> None:
+        (self.path / "config.json").write_text(json.dumps(self.config))
+
+    def args(self, *argv: str) -> "Bundle":
+        self.config["process"]["args"] = list(argv)
+        return self
+
+
+@dataclass
+class Runtime:
+    """The `skiff-runtime` command on a state root of its own."""
+
+    root: Path
+    env: dict[str, str]
+    made: list[str] = field(default_factory=list)
+
+    def __call__(self, *argv: str, check: bool = True, input: str | None = None,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([RUNTIME, "--root", str(self.root), *argv], capture_output=True,
+                           text=True, env=self.env, input=input, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"skiff-runtime {' '.join(argv)} exited {p.returncode}:\n"
+                                 f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+    def state(self, cid: str) -> dict[str, Any]:
+        return json.loads(self("state", cid).stdout)
+
+    def run(self, bundle: Bundle, *extra: str, check: bool = False, **kw: Any) -> subprocess.CompletedProcess[str]:
+        bundle.write()
+        return self("run", "--bundle", str(bundle.path), *extra, bundle.id, check=check, **kw)
+
+    def create(self, bundle: Bundle, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        bundle.write()
+        self.made.append(bundle.id)
+        return self("create", "--bundle", str(bundle.path), *extra, bundle.id, check=check)
+
+    def cleanup(self) -> None:
+        for cid in os.listdir(self.root) if self.root.exists() else []:
+            self("delete", "--force", cid, check=False)
+
+
+@pytest.fixture
+def work(tmp_root: Path) -> Iterator[Path]:
+    path = tmp_root / uuid.uuid4().hex[:10]
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def runtime(work: Path) -> Iterator[Runtime]:
+    env = dict(os.environ, SKIFF_RUN=str(work / "run"), SKIFF_TEST_RUN=TMP_MARK)
+    rt = Runtime(work / "state", env)
+    yield rt
+    rt.cleanup()
+
+
+@pytest.fixture
+def bundle(work: Path, busybox_rootfs: Path, base_config: dict[str, Any]) -> Bundle:
+    cid = "t" + uuid.uuid4().hex[:10]
+    path = work / "bundle"
+    path.mkdir()
+    subprocess.run(["cp", "-a", str(busybox_rootfs), str(path / "rootfs")], check=True)
+    config = copy.deepcopy(base_config)
+    config["linux"]["cgroupsPath"] = f"/{CGROUP_PREFIX}/{cid}"
+    return Bundle(path, config, cid)
