@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,8 @@ def leftovers(tmp_root: str) -> list[str]:
             if TMP_MARK in target or CGROUP_PREFIX in target:
                 found.append(f"mount {target}")
     for hier in Path("/sys/fs/cgroup").iterdir():
-        if (hier / CGROUP_PREFIX).exists() and "process_api" not in str(hier):
-            found.append(f"cgroup {hier / CGROUP_PREFIX}")
+        if (hier / "skiff" / CGROUP_PREFIX).exists():
+            found.append(f"cgroup {hier / 'skiff' / CGROUP_PREFIX}")
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -125,8 +126,15 @@ class Runtime:
 
     def __call__(self, *argv: str, check: bool = True, input: str | None = None,
                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run([RUNTIME, "--root", str(self.root), *argv], capture_output=True,
-                           text=True, env=self.env, input=input, timeout=timeout)
+        # files, not pipes: a created container keeps the command's stdio open, and a
+        # reader of a pipe would wait for it to exit
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run([RUNTIME, "--root", str(self.root), *argv], stdout=out, stderr=err,
+                               text=True, env=self.env, input=input, timeout=timeout,
+                               stdin=None if input is not None else subprocess.DEVNULL)
+            out.seek(0)
+            err.seek(0)
+            p.stdout, p.stderr = out.read(), err.read()
         if check and p.returncode != 0:
             raise AssertionError(f"skiff-runtime {' '.join(argv)} exited {p.returncode}:\n"
                                  f"stdout: {p.stdout}\nstderr: {p.stderr}")
@@ -172,5 +180,5 @@ def bundle(work: Path, busybox_rootfs: Path, base_config: dict[str, Any]) -> Bun
     path.mkdir()
     subprocess.run(["cp", "-a", str(busybox_rootfs), str(path / "rootfs")], check=True)
     config = copy.deepcopy(base_config)
-    config["linux"]["cgroupsPath"] = f"/{CGROUP_PREFIX}/{cid}"
+    config["linux"]["cgroupsPath"] = f"/skiff/{CGROUP_PREFIX}/{cid}"
     return Bundle(path, config, cid)

@@ -10,6 +10,7 @@ behind and reports what failed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ from datetime import datetime, timezone
 
 from skiff.errors import RuntimeError_, SpecError
 from skiff.kernel import syscall as sc
-from skiff.oci.runtime_spec import Spec, load_config, to_json
+from skiff.oci.runtime_spec import Resources, Spec, load_config, to_json
 from skiff.runtime.cgroups import open_cgroup
 from skiff.runtime.cgroups_path import cgroup_path
+from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.hooks import run_hooks
 from skiff.runtime.init import InitJob, container_init
 from skiff.runtime.process import compile_seccomp
@@ -95,8 +97,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id))
         cg.create()
         undo.callback(cg.destroy)
-        if spec.linux.resources is not None:
-            cg.set(spec.linux.resources)
+        resources = spec.linux.resources or Resources()
+        cg.set(dataclasses.replace(resources, devices=cgroup_rules(spec)))
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
                                 cgroupns=spec.linux.namespace("cgroup") is not None)
         job = InitJob(spec, builder, fifo, filt, console_path=opts.console_socket,

@@ -20,19 +20,11 @@ from skiff.errors import KernelError, SpecError
 from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import Device, Mount, Spec
 from skiff.runtime import mount_options
+from skiff.runtime.devices import DEFAULT_DEVICES
 from skiff.runtime.secure_path import make_target, secure_join
 
 log = logging.getLogger("skiff.runtime")
 
-# the devices every container has (runc's AllowedDevices that are created as nodes)
-DEFAULT_DEVICES = (
-    Device("c", "/dev/null", 1, 3, 0o666, 0, 0),
-    Device("c", "/dev/zero", 1, 5, 0o666, 0, 0),
-    Device("c", "/dev/full", 1, 7, 0o666, 0, 0),
-    Device("c", "/dev/random", 1, 8, 0o666, 0, 0),
-    Device("c", "/dev/urandom", 1, 9, 0o666, 0, 0),
-    Device("c", "/dev/tty", 5, 0, 0o666, 0, 0),
-)
 _DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
               ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
               ("pts/ptmx", "/dev/ptmx"))
