@@ -8,6 +8,7 @@ detected. tests/integration/test_cgroups_real.py covers the real kernel.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -227,6 +228,29 @@ def test_v1_swap_without_swap_accounting(tmp_path: Path) -> None:
     assert text(mem / "memory.limit_in_bytes") == str(64 * MiB)
 
 
+def test_a_failed_write_names_the_file_and_errno(tmp_path: Path) -> None:
+    cg = V1Cgroup("/c1", fake_v1(tmp_path, {"pids": "pids"}))
+    cg.create()  # no pids.max in the fake leaf: as if the kernel lacked it
+    target = leaf(tmp_path, "pids", cg) / "pids.max"
+    with pytest.raises(CgroupError) as info:
+        cg.set(Resources(pids=Pids(10)))
+    assert str(info.value) == f"write `10` to `{target}`: ENOENT (No such file or directory)"
+    assert info.value.errno == errno.ENOENT  # type: ignore[attr-defined]
+
+
+def test_v1_memory_limit_below_usage_says_how_much_is_used(
+        tmp_path: Path, v1: V1Cgroup, monkeypatch: pytest.MonkeyPatch) -> None:
+    mem = leaf(tmp_path, "memory", v1)
+    touch(mem, {"memory.usage_in_bytes": "5000000", "memory.max_usage_in_bytes": "6000000"})
+
+    def busy(path: str, value: str, *, append: bool = False) -> None:
+        raise _cgroupfs.failure(f"write `{value}` to", path, OSError(errno.EBUSY, "busy"))
+
+    monkeypatch.setattr(_cgroupfs, "write", busy)
+    with pytest.raises(CgroupError, match="EBUSY .*current usage 5000000, peak usage 6000000"):
+        v1.set(Resources(memory=Memory(limit=MiB)))
+
+
 def test_v1_bad_swappiness_is_a_spec_error(v1: V1Cgroup) -> None:
     with pytest.raises(SpecError, match="swappiness: must be 0..100"):
         v1.set(Resources(memory=Memory(swappiness=101)))
@@ -290,7 +314,7 @@ def test_v1_cpuset_is_copied_down_from_the_parent(tmp_path: Path) -> None:
     assert text(tmp_path / "cg/cpuset/skiff/cpuset.mems") == "0"
 
 
-def test_v1_add_pids_freeze_and_kill(tmp_path: Path, v1: V1Cgroup) -> None:
+def test_v1_add_pids_freeze_and_kill(tmp_path: Path) -> None:
     unified = tmp_path / "cg/unified"
     cg = V1Cgroup("/skiff/c1", fake_v1(tmp_path / "h"), unified=str(unified))
     touch(unified, {"cgroup.controllers": ""})
@@ -488,10 +512,11 @@ def v2cg(tmp_path: Path) -> V2Cgroup:
 
 def test_v2_create_delegates_every_controller_in_ancestors(tmp_path: Path) -> None:
     root = tmp_path / "unified"
-    touch(root, {"cgroup.controllers": V2_CONTROLLERS, "cgroup.subtree_control": "cpu"})
+    touch(root, {"cgroup.controllers": V2_CONTROLLERS, "cgroup.subtree_control": "cpu\n"})
     touch(root / "skiff", {"cgroup.controllers": V2_CONTROLLERS, "cgroup.subtree_control": ""})
     V2Cgroup("/skiff/c1", str(root)).create()
-    assert text(root / "cgroup.subtree_control") == "cpu+cpuset +io +memory +hugetlb +pids\n"
+    # Only what is not enabled yet; cpu already was at the root.
+    assert text(root / "cgroup.subtree_control") == "cpu\n+cpuset +io +memory +hugetlb +pids\n"
     assert text(root / "skiff/cgroup.subtree_control") == \
         "+cpuset +cpu +io +memory +hugetlb +pids\n"
     assert not (root / "skiff/c1/cgroup.subtree_control").exists()  # never the leaf

@@ -191,7 +191,9 @@ class V1Cgroup:
             # cgroup.kill in the unified hierarchy kills everything at once, forks included.
             # The v1 pass below catches any process that joined only the v1 hierarchies.
             self.unified.kill_all(sig)
-            if not self.pids():
+            # The kill is asynchronous: give the dying a moment to leave before deciding
+            # that someone escaped it.
+            if fs.wait_for(lambda: not self.pids(), 0.2):
                 return
         signal_all(self, sig)
 
