@@ -13,6 +13,7 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      |    +-- InvalidState         an illegal move in the container state machine
      |    +-- HookFailed
      +-- CgroupError               a cgroup could not be made, set or removed
+     +-- UsageError                a command line is malformed (or asked for --help)
 """
 
 from __future__ import annotations
@@ -81,3 +82,11 @@ class HookFailed(RuntimeError_):
 
 class CgroupError(SkiffError):
     pass
+
+
+class UsageError(SkiffError):
+    """A malformed command line; `help` is set when the user asked for the usage text."""
+
+    def __init__(self, message: str, help: bool = False) -> None:
+        self.help = help
+        super().__init__(message)

@@ -12,15 +12,14 @@ capability N. Unknown names are reported rather than refused, as runc warns and 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Iterable
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall as _sys
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+_libc = _sys.libc
+
 
 CAPABILITIES: dict[str, int] = {
     "CAP_CHOWN": 0,

@@ -1,43 +1,30 @@
 """Seccomp filters, compiled by libseccomp through ctypes and loaded into the calling process.
 
 `Filter.compile` turns plain rules (`SyscallRule`, `ArgRule`: kernel-level types, not the OCI
-dataclasses; the runtime converts) into a libseccomp context, checking everything that can be
+records; the runtime converts) into a libseccomp context, checking everything that can be
 wrong: actions, operators, architectures, flags. The runtime compiles in the parent before it
 forks, so a bad profile fails before anything is created; the child inherits the context's
-memory through fork and only calls `load()`, late, after pivot_root. That is why libseccomp is
-opened at import: by then the host's filesystem, and with it the library file, is gone. Like
-runc, the filter leaves no_new_privs to the caller (SCMP_FLTATR_CTL_NNP is off), skips syscall
-names this libseccomp does not know (listed in `Filter.skipped`) and rules whose action is the
-default one, and turns several conditions on one argument into separate rules (an OR), since
-libseccomp refuses two comparisons of one argument in a rule.
+memory through fork and only calls `load()`, late, after pivot_root. libseccomp is opened at
+the first compile, in the runtime, while the host's filesystem (and the library file) is still
+there. Like runc, the filter leaves no_new_privs to the caller (SCMP_FLTATR_CTL_NNP is off),
+skips syscall names this libseccomp does not know (listed in `Filter.skipped`) and rules whose
+action is the default one, and turns several conditions on one argument into separate rules
+(an OR), since libseccomp refuses two comparisons of one argument in a rule.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from skiff.record import Record
 from types import TracebackType
 
 from skiff.errors import KernelError, SpecError
 
 _SONAME = "libseccomp.so.2"
-
-
-def _open_library() -> ctypes.CDLL | None:
-    for name in (_SONAME, ctypes.util.find_library("seccomp")):
-        if name:
-            try:
-                return ctypes.CDLL(name, use_errno=True)
-            except OSError:
-                continue
-    return None
-
-
-_lib = _open_library()
+_lib: ctypes.CDLL | None = None
 
 
 class _ArgCmp(ctypes.Structure):
@@ -52,29 +39,6 @@ class _Version(ctypes.Structure):
 
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
-
-if _lib is not None:
-    _lib.seccomp_version.argtypes = ()
-    _lib.seccomp_version.restype = ctypes.POINTER(_Version)
-    _lib.seccomp_init.argtypes = (ctypes.c_uint32,)
-    _lib.seccomp_init.restype = ctypes.c_void_p
-    _lib.seccomp_release.argtypes = (ctypes.c_void_p,)
-    _lib.seccomp_release.restype = None
-    _lib.seccomp_load.argtypes = (ctypes.c_void_p,)
-    _lib.seccomp_load.restype = ctypes.c_int
-    _lib.seccomp_attr_set.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32)
-    _lib.seccomp_attr_set.restype = ctypes.c_int
-    _lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
-    _lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
-    _lib.seccomp_arch_add.argtypes = (ctypes.c_void_p, ctypes.c_uint32)
-    _lib.seccomp_arch_add.restype = ctypes.c_int
-    _lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
-    _lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
-    _lib.seccomp_rule_add_array.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp))
-    _lib.seccomp_rule_add_array.restype = ctypes.c_int
-    _lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
-    _lib.seccomp_export_bpf.restype = ctypes.c_int
 
 # enum scmp_filter_attr
 _ATTR_CTL_NNP = 3
@@ -128,8 +92,7 @@ _ARCH_PREFIX = "SCMP_ARCH_"
 _U64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
-class ArgRule:
+class ArgRule(Record):
     """One comparison of syscall argument `index`; for SCMP_CMP_MASKED_EQ, `value` is the mask
     and `value_two` the datum the masked argument must equal (libseccomp's and OCI's order)."""
 
@@ -139,8 +102,7 @@ class ArgRule:
     value_two: int = 0
 
 
-@dataclass(frozen=True)
-class SyscallRule:
+class SyscallRule(Record):
     """`action` (an OCI SCMP_ACT_* name) for the syscalls `names` when all `args` match;
     `errno` is the return code of SCMP_ACT_ERRNO and SCMP_ACT_TRACE (EPERM when None)."""
 
@@ -151,8 +113,12 @@ class SyscallRule:
 
 
 def available() -> bool:
-    """Whether libseccomp could be opened at import."""
-    return _lib is not None
+    """Whether libseccomp can be opened."""
+    try:
+        _library()
+    except KernelError:
+        return False
+    return True
 
 
 def version() -> tuple[int, int, int]:
@@ -162,9 +128,41 @@ def version() -> tuple[int, int, int]:
 
 
 def _library() -> ctypes.CDLL:
+    """libseccomp, opened at first use. The runtime compiles its filter before it forks,
+    so the library is open before any pivot_root takes the host's filesystem away."""
+    global _lib
     if _lib is None:
-        raise KernelError("dlopen", _errno.ENOENT, _SONAME)
+        try:
+            lib = ctypes.CDLL(_SONAME, use_errno=True)
+        except OSError:
+            raise KernelError("dlopen", _errno.ENOENT, _SONAME) from None
+        _declare(lib)
+        _lib = lib
     return _lib
+
+
+def _declare(_lib: ctypes.CDLL) -> None:
+    _lib.seccomp_version.argtypes = ()
+    _lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    _lib.seccomp_init.argtypes = (ctypes.c_uint32,)
+    _lib.seccomp_init.restype = ctypes.c_void_p
+    _lib.seccomp_release.argtypes = (ctypes.c_void_p,)
+    _lib.seccomp_release.restype = None
+    _lib.seccomp_load.argtypes = (ctypes.c_void_p,)
+    _lib.seccomp_load.restype = ctypes.c_int
+    _lib.seccomp_attr_set.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32)
+    _lib.seccomp_attr_set.restype = ctypes.c_int
+    _lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
+    _lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    _lib.seccomp_arch_add.argtypes = (ctypes.c_void_p, ctypes.c_uint32)
+    _lib.seccomp_arch_add.restype = ctypes.c_int
+    _lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
+    _lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+    _lib.seccomp_rule_add_array.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp))
+    _lib.seccomp_rule_add_array.restype = ctypes.c_int
+    _lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+    _lib.seccomp_export_bpf.restype = ctypes.c_int
 
 
 def _errno_text(rc: int) -> str:

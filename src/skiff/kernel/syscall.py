@@ -10,12 +10,12 @@ library handle is opened at import.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 from skiff.errors import KernelError
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+_libc = libc
 
 # mount(2) flags
 MS_RDONLY = 0x1

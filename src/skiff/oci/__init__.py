@@ -1,1 +1,1 @@
-"""Spec documents as frozen dataclasses: the OCI runtime spec now, image specs later."""
+"""Spec documents as frozen records: the OCI runtime spec now, image specs later."""

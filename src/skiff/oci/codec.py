@@ -1,108 +1,110 @@
-"""Turn JSON documents into skiff's frozen spec dataclasses and back, driven by type hints.
+"""Turn JSON documents into skiff's spec records and back, driven by their annotations.
 
-Every spec type in `oci/` is a frozen dataclass whose attributes are snake_case; their JSON
-names are camelCase unless a field says otherwise with ``field(metadata={"json": ...})``.
-Decoding checks each value against its annotation and raises `SpecError` naming the dotted
-path of the field (``process.user.uid: expected an integer, got "x"``). Unknown JSON keys are
-ignored, as runc ignores them. Encoding drops fields that are None so the output matches what
-runc writes.
+Every spec type in `oci/` is a `Record` whose attributes are snake_case; their JSON names
+are camelCase unless a field says otherwise with ``field(json=...)``. The annotations are
+read as text — `str`, `int`, `bool`, `float`, `Any`, `X | None`, `tuple[X, ...]`,
+`dict[str, X]` and record class names — and compiled once per class into checking
+decoders, so no `typing` machinery is imported at run time. Decoding raises `SpecError`
+naming the dotted path of the field (``process.user.uid: expected an integer, got 'x'``).
+Unknown JSON keys are ignored, as runc ignores them. Encoding drops None fields, as runc's
+output does.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import types
-import typing
-from typing import Any, TypeVar
+import sys
 
 from skiff.errors import SpecError
+from skiff.record import Field, Record, is_record
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
+    T = TypeVar("T", bound=Record)
+    Decoder = Callable[[Any, str], Any]
 
-_JSON_TYPES = {str: "a string", int: "an integer", bool: "a boolean", float: "a number"}
+_PRIMITIVES = {"str": (str, "a string"), "int": (int, "an integer"), "bool": (bool, "a boolean"),
+               "float": ((int, float), "a number")}
 
 
-def json_name(f: dataclasses.Field[Any]) -> str:
-    explicit = f.metadata.get("json")
-    if explicit:
-        return explicit
+def json_name(f: Field) -> str:
+    if f.json:
+        return f.json
     head, *rest = f.name.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-@functools.cache
-def _fields(cls: type) -> tuple[tuple[dataclasses.Field[Any], str, Any], ...]:
-    hints = _hints(cls)
-    return tuple((f, json_name(f), hints[f.name]) for f in dataclasses.fields(cls))
-
-
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     if isinstance(value, str):
         return repr(value) if len(value) < 40 else "a string"
     if value is None:
         return "null"
-    return type(value).__name__ if not isinstance(value, (int, float, bool)) else repr(value)
+    if isinstance(value, (bool, int, float)):
+        return repr(value)
+    return {"list": "a list", "dict": "an object"}.get(type(value).__name__, type(value).__name__)
 
 
-def decode(tp: Any, value: Any, where: str = "") -> Any:
-    """Check `value` (parsed JSON) against type `tp` and build it; `where` names the field."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        if len(args) == 1:
-            return decode(args[0], value, where)
-        for a in args:
-            try:
-                return decode(a, value, where)
-            except SpecError:
-                continue
-        raise SpecError(where, f"unexpected value {_describe(value)}")
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise SpecError(where, f"must be one of {', '.join(map(str, allowed))}, got {_describe(value)}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            raise SpecError(where, f"expected a list, got {_describe(value)}")
-        (item,) = typing.get_args(tp)[:1]
-        return tuple(decode(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise SpecError(where, f"expected an object, got {_describe(value)}")
-        _, vt = typing.get_args(tp)
-        return {str(k): decode(vt, v, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return decode_object(tp, value, where)
-    if tp is Any:
-        return value
-    if tp in _JSON_TYPES:
-        ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not ok:
-            raise SpecError(where, f"expected {_JSON_TYPES[tp]}, got {_describe(value)}")
-        return value
-    raise TypeError(f"codec cannot decode {tp!r}")  # a bug in a spec type, not in the input
+def _compile(annotation: str, owner: type) -> Decoder:
+    ann = annotation.strip()
+    if ann.endswith("| None"):
+        inner = _compile(ann[: -len("| None")], owner)
+        return lambda v, w: None if v is None else inner(v, w)
+    if ann.startswith("tuple[") and ann.endswith(", ...]"):
+        item = _compile(ann[len("tuple["): -len(", ...]")], owner)
+
+        def tuple_of(v: Any, w: str) -> tuple[Any, ...]:
+            if not isinstance(v, list):
+                raise SpecError(w, f"expected a list, got {_describe(v)}")
+            return tuple(item(x, f"{w}[{i}]") for i, x in enumerate(v))
+        return tuple_of
+    if ann.startswith("dict[str, ") and ann.endswith("]"):
+        value = _compile(ann[len("dict[str, "): -1], owner)
+
+        def dict_of(v: Any, w: str) -> dict[str, Any]:
+            if not isinstance(v, dict):
+                raise SpecError(w, f"expected an object, got {_describe(v)}")
+            return {str(k): value(x, f"{w}.{k}") for k, x in v.items()}
+        return dict_of
+    if ann == "Any":
+        return lambda v, w: v
+    if ann in _PRIMITIVES:
+        kind, said = _PRIMITIVES[ann]
+
+        def primitive(v: Any, w: str) -> Any:
+            if not isinstance(v, kind) or (isinstance(v, bool) and ann != "bool"):
+                raise SpecError(w, f"expected {said}, got {_describe(v)}")
+            return float(v) if ann == "float" else v
+        return primitive
+    cls = getattr(sys.modules[owner.__module__], ann, None)
+    if not (isinstance(cls, type) and issubclass(cls, Record)):
+        raise TypeError(f"{owner.__name__}: codec cannot decode {annotation!r}")  # a bug in a spec type
+    return lambda v, w: decode_object(cls, v, w)
+
+
+_PLANS: dict[type, tuple[tuple[Field, str, Decoder], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[Field, str, Decoder], ...]:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = tuple((f, json_name(f), _compile(f.annotation, cls)) for f in cls.__fields__)  # type: ignore[attr-defined]
+        _PLANS[cls] = plan
+    return plan
 
 
 def decode_object(cls: type[T], value: Any, where: str = "") -> T:
     if not isinstance(value, dict):
         raise SpecError(where, f"expected an object, got {_describe(value)}")
     kwargs: dict[str, Any] = {}
-    for f, name, tp in _fields(cls):
+    for f, name, decoder in _plan(cls):
         sub = f"{where}.{name}" if where else name
         if name in value:
-            kwargs[f.name] = decode(tp, value[name], sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            item = decoder(value[name], sub)
+            if f.choices is not None and item not in f.choices:
+                raise SpecError(sub, f"must be one of {', '.join(map(str, f.choices))}, "
+                                     f"got {_describe(item)}")
+            kwargs[f.name] = item
+        elif f.required:
             raise SpecError(sub, "is required")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
@@ -112,14 +114,13 @@ def decode_object(cls: type[T], value: Any, where: str = "") -> T:
 
 
 def encode(value: Any) -> Any:
-    """The JSON form of a spec value: dataclasses become objects without their None fields."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    """The JSON form of a spec value: records become objects without their None fields."""
+    if is_record(value):
         out: dict[str, Any] = {}
-        for f, name, _ in _fields(type(value)):
+        for f, name, _ in _plan(type(value)):
             v = getattr(value, f.name)
-            if v is None:
-                continue
-            out[name] = encode(v)
+            if v is not None:
+                out[name] = encode(v)
         return out
     if isinstance(value, (tuple, list)):
         return [encode(v) for v in value]

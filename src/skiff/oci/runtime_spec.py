@@ -1,4 +1,4 @@
-"""The OCI runtime specification (config.json) as frozen dataclasses, with its checks.
+"""The OCI runtime specification (config.json) as frozen records, with its checks.
 
 Only what a Linux runtime acts on is modelled; unknown keys are ignored, as runc ignores
 them. `load_config` and `parse_config` are the way in; each type's `validate` adds the rules
@@ -9,11 +9,14 @@ every message names the field. `to_json` is the way out.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from skiff.errors import SpecError
 from skiff.oci.codec import decode_object, encode
+from skiff.record import Record, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
@@ -23,8 +26,7 @@ def _absolute(where: str, path: str) -> None:
         raise SpecError(where, f"must be an absolute path, got {path!r}")
 
 
-@dataclass(frozen=True)
-class Root:
+class Root(Record):
     path: str
     readonly: bool = False
 
@@ -33,8 +35,7 @@ class Root:
             raise SpecError(f"{where}.path", "must not be empty")
 
 
-@dataclass(frozen=True)
-class User:
+class User(Record):
     uid: int = 0
     gid: int = 0
     umask: int | None = None
@@ -42,8 +43,7 @@ class User:
     username: str | None = None
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(Record):
     bounding: tuple[str, ...] = ()
     effective: tuple[str, ...] = ()
     inheritable: tuple[str, ...] = ()
@@ -51,8 +51,7 @@ class Capabilities:
     ambient: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Rlimit:
+class Rlimit(Record):
     type: str
     hard: int
     soft: int
@@ -62,20 +61,18 @@ class Rlimit:
             raise SpecError(f"{where}.type", f"unknown rlimit {self.type!r}")
 
 
-@dataclass(frozen=True)
-class ConsoleSize:
+class ConsoleSize(Record):
     height: int
     width: int
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(Record):
     cwd: str
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     terminal: bool = False
     console_size: ConsoleSize | None = None
-    user: User = field(default_factory=User)
+    user: User = field(factory=User)
     capabilities: Capabilities | None = None
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
@@ -87,8 +84,7 @@ class Process:
         _absolute(f"{where}.cwd", self.cwd)
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     destination: str
     type: str | None = None
     source: str | None = None
@@ -98,8 +94,7 @@ class Mount:
         _absolute(f"{where}.destination", self.destination)
 
 
-@dataclass(frozen=True)
-class Hook:
+class Hook(Record):
     path: str
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
@@ -111,8 +106,7 @@ class Hook:
             raise SpecError(f"{where}.timeout", "must be a positive number of seconds")
 
 
-@dataclass(frozen=True)
-class Hooks:
+class Hooks(Record):
     prestart: tuple[Hook, ...] = ()
     create_runtime: tuple[Hook, ...] = ()
     create_container: tuple[Hook, ...] = ()
@@ -121,8 +115,7 @@ class Hooks:
     poststop: tuple[Hook, ...] = ()
 
 
-@dataclass(frozen=True)
-class Namespace:
+class Namespace(Record):
     type: str
     path: str | None = None
 
@@ -133,10 +126,9 @@ class Namespace:
             _absolute(f"{where}.path", self.path)
 
 
-@dataclass(frozen=True)
-class IdMapping:
-    container_id: int = field(metadata={"json": "containerID"})
-    host_id: int = field(metadata={"json": "hostID"})
+class IdMapping(Record):
+    container_id: int = field(json="containerID")
+    host_id: int = field(json="hostID")
     size: int
 
     def validate(self, where: str) -> None:
@@ -144,10 +136,9 @@ class IdMapping:
             raise SpecError(f"{where}.size", "must be positive")
 
 
-@dataclass(frozen=True)
-class Device:
-    type: Literal["c", "b", "u", "p"]
-    path: str
+class Device(Record):
+    type: str = field(choices=("c", "b", "u", "p"))
+    path: str = field()
     major: int | None = None
     minor: int | None = None
     file_mode: int | None = None
@@ -160,8 +151,7 @@ class Device:
             raise SpecError(where, "a character or block device needs major and minor")
 
 
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(Record):
     allow: bool
     type: str | None = None
     major: int | None = None
@@ -175,21 +165,19 @@ class DeviceRule:
             raise SpecError(f"{where}.access", f"must be letters of rwm, got {self.access!r}")
 
 
-@dataclass(frozen=True)
-class Memory:
+class Memory(Record):
     limit: int | None = None
     reservation: int | None = None
     swap: int | None = None
     kernel: int | None = None
-    kernel_tcp: int | None = field(default=None, metadata={"json": "kernelTCP"})
+    kernel_tcp: int | None = field(None, json="kernelTCP")
     swappiness: int | None = None
-    disable_oom_killer: bool | None = field(default=None, metadata={"json": "disableOOMKiller"})
+    disable_oom_killer: bool | None = field(None, json="disableOOMKiller")
     use_hierarchy: bool | None = None
     check_before_update: bool | None = None
 
 
-@dataclass(frozen=True)
-class Cpu:
+class Cpu(Record):
     shares: int | None = None
     quota: int | None = None
     burst: int | None = None
@@ -201,62 +189,53 @@ class Cpu:
     idle: int | None = None
 
 
-@dataclass(frozen=True)
-class Pids:
+class Pids(Record):
     limit: int
 
 
-@dataclass(frozen=True)
-class WeightDevice:
+class WeightDevice(Record):
     major: int
     minor: int
     weight: int | None = None
     leaf_weight: int | None = None
 
 
-@dataclass(frozen=True)
-class ThrottleDevice:
+class ThrottleDevice(Record):
     major: int
     minor: int
     rate: int
 
 
-@dataclass(frozen=True)
-class BlockIO:
+class BlockIO(Record):
     weight: int | None = None
     leaf_weight: int | None = None
     weight_device: tuple[WeightDevice, ...] = ()
     throttle_read_bps_device: tuple[ThrottleDevice, ...] = ()
     throttle_write_bps_device: tuple[ThrottleDevice, ...] = ()
-    throttle_read_iops_device: tuple[ThrottleDevice, ...] = field(
-        default=(), metadata={"json": "throttleReadIOPSDevice"})
-    throttle_write_iops_device: tuple[ThrottleDevice, ...] = field(
-        default=(), metadata={"json": "throttleWriteIOPSDevice"})
+    throttle_read_iops_device: tuple[ThrottleDevice, ...] = field((), json="throttleReadIOPSDevice")
+    throttle_write_iops_device: tuple[ThrottleDevice, ...] = field((), json="throttleWriteIOPSDevice")
 
 
-@dataclass(frozen=True)
-class HugepageLimit:
+class HugepageLimit(Record):
     page_size: str
     limit: int
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(Record):
     devices: tuple[DeviceRule, ...] = ()
     memory: Memory | None = None
     cpu: Cpu | None = None
     pids: Pids | None = None
-    block_io: BlockIO | None = field(default=None, metadata={"json": "blockIO"})
+    block_io: BlockIO | None = field(None, json="blockIO")
     hugepage_limits: tuple[HugepageLimit, ...] = ()
     unified: dict[str, str] | None = None
 
 
-@dataclass(frozen=True)
-class SeccompArg:
+class SeccompArg(Record):
     index: int
     value: int
-    op: Literal["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
-                "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"]
+    op: str = field(choices=("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
+                             "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"))
     value_two: int = 0
 
     def validate(self, where: str) -> None:
@@ -264,15 +243,14 @@ class SeccompArg:
             raise SpecError(f"{where}.index", f"must be 0..5, got {self.index}")
 
 
-SeccompAction = Literal["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
-                        "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
-                        "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"]
+SECCOMP_ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+                   "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
+                   "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY")
 
 
-@dataclass(frozen=True)
-class SeccompSyscall:
+class SeccompSyscall(Record):
     names: tuple[str, ...]
-    action: SeccompAction
+    action: str = field(choices=SECCOMP_ACTIONS)
     errno_ret: int | None = None
     args: tuple[SeccompArg, ...] = ()
 
@@ -281,9 +259,8 @@ class SeccompSyscall:
             raise SpecError(f"{where}.names", "must name at least one syscall")
 
 
-@dataclass(frozen=True)
-class Seccomp:
-    default_action: SeccompAction
+class Seccomp(Record):
+    default_action: str = field(choices=SECCOMP_ACTIONS)
     default_errno_ret: int | None = None
     architectures: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
@@ -292,8 +269,7 @@ class Seccomp:
     syscalls: tuple[SeccompSyscall, ...] = ()
 
 
-@dataclass(frozen=True)
-class Linux:
+class Linux(Record):
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IdMapping, ...] = ()
     gid_mappings: tuple[IdMapping, ...] = ()
@@ -302,7 +278,7 @@ class Linux:
     resources: Resources | None = None
     rootfs_propagation: str | None = None
     seccomp: Seccomp | None = None
-    sysctl: dict[str, str] = field(default_factory=dict)
+    sysctl: dict[str, str] = field(factory=dict)
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
     mount_label: str | None = None
@@ -328,8 +304,7 @@ class Linux:
         return next((n for n in self.namespaces if n.type == kind), None)
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(Record):
     oci_version: str
     root: Root | None = None
     process: Process | None = None
@@ -337,7 +312,7 @@ class Spec:
     domainname: str | None = None
     mounts: tuple[Mount, ...] = ()
     hooks: Hooks | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(factory=dict)
     linux: Linux | None = None
 
     def validate(self, where: str) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import traceback
-from typing import Any, NoReturn
 
 from skiff.errors import RuntimeError_, SkiffError
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, NoReturn
 
 
 class Channel:
@@ -40,11 +42,41 @@ class Channel:
             raise RuntimeError_(f"protocol: expected `{expect}`, got `{msg['type']}`")
         return msg
 
+    def raise_pending(self, cause: BaseException) -> NoReturn:
+        """Raise the child's own error if it sent one (it failed first, and says better
+        what went wrong), else `cause`."""
+        self.sock.settimeout(1.0)  # a dying child's last word is on its way or already here
+        try:
+            raw = self.sock.recv(1 << 20)
+        except OSError:
+            raw = b""
+        finally:
+            self.sock.settimeout(None)
+        msg = json.loads(raw) if raw else {}
+        if msg.get("type") == "error":
+            raise RuntimeError_(msg["message"]) from None
+        raise cause
+
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def close(self) -> None:
         self.sock.close()
+
+
+def join_cgroup(chan: Channel, add: Callable[[int], None], pid: int) -> None:
+    """Parent side: put `pid` in the cgroup, then let it go on (`wait_cgroup`)."""
+    try:
+        add(pid)
+        chan.send("cgroup")
+    except (OSError, SkiffError) as e:
+        chan.raise_pending(e)
+
+
+def wait_cgroup(chan: Channel) -> None:
+    """Child side: block until the parent has moved us into the cgroup; before that, we
+    must not fork, exec or make a cgroup namespace."""
+    chan.recv("cgroup")
 
 
 def child_failed(chan: Channel, exc: BaseException) -> NoReturn:
@@ -54,6 +86,7 @@ def child_failed(chan: Channel, exc: BaseException) -> NoReturn:
     elif isinstance(exc, OSError):
         message = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
     else:
+        import traceback  # only for bugs: a clean failure is a SkiffError or an OSError
         message = "".join(traceback.format_exception(exc)).strip()
     try:
         chan.send("error", message=message)

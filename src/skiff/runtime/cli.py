@@ -8,11 +8,16 @@ print as one line on stderr (and, with `--log`, as a log record, JSON with
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import Any, Callable
+
+from skiff.runtime.cli_args import Opt, flag, parse, usage
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from types import SimpleNamespace as Namespace
+    from typing import Any, Callable
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.2.0"
@@ -32,7 +37,7 @@ def _bytes(text: str) -> int:
     try:
         return int(float(num) * mult)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}") from None
+        raise ValueError(f"invalid size {text!r}") from None
 
 
 def _duration(text: str) -> float:
@@ -43,95 +48,70 @@ def _duration(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}") from None
+        raise ValueError(f"invalid duration {text!r}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="skiff-runtime", description="skiff's OCI runtime (runc-compatible)")
-    p.add_argument("-v", "--version", action="store_true", help="print the version")
-    p.add_argument("--root", default=None, help="state directory (default $SKIFF_RUN/runtime)")
-    p.add_argument("--log", default=None, help="log file (default stderr)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true", help="accepted; cgroupfs is used")
-    p.add_argument("--rootless", default="auto", help="accepted")
-    p.add_argument("--criu", default=None, help="accepted")
-    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
-
-    def verb(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_)
-
-    def create_flags(q: argparse.ArgumentParser) -> None:
-        q.add_argument("-b", "--bundle", default=".")
-        q.add_argument("--console-socket")
-        q.add_argument("--pid-file")
-        q.add_argument("--no-pivot", action="store_true")
-        q.add_argument("--no-new-keyring", action="store_true")
-        q.add_argument("--preserve-fds", type=int, default=0)
-        q.add_argument("id")
-
-    create_flags(verb("create", "create a container"))
-    q = verb("run", "create and start a container")
-    create_flags(q)
-    q.add_argument("-d", "--detach", action="store_true")
-    q.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
-    verb("start", "start a created container").add_argument("id")
-    verb("state", "print a container's state").add_argument("id")
-    q = verb("kill", "signal a container's init")
-    q.add_argument("-a", "--all", action="store_true")
-    q.add_argument("id")
-    q.add_argument("signal", nargs="?", default="SIGTERM")
-    q = verb("delete", "delete a container")
-    q.add_argument("-f", "--force", action="store_true")
-    q.add_argument("id")
-    q = verb("exec", "run a process in a container")
-    q.add_argument("-p", "--process")
-    q.add_argument("-t", "--tty", action="store_true")
-    q.add_argument("--console-socket")
-    q.add_argument("-d", "--detach", action="store_true")
-    q.add_argument("--pid-file")
-    q.add_argument("--cwd")
-    q.add_argument("-e", "--env", action="append", default=[])
-    q.add_argument("-u", "--user")
-    q.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
-    q.add_argument("-c", "--cap", action="append", default=[])
-    q.add_argument("--no-new-privs", action="store_true")
-    q.add_argument("--apparmor")
-    q.add_argument("--process-label")
-    q.add_argument("--preserve-fds", type=int, default=0)
-    q.add_argument("id")
-    q.add_argument("command", nargs=argparse.REMAINDER)
-    verb("pause", "freeze a container").add_argument("id")
-    verb("resume", "thaw a container").add_argument("id")
-    q = verb("ps", "list a container's processes")
-    q.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    q.add_argument("id")
-    q.add_argument("ps_args", nargs=argparse.REMAINDER)
-    q = verb("update", "change a container's resources")
-    q.add_argument("-r", "--resources", help="a linux.resources JSON file, or - for stdin")
-    q.add_argument("--memory", type=_bytes)
-    q.add_argument("--memory-reservation", type=_bytes)
-    q.add_argument("--memory-swap", type=_bytes)
-    q.add_argument("--cpu-shares", type=int)
-    q.add_argument("--cpu-quota", type=int)
-    q.add_argument("--cpu-period", type=int)
-    q.add_argument("--cpuset-cpus")
-    q.add_argument("--cpuset-mems")
-    q.add_argument("--pids-limit", type=int)
-    q.add_argument("--blkio-weight", type=int)
-    q.add_argument("id")
-    q = verb("events", "print a container's resource use and OOM events")
-    q.add_argument("--stats", action="store_true", help="print the stats once and exit")
-    q.add_argument("--interval", type=_duration, default=5.0)
-    q.add_argument("id")
-    q = verb("list", "list containers")
-    q.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    q.add_argument("-q", "--quiet", action="store_true")
-    q = verb("spec", "write a default config.json")
-    q.add_argument("-b", "--bundle", default=".")
-    q.add_argument("--rootless", action="store_true")
-    verb("features", "print what this runtime supports")
-    return p
+GLOBAL_OPTS = [
+    flag("v,version", "print the version"),
+    Opt("root", "state directory (default $SKIFF_RUN/runtime)"),
+    Opt("log", "log file (default stderr)"),
+    Opt("log-format", "log format", default="text", choices=("text", "json")),
+    flag("debug", "log debug messages"),
+    flag("systemd-cgroup", "accepted; skiff uses cgroupfs paths"),
+    Opt("rootless", "accepted", default="auto"),
+    Opt("criu", "accepted"),
+]
+_CREATE = [
+    Opt("b,bundle", "bundle directory", default="."),
+    Opt("console-socket", "unix socket that receives the pty master"),
+    Opt("pid-file", "file to write the init's pid to"),
+    flag("no-pivot", "chroot instead of pivot_root"),
+    flag("no-new-keyring", "keep the caller's session keyring"),
+    Opt("preserve-fds", "pass fds 3..3+N-1 to the container", default=0, convert=int),
+]
+_BYTES = {"convert": _bytes}
+VERB_GRAMMAR: dict[str, tuple[str, list[Opt], tuple[str, ...]]] = {
+    "create": ("create a container", _CREATE, ("id",)),
+    "run": ("create and start a container", _CREATE + [
+        flag("d,detach", "do not wait for the container"),
+        flag("keep", "keep the container after it exits")], ("id",)),
+    "start": ("start a created container", [], ("id",)),
+    "state": ("print a container's state", [], ("id",)),
+    "kill": ("signal a container's init", [flag("a,all", "signal every process")], ("id", "signal?")),
+    "delete": ("delete a container", [flag("f,force", "kill it first if running")], ("id",)),
+    "exec": ("run a process in a container", [
+        Opt("p,process", "process.json to run"), flag("t,tty", "allocate a terminal"),
+        Opt("console-socket", "unix socket that receives the pty master"),
+        flag("d,detach", "do not wait"), Opt("pid-file", "file to write the pid to"),
+        Opt("cwd", "working directory"), Opt("e,env", "K=V", kind="append"),
+        Opt("u,user", "UID[:GID]"), Opt("g,additional-gids", "GID", kind="append", convert=int),
+        Opt("c,cap", "add a capability", kind="append"), flag("no-new-privs", "set no_new_privs"),
+        Opt("apparmor", "AppArmor profile"), Opt("process-label", "SELinux label"),
+        Opt("preserve-fds", "pass fds 3..3+N-1", default=0, convert=int)], ("id", "command*")),
+    "pause": ("freeze a container", [], ("id",)),
+    "resume": ("thaw a container", [], ("id",)),
+    "ps": ("list a container's processes", [
+        Opt("f,format", "output format", default="table", choices=("table", "json"))],
+        ("id", "ps_args*")),
+    "update": ("change a container's resources", [
+        Opt("r,resources", "linux.resources JSON file, or - for stdin"),
+        Opt("memory", "memory limit (bytes, k/m/g)", **_BYTES),
+        Opt("memory-reservation", "soft limit", **_BYTES),
+        Opt("memory-swap", "memory+swap limit", **_BYTES),
+        Opt("cpu-shares", "", convert=int), Opt("cpu-quota", "", convert=int),
+        Opt("cpu-period", "", convert=int), Opt("cpuset-cpus", ""), Opt("cpuset-mems", ""),
+        Opt("pids-limit", "", convert=int), Opt("blkio-weight", "", convert=int)], ("id",)),
+    "events": ("print resource use and OOM events", [
+        flag("stats", "print the stats once and exit"),
+        Opt("interval", "time between stats", default=5.0, convert=_duration)], ("id",)),
+    "list": ("list containers", [
+        Opt("f,format", "output format", default="table", choices=("table", "json")),
+        flag("q,quiet", "ids only")], ()),
+    "spec": ("write a default config.json", [
+        Opt("b,bundle", "bundle directory", default="."),
+        flag("rootless", "for a user namespace")], ()),
+    "features": ("print what this runtime supports", [], ()),
+}
 
 
 def _print_json(doc: Any) -> None:
@@ -144,49 +124,49 @@ def _table(rows: list[list[str]]) -> str:
 
 
 # -- verbs -------------------------------------------------------------------------------
-def _create_opts(a: argparse.Namespace) -> Any:
+def _create_opts(a: Namespace) -> Any:
     from skiff.runtime.create import CreateOptions
     return CreateOptions(bundle=a.bundle, pid_file=a.pid_file, console_socket=a.console_socket,
                          no_pivot=a.no_pivot, no_new_keyring=a.no_new_keyring,
                          preserve_fds=a.preserve_fds)
 
 
-def do_create(store: Any, a: argparse.Namespace) -> int:
+def do_create(store: Any, a: Namespace) -> int:
     from skiff.runtime.create import create
     create(store, a.id, _create_opts(a))
     return 0
 
 
-def do_run(store: Any, a: argparse.Namespace) -> int:
+def do_run(store: Any, a: Namespace) -> int:
     from skiff.runtime.run import run
     return run(store, a.id, _create_opts(a), detach=a.detach, keep=a.keep)
 
 
-def do_start(store: Any, a: argparse.Namespace) -> int:
+def do_start(store: Any, a: Namespace) -> int:
     from skiff.runtime.start import start
     start(store, a.id)
     return 0
 
 
-def do_state(store: Any, a: argparse.Namespace) -> int:
+def do_state(store: Any, a: Namespace) -> int:
     from skiff.runtime.container import open_container
     _print_json(open_container(store, a.id).oci_state())
     return 0
 
 
-def do_kill(store: Any, a: argparse.Namespace) -> int:
+def do_kill(store: Any, a: Namespace) -> int:
     from skiff.runtime.kill import kill, parse_signal
-    kill(store, a.id, parse_signal(a.signal), a.all)
+    kill(store, a.id, parse_signal(a.signal or "SIGTERM"), a.all)
     return 0
 
 
-def do_delete(store: Any, a: argparse.Namespace) -> int:
+def do_delete(store: Any, a: Namespace) -> int:
     from skiff.runtime.delete import delete
     delete(store, a.id, a.force)
     return 0
 
 
-def do_exec(store: Any, a: argparse.Namespace) -> int:
+def do_exec(store: Any, a: Namespace) -> int:
     from skiff.runtime.exec import ExecOptions, exec_process
     proc = None
     if a.process:
@@ -200,19 +180,19 @@ def do_exec(store: Any, a: argparse.Namespace) -> int:
     return exec_process(store, a.id, opts)
 
 
-def do_pause(store: Any, a: argparse.Namespace) -> int:
+def do_pause(store: Any, a: Namespace) -> int:
     from skiff.runtime.pause import pause
     pause(store, a.id)
     return 0
 
 
-def do_resume(store: Any, a: argparse.Namespace) -> int:
+def do_resume(store: Any, a: Namespace) -> int:
     from skiff.runtime.pause import resume
     resume(store, a.id)
     return 0
 
 
-def do_ps(store: Any, a: argparse.Namespace) -> int:
+def do_ps(store: Any, a: Namespace) -> int:
     from skiff.runtime.ps import container_pids, ps_table
     pids = container_pids(store, a.id)
     if a.format == "json":
@@ -222,7 +202,7 @@ def do_ps(store: Any, a: argparse.Namespace) -> int:
     return 0
 
 
-def do_update(store: Any, a: argparse.Namespace) -> int:
+def do_update(store: Any, a: Namespace) -> int:
     from skiff.runtime.update import from_flags, merge, update
     change = from_flags(a.memory, a.memory_reservation, a.memory_swap, a.cpu_shares, a.cpu_quota,
                         a.cpu_period, a.cpuset_cpus, a.cpuset_mems, a.pids_limit, a.blkio_weight)
@@ -234,7 +214,7 @@ def do_update(store: Any, a: argparse.Namespace) -> int:
     return 0
 
 
-def do_events(store: Any, a: argparse.Namespace) -> int:
+def do_events(store: Any, a: Namespace) -> int:
     from skiff.runtime.events import print_events, stats, stream
     if a.stats:
         print_events(iter([stats(store, a.id)]))
@@ -243,7 +223,7 @@ def do_events(store: Any, a: argparse.Namespace) -> int:
     return 0
 
 
-def do_list(store: Any, a: argparse.Namespace) -> int:
+def do_list(store: Any, a: Namespace) -> int:
     from skiff.errors import ContainerNotFound
     from skiff.runtime.container import open_container
     states = []
@@ -264,7 +244,7 @@ def do_list(store: Any, a: argparse.Namespace) -> int:
     return 0
 
 
-def do_spec(store: Any, a: argparse.Namespace) -> int:
+def do_spec(store: Any, a: Namespace) -> int:
     from skiff.runtime.spec_default import default_spec
     path = os.path.join(a.bundle, "config.json")
     if os.path.exists(path):
@@ -275,13 +255,13 @@ def do_spec(store: Any, a: argparse.Namespace) -> int:
     return 0
 
 
-def do_features(store: Any, a: argparse.Namespace) -> int:
+def do_features(store: Any, a: Namespace) -> int:
     from skiff.runtime.features import features
     _print_json(features())
     return 0
 
 
-VERBS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+VERBS: dict[str, Callable[[Any, Namespace], int]] = {
     "create": do_create, "run": do_run, "start": do_start, "state": do_state, "kill": do_kill,
     "delete": do_delete, "exec": do_exec, "pause": do_pause, "resume": do_resume, "ps": do_ps,
     "update": do_update, "events": do_events, "list": do_list, "spec": do_spec,
@@ -289,46 +269,35 @@ VERBS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
 }
 
 
-def _setup_logging(a: argparse.Namespace) -> None:
-    import logging
-    level = logging.DEBUG if a.debug else logging.WARNING
-    handler: logging.Handler
-    handler = logging.FileHandler(a.log) if a.log else logging.StreamHandler(sys.stderr)
-    if a.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("skiff")
-    root.setLevel(level)
-    root.addHandler(handler)
-
-
-class _JsonFormatter:
-    def format(self, record: Any) -> str:
-        import time
-        t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
-        return json.dumps({"level": record.levelname.lower().replace("warning", "warn"),
-                           "msg": record.getMessage(), "time": t})
-
-
 def main(argv: list[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
-    if a.version:
-        sys.stdout.write(f"skiff-runtime version {VERSION}\nspec: {SPEC_VERSION}\n")
-        return 0
-    if not a.verb:
-        _parser().print_help()
-        return 0
-    _setup_logging(a)
-    from skiff.errors import SkiffError
-    from skiff.runtime.state import StateStore
-    store = StateStore(a.root or _default_root())
+    from skiff.errors import SkiffError, UsageError
+    args = sys.argv[1:] if argv is None else argv
     try:
-        return VERBS[a.verb](store, a)
+        g = parse("skiff-runtime", GLOBAL_OPTS, ("verb?", "args*"), args)
+        if g.version:
+            sys.stdout.write(f"skiff-runtime version {VERSION}\nspec: {SPEC_VERSION}\n")
+            return 0
+        if g.verb is None:
+            sys.stdout.write(usage("skiff-runtime", GLOBAL_OPTS, ("command", "args*"))
+                             + "commands:\n" + "".join(f"  {v:<12}{about}\n" for v, (about, _, _)
+                                                        in VERB_GRAMMAR.items()))
+            return 0
+        if g.verb not in VERB_GRAMMAR:
+            raise UsageError(f"skiff-runtime: unknown command {g.verb!r}")
+        about, opts, positionals = VERB_GRAMMAR[g.verb]
+        a = parse(f"skiff-runtime {g.verb}", opts, positionals, g.args)
+    except UsageError as e:
+        (sys.stdout if e.help else sys.stderr).write(str(e).rstrip("\n") + "\n")
+        return 0 if e.help else 2
+    from skiff import log
+    log.configure(log.DEBUG if g.debug else log.WARNING, g.log, g.log_format == "json")
+    from skiff.runtime.state import StateStore
+    store = StateStore(g.root or _default_root())
+    try:
+        return VERBS[g.verb](store, a)
     except SkiffError as e:
-        if a.log:
-            import logging
-            logging.getLogger("skiff").error("%s", e)
+        if g.log:
+            log.logger("skiff").error("%s", e)
         sys.stderr.write(f"skiff-runtime: {e}\n")
         return 1
     except KeyboardInterrupt:

@@ -17,10 +17,13 @@ import socket
 import struct
 import termios
 import tty
-from typing import Callable
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall as sc
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Callable
 
 
 def connect(path: str) -> socket.socket:

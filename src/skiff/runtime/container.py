@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import select
 import time
-from dataclasses import dataclass
+from skiff.record import Record
 from functools import cached_property
 
 from skiff.oci.runtime_spec import Spec
@@ -20,8 +20,7 @@ from skiff.runtime.state import (ContainerState, StateStore, Status, check_move,
                                  process_start_time)
 
 
-@dataclass
-class Container:
+class Container(Record, mutable=True):
     store: StateStore
     state: ContainerState
 

@@ -10,10 +10,9 @@ behind and reports what failed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
-from dataclasses import dataclass
+from skiff.record import Record, replace
 from datetime import datetime, timezone
 
 from skiff.errors import RuntimeError_, SpecError
@@ -22,8 +21,8 @@ from skiff.oci.runtime_spec import Resources, Spec, load_config, to_json
 from skiff.runtime.cgroups import open_cgroup
 from skiff.runtime.cgroups_path import cgroup_path
 from skiff.runtime.devices import cgroup_rules
-from skiff.runtime.hooks import run_hooks
-from skiff.runtime.init import InitJob, container_init
+from skiff.runtime.channel import join_cgroup
+from skiff.runtime.init import InitJob, container_init, needs_rendezvous
 from skiff.runtime.process import compile_seccomp
 from skiff.runtime.rootfs import RootfsBuilder
 from skiff.runtime.spawn import NamespacePlan, spawn
@@ -33,8 +32,7 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 
-@dataclass
-class CreateOptions:
+class CreateOptions(Record, mutable=True):
     bundle: str
     pid_file: str | None = None
     console_socket: str | None = None
@@ -52,7 +50,7 @@ def namespace_plan(spec: Spec) -> NamespacePlan:
             plan.join.append((ns.type, ns.path))
         elif ns.type == "user":
             plan.new_user = True
-        else:
+        elif ns.type != "cgroup":  # a new cgroup namespace is made by init (see init.py)
             plan.unshare |= sc.NAMESPACE_FLAGS[ns.type]
     return plan
 
@@ -98,28 +96,32 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         cg.create()
         undo.callback(cg.destroy)
         resources = spec.linux.resources or Resources()
-        cg.set(dataclasses.replace(resources, devices=cgroup_rules(spec)))
+        cg.set(replace(resources, devices=cgroup_rules(spec)))
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
                                 cgroupns=spec.linux.namespace("cgroup") is not None)
         job = InitJob(spec, builder, fifo, filt, console_path=opts.console_socket,
                       console_sock=opts.terminal_sock, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring, preserve_fds=opts.preserve_fds,
-                      uts=spec.linux.namespace("uts") is not None)
-        pid, chan = spawn(plan, cg.add, lambda ch: container_init(job, ch))
-        undo.callback(_kill_and_reap, pid)
+                      uts=spec.linux.namespace("uts") is not None,
+                      new_cgroupns=_new_namespace(spec, "cgroup"))
+        pid, chan = spawn(plan, lambda ch: container_init(job, ch))
+        undo.callback(kill_and_reap, pid)
         undo.callback(chan.close)
-        chan.recv("prestart")
+        join_cgroup(chan, cg.add, pid)
         st = ContainerState(
             id=container_id, bundle=bundle, rootfs=builder.rootfs, pid=pid,
             pid_start=process_start_time(pid) or 0,
             created=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
             cgroup_path=cg.path, config=to_json(spec), owner="",
             annotations=dict(spec.annotations))
-        if spec.hooks:
+        if needs_rendezvous(spec):
+            assert spec.hooks is not None
+            chan.recv("prestart")
+            from skiff.runtime.hooks import run_hooks  # subprocess costs start-up: only when used
             state_doc = st.oci(Status.CREATING)
             run_hooks("prestart", spec.hooks.prestart, state_doc)
             run_hooks("createRuntime", spec.hooks.create_runtime, state_doc)
-        chan.send("hooks-done", state=st.oci(Status.CREATED))
+            chan.send("hooks-done", state=st.oci(Status.CREATED))
         chan.recv("ready")
         store.save(st)
         if opts.pid_file:
@@ -129,6 +131,12 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     return st
 
 
+def _new_namespace(spec: Spec, kind: str) -> bool:
+    assert spec.linux is not None
+    ns = spec.linux.namespace(kind)
+    return ns is not None and not ns.path
+
+
 def write_pid_file(path: str, pid: int) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
@@ -136,7 +144,7 @@ def write_pid_file(path: str, pid: int) -> None:
     os.replace(tmp, path)
 
 
-def _kill_and_reap(pid: int) -> None:
+def kill_and_reap(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):

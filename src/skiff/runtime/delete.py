@@ -7,16 +7,15 @@ goes and the state folder goes.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 
 from skiff.errors import HookFailed, RuntimeError_
 from skiff.runtime.container import open_container, wait_gone
-from skiff.runtime.hooks import run_hooks
 from skiff.runtime.state import StateStore, Status, check_move
+from skiff.log import logger
 
-log = logging.getLogger("skiff.runtime")
+log = logger("skiff.runtime")
 
 
 def delete(store: StateStore, container_id: str, force: bool = False) -> None:
@@ -38,6 +37,7 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
                 raise RuntimeError_(f"container `{container_id}`: init {c.state.pid} did not die")
         hooks = c.spec.hooks
         if hooks and hooks.poststop:
+            from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
             try:
                 run_hooks("poststop", hooks.poststop, c.state.oci(Status.STOPPED))
             except HookFailed as e:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Iterator
 
 from skiff.runtime.container import open_container
 from skiff.runtime.state import StateStore, Status
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 
 def stats(store: StateStore, container_id: str) -> dict[str, Any]:

@@ -10,26 +10,27 @@ changes, as runc builds it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import socket
-from dataclasses import dataclass
-from typing import NoReturn
+from skiff.record import Record, replace
 
 from skiff.errors import RuntimeError_
 from skiff.oci.runtime_spec import Capabilities, Process, User
 from skiff.runtime import console, process
-from skiff.runtime.channel import Channel
+from skiff.runtime.channel import Channel, join_cgroup, wait_cgroup
 from skiff.runtime.container import open_container
-from skiff.runtime.create import write_pid_file
+from skiff.runtime.create import kill_and_reap, write_pid_file
 from skiff.runtime.foreground import wait_for
 from skiff.runtime.spawn import NamespacePlan, spawn
 from skiff.runtime.state import StateStore
 from skiff.kernel import syscall as sc
 
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import NoReturn
 
-@dataclass
-class ExecOptions:
+
+class ExecOptions(Record, mutable=True):
     args: tuple[str, ...] = ()
     process: Process | None = None  # from --process; replaces everything below
     tty: bool = False
@@ -64,7 +65,7 @@ def build_process(base: Process, opts: ExecOptions) -> Process:
         uid, gid = _parse_user(opts.user)
         user = User(uid=uid, gid=gid if gid is not None else 0, umask=user.umask)
     if opts.additional_gids:
-        user = dataclasses.replace(user, additional_gids=opts.additional_gids)
+        user = replace(user, additional_gids=opts.additional_gids)
     capabilities = base.capabilities
     if opts.caps:
         c = capabilities or Capabilities()
@@ -72,7 +73,7 @@ def build_process(base: Process, opts: ExecOptions) -> Process:
         capabilities = Capabilities(bounding=c.bounding + extra, effective=c.effective + extra,
                                     inheritable=c.inheritable, permitted=c.permitted + extra,
                                     ambient=c.ambient)
-    return dataclasses.replace(
+    return replace(
         base, args=tuple(opts.args), terminal=opts.tty, cwd=opts.cwd or base.cwd,
         env=base.env + tuple(opts.env), user=user, capabilities=capabilities,
         no_new_privileges=base.no_new_privileges or opts.no_new_privs,
@@ -112,6 +113,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
             console.take_terminal(term, size, console=False)
         env = process.environment(proc)
         path = process.find_executable(proc, env)
+        wait_cgroup(chan)
         process.become(proc, filt)
         chan.send("ready")
         chan.close()
@@ -119,9 +121,14 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         raise AssertionError("unreachable")
 
     try:
-        pid, chan = spawn(plan, c.cgroup.add, child)
+        pid, chan = spawn(plan, child)
         with contextlib.closing(chan):
-            chan.recv("ready")
+            try:
+                join_cgroup(chan, c.cgroup.add, pid)
+                chan.recv("ready")
+            except BaseException:
+                kill_and_reap(pid)
+                raise
     finally:
         if term is not None:
             term.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from skiff.kernel import capabilities, seccomp
 from skiff.oci.runtime_spec import NAMESPACE_TYPES
 from skiff.runtime import mount_options
 from skiff.runtime.state import OCI_VERSION
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def features() -> dict[str, Any]:

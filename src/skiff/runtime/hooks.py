@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Any
 
 from skiff.errors import HookFailed
 from skiff.oci.runtime_spec import Hook
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run_hooks(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> None:

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from skiff.record import Record
 
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import Filter
 from skiff.oci.runtime_spec import Spec
 from skiff.runtime import console, process
-from skiff.runtime.channel import Channel
-from skiff.runtime.hooks import run_hooks
+from skiff.runtime.channel import Channel, wait_cgroup
 from skiff.runtime.rootfs import RootfsBuilder
 
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
-@dataclass
-class InitJob:
+
+class InitJob(Record, mutable=True):
     spec: Spec
     builder: RootfsBuilder
     fifo: str
@@ -36,6 +37,16 @@ class InitJob:
     no_new_keyring: bool = False
     preserve_fds: int = 0
     uts: bool = False
+    new_cgroupns: bool = False  # made here, once in the cgroup, so it is rooted there
+
+
+def needs_rendezvous(spec: Spec) -> bool:
+    """Whether init must stop before pivot_root for the runtime's hooks (prestart,
+    createRuntime) or needs the state for its own (createContainer, startContainer).
+    Without hooks it runs straight through, while the runtime moves it into its cgroup."""
+    h = spec.hooks
+    return h is not None and bool(h.prestart or h.create_runtime or h.create_container
+                                  or h.start_container)
 
 
 def close_fds_except(keep: set[int]) -> None:
@@ -57,12 +68,23 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     term_sock = job.console_sock
     if proc.terminal and term_sock is None and job.console_path:
         term_sock = console.connect(job.console_path)
+    in_cgroup = False
+    if job.new_cgroupns:
+        wait_cgroup(chan)
+        in_cgroup = True
+        sc.unshare(sc.CLONE_NEWCGROUP)
     job.builder.prepare()
-    chan.send("prestart")
-    state: dict[str, Any] = chan.recv("hooks-done")["state"]
     hooks = spec.hooks
-    if hooks and hooks.create_container:
-        run_hooks("createContainer", hooks.create_container, state)
+    state: dict[str, Any] = {}
+    if needs_rendezvous(spec):
+        from skiff.runtime.hooks import run_hooks  # before the pivot: it imports subprocess
+        if not in_cgroup:  # hooks are our children: they must start in the cgroup
+            wait_cgroup(chan)
+            in_cgroup = True
+        chan.send("prestart")
+        state = chan.recv("hooks-done")["state"]
+        if hooks and hooks.create_container:
+            run_hooks("createContainer", hooks.create_container, state)
     job.builder.pivot(job.no_pivot)
     if proc.terminal and term_sock is not None:
         size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None
@@ -77,6 +99,8 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     env = process.environment(proc)
     path = process.find_executable(proc, env)
     process.become(proc, job.seccomp)
+    if not in_cgroup:
+        wait_cgroup(chan)
     # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
     keep = set(range(3, 3 + job.preserve_fds))
     for fd in keep:
@@ -89,7 +113,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     os.close(fd)
     os.close(fifo_fd)
     if hooks and hooks.start_container:
-        state["status"] = "running"
+        state["status"] = "running"  # run_hooks was imported above, before the pivot
         run_hooks("startContainer", hooks.start_container, state)
     process.execute(proc, job.seccomp, path, env)
     raise AssertionError("unreachable")

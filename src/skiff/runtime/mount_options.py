@@ -7,7 +7,7 @@ mount, and every other word is passed to the filesystem as data (`mode=755`, `si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from skiff.record import Record
 
 from skiff.kernel import syscall as sc
 
@@ -41,8 +41,7 @@ BIND_REMOUNT_FLAGS = (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC |
                       | sc.MS_NODIRATIME | sc.MS_RELATIME | sc.MS_STRICTATIME | sc.MS_NOSYMFOLLOW)
 
 
-@dataclass(frozen=True)
-class MountOptions:
+class MountOptions(Record):
     flags: int
     propagation: tuple[int, ...]
     data: str

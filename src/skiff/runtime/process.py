@@ -10,7 +10,6 @@ on, seccomp as late as possible, right before execve.
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 
@@ -19,8 +18,9 @@ from skiff.kernel import capabilities as caps
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
 from skiff.oci.runtime_spec import Process, Seccomp
+from skiff.log import logger
 
-log = logging.getLogger("skiff.runtime")
+log = logger("skiff.runtime")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PR_SET_DUMPABLE = 4

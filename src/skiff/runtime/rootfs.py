@@ -12,7 +12,6 @@ nothing of this is ever visible on the host.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 
@@ -22,8 +21,9 @@ from skiff.oci.runtime_spec import Device, Mount, Spec
 from skiff.runtime import mount_options
 from skiff.runtime.devices import DEFAULT_DEVICES
 from skiff.runtime.secure_path import make_target, secure_join
+from skiff.log import logger
 
-log = logging.getLogger("skiff.runtime")
+log = logger("skiff.runtime")
 
 _DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
               ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),

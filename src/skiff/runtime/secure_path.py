@@ -38,6 +38,8 @@ def secure_join(root: str, unsafe: str) -> str:
         except FileNotFoundError:
             done.append(part)
             continue
+        except NotADirectoryError:
+            raise KernelError("secure_join", errno.ENOTDIR, candidate) from None
         if not stat.S_ISLNK(st.st_mode):
             done.append(part)
             continue

@@ -2,28 +2,32 @@
 
 A process cannot move itself into a new pid namespace, only its children, so every
 container process is born from two forks, as runc's nsexec does. The runtime (parent)
-forks a *stage-1* child that waits until the parent has put it in the cgroup, joins the
-user namespace (or makes one, and waits while the parent writes its id maps), joins the
-other namespaces given by path, unshares the new ones, and forks the real process, whose
-host pid it reports before it exits. The parent is the child subreaper, so that process
-becomes the parent's own child and `run` can wait for it.
+forks a *stage-1* child that joins the user namespace (or makes one, and waits while the
+parent writes its id maps), joins the other namespaces given by path, unshares the new
+ones, and forks the real process, whose host pid it reports before it exits. The parent
+is the child subreaper, so that process becomes the parent's own child and `run` can wait
+for it. The caller puts the real process into its cgroup (`join_cgroup`) while it already
+works: the kernel's first cgroup migration after a while waits out an RCU grace period
+(~10 ms here), time the container's init spends building its filesystem meanwhile.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable, NoReturn
+from skiff.record import Record, field
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import IdMapping
 from skiff.runtime.channel import Channel, child_failed
 
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Callable, NoReturn
 
-@dataclass
-class NamespacePlan:
-    join: list[tuple[str, str]] = field(default_factory=list)  # (type, path); user first
+
+class NamespacePlan(Record, mutable=True):
+    join: list[tuple[str, str]] = field(factory=list)  # (type, path); user first
     unshare: int = 0  # CLONE_NEW* flags of namespaces to make, other than user
     new_user: bool = False
     uid_mappings: tuple[IdMapping, ...] = ()
@@ -44,13 +48,8 @@ def _write_map(pid: int, name: str, mappings: tuple[IdMapping, ...]) -> None:
         raise KernelError.from_os(f"write {name}", e, path) from None
 
 
-def spawn(plan: NamespacePlan, before_go: Callable[[int], None],
-          child_main: Callable[[Channel], NoReturn]) -> tuple[int, Channel]:
-    """Start `child_main` in the planned namespaces; returns its host pid and the channel.
-
-    `before_go(stage1_pid)` runs in the parent before the stage-1 child may unshare
-    anything (the cgroup is joined there, so a new cgroup namespace is rooted in it).
-    """
+def spawn(plan: NamespacePlan, child_main: Callable[[Channel], NoReturn]) -> tuple[int, Channel]:
+    """Start `child_main` in the planned namespaces; returns its host pid and the channel."""
     parent, child = Channel.pair()
     sc.set_child_subreaper()
     stage1 = os.fork()
@@ -62,8 +61,6 @@ def spawn(plan: NamespacePlan, before_go: Callable[[int], None],
             child_failed(child, e)
     child.close()
     try:
-        before_go(stage1)
-        parent.send("go")
         if plan.new_user:
             parent.recv("userns")
             _write_map(stage1, "uid_map", plan.uid_mappings)
@@ -86,7 +83,6 @@ def _reap(pid: int) -> None:
 
 
 def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], NoReturn]) -> NoReturn:
-    chan.recv("go")
     fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
     for kind, path, fd in fds:
         if kind == "user":

@@ -8,9 +8,12 @@ start from runc's template get the same one from skiff.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from skiff.runtime.state import OCI_VERSION
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

@@ -6,16 +6,15 @@ one byte releases it. The fifo is then removed, which is what makes the status `
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 
 from skiff.errors import HookFailed, RuntimeError_
 from skiff.runtime.container import open_container
-from skiff.runtime.hooks import run_hooks
 from skiff.runtime.state import StateStore
+from skiff.log import logger
 
-log = logging.getLogger("skiff.runtime")
+log = logger("skiff.runtime")
 
 
 def start(store: StateStore, container_id: str) -> None:
@@ -38,6 +37,7 @@ def start(store: StateStore, container_id: str) -> None:
         store.save(c.state)
         hooks = c.spec.hooks
         if hooks and hooks.poststart:
+            from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
             try:
                 run_hooks("poststart", hooks.poststart, c.oci_state())
             except HookFailed as e:

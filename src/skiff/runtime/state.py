@@ -16,16 +16,17 @@ import enum
 import fcntl
 import json
 import os
-import re
-import shutil
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from skiff.record import Record, field
 
 from skiff.errors import ContainerExists, ContainerNotFound, InvalidState, RuntimeError_
 
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
 OCI_VERSION = "1.2.0"
 EXEC_FIFO = "exec.fifo"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}$")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
 
 
 class Status(str, enum.Enum):
@@ -62,7 +63,8 @@ def check_move(container_id: str, operation: str, status: Status) -> None:
 
 
 def validate_id(container_id: str) -> None:
-    if not _ID_RE.match(container_id) or ".." in container_id:
+    if (not container_id or len(container_id) > 1024 or not container_id[0].isalnum()
+            or not set(container_id) <= _ID_CHARS or ".." in container_id):
         raise RuntimeError_(f"invalid container id {container_id!r}: use letters, digits and _.+-")
 
 
@@ -80,8 +82,27 @@ def process_start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
-@dataclass
-class ContainerState:
+def remove_tree(path: str) -> None:
+    """rm -rf of a state folder (a few files and, for fifos, no links to follow)."""
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(entry.path)
+        else:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
+class ContainerState(Record, mutable=True):
     id: str
     bundle: str
     rootfs: str
@@ -91,9 +112,9 @@ class ContainerState:
     cgroup_path: str
     config: dict[str, Any]
     owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(factory=dict)
     started: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(factory=dict)
 
     def alive(self) -> bool:
         return self.pid > 0 and process_start_time(self.pid) == self.pid_start
@@ -137,7 +158,7 @@ class StateStore:
         return path
 
     def remove_dir(self, container_id: str) -> None:
-        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+        remove_tree(self.dir(container_id))
 
     @contextlib.contextmanager
     def locked(self, container_id: str) -> Iterator[None]:

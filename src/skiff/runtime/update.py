@@ -3,11 +3,10 @@ in its state, so a later `state`/`events` sees them)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from skiff.oci.runtime_spec import Cpu, Memory, Pids, BlockIO, Resources, to_json
 from skiff.runtime.container import open_container
 from skiff.runtime.state import StateStore
+from skiff.record import fields, is_record
 
 
 def merge(base: Resources | None, change: Resources) -> Resources:
@@ -15,11 +14,11 @@ def merge(base: Resources | None, change: Resources) -> Resources:
     if base is None:
         return change
     out = {}
-    for f in dataclasses.fields(Resources):
+    for f in fields(Resources):
         old, new = getattr(base, f.name), getattr(change, f.name)
-        if dataclasses.is_dataclass(old) and dataclasses.is_dataclass(new):
+        if is_record(old) and is_record(new):
             kept = {g.name: getattr(new, g.name) if getattr(new, g.name) not in (None, ())
-                    else getattr(old, g.name) for g in dataclasses.fields(old)}
+                    else getattr(old, g.name) for g in fields(old)}
             out[f.name] = type(old)(**kept)
         else:
             out[f.name] = new if new not in (None, ()) else old

@@ -13,9 +13,7 @@ relative to the caller's own cgroup.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from skiff.record import Record, field
 
 from skiff.errors import CgroupError
 from skiff.oci.runtime_spec import Resources
@@ -24,12 +22,17 @@ from ._cgroupfs import SKIFF_PARENT, CgroupMount, normalise_path
 from .v1 import V1Cgroup
 from .v2 import V2Cgroup
 
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Protocol as _Interface
+else:
+    _Interface = object
+
 __all__ = ["Cgroup", "CgroupMount", "Hierarchies", "SKIFF_PARENT", "V1Cgroup", "V2Cgroup",
            "detect_hierarchies", "normalise_path", "open_cgroup"]
 
 
-@runtime_checkable
-class Cgroup(Protocol):
+class Cgroup(_Interface):
     """One container's cgroup, in every hierarchy the host has."""
 
     path: str
@@ -81,13 +84,12 @@ _V1_CONTROLLERS = frozenset({"cpu", "cpuacct", "cpuset", "memory", "devices", "f
                              "rdma", "misc", "debug"})
 
 
-@dataclass(frozen=True)
-class Hierarchies:
+class Hierarchies(Record):
     """How the host mounts cgroups below `root`, as read from mountinfo."""
 
     v2: str | None = None
     """A cgroup2 mounted at root itself: a pure v2 host."""
-    v1: dict[str, str] = field(default_factory=dict)
+    v1: dict[str, str] = field(factory=dict)
     """v1 mountpoint → mount data ("memory", "cpu,cpuacct", "name=systemd"), in mount order."""
     unified: str | None = None
     """A cgroup2 at root/unified next to v1 hierarchies: a hybrid host."""
@@ -95,7 +97,16 @@ class Hierarchies:
 
 def _unescape(text: str) -> str:
     # mountinfo writes space, tab, newline and backslash in paths as \040-style octal.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+    out, i = [], 0
+    while i < len(text):
+        octal = text[i + 1:i + 4]
+        if text[i] == "\\" and len(octal) == 3 and all(c in "01234567" for c in octal):
+            out.append(chr(int(octal, 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def detect_hierarchies(mountinfo_text: str, root: str = "/sys/fs/cgroup") -> Hierarchies:

@@ -12,17 +12,16 @@ cgroup.procs…) are opened for appending: on a fake tree they then keep every l
 from __future__ import annotations
 
 import errno
-import logging
 import os
-import re
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from skiff.record import Record
 
 from skiff.errors import CgroupError, SpecError
+from skiff.log import logger
 
-log = logging.getLogger("skiff.cgroups")
+log = logger("skiff.cgroups")
 
 #: skiff's own directory in every hierarchy. Ancestors at or below it belong to skiff, so
 #: `destroy` removes them once they are empty, whichever process made them.
@@ -35,8 +34,7 @@ RMDIR_WAIT = 2.0
 CREATE_RETRIES = 5
 
 
-@dataclass(frozen=True)
-class CgroupMount:
+class CgroupMount(Record):
     """One hierarchy as a container's `cgroup` mount must show it.
 
     `name` is the directory below /sys/fs/cgroup inside the container ("memory",
@@ -291,14 +289,12 @@ def wait_for(check: Callable[[], bool], timeout: float) -> bool:
         delay = min(delay * 2, 0.02)
 
 
-_DEVICE_LINE = re.compile(r"^(\d+):(\d+)\s+(.*)$")
-
-
 def parse_device_lines(text: str | None) -> list[tuple[int, int, str]]:
     """Lines starting "major:minor rest" (blkio v1 stats, io.stat), others skipped."""
     out: list[tuple[int, int, str]] = []
     for line in (text or "").splitlines():
-        m = _DEVICE_LINE.match(line.strip())
-        if m:
-            out.append((int(m.group(1)), int(m.group(2)), m.group(3)))
+        dev, _, rest = line.strip().partition(" ")
+        major, colon, minor = dev.partition(":")
+        if colon and major.isdigit() and minor.isdigit():
+            out.append((int(major), int(minor), rest.strip()))
     return out

@@ -17,13 +17,18 @@ import errno
 import os
 import signal
 from collections.abc import Iterable
-from typing import Protocol
 
 from skiff.errors import CgroupError, SpecError
 from skiff.oci.runtime_spec import BlockIO, Cpu, Memory, Resources
 
 from . import _cgroupfs as fs
 from ._cgroupfs import SKIFF_PARENT, CgroupMount
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Protocol as _Interface
+else:
+    _Interface = object
 
 log = fs.log
 
@@ -462,7 +467,7 @@ class V2Cgroup:
         return out
 
 
-class _Freezable(Protocol):
+class _Freezable(_Interface):
     """What signal_all needs; both drivers offer it."""
 
     def pids(self) -> list[int]: ...

@@ -1,0 +1,612 @@
+"""Side-by-side timing of skiff-runtime, runc and crun on one busybox bundle running /bin/true.
+
+Run as root with the venv's python (stdlib only)::
+
+    .venv/bin/python bench/runtime.py [--runs 30]     # or: make bench
+
+Three sections, all in the same process so that the machine's state is the same for every
+runtime (this is a noisy 2-vCPU VM: ratios taken in one run are the robust figure, absolute
+milliseconds move by 20-40 % between runs):
+
+a. ``run``: ``<rt> --root STATE run -b BUNDLE ID`` of /bin/true for the three runtimes in ONE
+   hyperfine invocation (``-N``, ``--warmup 3``); the median is computed here from the JSON's
+   ``times`` list; ratios skiff/runc and skiff/crun.
+b. ``create`` / ``start`` / ``delete`` apart: N rounds, each round runs one full life cycle per
+   runtime (the order rotates per round); ``create`` (fresh id), ``start`` and ``delete`` are each
+   timed with ``time.perf_counter`` around ``subprocess.run`` (stdin/stdout to /dev/null, stderr
+   to a regular file so that a failure can be shown; never a pipe: ``create`` leaves the
+   container's stdio attached); polling ``state`` until "stopped" is not timed. One untimed
+   warm-up round first. Median per phase per runtime, ratios skiff/runc (and skiff/crun), and
+   the paired ratio (median over rounds of skiff/runc within a round).
+c. start-up floor: ``--version`` of each runtime, ``python -c pass`` for the interpreters
+   involved (one hyperfine call), and ``-X importtime`` of ``skiff.runtime.cli``.
+
+Each runtime gets its own bundle (its own rootfs and config.json) whose ``linux.cgroupsPath`` is
+the absolute ``/skiff/bench-<runtime>``, so that runc and crun do not nest the container under the
+caller's cgroup. Everything made here (bundles, state dirs, containers) is removed at the end;
+the cgroups are the runtimes' own to remove, and a ``/sys/fs/cgroup/*/skiff/bench-*`` that is
+still there afterwards is reported (and removed when empty); a ``/skiff`` parent that runc or
+crun made during the bench (they leave it, skiff removes its own) is removed when empty.
+
+Printed: a table per section (runtime | median ms | ratio vs runc | vs crun), the machine line,
+and everything as JSON in ``bench/results/runtime-<timestamp>.json``. Exit status 1 if any
+runtime failed any call (its stderr is shown once), 2 for a missing tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+ROOTFS_SCRIPT = REPO / "scripts" / "busybox-rootfs"
+RESULTS_DIR = REPO / "bench" / "results"
+RUNTIMES = ("skiff", "runc", "crun")
+PHASES = ("create", "start", "delete")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PARENT = "skiff"          # cgroupsPath = /skiff/bench-<runtime>
+STATE_TIMEOUT_S = 10.0
+CALL_TIMEOUT_S = 60.0
+MAX_FAILURES = 3              # life cycles a runtime may fail before it is dropped
+DEVNULL = subprocess.DEVNULL
+
+
+# ------------------------------------------------------------------------------ small helpers
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def median_ms(seconds: Sequence[float]) -> float | None:
+    return statistics.median(seconds) * 1000.0 if seconds else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def fmt_ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def first_line(cmd: Sequence[str]) -> str:
+    try:
+        r = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
+        return (r.stdout or r.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "?"
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class Failure:
+    runtime: str
+    phase: str
+    cmd: list[str]
+    returncode: int | None
+    stderr: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "phase": self.phase, "cmd": shlex.join(self.cmd),
+                "returncode": self.returncode, "stderr": self.stderr}
+
+
+@dataclass
+class Runtime:
+    """One OCI runtime with its own state dir (``--root``) and its own bundle."""
+
+    name: str
+    binary: str
+    root: Path
+    bundle: Path
+    created: set[str] = field(default_factory=set)   # ids that may still exist
+
+    def cmd(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def run_cmd(self, cid: str) -> list[str]:
+        return self.cmd("run", "-b", str(self.bundle), cid)
+
+    def status(self, cid: str) -> str | None:
+        r = subprocess.run(self.cmd("state", cid), stdin=DEVNULL, capture_output=True, text=True,
+                           timeout=CALL_TIMEOUT_S)
+        if r.returncode != 0:
+            return None
+        try:
+            return str(json.loads(r.stdout).get("status"))
+        except ValueError:
+            return None
+
+    def force_delete(self, cid: str) -> None:
+        subprocess.run(self.cmd("delete", "--force", cid), stdin=DEVNULL, stdout=DEVNULL,
+                       stderr=DEVNULL, timeout=CALL_TIMEOUT_S)
+        self.created.discard(cid)
+
+
+# ------------------------------------------------------------------------------ machine
+def cgroup_mode() -> str:
+    mounts: dict[str, str] = {}
+    for line in read_text(Path("/proc/self/mounts")).splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            mounts[parts[1]] = parts[2]
+    top = mounts.get(str(CGROUP_ROOT))
+    if top == "cgroup2":
+        return "v2 (unified)"
+    unified = CGROUP_ROOT / "unified"
+    if mounts.get(str(unified)) == "cgroup2":
+        ctrl = read_text(unified / "cgroup.controllers").split()
+        return f"hybrid (v1 + cgroup2 at {unified}, v2 controllers: [{' '.join(ctrl)}])"
+    return "v1 (legacy)"
+
+
+def machine_info(tools: dict[str, str]) -> dict[str, Any]:
+    cpu = "?"
+    for line in read_text(Path("/proc/cpuinfo")).splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {
+        "kernel": platform.release(),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "cgroup_mode": cgroup_mode(),
+        "loadavg": read_text(Path("/proc/loadavg")).split()[:3],
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "versions": {
+            "skiff-runtime": first_line([tools["skiff"], "--version"]),
+            "runc": first_line([tools["runc"], "--version"]),
+            "crun": first_line([tools["crun"], "--version"]),
+            "hyperfine": first_line([tools["hyperfine"], "--version"]),
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ set-up
+def make_bundles(work: Path, runtimes: dict[str, str], runc: str) -> dict[str, Runtime]:
+    """A busybox rootfs + `runc spec` config.json per runtime, each with its own cgroupsPath."""
+    spec_dir = work / "spec"
+    spec_dir.mkdir()
+    subprocess.run([runc, "spec"], cwd=spec_dir, check=True, stdin=DEVNULL)
+    base = json.loads((spec_dir / "config.json").read_text())
+    out: dict[str, Runtime] = {}
+    for name, binary in runtimes.items():
+        bundle = work / f"bundle-{name}"
+        bundle.mkdir()
+        subprocess.run([str(ROOTFS_SCRIPT), str(bundle / "rootfs")], check=True, stdin=DEVNULL)
+        cfg = json.loads(json.dumps(base))
+        cfg["process"]["terminal"] = False
+        cfg["process"]["args"] = ["/bin/true"]
+        cfg.setdefault("linux", {})["cgroupsPath"] = f"/{CGROUP_PARENT}/bench-{name}"
+        (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
+        root = work / f"state-{name}"
+        root.mkdir()
+        out[name] = Runtime(name=name, binary=binary, root=root, bundle=bundle)
+    return out
+
+
+# ------------------------------------------------------------------------------ one life cycle
+def lifecycle(rt: Runtime, cid: str, err: BinaryIO) -> tuple[dict[str, float], Failure | None]:
+    """create, start, (poll state until stopped), delete; the three verbs are timed.
+
+    stdin/stdout go to /dev/null and stderr to `err`, a regular file (never a pipe: create leaves
+    the container's stdio attached); on failure the call's own stderr is read back from it."""
+    times: dict[str, float] = {}
+    rt.created.add(cid)
+    try:
+        for phase in PHASES:
+            if phase == "delete":
+                deadline = time.monotonic() + STATE_TIMEOUT_S
+                while (st := rt.status(cid)) != "stopped":
+                    if time.monotonic() > deadline:
+                        return times, Failure(rt.name, "state", rt.cmd("state", cid), None,
+                                              f"still {st!r} after {STATE_TIMEOUT_S:.0f} s")
+                    time.sleep(0.001)
+            args = ("create", "-b", str(rt.bundle), cid) if phase == "create" else (phase, cid)
+            cmd = rt.cmd(*args)
+            mark = err.seek(0, os.SEEK_END)
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=err, timeout=CALL_TIMEOUT_S)
+            times[phase] = time.perf_counter() - t0
+            if r.returncode != 0:
+                err.seek(mark)
+                return times, Failure(rt.name, phase, cmd, r.returncode,
+                                      err.read().decode(errors="replace").strip())
+        rt.created.discard(cid)
+        return times, None
+    except subprocess.TimeoutExpired as e:
+        return times, Failure(rt.name, "timeout", list(map(str, e.cmd)), None, f"timed out after {e.timeout} s")
+    finally:
+        if cid in rt.created:
+            rt.force_delete(cid)
+
+
+def diagnose_run(rt: Runtime, cid: str, work: Path) -> Failure | None:
+    errf = work / f"stderr-{rt.name}-{cid}"
+    cmd = rt.run_cmd(cid)
+    rt.created.add(cid)
+    try:
+        with errf.open("w+b") as f:
+            r = subprocess.run(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=f, timeout=CALL_TIMEOUT_S)
+        if r.returncode != 0:
+            return Failure(rt.name, "run", cmd, r.returncode, read_text(errf).strip())
+        return None
+    except subprocess.TimeoutExpired:
+        return Failure(rt.name, "run", cmd, None, f"timed out after {CALL_TIMEOUT_S:.0f} s")
+    finally:
+        errf.unlink(missing_ok=True)
+        rt.force_delete(cid)
+
+
+# ------------------------------------------------------------------------------ hyperfine
+def hyperfine(hf: str, commands: dict[str, list[str]], runs: int, warmup: int, out_json: Path,
+              verbose: bool) -> dict[str, dict[str, Any]]:
+    """All commands in ONE hyperfine call (-N: no shell); returns name -> {times, exit_codes}."""
+    cmd = [hf, "-N", "-i", "--warmup", str(warmup), "--runs", str(runs), "--export-json", str(out_json),
+           "--style", "basic" if verbose else "none"]
+    for name, argv in commands.items():
+        cmd += ["--command-name", name, shlex.join(argv)]
+    errf = out_json.with_suffix(".stderr")
+    with errf.open("w+b") as err:
+        r = subprocess.run(cmd, stdin=DEVNULL, stdout=None if verbose else DEVNULL,
+                           stderr=None if verbose else err)
+    if r.returncode != 0:
+        sys.stderr.write(read_text(errf))
+        raise subprocess.CalledProcessError(r.returncode, cmd)
+    doc = json.loads(out_json.read_text())
+    res: dict[str, dict[str, Any]] = {}
+    for name, r in zip(commands, doc["results"]):
+        res[name] = {"times": list(r["times"]), "exit_codes": list(r.get("exit_codes") or [])}
+    return res
+
+
+# ------------------------------------------------------------------------------ sections
+def section_run(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: Path, verbose: bool,
+                failures: list[Failure]) -> dict[str, Any]:
+    log(f"a. run /bin/true: hyperfine -N --warmup {warmup} --runs {runs}, {len(rts)} runtimes")
+    ok: dict[str, Runtime] = {}
+    for name, rt in rts.items():
+        fail = diagnose_run(rt, f"pre-{name}", work)
+        if fail is not None:
+            failures.append(fail)
+        else:
+            ok[name] = rt
+    out: dict[str, Any] = {}
+    if ok:
+        commands = {name: rt.run_cmd(f"hf-{name}") for name, rt in ok.items()}
+        res = hyperfine(hf, commands, runs, warmup, work / "run.json", verbose)
+        for name, r in res.items():
+            bad = [c for c in r["exit_codes"] if c not in (0, None)]
+            out[name] = {"cmd": shlex.join(commands[name]), "median_ms": median_ms(r["times"]),
+                         "times_ms": [t * 1000 for t in r["times"]], "failed_runs": len(bad)}
+            if bad:
+                fail = diagnose_run(ok[name], f"post-{name}", work) or \
+                    Failure(name, "run", commands[name], bad[0], "(failed in hyperfine; a re-run succeeded)")
+                fail.stderr = f"{len(bad)}/{len(r['exit_codes'])} hyperfine runs failed; " + fail.stderr
+                failures.append(fail)
+            ok[name].force_delete(f"hf-{name}")   # in case a failed run left it behind
+    return out
+
+
+def section_lifecycle(rts: dict[str, Runtime], runs: int, work: Path,
+                      failures: list[Failure]) -> dict[str, Any]:
+    log(f"b. create / start / delete apart: {runs} rounds x {len(rts)} runtimes (order rotates), "
+        "after one untimed warm-up round")
+    rtl = list(rts.values())
+    samples: dict[str, dict[str, list[float]]] = {rt.name: {p: [] for p in PHASES} for rt in rtl}
+    nfail: dict[str, int] = {rt.name: 0 for rt in rtl}
+    rounds: list[dict[str, dict[str, float]]] = []
+    errs = {rt.name: (work / f"stderr-lifecycle-{rt.name}").open("a+b") for rt in rtl}
+    try:
+        for i in range(-1, runs):                   # round -1: warm-up, not recorded
+            k = i % len(rtl)
+            this_round: dict[str, dict[str, float]] = {}
+            for rt in rtl[k:] + rtl[:k]:
+                if nfail[rt.name] >= MAX_FAILURES:
+                    continue
+                times, fail = lifecycle(rt, f"lc{i + 1}-{rt.name}", errs[rt.name])
+                if fail is not None:
+                    nfail[rt.name] += 1
+                    log(f"{rt.name}: {fail.phase} failed in round {i} (exit {fail.returncode})"
+                        + ("; giving up on it" if nfail[rt.name] >= MAX_FAILURES else ""))
+                    failures.append(fail)
+                elif i >= 0:
+                    this_round[rt.name] = times
+                    for p in PHASES:
+                        samples[rt.name][p].append(times[p])
+            if i >= 0:
+                rounds.append(this_round)
+    finally:
+        for f in errs.values():
+            f.close()
+    out: dict[str, Any] = {}
+    for name, per in samples.items():
+        out[name] = {p: {"median_ms": median_ms(per[p]), "times_ms": [t * 1000 for t in per[p]]}
+                     for p in PHASES}
+        out[name]["failed_cycles"] = nfail[name]
+    # paired figure: the median over rounds of skiff/<peer> within the same round
+    paired: dict[str, dict[str, float | None]] = {}
+    for peer in ("runc", "crun"):
+        paired[peer] = {}
+        for p in PHASES:
+            rs = [r["skiff"][p] / r[peer][p] for r in rounds if "skiff" in r and peer in r and r[peer][p]]
+            paired[peer][p] = statistics.median(rs) if rs else None
+    return {"per_runtime": out, "paired_ratio_skiff_vs": paired}
+
+
+def importtime_ms(py: str) -> float | None:
+    """The cumulative column (us) of -X importtime's last line: the skiff.runtime.cli import itself."""
+    r = subprocess.run([py, "-X", "importtime", "-c", "import skiff.runtime.cli"], stdin=DEVNULL,
+                       stdout=DEVNULL, stderr=subprocess.PIPE, text=True, timeout=CALL_TIMEOUT_S)
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("import time:")]
+    if r.returncode != 0 or not lines:
+        return None
+    m = re.match(r"import time:\s*(\d+)\s*\|\s*(\d+)\s*\|", lines[-1])
+    return int(m.group(2)) / 1000.0 if m else None
+
+
+def section_floor(tools: dict[str, str], hf: str, runs: int, warmup: int, work: Path, verbose: bool,
+                  failures: list[Failure]) -> dict[str, Any]:
+    log("c. start-up floor")
+    venv_py = sys.executable
+    commands: dict[str, list[str]] = {
+        "skiff-runtime --version": [tools["skiff"], "--version"],
+        "runc --version": [tools["runc"], "--version"],
+        "crun --version": [tools["crun"], "--version"],
+        "/usr/bin/python3 -c pass": ["/usr/bin/python3", "-c", "pass"],
+        "venv python -c pass": [venv_py, "-c", "pass"],
+    }
+    path_py = shutil.which("python3")
+    if path_py and os.path.realpath(path_py) != os.path.realpath("/usr/bin/python3"):
+        commands["python3 on PATH -c pass"] = [path_py, "-c", "pass"]
+        real = first_line([path_py, "-c", "import sys; print(sys.executable)"])
+        if real.startswith("/") and os.path.realpath(real) not in {os.path.realpath(path_py),
+                                                                 os.path.realpath("/usr/bin/python3")}:
+            # e.g. a pyenv shim (a bash script) and the interpreter it ends up running
+            commands["its interpreter -c pass"] = [real, "-c", "pass"]
+            commands["its interpreter -S -c pass"] = [real, "-S", "-c", "pass"]
+    res = hyperfine(hf, commands, runs, warmup, work / "floor.json", verbose)
+    out: dict[str, Any] = {}
+    for name, r in res.items():
+        bad = [c for c in r["exit_codes"] if c not in (0, None)]
+        out[name] = {"cmd": shlex.join(commands[name]), "median_ms": median_ms(r["times"]),
+                     "times_ms": [t * 1000 for t in r["times"]], "failed_runs": len(bad)}
+        if bad:
+            failures.append(Failure(name.split()[0], "floor", commands[name], bad[0],
+                                    first_line(commands[name])))
+    imps = [v for v in (importtime_ms(venv_py) for _ in range(runs)) if v is not None]
+    out["import skiff.runtime.cli (-X importtime, cumulative)"] = {
+        "cmd": shlex.join([venv_py, "-X", "importtime", "-c", "import skiff.runtime.cli"]),
+        "median_ms": statistics.median(imps) if imps else None, "times_ms": imps,
+        "failed_runs": runs - len(imps)}
+    if not imps:
+        failures.append(Failure("skiff", "importtime", [venv_py, "-X", "importtime", "-c",
+                                                        "import skiff.runtime.cli"], 1, "no importtime output"))
+    return out
+
+
+# ------------------------------------------------------------------------------ report
+def table(title: str, rows: list[tuple[str, float | None, float | None, float | None]],
+          show_crun: bool = True) -> str:
+    head = ("runtime", "median ms", "vs runc") + (("vs crun",) if show_crun else ())
+    body = [(n, fmt_ms(m), fmt_ratio(r1)) + ((fmt_ratio(r2),) if show_crun else ()) for n, m, r1, r2 in rows]
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
+    def line(cells: Sequence[str]) -> str:
+        return "  " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    sep = "  " + "-+-".join("-" * w for w in widths)
+    return "\n".join([f"\n{title}", line(head), sep, *(line(b) for b in body)])
+
+
+def report(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    v = m["versions"]
+    out = [f"machine: kernel {m['kernel']}, {m['nproc']} cpus ({m['cpu']}), cgroup {m['cgroup_mode']}, "
+           f"loadavg {' '.join(m['loadavg'])}",
+           f"versions: {v['skiff-runtime']}; {v['runc']}; {v['crun']}; {v['hyperfine']}; "
+           f"bench python {m['python_executable']} {m['python']}",
+           f"runs per figure: {doc['args']['runs']} (hyperfine warm-up {doc['args']['warmup']})"]
+
+    run = doc["run"]
+    base = {k: (run.get(k) or {}).get("median_ms") for k in RUNTIMES}
+    rows = [(k, base[k], ratio(base[k], base["runc"]), ratio(base[k], base["crun"])) for k in RUNTIMES if k in run]
+    out.append(table("a. run /bin/true (hyperfine -N, one invocation)", rows))
+    out.append(f"  skiff/runc = {fmt_ratio(ratio(base['skiff'], base['runc']))}, "
+               f"skiff/crun = {fmt_ratio(ratio(base['skiff'], base['crun']))}")
+
+    lc = doc["lifecycle"]["per_runtime"]
+    paired = doc["lifecycle"]["paired_ratio_skiff_vs"]
+    for p in PHASES:
+        med = {k: lc[k][p]["median_ms"] if k in lc else None for k in RUNTIMES}
+        rows = [(k, med[k], ratio(med[k], med["runc"]), ratio(med[k], med["crun"])) for k in RUNTIMES if k in lc]
+        out.append(table(f"b. {p} (perf_counter around subprocess.run)", rows))
+        out.append(f"  skiff/runc = {fmt_ratio(ratio(med['skiff'], med['runc']))} "
+                   f"(paired per round: {fmt_ratio(paired['runc'][p])}), "
+                   f"skiff/crun = {fmt_ratio(ratio(med['skiff'], med['crun']))} "
+                   f"(paired: {fmt_ratio(paired['crun'][p])})")
+    tot = {k: sum(lc[k][p]["median_ms"] or 0 for p in PHASES) if k in lc else None for k in RUNTIMES}
+    out.append(f"  sum of the three medians: " + ", ".join(f"{k} {fmt_ms(tot[k])} ms" for k in RUNTIMES if k in lc)
+               + f"; skiff/runc = {fmt_ratio(ratio(tot['skiff'], tot['runc']))}")
+
+    fl = doc["floor"]
+    runc_v = (fl.get("runc --version") or {}).get("median_ms")
+    rows = [(k, r["median_ms"], ratio(r["median_ms"], runc_v), None) for k, r in fl.items()]
+    out.append(table("c. start-up floor (hyperfine -N; importtime: median of the cumulative column)", rows,
+                     show_crun=False))
+    out.append("  the interpreter matters: skiff-runtime's shebang is the venv python, made from "
+               "/usr/bin/python3 (no .pth work at start beyond the editable install's path entry).")
+    if "python3 on PATH -c pass" in fl:
+        med = {k: (fl.get(k) or {}).get("median_ms") for k in
+               ("python3 on PATH -c pass", "its interpreter -c pass", "its interpreter -S -c pass")}
+        out.append(f"  python3 on PATH ({fl['python3 on PATH -c pass']['cmd'].split()[0]}) takes "
+                   f"{fmt_ms(med['python3 on PATH -c pass'])} ms; the interpreter it runs "
+                   f"{fmt_ms(med['its interpreter -c pass'])} ms, {fmt_ms(med['its interpreter -S -c pass'])} ms "
+                   "with -S (no site: its .pth files cost the difference).")
+
+    if doc["leftovers"]:
+        out.append("\nleft over after the bench (removed when empty): " + ", ".join(doc["leftovers"]))
+    if doc["failures"]:
+        out.append("\nFAILURES:")
+        shown: set[str] = set()
+        for f in doc["failures"]:
+            out.append(f"  {f['runtime']}: {f['phase']} exited {f['returncode']}: {f['cmd']}")
+            if f["runtime"] not in shown:
+                shown.add(f["runtime"])
+                out.extend("    | " + ln for ln in (f["stderr"] or "(no stderr)").splitlines()[-20:])
+    out.append(f"\nJSON: {doc['json']}")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ clean-up
+def bench_cgroups() -> list[Path]:
+    return sorted(p for p in CGROUP_ROOT.glob(f"*/{CGROUP_PARENT}/bench-*") if p.is_dir())
+
+
+def parent_cgroups() -> set[Path]:
+    return {p for p in CGROUP_ROOT.glob(f"*/{CGROUP_PARENT}") if p.is_dir()}
+
+
+def cleanup(rts: dict[str, Runtime], work: Path, parents_before: set[Path]) -> list[str]:
+    """Delete every container in our state dirs, remove the temp dir; report leftover cgroups.
+
+    skiff removes the empty /skiff parent it made, runc and crun leave it: a /skiff parent that
+    was not there before the bench is removed here if it is empty (rmdir fails otherwise)."""
+    for rt in rts.values():
+        ids = set(rt.created)
+        if rt.root.is_dir():
+            ids |= {p.name for p in rt.root.iterdir() if p.is_dir()}
+        for cid in sorted(ids):
+            try:
+                rt.force_delete(cid)
+            except (OSError, subprocess.SubprocessError):
+                pass
+    leftovers = []
+    for _ in range(50):             # give the kernel a moment to release the last task
+        if not bench_cgroups():
+            break
+        time.sleep(0.02)
+    for cg in bench_cgroups():
+        leftovers.append(str(cg))
+        for sub in sorted(cg.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if sub.is_dir():
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass
+        try:
+            cg.rmdir()
+        except OSError as e:
+            log(f"could not remove {cg}: {e}")
+    for parent in sorted(parent_cgroups() - parents_before):
+        for attempt in range(100):   # EBUSY while the kernel still releases a removed child
+            try:
+                parent.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or attempt == 99:
+                    log(f"left {parent} (made during the bench by runc/crun): {e}")
+                    break
+                time.sleep(0.02)
+    shutil.rmtree(work, ignore_errors=True)
+    return leftovers
+
+
+# ------------------------------------------------------------------------------ main
+def find_tools(skiff: str | None) -> dict[str, str]:
+    venv_skiff = Path(sys.executable).parent / "skiff-runtime"
+    want = {
+        "skiff": skiff or (str(venv_skiff) if venv_skiff.exists() else shutil.which("skiff-runtime")),
+        "runc": shutil.which("runc"),
+        "crun": shutil.which("crun"),
+        "hyperfine": shutil.which("hyperfine"),
+    }
+    missing = [k for k, v in want.items() if not v]
+    if missing:
+        raise SystemExit(f"missing: {', '.join(missing)} (make bench installs runc, crun and hyperfine)")
+    return {k: str(v) for k, v in want.items()}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=30, help="runs per figure (default 30)")
+    p.add_argument("--warmup", type=int, default=3, help="hyperfine warm-up runs (default 3)")
+    p.add_argument("--skiff", default=None, help="skiff-runtime to measure (default: the venv's)")
+    p.add_argument("--out", type=Path, default=None, help="JSON file (default bench/results/runtime-<ts>.json)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show hyperfine's own output")
+    a = p.parse_args(argv)
+    if a.runs < 1 or a.warmup < 0:
+        p.error("--runs must be >= 1 and --warmup >= 0")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/runtime.py needs root (runc and crun run real containers)", file=sys.stderr)
+        return 2
+    try:
+        tools = find_tools(a.skiff)
+    except SystemExit as e:
+        print(e, file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so that clean-up still runs
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_json: Path = a.out or RESULTS_DIR / f"runtime-{stamp}.json"
+    work = Path(tempfile.mkdtemp(prefix="skiff-bench-runtime-"))
+    failures: list[Failure] = []
+    rts: dict[str, Runtime] = {}
+    parents_before = parent_cgroups()
+    doc: dict[str, Any] = {"timestamp": stamp, "args": {"runs": a.runs, "warmup": a.warmup}}
+    try:
+        doc["machine"] = machine_info(tools)
+        log(f"bundles in {work}")
+        rts = make_bundles(work, {k: tools[k] for k in RUNTIMES}, tools["runc"])
+        doc["bundle"] = {"args": ["/bin/true"], "terminal": False,
+                         "cgroupsPath": {k: f"/{CGROUP_PARENT}/bench-{k}" for k in RUNTIMES}}
+        t0 = time.monotonic()
+        doc["run"] = section_run(rts, tools["hyperfine"], a.runs, a.warmup, work, a.verbose, failures)
+        doc["lifecycle"] = section_lifecycle(rts, a.runs, work, failures)
+        doc["floor"] = section_floor(tools, tools["hyperfine"], a.runs, a.warmup, work, a.verbose, failures)
+        doc["elapsed_s"] = round(time.monotonic() - t0, 1)
+    finally:
+        doc["leftovers"] = cleanup(rts, work, parents_before)
+    if doc["leftovers"]:
+        failures.append(Failure("cleanup", "cgroups", [], None,
+                                "left by the runtimes: " + ", ".join(doc["leftovers"])))
+    doc["failures"] = [f.as_dict() for f in failures]
+    doc["json"] = str(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(doc, indent=1) + "\n")
+    print(report(doc))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Command-line grammar of `skiff-runtime`: runc's, which is Go's flag package's.
+
+Flags come before the positional arguments and take one or two dashes (`-bundle x`,
+`--bundle=x`, `-b x`); the first word that is not a flag, or `--`, ends them, so what
+follows an exec's container id is the command, untouched. Each verb declares its flags as
+`Opt`s and its positionals as names (`id`, `signal?` optional, `command*` the rest). This is
+skiff's own small parser rather than argparse, because argparse (with `re` and `gettext`)
+costs more start-up than the rest of `skiff-runtime state`, and does not take Go's
+single-dash long flags that runc's callers may use.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from skiff.errors import UsageError
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+
+class Opt:
+    """One flag: its names, where it goes, and how its value is read.
+
+    `kind` is "bool" (no value), "value" (one value, read by `convert`) or "append"
+    (repeatable, each value read by `convert`)."""
+
+    __slots__ = ("names", "dest", "kind", "default", "convert", "help", "choices")
+
+    def __init__(self, names: str, help: str = "", kind: str = "value", default: Any = None,
+                 convert: Callable[[str], Any] = str, choices: tuple[str, ...] = ()) -> None:
+        self.names = tuple(n.lstrip("-") for n in names.split(","))
+        self.dest = max(self.names, key=len).replace("-", "_")
+        self.kind = kind
+        self.default = [] if kind == "append" else (False if kind == "bool" else default)
+        self.convert = convert
+        self.help = help
+        self.choices = choices
+
+
+def flag(names: str, help: str = "") -> Opt:
+    return Opt(names, help, kind="bool")
+
+
+def usage(prog: str, opts: list[Opt], positionals: tuple[str, ...], about: str = "") -> str:
+    words = " ".join(f"[{p[:-1].upper()}]" if p.endswith("?") else
+                     f"[{p[:-1].upper()}...]" if p.endswith("*") else p.upper()
+                     for p in positionals)
+    lines = [f"usage: {prog} [flags] {words}".rstrip()]
+    if about:
+        lines.append(about)
+    for o in opts:
+        names = ", ".join(("-" if len(n) == 1 else "--") + n for n in o.names)
+        value = "" if o.kind == "bool" else " " + (("|".join(o.choices)) if o.choices else "VALUE")
+        lines.append(f"  {names}{value}".ljust(34) + o.help)
+    return "\n".join(lines) + "\n"
+
+
+def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[str]) -> SimpleNamespace:
+    """Read `argv` into a namespace with one attribute per flag and positional; raises
+    UsageError (the message says what is wrong) or, for -h/--help, UsageError with the
+    usage text and `help=True`."""
+    by_name = {n: o for o in opts for n in o.names}
+    ns = SimpleNamespace(**{o.dest: (list(o.default) if o.kind == "append" else o.default)
+                            for o in opts})
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        name, eq, value = word.lstrip("-").partition("=")
+        if name in ("h", "help"):
+            raise UsageError(usage(prog, opts, positionals), help=True)
+        o = by_name.get(name)
+        if o is None:
+            raise UsageError(f"{prog}: unknown flag {word!r}")
+        if o.kind == "bool":
+            setattr(ns, o.dest, value.lower() not in ("false", "0") if eq else True)
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UsageError(f"{prog}: flag {word} needs a value")
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if o.choices and value not in o.choices:
+            raise UsageError(f"{prog}: {word} must be one of {', '.join(o.choices)}, not {value!r}")
+        try:
+            converted = o.convert(value)
+        except ValueError as e:
+            raise UsageError(f"{prog}: {word}: {e}") from None
+        if o.kind == "append":
+            getattr(ns, o.dest).append(converted)
+        else:
+            setattr(ns, o.dest, converted)
+    rest = argv[i:]
+    for p in positionals:
+        name = p.rstrip("?*")
+        if p.endswith("*"):
+            setattr(ns, name, rest)
+            rest = []
+        elif rest:
+            setattr(ns, name, rest.pop(0))
+        elif p.endswith("?"):
+            setattr(ns, name, None)
+        else:
+            raise UsageError(f"{prog}: missing {name.upper()}\n" + usage(prog, opts, positionals))
+    if rest:
+        raise UsageError(f"{prog}: unexpected argument {rest[0]!r}")
+    return ns

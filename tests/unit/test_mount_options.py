@@ -1,0 +1,102 @@
+"""`mount_options.parse`: config.json option words into mount(2) flags, propagation and data.
+
+The expected bits are the kernel's own values (include/uapi/linux/mount.h), written out here
+rather than imported, so a wrong constant in `skiff.kernel.syscall` would show too. Words
+apply in order, as mount(8) applies them: a later `rw` undoes an earlier `ro`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from skiff.runtime.mount_options import PROPAGATION_WORDS, parse
+
+# from include/uapi/linux/mount.h
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+
+
+def test_no_options() -> None:
+    opts = parse([])
+    assert (opts.flags, opts.propagation, opts.data) == (0, (), "")
+    assert not opts.is_bind
+
+
+def test_defaults_is_zero() -> None:
+    assert parse(["defaults"]).flags == 0
+    assert parse(["nosuid", "defaults"]).flags == MS_NOSUID
+
+
+@pytest.mark.parametrize(("words", "flags"), [
+    (["ro"], MS_RDONLY),
+    (["nosuid", "nodev", "noexec"], MS_NOSUID | MS_NODEV | MS_NOEXEC),
+    (["noatime"], MS_NOATIME),
+    (["relatime"], MS_RELATIME),
+    (["strictatime"], MS_STRICTATIME),
+    (["remount", "ro"], MS_REMOUNT | MS_RDONLY),
+])
+def test_flag_words_set_bits(words: list[str], flags: int) -> None:
+    assert parse(words).flags == flags
+
+
+def test_later_words_win() -> None:
+    assert parse(["ro", "rw"]).flags & MS_RDONLY == 0
+    assert parse(["rw", "ro"]).flags & MS_RDONLY == MS_RDONLY
+    assert parse(["nosuid", "suid"]).flags & MS_NOSUID == 0
+    assert parse(["nodev", "dev", "nodev"]).flags & MS_NODEV == MS_NODEV
+    assert parse(["noexec", "exec"]).flags & MS_NOEXEC == 0
+
+
+def test_clearing_leaves_other_bits() -> None:
+    assert parse(["ro", "nosuid", "rw"]).flags == MS_NOSUID
+
+
+def test_bind_and_rbind() -> None:
+    bind = parse(["bind"])
+    assert bind.is_bind
+    assert bind.flags == MS_BIND
+    rbind = parse(["rbind", "ro"])
+    assert rbind.is_bind
+    assert rbind.flags == MS_BIND | MS_REC | MS_RDONLY
+
+
+def test_propagation_is_collected_apart_in_order() -> None:
+    opts = parse(["rprivate", "nosuid", "shared", "runbindable", "slave"])
+    assert opts.propagation == (MS_PRIVATE | MS_REC, MS_SHARED, MS_UNBINDABLE | MS_REC, MS_SLAVE)
+    assert opts.flags == MS_NOSUID  # propagation bits stay out of the mount flags
+    assert opts.data == ""
+
+
+def test_every_propagation_word_is_known() -> None:
+    assert PROPAGATION_WORDS == {"private", "rprivate", "shared", "rshared", "slave", "rslave",
+                                 "unbindable", "runbindable"}
+    for word in PROPAGATION_WORDS:
+        assert len(parse([word]).propagation) == 1
+
+
+def test_unknown_words_become_data_joined_by_commas() -> None:
+    opts = parse(["nosuid", "strictatime", "mode=755", "size=65536k"])
+    assert opts.flags == MS_NOSUID | MS_STRICTATIME
+    assert opts.data == "mode=755,size=65536k"
+
+
+def test_data_keeps_its_order_and_skips_empty_words() -> None:
+    opts = parse(["newinstance", "", "ptmxmode=0666", "nosuid", "mode=0620", "gid=5"])
+    assert opts.data == "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    assert opts.flags == MS_NOSUID
+
+
+def test_tuple_input() -> None:
+    assert parse(("ro", "bind")) == parse(["ro", "bind"])

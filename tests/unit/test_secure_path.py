@@ -1,0 +1,153 @@
+"""`secure_join` and `make_target` on a hostile rootfs built in tmp_path.
+
+A container's rootfs is untrusted: its symlinks may be absolute, climb with `..`, or loop.
+These tests build such a tree next to an `outside` folder that stands for the host, and
+check that every answer stays below the rootfs (resolved as the container would see it),
+that loops end in ELOOP, that `make_target` creates the missing directories or the empty
+file, and that nothing is ever created in `outside`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from skiff.errors import KernelError
+from skiff.runtime.secure_path import make_target, secure_join
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    path = tmp_path / "outside"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path, outside: Path) -> Path:
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (root / "usr" / "lib").mkdir(parents=True)
+    return root
+
+
+def inside(root: Path, path: str) -> bool:
+    return os.path.commonpath([str(root), path]) == str(root)
+
+
+def test_plain_path(rootfs: Path) -> None:
+    assert secure_join(str(rootfs), "/etc/passwd") == str(rootfs / "etc" / "passwd")
+    assert secure_join(str(rootfs), "usr/lib") == str(rootfs / "usr" / "lib")
+    assert secure_join(str(rootfs), "/") == str(rootfs)
+
+
+def test_missing_components_are_kept(rootfs: Path) -> None:
+    assert secure_join(str(rootfs), "/no/such/dir") == str(rootfs / "no" / "such" / "dir")
+
+
+def test_dot_and_repeated_slashes(rootfs: Path) -> None:
+    assert secure_join(str(rootfs), "//etc/./passwd") == str(rootfs / "etc" / "passwd")
+
+
+@pytest.mark.parametrize("unsafe", ["/../../etc", "../etc", "/usr/../../../etc", "/etc/../../etc"])
+def test_dot_dot_is_clamped_at_the_root(rootfs: Path, unsafe: str) -> None:
+    assert secure_join(str(rootfs), unsafe) == str(rootfs / "etc")
+
+
+def test_absolute_symlink_is_relative_to_the_root(rootfs: Path) -> None:
+    (rootfs / "a").symlink_to("/etc")
+    assert secure_join(str(rootfs), "/a") == str(rootfs / "etc")
+    assert secure_join(str(rootfs), "/a/passwd") == str(rootfs / "etc" / "passwd")
+
+
+def test_relative_symlink_climbing_out_stays_inside(rootfs: Path) -> None:
+    (rootfs / "usr" / "lib" / "up").symlink_to("../../../../../outside")
+    got = secure_join(str(rootfs), "/usr/lib/up/file")
+    assert got == str(rootfs / "outside" / "file")
+    assert inside(rootfs, got)
+
+
+def test_relative_symlink_within_the_root(rootfs: Path) -> None:
+    (rootfs / "usr" / "lib" / "conf").symlink_to("../../etc")
+    assert secure_join(str(rootfs), "/usr/lib/conf/passwd") == str(rootfs / "etc" / "passwd")
+
+
+def test_chained_symlinks(rootfs: Path) -> None:
+    (rootfs / "one").symlink_to("two")
+    (rootfs / "two").symlink_to("/etc")
+    assert secure_join(str(rootfs), "/one/passwd") == str(rootfs / "etc" / "passwd")
+
+
+def test_symlink_to_the_host_path_of_the_outside_is_kept_inside(rootfs: Path,
+                                                                outside: Path) -> None:
+    (rootfs / "host").symlink_to(outside)  # absolute, names the real host folder
+    got = secure_join(str(rootfs), "/host/x")
+    assert inside(rootfs, got)
+    assert got == str(rootfs) + str(outside / "x")
+
+
+@pytest.mark.parametrize("links", [{"loop": "loop"}, {"l1": "l2", "l2": "/l1"},
+                                   {"l1": "l2/x", "l2": "../l1"}])
+def test_symlink_loop_is_eloop(rootfs: Path, links: dict[str, str]) -> None:
+    for name, target in links.items():
+        (rootfs / name).symlink_to(target)
+    with pytest.raises(KernelError) as info:
+        secure_join(str(rootfs), "/l1/y" if "l1" in links else "/loop")
+    assert info.value.errno == errno.ELOOP
+    assert "ELOOP" in str(info.value)
+
+
+def test_make_target_creates_directories(rootfs: Path) -> None:
+    got = make_target(str(rootfs), "/mnt/a/b", is_dir=True)
+    assert got == str(rootfs / "mnt" / "a" / "b")
+    assert (rootfs / "mnt" / "a" / "b").is_dir()
+
+
+def test_make_target_creates_an_empty_file(rootfs: Path) -> None:
+    got = make_target(str(rootfs), "/run/secrets/token", is_dir=False)
+    assert got == str(rootfs / "run" / "secrets" / "token")
+    assert (rootfs / "run" / "secrets").is_dir()
+    target = rootfs / "run" / "secrets" / "token"
+    assert target.is_file() and not target.is_symlink()
+    assert target.stat().st_size == 0
+
+
+def test_make_target_keeps_what_exists(rootfs: Path) -> None:
+    assert make_target(str(rootfs), "/etc", is_dir=True) == str(rootfs / "etc")
+    assert make_target(str(rootfs), "/etc/passwd", is_dir=False) == str(rootfs / "etc" / "passwd")
+    assert (rootfs / "etc" / "passwd").read_text().startswith("root:")
+
+
+def test_make_target_never_creates_outside(rootfs: Path, outside: Path) -> None:
+    (rootfs / "rel").symlink_to("../../../outside")
+    (rootfs / "abs").symlink_to(outside)
+    (rootfs / "dangling").symlink_to("../outside/newfile")
+    made = [make_target(str(rootfs), "/rel/d1/d2", is_dir=True),
+            make_target(str(rootfs), "/rel/f", is_dir=False),
+            make_target(str(rootfs), "/abs/d3", is_dir=True),
+            make_target(str(rootfs), "/abs/f", is_dir=False),
+            make_target(str(rootfs), "/dangling", is_dir=False)]
+    assert list(outside.iterdir()) == []
+    for path in made:
+        assert inside(rootfs, path)
+        assert os.path.lexists(path)
+    assert (rootfs / "outside" / "d1" / "d2").is_dir()
+    assert (rootfs / "outside" / "newfile").is_file()
+
+
+def test_file_in_the_way_of_the_last_directory_is_enotdir(rootfs: Path) -> None:
+    with pytest.raises(KernelError) as info:
+        make_target(str(rootfs), "/etc/passwd", is_dir=True)
+    assert info.value.errno == errno.ENOTDIR
+    assert (rootfs / "etc" / "passwd").is_file()
+
+
+def test_file_in_the_way_of_a_middle_directory_is_enotdir(rootfs: Path) -> None:
+    with pytest.raises(KernelError) as info:
+        make_target(str(rootfs), "/etc/passwd/sub/dir", is_dir=True)
+    assert info.value.errno == errno.ENOTDIR
+    assert (rootfs / "etc" / "passwd").is_file()
