@@ -211,6 +211,35 @@ def make_bundles(work: Path, runtimes: dict[str, str], runc: str) -> dict[str, R
 
 
 # ------------------------------------------------------------------------------ one life cycle
+class _Alarm(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Alarm()
+
+
+def timed_call(cmd: list[str], err: BinaryIO) -> tuple[float, int]:
+    """Seconds from spawn to reap of `cmd` (time.perf_counter around subprocess.run), exit status.
+
+    No `timeout=` for subprocess.run: with one, CPython's wait() polls with a doubling sleep
+    (0.5, 1, 2, 4 ... 50 ms), which rounds every time up to ~8, 16, 32, 64, 114 ms. Without
+    it wait() blocks in waitpid; a hang is caught by SIGALRM, armed outside the timed region
+    (subprocess.run kills the child when the alarm's exception goes through it)."""
+    old = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(int(CALL_TIMEOUT_S))
+    try:
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=err)
+        dt = time.perf_counter() - t0
+    except _Alarm:
+        raise subprocess.TimeoutExpired(cmd, CALL_TIMEOUT_S) from None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    return dt, r.returncode
+
+
 def lifecycle(rt: Runtime, cid: str, err: BinaryIO) -> tuple[dict[str, float], Failure | None]:
     """create, start, (poll state until stopped), delete; the three verbs are timed.
 
@@ -230,12 +259,10 @@ def lifecycle(rt: Runtime, cid: str, err: BinaryIO) -> tuple[dict[str, float], F
             args = ("create", "-b", str(rt.bundle), cid) if phase == "create" else (phase, cid)
             cmd = rt.cmd(*args)
             mark = err.seek(0, os.SEEK_END)
-            t0 = time.perf_counter()
-            r = subprocess.run(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=err, timeout=CALL_TIMEOUT_S)
-            times[phase] = time.perf_counter() - t0
-            if r.returncode != 0:
+            times[phase], rc = timed_call(cmd, err)
+            if rc != 0:
                 err.seek(mark)
-                return times, Failure(rt.name, phase, cmd, r.returncode,
+                return times, Failure(rt.name, phase, cmd, rc,
                                       err.read().decode(errors="replace").strip())
         rt.created.discard(cid)
         return times, None

@@ -25,6 +25,9 @@ class _Sink:
 
 
 def configure(level: int = WARNING, path: str | None = None, json_format: bool = False) -> None:
+    old = _Sink.stream
+    if old is not None and old is not sys.stderr:
+        old.close()  # type: ignore[attr-defined]
     _Sink.level = level
     _Sink.stream = open(path, "a", buffering=1) if path else sys.stderr
     _Sink.json = json_format
@@ -44,8 +47,8 @@ def _emit(name: str, level: int, msg: str, args: tuple[object, ...]) -> None:
     text = msg % args if args else msg
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if _Sink.json:
-        import json
-        line = json.dumps({"level": _NAMES[level].replace("warning", "warn"), "msg": text,
+        from skiff import jsonfast
+        line = jsonfast.dumps({"level": _NAMES[level].replace("warning", "warn"), "msg": text,
                            "time": stamp})
     else:
         line = f"{stamp} {_NAMES[level]} {text}"

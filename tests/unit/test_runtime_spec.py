@@ -42,10 +42,7 @@ EXAMPLES = SCHEMA_DIR / "examples" / "config"
 GOOD = sorted((EXAMPLES / "good").glob("*.json"))
 
 # good examples skiff refuses on purpose or by a bug; each is a strict xfail, reported to the lead
-_KNOWN_REFUSED = {
-    "spec-example.json": "src bug: Spec.validate refuses ociVersion '0.5.0-dev' (needs 1.x), but "
-                         "upstream files this example under good/ and the schema only asks a string",
-}
+_KNOWN_REFUSED: dict[str, str] = {}
 
 
 def _good_params() -> list[Any]:
@@ -150,9 +147,6 @@ def test_a_boolean_is_not_an_integer() -> None:
     assert "integer" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: uid/gid are not range-checked as the schema's "
-                   "uint32; -1 reaches os.setresuid(-1, -1, -1), a no-op, so the process stays "
-                   "root, and 2**32 raises a bare OverflowError in init")
 @pytest.mark.parametrize("key", ["uid", "gid"])
 @pytest.mark.parametrize("value", [-1, 2**32])
 def test_ids_must_be_uint32(key: str, value: int) -> None:

@@ -39,7 +39,9 @@ def _describe(value: object) -> str:
         return repr(value) if len(value) < 40 else "a string"
     if value is None:
         return "null"
-    if isinstance(value, (bool, int, float)):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
         return repr(value)
     return {"list": "a list", "dict": "an object"}.get(type(value).__name__, type(value).__name__)
 

@@ -8,17 +8,25 @@ every message names the field. `to_json` is the way out.
 
 from __future__ import annotations
 
-import json
 
 from skiff.errors import SpecError
 from skiff.oci.codec import decode_object, encode
 from skiff.record import Record, field
+from skiff import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+_UINT32 = 1 << 32
+
+
+def _uint32(where: str, value: int | None) -> None:
+    if value is not None and not 0 <= value < _UINT32:
+        raise SpecError(where, f"must be 0..4294967295, got {value}")
 
 
 def _absolute(where: str, path: str) -> None:
@@ -41,6 +49,13 @@ class User(Record):
     umask: int | None = None
     additional_gids: tuple[int, ...] = ()
     username: str | None = None
+
+    def validate(self, where: str) -> None:
+        # -1 would reach setresuid as "leave unchanged" and keep the process root
+        _uint32(f"{where}.uid", self.uid)
+        _uint32(f"{where}.gid", self.gid)
+        for i, gid in enumerate(self.additional_gids):
+            _uint32(f"{where}.additionalGids[{i}]", gid)
 
 
 class Capabilities(Record):
@@ -132,7 +147,9 @@ class IdMapping(Record):
     size: int
 
     def validate(self, where: str) -> None:
-        if self.size <= 0:
+        _uint32(f"{where}.containerID", self.container_id)
+        _uint32(f"{where}.hostID", self.host_id)
+        if not 0 < self.size < _UINT32:
             raise SpecError(f"{where}.size", "must be positive")
 
 
@@ -316,8 +333,8 @@ class Spec(Record):
     linux: Linux | None = None
 
     def validate(self, where: str) -> None:
-        if not self.oci_version.startswith("1."):
-            raise SpecError("ociVersion", f"unsupported version {self.oci_version!r} (need 1.x)")
+        if not self.oci_version:  # any version is taken, as runc takes it
+            raise SpecError("ociVersion", "must not be empty")
         if self.hostname and self.linux and self.linux.namespace("uts") is None:
             raise SpecError("hostname", "setting a hostname needs a uts namespace")
 
@@ -335,8 +352,8 @@ class Spec(Record):
 
 def parse_config(text: str | bytes, source: str = "config.json") -> Spec:
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
+        raw = jsonfast.loads(text)
+    except ValueError as e:
         raise SpecError("", f"{source} is not valid JSON: {e}") from e
     return decode_object(Spec, raw)
 
@@ -352,16 +369,16 @@ def load_config(path: str) -> Spec:
 
 def parse_process(text: str | bytes, source: str = "process.json") -> Process:
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
+        raw = jsonfast.loads(text)
+    except ValueError as e:
         raise SpecError("", f"{source} is not valid JSON: {e}") from e
     return decode_object(Process, raw, "process")
 
 
 def parse_resources(text: str | bytes, source: str = "resources") -> Resources:
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
+        raw = jsonfast.loads(text)
+    except ValueError as e:
         raise SpecError("", f"{source} is not valid JSON: {e}") from e
     return decode_object(Resources, raw, "resources")
 

@@ -8,11 +8,11 @@ Closing without a word (the child crashed) is an error too.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 
 from skiff.errors import RuntimeError_, SkiffError
+from skiff import jsonfast
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -29,13 +29,13 @@ class Channel:
         return cls(a), cls(b)
 
     def send(self, kind: str, **data: Any) -> None:
-        self.sock.send(json.dumps({"type": kind, **data}).encode())
+        self.sock.send(jsonfast.dumps({"type": kind, **data}).encode())
 
     def recv(self, expect: str) -> dict[str, Any]:
         raw = self.sock.recv(1 << 20)
         if not raw:
             raise RuntimeError_(f"container process died before `{expect}`")
-        msg = json.loads(raw)
+        msg = jsonfast.loads(raw)
         if msg["type"] == "error":
             raise RuntimeError_(msg["message"])
         if msg["type"] != expect:
@@ -52,7 +52,7 @@ class Channel:
             raw = b""
         finally:
             self.sock.settimeout(None)
-        msg = json.loads(raw) if raw else {}
+        msg = jsonfast.loads(raw) if raw else {}
         if msg.get("type") == "error":
             raise RuntimeError_(msg["message"]) from None
         raise cause

@@ -8,11 +8,11 @@ print as one line on stderr (and, with `--log`, as a log record, JSON with
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from skiff.runtime.cli_args import Opt, flag, parse, usage
+from skiff import jsonfast
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ VERB_GRAMMAR: dict[str, tuple[str, list[Opt], tuple[str, ...]]] = {
 
 
 def _print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.write(jsonfast.dumps(doc, indent=2) + "\n")
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -196,7 +196,7 @@ def do_ps(store: Any, a: Namespace) -> int:
     from skiff.runtime.ps import container_pids, ps_table
     pids = container_pids(store, a.id)
     if a.format == "json":
-        sys.stdout.write(json.dumps(pids) + "\n")
+        sys.stdout.write(jsonfast.dumps(pids) + "\n")
     else:
         sys.stdout.write(ps_table(pids, [x for x in a.ps_args if x != "--"]))
     return 0
@@ -235,7 +235,7 @@ def do_list(store: Any, a: Namespace) -> int:
     if a.quiet:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif a.format == "json":
-        sys.stdout.write(json.dumps(states) + "\n")
+        sys.stdout.write(jsonfast.dumps(states) + "\n")
     else:
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"]
@@ -251,7 +251,7 @@ def do_spec(store: Any, a: Namespace) -> int:
         from skiff.errors import RuntimeError_
         raise RuntimeError_(f"File {path} exists. Remove it first")
     with open(path, "w") as f:
-        json.dump(default_spec(a.rootless), f, indent="\t")
+        f.write(jsonfast.dumps(default_spec(a.rootless), indent="\t"))
     return 0
 
 
@@ -304,5 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script: run, flush, and leave without the interpreter's teardown (which
+    costs ~9 ms of a ~40 ms `run` and has nothing to clean up here)."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -3,12 +3,12 @@ runc's shape: {"type": "stats"|"oom", "id": ..., "data": {...}}."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 from skiff.runtime.container import open_container
 from skiff.runtime.state import StateStore, Status
+from skiff import jsonfast
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -38,5 +38,5 @@ def stream(store: StateStore, container_id: str, interval: float) -> Iterator[di
 
 def print_events(events: Iterator[dict[str, Any]]) -> None:
     for ev in events:
-        sys.stdout.write(json.dumps(ev) + "\n")
+        sys.stdout.write(jsonfast.dumps(ev) + "\n")
         sys.stdout.flush()

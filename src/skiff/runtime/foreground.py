@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 
-from skiff.runtime import console
 
 _FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
               signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)
@@ -42,6 +41,7 @@ def wait_for(pid: int, terminal: socket.socket | None = None) -> int:
 
     try:
         if terminal is not None:
+            from skiff.runtime import console
             master = console.receive_master(terminal)
             terminal.close()
             try:

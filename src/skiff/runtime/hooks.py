@@ -7,11 +7,11 @@ stderr); poststart and poststop failures are only warnings, as in runc.
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 from skiff.errors import HookFailed
 from skiff.oci.runtime_spec import Hook
+from skiff import jsonfast
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def run_hooks(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> None:
-    payload = json.dumps(state).encode()
+    payload = jsonfast.dumps(state).encode()
     for hook in hooks:
         env = dict(e.split("=", 1) for e in hook.env if "=" in e)
         argv = list(hook.args) or [hook.path]

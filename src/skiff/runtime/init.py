@@ -17,7 +17,7 @@ from skiff.record import Record
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import Filter
 from skiff.oci.runtime_spec import Spec
-from skiff.runtime import console, process
+from skiff.runtime import process
 from skiff.runtime.channel import Channel, wait_cgroup
 from skiff.runtime.rootfs import RootfsBuilder
 
@@ -66,8 +66,10 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     os.setsid()
     fifo_fd = os.open(job.fifo, os.O_PATH | os.O_CLOEXEC)
     term_sock = job.console_sock
-    if proc.terminal and term_sock is None and job.console_path:
-        term_sock = console.connect(job.console_path)
+    if proc.terminal:
+        from skiff.runtime import console  # termios and tty: only for terminals, before the pivot
+        if term_sock is None and job.console_path:
+            term_sock = console.connect(job.console_path)
     in_cgroup = False
     if job.new_cgroupns:
         wait_cgroup(chan)

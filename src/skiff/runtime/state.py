@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
-import json
 import os
 from skiff.record import Record, field
 
 from skiff.errors import ContainerExists, ContainerNotFound, InvalidState, RuntimeError_
+from skiff import jsonfast
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -178,13 +178,13 @@ class StateStore:
         path = os.path.join(self.dir(st.id), "state.json")
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(st.__dict__, f)
+            f.write(jsonfast.dumps(st.__dict__))
         os.replace(tmp, path)
 
     def load(self, container_id: str) -> ContainerState:
         try:
             with open(os.path.join(self.dir(container_id), "state.json")) as f:
-                raw = json.load(f)
+                raw = jsonfast.loads(f.read())
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
         return ContainerState(**raw)
