@@ -4,8 +4,8 @@
 about 5 ms — an eighth of a whole `skiff-runtime run` — while the work itself is done by
 the C module `_json` that `json` wraps. `loads` and `dumps` call it directly and behave
 like `json.loads` and `json.dumps` (with `indent` and `sort_keys`) for the documents skiff
-reads and writes. A malformed document raises `ValueError` (`json.JSONDecodeError` when
-the C scanner itself reports it). Like errors.py, this module imports nothing of skiff.
+reads and writes. A malformed document raises `ValueError` (`json.JSONDecodeError`, with
+the place, for a syntax error). Like errors.py, this module imports nothing of skiff.
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ def loads(text: str | bytes) -> Any:
         value, end = _scan(text, start)
     except StopIteration:
         raise ValueError(f"Expecting value: char {start}") from None
+    except SystemError:
+        # the scanner reports a syntax error through json.decoder, if that was imported;
+        # only then is `json` worth its cost: it says what is wrong, and where
+        import json
+        return json.loads(text)
     finally:
         _Context.memo.clear()
     if text[end:].strip(_WHITESPACE):

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import select
 import time
-from skiff.record import Record
 from functools import cached_property
 
-from skiff.oci.runtime_spec import Spec
-from skiff.oci.codec import decode_object
-from skiff.runtime.cgroups import Cgroup, open_cgroup
-from skiff.runtime.state import (ContainerState, StateStore, Status, check_move,
-                                 process_start_time)
+from skiff.record import Record
+from skiff.runtime.state import ContainerState, StateStore, check_move, process_start_time
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from skiff.oci.runtime_spec import Spec
+    from skiff.runtime.cgroups import Cgroup
 
 
 class Container(Record, mutable=True):
@@ -28,21 +29,25 @@ class Container(Record, mutable=True):
     def id(self) -> str:
         return self.state.id
 
+    # both loaded only when an operation needs them: `state` and `start` do not
     @cached_property
     def cgroup(self) -> Cgroup:
+        from skiff.runtime.cgroups import open_cgroup
         return open_cgroup(self.state.cgroup_path)
 
     @cached_property
     def spec(self) -> Spec:
+        from skiff.oci.codec import decode_object
+        from skiff.oci.runtime_spec import Spec
         return decode_object(Spec, self.state.config)
 
-    def status(self) -> Status:
-        if not self.state.alive():
-            return Status.STOPPED
-        frozen = self.cgroup.exists() and self.cgroup.frozen()
-        return self.store.status(self.state, frozen)
+    def has_hooks(self, phase: str) -> bool:
+        return bool(self.state.config.get("hooks", {}).get(phase))
 
-    def require(self, operation: str) -> Status:
+    def status(self) -> str:
+        return self.store.status(self.state)
+
+    def require(self, operation: str) -> str:
         status = self.status()
         check_move(self.id, operation, status)
         return status

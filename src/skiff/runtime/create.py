@@ -113,7 +113,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             pid_start=process_start_time(pid) or 0,
             created=rfc3339_now(),
             cgroup_path=cg.path, config=to_json(spec), owner="",
-            annotations=dict(spec.annotations))
+            annotations=dict(spec.annotations), freezer=_listed(cg.freezer_probe()))
         if needs_rendezvous(spec):
             assert spec.hooks is not None
             chan.recv("prestart")
@@ -129,6 +129,10 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         undo.pop_all()
     chan.close()
     return st
+
+
+def _listed(probe: tuple[str, str] | None) -> list[str] | None:
+    return list(probe) if probe else None
 
 
 def _new_namespace(spec: Spec, kind: str) -> bool:

@@ -35,8 +35,9 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
                 pass
             if not wait_gone(c.state.pid, c.state.pid_start, 10.0):
                 raise RuntimeError_(f"container `{container_id}`: init {c.state.pid} did not die")
-        hooks = c.spec.hooks
-        if hooks and hooks.poststop:
+        if c.has_hooks("poststop"):
+            hooks = c.spec.hooks
+            assert hooks is not None
             from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
             try:
                 run_hooks("poststop", hooks.poststop, c.state.oci(Status.STOPPED))

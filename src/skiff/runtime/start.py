@@ -35,8 +35,9 @@ def start(store: StateStore, container_id: str) -> None:
         os.unlink(fifo)
         c.state.started = True
         store.save(c.state)
-        hooks = c.spec.hooks
-        if hooks and hooks.poststart:
+        if c.has_hooks("poststart"):
+            hooks = c.spec.hooks
+            assert hooks is not None
             from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
             try:
                 run_hooks("poststart", hooks.poststart, c.oci_state())

@@ -11,8 +11,6 @@ Which operation may run in which status is one table, `ALLOWED`; anything else i
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import fcntl
 import os
 from skiff.record import Record, field
@@ -29,16 +27,19 @@ EXEC_FIFO = "exec.fifo"
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
 
 
-class Status(str, enum.Enum):
+class Status:
+    """The statuses of the OCI runtime spec, as the strings it uses (an enum costs start-up)."""
+
     CREATING = "creating"
     CREATED = "created"
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
+    ALL = (CREATING, CREATED, RUNNING, PAUSED, STOPPED)
 
 
 S = Status
-ALLOWED: dict[str, frozenset[Status]] = {
+ALLOWED: dict[str, frozenset[str]] = {
     "start": frozenset({S.CREATED}),
     "kill": frozenset({S.CREATED, S.RUNNING, S.PAUSED}),
     "pause": frozenset({S.RUNNING, S.CREATED}),
@@ -57,9 +58,9 @@ _HINTS = {
 }
 
 
-def check_move(container_id: str, operation: str, status: Status) -> None:
+def check_move(container_id: str, operation: str, status: str) -> None:
     if status not in ALLOWED[operation]:
-        raise InvalidState(container_id, operation, status.value, _HINTS.get((operation, status), ""))
+        raise InvalidState(container_id, operation, status, _HINTS.get((operation, status), ""))
 
 
 def validate_id(container_id: str) -> None:
@@ -102,6 +103,33 @@ def remove_tree(path: str) -> None:
         pass
 
 
+def _frozen(path: str, line: str) -> bool:
+    try:
+        with open(path) as f:
+            return line in f.read().splitlines()
+    except FileNotFoundError:
+        return False
+
+
+class _Lock:
+    """flock on the container's lock file, as a `with` block (contextlib costs start-up)."""
+
+    def __init__(self, path: str, container_id: str) -> None:
+        self.path = path
+        self.container_id = container_id
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise ContainerNotFound(self.container_id) from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
 class ContainerState(Record, mutable=True):
     id: str
     bundle: str
@@ -114,16 +142,17 @@ class ContainerState(Record, mutable=True):
     owner: str = ""
     annotations: dict[str, str] = field(factory=dict)
     started: bool = False
+    freezer: list[str] | None = None  # (file, line) of the cgroup's freezer: see Cgroup.freezer_probe
     extra: dict[str, Any] = field(factory=dict)
 
     def alive(self) -> bool:
         return self.pid > 0 and process_start_time(self.pid) == self.pid_start
 
-    def oci(self, status: Status) -> dict[str, Any]:
+    def oci(self, status: str) -> dict[str, Any]:
         """The state document of the OCI runtime spec (what `state` prints and hooks read)."""
         doc: dict[str, Any] = {
             "ociVersion": OCI_VERSION, "id": self.id, "pid": self.pid if status != S.STOPPED else 0,
-            "status": status.value, "bundle": self.bundle, "rootfs": self.rootfs,
+            "status": status, "bundle": self.bundle, "rootfs": self.rootfs,
             "created": self.created, "owner": self.owner,
         }
         if self.annotations:
@@ -160,19 +189,9 @@ class StateStore:
     def remove_dir(self, container_id: str) -> None:
         remove_tree(self.dir(container_id))
 
-    @contextlib.contextmanager
-    def locked(self, container_id: str) -> Iterator[None]:
+    def locked(self, container_id: str) -> "_Lock":
         """Hold the container's lock: two operations on one container never interleave."""
-        try:
-            fd = os.open(os.path.join(self.dir(container_id), "lock"),
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            raise ContainerNotFound(container_id) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return _Lock(os.path.join(self.dir(container_id), "lock"), container_id)
 
     def save(self, st: ContainerState) -> None:
         path = os.path.join(self.dir(st.id), "state.json")
@@ -192,11 +211,12 @@ class StateStore:
     def fifo(self, container_id: str) -> str:
         return os.path.join(self.dir(container_id), EXEC_FIFO)
 
-    def status(self, st: ContainerState, frozen: bool | None = None) -> Status:
-        """Read the status off the kernel; `frozen` is the cgroup's freezer, if known."""
+    def status(self, st: ContainerState) -> str:
+        """Read the status off the kernel: is init alive, is its cgroup frozen (one file,
+        named at create by the cgroup driver), is the exec fifo still there."""
         if not st.alive():
             return S.STOPPED
-        if frozen:
+        if st.freezer and _frozen(*st.freezer):
             return S.PAUSED
         if os.path.exists(self.fifo(st.id)):
             return S.CREATED

@@ -59,6 +59,10 @@ class Cgroup(_Interface):
 
     def frozen(self) -> bool: ...
 
+    def freezer_probe(self) -> tuple[str, str] | None:
+        """(file, line): the file whose `line` says the cgroup is frozen — so that a status
+        check can read one file instead of loading the drivers; None without a freezer."""
+
     def kill_all(self, sig: int) -> None:
         """Send `sig` to every process in the cgroup."""
 

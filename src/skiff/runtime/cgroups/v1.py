@@ -143,6 +143,12 @@ class V1Cgroup:
         return self.dir("freezer") is not None or (
             self.unified is not None and self.unified.can_freeze())
 
+    def freezer_probe(self) -> tuple[str, str] | None:
+        d = self.dir("freezer")
+        if d is None:
+            return self.unified.freezer_probe() if self.unified is not None else None
+        return (os.path.join(d, "freezer.state"), "FROZEN")
+
     def frozen(self) -> bool:
         d = self.dir("freezer")
         if d is None:

@@ -178,6 +178,9 @@ class V2Cgroup:
     def _events(self) -> dict[str, int]:
         return fs.read_keyed(self._file("cgroup.events")) or {}
 
+    def freezer_probe(self) -> tuple[str, str] | None:
+        return (self._file("cgroup.events"), "frozen 1") if self.can_freeze() else None
+
     def frozen(self) -> bool:
         return self._events().get("frozen") == 1
 
