@@ -1,18 +1,19 @@
-"""The messages between the runtime and the processes it forks, over a SEQPACKET pair.
+"""The messages between the runtime and the processes it forks, over a pair of pipes.
 
-One message is one JSON object with a `type`. A child that fails sends `error` with the
-message of the exception and dies; the parent turns that into the same exception text, so
-a failure deep inside the container's init reads as if it happened in the command.
-Closing without a word (the child crashed) is an error too.
+One message is one JSON object with a `type`, framed by its length. A child that fails
+sends `error` with the message of the exception and dies; the parent turns that into the
+same exception text, so a failure deep inside the container's init reads as if it
+happened in the command. Closing without a word (the child crashed) is an error too.
+Pipes rather than a socketpair: `socket` is the costliest import a `run` would make.
 """
 
 from __future__ import annotations
 
 import os
-import socket
+import select
 
-from skiff.errors import RuntimeError_, SkiffError
 from skiff import jsonfast
+from skiff.errors import RuntimeError_, SkiffError
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -20,22 +21,44 @@ if TYPE_CHECKING:
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    """One end: read from the other side's pipe, write to our own."""
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd = rfd
+        self.wfd = wfd
 
     @classmethod
     def pair(cls) -> tuple["Channel", "Channel"]:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        return cls(a), cls(b)
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        return cls(r1, w2), cls(r2, w1)
 
     def send(self, kind: str, **data: Any) -> None:
-        self.sock.send(jsonfast.dumps({"type": kind, **data}).encode())
+        payload = jsonfast.dumps({"type": kind, **data}).encode()
+        frame = memoryview(len(payload).to_bytes(4, "big") + payload)
+        while frame:
+            frame = frame[os.write(self.wfd, frame):]
+
+    def _read(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = os.read(self.rfd, n - len(out))
+            if not chunk:
+                return b""
+            out += chunk
+        return out
+
+    def _next(self) -> dict[str, Any] | None:
+        header = self._read(4)
+        if not header:
+            return None
+        payload = self._read(int.from_bytes(header, "big"))
+        return jsonfast.loads(payload) if payload else None
 
     def recv(self, expect: str) -> dict[str, Any]:
-        raw = self.sock.recv(1 << 20)
-        if not raw:
+        msg = self._next()
+        if msg is None:
             raise RuntimeError_(f"container process died before `{expect}`")
-        msg = jsonfast.loads(raw)
         if msg["type"] == "error":
             raise RuntimeError_(msg["message"])
         if msg["type"] != expect:
@@ -45,23 +68,19 @@ class Channel:
     def raise_pending(self, cause: BaseException) -> NoReturn:
         """Raise the child's own error if it sent one (it failed first, and says better
         what went wrong), else `cause`."""
-        self.sock.settimeout(1.0)  # a dying child's last word is on its way or already here
-        try:
-            raw = self.sock.recv(1 << 20)
-        except OSError:
-            raw = b""
-        finally:
-            self.sock.settimeout(None)
-        msg = jsonfast.loads(raw) if raw else {}
-        if msg.get("type") == "error":
+        msg = None
+        # a dying child's last word is on its way or already here
+        if select.select([self.rfd], [], [], 1.0)[0]:
+            msg = self._next()
+        if msg is not None and msg.get("type") == "error":
             raise RuntimeError_(msg["message"]) from None
         raise cause
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def close(self) -> None:
-        self.sock.close()
+        for fd in (self.rfd, self.wfd):
+            if fd >= 0:
+                os.close(fd)
+        self.rfd = self.wfd = -1
 
 
 def join_cgroup(chan: Channel, add: Callable[[int], None], pid: int) -> None:

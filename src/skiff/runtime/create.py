@@ -39,7 +39,8 @@ class CreateOptions(Record, mutable=True):
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
-    terminal_sock: object | None = None  # run -t in the foreground: the runtime's own end
+    relay_terminal: bool = False  # run in the foreground: a terminal is relayed by us
+    terminal: object | None = None  # out: our end of that terminal's socket, if one was made
 
 
 def namespace_plan(spec: Spec) -> NamespacePlan:
@@ -75,7 +76,7 @@ def preflight(spec: Spec, opts: CreateOptions) -> None:
             raise SpecError(f"linux.sysctl.{key}", "is not in a separate kernel namespace")
         if lx.namespace(need) is None:
             raise SpecError(f"linux.sysctl.{key}", f"needs a {need} namespace of its own")
-    if spec.process.terminal and not opts.console_socket and opts.terminal_sock is None:
+    if spec.process.terminal and not opts.console_socket and not opts.relay_terminal:
         raise RuntimeError_("process.terminal is set: pass --console-socket (or run in the foreground)")
 
 
@@ -86,7 +87,13 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     assert spec.root is not None and spec.linux is not None
     filt = compile_seccomp(spec.linux.seccomp)
     plan = namespace_plan(spec)
+    theirs = None
+    if spec.process.terminal and opts.relay_terminal and not opts.console_socket:
+        import socket  # only for terminals: the container gets one end of a pair
+        opts.terminal, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with contextlib.ExitStack() as undo:
+        if theirs is not None:
+            undo.callback(opts.terminal.close)  # type: ignore[attr-defined]
         store.make_dir(container_id)
         undo.callback(store.remove_dir, container_id)
         fifo = store.fifo(container_id)
@@ -100,7 +107,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
                                 cgroupns=spec.linux.namespace("cgroup") is not None)
         job = InitJob(spec, builder, fifo, filt, console_path=opts.console_socket,
-                      console_sock=opts.terminal_sock, no_pivot=opts.no_pivot,
+                      console_sock=theirs, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring, preserve_fds=opts.preserve_fds,
                       uts=spec.linux.namespace("uts") is not None,
                       new_cgroupns=_new_namespace(spec, "cgroup"))
@@ -128,6 +135,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             write_pid_file(opts.pid_file, pid)
         undo.pop_all()
     chan.close()
+    if theirs is not None:
+        theirs.close()
     return st
 
 
