@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import RUNTIME
 
 pytestmark = pytest.mark.root
 
@@ -223,3 +224,81 @@ def test_failing_hook_fails_create_and_leaves_nothing(runtime, bundle):
     assert p.returncode == 1 and "createRuntime hook /bin/false: exit status 1" in p.stderr
     assert os.listdir(runtime.root) == []
     assert not cgroup_dir(bundle, "memory").exists()
+
+
+def test_exec_preserve_fds(runtime, bundle, work):
+    started(runtime, bundle, "sleep", "1000")
+    data = work / "passed"
+    data.write_text("fd 3 in exec\n")
+    p = subprocess.run(["sh", "-c", f'exec "$0" --root {runtime.root} exec --preserve-fds 1 '
+                        f'{bundle.id} cat /proc/self/fd/3 3<{data}', RUNTIME],
+                       capture_output=True, text=True, env=runtime.env, timeout=30)
+    assert p.stdout == "fd 3 in exec\n", p.stderr
+
+
+def test_kill_all_and_force_delete_of_a_paused_container(runtime, bundle):
+    started(runtime, bundle, "sh", "-c", "sleep 1000 & sleep 1000 & wait")
+    time.sleep(0.2)
+    assert len(json.loads(runtime("ps", "--format", "json", bundle.id).stdout)) == 3
+    runtime("kill", "--all", bundle.id, "KILL")
+    deadline = time.monotonic() + 10
+    while runtime.state(bundle.id)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runtime.state(bundle.id)["status"] == "stopped"
+    runtime("delete", bundle.id)
+    bundle.id += "p"
+    started(runtime, bundle, "sleep", "1000")
+    runtime("pause", bundle.id)
+    runtime("delete", "--force", bundle.id)  # frozen tasks must be thawed to die
+    assert not cgroup_dir(bundle, "freezer").exists()
+
+
+def test_events_stream_reports_stats_until_the_container_stops(runtime, bundle):
+    started(runtime, bundle, "sleep", "1.5")
+    p = runtime("events", "--interval", "200ms", bundle.id, timeout=30)
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(events) >= 3 and all(e["type"] == "stats" and e["id"] == bundle.id for e in events)
+
+
+def test_events_reports_an_oom_kill(runtime, bundle):
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 32 << 20, "swap": 32 << 20}}
+    started(runtime, bundle, "sh", "-c", "sleep 0.5; (a=x; while :; do a=$a$a; done); sleep 1")
+    p = runtime("events", "--interval", "100ms", bundle.id, timeout=60)
+    assert any(json.loads(line)["type"] == "oom" for line in p.stdout.splitlines()), p.stdout[-500:]
+
+
+def test_run_relays_a_terminal_in_the_foreground(runtime, bundle):
+    import pty
+    bundle.config["process"]["terminal"] = True
+    bundle.args("sh", "-c", "test -t 0 && echo RELAYED-TTY; read x; echo got-$x").write()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(RUNTIME, [RUNTIME, "--root", str(runtime.root), "run", "--bundle",
+                            str(bundle.path), bundle.id], runtime.env)
+    try:
+        assert b"RELAYED-TTY" in read_until(fd, b"RELAYED-TTY")
+        os.set_blocking(fd, True)
+        os.write(fd, b"ahoy\n")
+        assert b"got-ahoy" in read_until(fd, b"got-ahoy")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(fd)
+
+
+def test_pause_and_kill_on_the_cgroup_v2_driver(runtime, bundle):
+    # the hybrid host's cgroup2 has no controllers, but freeze and kill work on it: run the
+    # container on the v2 driver alone
+    runtime.env["SKIFF_CGROUP_ROOT"] = "/sys/fs/cgroup/unified"
+    bundle.config["linux"]["resources"] = {}
+    pid = started(runtime, bundle, "sleep", "1000")
+    v2 = Path("/sys/fs/cgroup/unified" + bundle.config["linux"]["cgroupsPath"])
+    assert str(pid) in (v2 / "cgroup.procs").read_text().split()
+    runtime("pause", bundle.id)
+    assert "frozen 1" in (v2 / "cgroup.events").read_text()
+    assert runtime.state(bundle.id)["status"] == "paused"
+    runtime("resume", bundle.id)
+    assert "frozen 0" in (v2 / "cgroup.events").read_text()
+    runtime("kill", "--all", bundle.id, "KILL")
+    runtime("delete", "--force", bundle.id)
+    assert not v2.exists()

@@ -176,7 +176,8 @@ def do_exec(store: Any, a: Namespace) -> int:
     opts = ExecOptions(args=tuple(a.command), process=proc, tty=a.tty, console_socket=a.console_socket,
                        detach=a.detach, pid_file=a.pid_file, cwd=a.cwd, env=tuple(a.env), user=a.user,
                        additional_gids=tuple(a.additional_gids), caps=tuple(a.cap),
-                       no_new_privs=a.no_new_privs, apparmor=a.apparmor, process_label=a.process_label)
+                       no_new_privs=a.no_new_privs, apparmor=a.apparmor, process_label=a.process_label,
+                       preserve_fds=a.preserve_fds)
     return exec_process(store, a.id, opts)
 
 

@@ -33,7 +33,7 @@ class Container(Record, mutable=True):
     @cached_property
     def cgroup(self) -> Cgroup:
         from skiff.runtime.cgroups import open_cgroup
-        return open_cgroup(self.state.cgroup_path)
+        return open_cgroup(self.state.cgroup_path, root=self.state.cgroup_root)
 
     @cached_property
     def spec(self) -> Spec:

@@ -99,7 +99,10 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         fifo = store.fifo(container_id)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
-        cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id))
+        # SKIFF_CGROUP_ROOT: where the cgroup hierarchies are (e.g. only the cgroup2 at
+        # /sys/fs/cgroup/unified of a hybrid host, to run on the v2 driver)
+        cgroup_root = os.environ.get("SKIFF_CGROUP_ROOT", "/sys/fs/cgroup")
+        cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id), root=cgroup_root)
         cg.create()
         undo.callback(cg.destroy)
         resources = spec.linux.resources or Resources()
@@ -119,7 +122,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             id=container_id, bundle=bundle, rootfs=builder.rootfs, pid=pid,
             pid_start=process_start_time(pid) or 0,
             created=rfc3339_now(),
-            cgroup_path=cg.path, config=to_json(spec), owner="",
+            cgroup_path=cg.path, cgroup_root=cgroup_root, config=to_json(spec), owner="",
             annotations=dict(spec.annotations), freezer=_listed(cg.freezer_probe()))
         if needs_rendezvous(spec):
             assert spec.hooks is not None

@@ -21,6 +21,7 @@ from skiff.runtime.channel import Channel, join_cgroup, wait_cgroup
 from skiff.runtime.container import open_container
 from skiff.runtime.create import kill_and_reap, write_pid_file
 from skiff.runtime.foreground import wait_for
+from skiff.runtime.init import preserve_fds
 from skiff.runtime.spawn import NamespacePlan, spawn
 from skiff.runtime.state import StateStore
 from skiff.kernel import syscall as sc
@@ -45,6 +46,7 @@ class ExecOptions(Record, mutable=True):
     no_new_privs: bool = False
     apparmor: str | None = None
     process_label: str | None = None
+    preserve_fds: int = 0
 
 
 def _parse_user(text: str) -> tuple[int, int | None]:
@@ -115,6 +117,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         path = process.find_executable(proc, env)
         wait_cgroup(chan)
         process.become(proc, filt)
+        preserve_fds(opts.preserve_fds, chan)
         chan.send("ready")
         chan.close()
         process.execute(proc, filt, path, env)

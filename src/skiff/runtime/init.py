@@ -11,7 +11,6 @@ before the pivot, because after it the host's filesystem is gone.
 from __future__ import annotations
 
 import os
-import socket
 from skiff.record import Record
 
 from skiff.kernel import syscall as sc
@@ -23,6 +22,7 @@ from skiff.runtime.rootfs import RootfsBuilder
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    import socket
     from typing import Any, NoReturn
 
 
@@ -49,14 +49,19 @@ def needs_rendezvous(spec: Spec) -> bool:
                                   or h.start_container)
 
 
-def close_fds_except(keep: set[int]) -> None:
+def preserve_fds(count: int, chan: Channel) -> set[int]:
+    """Let fds 3..3+count-1 through to the program (LISTEN_FDS style, as runc's
+    --preserve-fds) and make sure nothing else of ours is inherited by it."""
+    keep = set(range(3, 3 + count)) - {chan.rfd, chan.wfd}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass
+        if fd <= 2:
+            continue
+        try:
+            os.set_inheritable(fd, fd in keep)
+        except OSError:
+            pass  # the fd of the listdir itself, closed by now
+    return keep
 
 
 def container_init(job: InitJob, chan: Channel) -> NoReturn:
@@ -104,10 +109,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     if not in_cgroup:
         wait_cgroup(chan)
     # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
-    keep = set(range(3, 3 + job.preserve_fds))
-    for fd in keep:
-        os.set_inheritable(fd, True)
-    close_fds_except(keep)
+    preserve_fds(job.preserve_fds, chan)
     chan.send("ready")
     chan.close()
     fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)

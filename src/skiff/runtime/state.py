@@ -142,6 +142,7 @@ class ContainerState(Record, mutable=True):
     owner: str = ""
     annotations: dict[str, str] = field(factory=dict)
     started: bool = False
+    cgroup_root: str = "/sys/fs/cgroup"
     freezer: list[str] | None = None  # (file, line) of the cgroup's freezer: see Cgroup.freezer_probe
     extra: dict[str, Any] = field(factory=dict)
 

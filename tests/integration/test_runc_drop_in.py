@@ -1,0 +1,332 @@
+"""skiff-runtime as a drop-in for runc under a real engine: Debian's podman 4.3 (with conmon 2.1)
+drives `.venv/bin/skiff-runtime` through `podman --runtime`, and the same commands against runc
+are the control, so a failure that only the skiff case shows is skiff's.
+
+Everything podman makes stays under one temporary folder (`--root`, `--runroot`, `--tmpdir`,
+the network config dir, TMPDIR) with its own containers.conf (CONTAINERS_CONF), so neither
+/var/lib/containers nor /etc/containers is used. The containers.conf does two things:
+
+* `default_ulimits`: podman as root asks for nofile=1048576 and nproc=4194304 in every container,
+  which the runtime cannot set where root lacks CAP_SYS_RESOURCE (as on this VM: runc fails with
+  "error setting rlimit type 7"); the host's own hard limits are asked for instead, as
+  ../shared/peers/peers.sh does in /etc/containers/containers.conf.
+* `runtime_supports_json`: podman decides by the runtime's *name* whether to pass
+  `--log-format=json --log <userdata>/oci-log` to `create` and `exec` (its default list is crun,
+  runc, kata, runsc, youki, krun). skiff-runtime is added, so podman calls it exactly as it calls
+  runc, and reads its errors from that JSON log.
+
+What podman passes to the runtime (seen with a logging wrapper): `create --bundle B --pid-file F
+[--console-socket S] ID` (through conmon), `start ID`, `exec --pid-file F --process P --detach
+[--console-socket S] ID`, `kill ID 15`, `kill ID 9`, `pause ID`, `resume ID`, `update
+--resources=FILE ID`, `delete --force ID`. As root it passes no `--root`: skiff-runtime keeps the
+state in its default root, $SKIFF_RUN/runtime (/run/skiff/runtime), as runc uses /run/runc.
+
+Containers get the cgroup /libpod_parent/libpod-<ID> (`--cgroup-manager cgroupfs`); podman puts
+conmon in /libpod_parent/conmon. Both parents are removed at the end if this module made them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from conftest import RUNTIME
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+PODMAN = shutil.which("podman")
+RUNC = shutil.which("runc")
+IMAGE = "localhost/skiff-busybox:podman-test"
+CGROUP = Path("/sys/fs/cgroup")
+SKIFF_STATE = Path("/run/skiff/runtime")  # skiff-runtime's default --root (SKIFF_RUN unset)
+# made by podman as root whatever --root/--runroot say: the blob-info cache of `podman import`
+# (containers/image's fixed system path) and netavark's run dir; removed after if made here
+PODMAN_FIXED_DIRS = [Path("/var/lib/containers"), Path("/run/containers")]
+CID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def cgroup_hierarchies() -> list[Path]:
+    return sorted(p for p in CGROUP.iterdir() if p.is_dir() and os.path.ismount(p))
+
+
+def libpod_children() -> set[str]:
+    return {str(d) for h in cgroup_hierarchies() if (h / "libpod_parent").is_dir()
+            for d in (h / "libpod_parent").iterdir() if d.is_dir()}
+
+
+@dataclass
+class Podman:
+    """Debian's podman on storage of its own; each call picks the OCI runtime."""
+
+    base: Path
+    env: dict[str, str]
+    calls: list[tuple[list[str], float]] = field(default_factory=list)
+
+    def argv(self, runtime: str) -> list[str]:
+        b = self.base
+        return [PODMAN or "podman", "--runtime", runtime, "--cgroup-manager", "cgroupfs",
+                "--root", str(b / "storage"), "--runroot", str(b / "run"), "--tmpdir", str(b / "tmp"),
+                "--network-config-dir", str(b / "networks"), "--events-backend", "none",
+                "--log-level", "error"]
+
+    def __call__(self, *args: str, runtime: str = RUNTIME, check: bool = True, timeout: float = 60,
+                 stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+        argv = [*self.argv(runtime), *args]
+        # files, not pipes: conmon and the container may keep inherited descriptors open
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            t0 = time.monotonic()
+            p = subprocess.run(argv, stdin=stdin, stdout=out, stderr=err, text=True,
+                               env=self.env, timeout=timeout)
+            self.calls.append((list(args), time.monotonic() - t0))
+            out.seek(0)
+            err.seek(0)
+            p.stdout, p.stderr = out.read(), err.read()
+        if check and p.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)} (runtime {runtime}) exited {p.returncode}:\n"
+                                 f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+    def inspect(self, cid: str, fmt: str) -> str:
+        return self("inspect", "--format", fmt, cid).stdout.strip()
+
+
+def podman_processes(base: Path) -> list[int]:
+    """conmon and `podman container cleanup` processes that work on this module's storage."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(base).encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def mounts_under(base: Path) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        targets = [line.split()[1] for line in f]
+    return [t for t in targets if t == str(base) or t.startswith(str(base) + "/")]
+
+
+def write_containers_conf(path: Path, base: Path) -> None:
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    if nproc == resource.RLIM_INFINITY or nproc > 32768:
+        nproc = 32768  # podman lowers its own RLIMIT_NPROC to 32768 before it starts anything
+    path.write_text(
+        "[containers]\n"
+        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+        "[engine]\n"
+        'runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "skiff-runtime"]\n'
+        "[network]\n"
+        f'network_config_dir = "{base / "networks"}"\n')
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_root: Path, busybox_rootfs: Path) -> Iterator[Podman]:
+    if PODMAN is None:
+        pytest.skip("podman is not installed (Debian package `podman`, in the Makefile's APT_TEST)")
+    base = tmp_root / "podman"
+    for sub in ("tmp", "vartmp", "networks"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    write_containers_conf(base / "containers.conf", base)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CONTAINERS_", "SKIFF_")) and k != "XDG_RUNTIME_DIR"}
+    env.update(CONTAINERS_CONF=str(base / "containers.conf"), TMPDIR=str(base / "vartmp"))
+    before = Before(
+        libpod_parent={h.name for h in cgroup_hierarchies() if (h / "libpod_parent").exists()},
+        libpod_children=libpod_children(),
+        skiff_state=set(os.listdir(SKIFF_STATE)) if SKIFF_STATE.is_dir() else set(),
+        fixed_dirs={d for d in PODMAN_FIXED_DIRS if d.exists()})
+    pm = Podman(base, env)
+    try:
+        tar = subprocess.Popen(["tar", "-C", str(busybox_rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run([*pm.argv(RUNTIME), "import", "-q", "-", IMAGE], stdin=tar.stdout,
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert tar.stdout is not None
+        tar.stdout.close()
+        assert tar.wait() == 0 and imp.returncode == 0, f"podman import failed: {imp.stderr}"
+        yield pm
+    finally:
+        problems = teardown(pm, before)
+        assert not problems, "podman tests left things behind:\n  " + "\n  ".join(problems)
+
+
+@dataclass
+class Before:
+    """What was there before this module, so that only what it made is checked and removed."""
+
+    libpod_parent: set[str]
+    libpod_children: set[str]
+    skiff_state: set[str]
+    fixed_dirs: set[Path]
+
+
+def teardown(pm: Podman, before: Before) -> list[str]:
+    base = pm.base
+    problems: list[str] = []
+    if (base / "storage").exists():
+        # any container a failed test left: `rm -f` goes through the runtime (kill, delete)
+        pm("rm", "--all", "--force", "--time", "0", check=False)
+        pm("system", "reset", "--force", check=False)  # images, storage, and their overlay mounts
+    deadline = time.monotonic() + 15
+    while podman_processes(base) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    problems += [f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_bytes()!r}"
+                 for pid in podman_processes(base)]
+    for target in sorted(mounts_under(base), key=len, reverse=True):
+        problems.append(f"mount {target}")
+        subprocess.run(["umount", target], check=False)
+    shutil.rmtree(base, ignore_errors=True)
+    # containers' cgroups: podman made /libpod_parent/libpod-<ID>, the runtime must remove them
+    problems += [f"cgroup {d}" for d in sorted(libpod_children() - before.libpod_children)
+                 if Path(d).name.startswith("libpod-")]
+    # podman's own parents: remove them if this module made them and they are empty
+    for h in cgroup_hierarchies():
+        if h.name in before.libpod_parent:
+            continue
+        for d in (h / "libpod_parent" / "conmon", h / "libpod_parent"):
+            if d.is_dir() and not (d / "cgroup.procs").read_text().strip():
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass  # has children: reported above if they are ours
+    # skiff-runtime state of the containers this module made
+    if SKIFF_STATE.is_dir():
+        problems += [f"skiff-runtime state {SKIFF_STATE / n}" for n in sorted(os.listdir(SKIFF_STATE))
+                     if n not in before.skiff_state and CID_RE.match(n)]
+    for d in PODMAN_FIXED_DIRS:
+        if d not in before.fixed_dirs and d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+    return problems
+
+
+def run_rm(pm: Podman, *args: str, runtime: str = RUNTIME, **kw) -> subprocess.CompletedProcess[str]:
+    return pm("run", "--rm", "--network", "none", IMAGE, *args, runtime=runtime, check=False, **kw)
+
+
+# -- 1 and 4: run --rm, output and exit code; runc as the control ---------------------------
+RUNTIMES = [pytest.param(RUNTIME, id="skiff-runtime"), pytest.param("runc", id="runc-control")]
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_run_rm_prints_output_and_returns_exit_code(podman: Podman, rt: str) -> None:
+    if rt == "runc" and RUNC is None:
+        pytest.skip("runc is not installed (Debian package `runc`, in APT_TEST)")
+    p = run_rm(podman, "echo", "hello", runtime=rt)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "hello\n", "")
+    p = run_rm(podman, "sh", "-c", "exit 3", runtime=rt)
+    assert (p.returncode, p.stdout, p.stderr) == (3, "", "")
+    assert podman("ps", "-aq", runtime=rt).stdout == ""
+
+
+# -- 2: detached container: ps, exec, update, stop, rm, and nothing left ----------------------
+def test_detached_container_lifecycle(podman: Podman) -> None:
+    cid = podman("run", "-d", "--network", "none", IMAGE, "sleep", "1000").stdout.strip()
+    assert CID_RE.match(cid), cid
+    ps = podman("ps", "--no-trunc", "--format", "{{.ID}} {{.Status}} {{.Command}}").stdout.splitlines()
+    assert len(ps) == 1 and ps[0].startswith(f"{cid} Up ") and ps[0].endswith("sleep 1000"), ps
+    assert podman.inspect(cid, "{{.State.Status}}") == "running"
+
+    # what skiff-runtime itself says, in the root podman left it to (its default)
+    pid = int(podman.inspect(cid, "{{.State.Pid}}"))
+    st = json.loads(subprocess.run([RUNTIME, "state", cid], capture_output=True, text=True,
+                                   env=podman.env, check=True).stdout)
+    assert (st["id"], st["status"], st["pid"]) == (cid, "running", pid)
+    assert (SKIFF_STATE / cid).is_dir()
+    cgroup_path = podman.inspect(cid, "{{.State.CgroupPath}}")
+    assert cgroup_path == f"/libpod_parent/libpod-{cid}"
+    memcg = CGROUP / "memory" / cgroup_path.lstrip("/")
+    assert str(pid) in (memcg / "cgroup.procs").read_text().split()
+
+    # exec through conmon: `exec --process P --detach`, plain and with a terminal
+    p = podman("exec", cid, "cat", "/proc/1/cmdline")
+    assert p.stdout.split("\0")[:2] == ["sleep", "1000"]
+    assert podman("exec", cid, "sh", "-c", "exit 5", check=False).returncode == 5
+    p = podman("exec", "-t", cid, "sh", "-c", "test -t 0 && echo TTY")
+    assert p.stdout.strip() == "TTY"
+
+    # update: `update --resources=FILE ID`
+    podman("update", "--memory", "256m", cid)
+    assert (memcg / "memory.limit_in_bytes").read_text().strip() == str(256 << 20)
+
+    # sleep as pid 1 ignores TERM: stop sends kill 15, then kill 9 after the timeout
+    t0 = time.monotonic()
+    podman("stop", "-t", "1", cid)
+    assert time.monotonic() - t0 < 10
+    assert podman.inspect(cid, "{{.State.Status}}") == "exited"
+    assert podman.inspect(cid, "{{.State.ExitCode}}") == "137"
+    podman("rm", cid)
+    assert podman("ps", "-aq").stdout == ""
+    assert not (SKIFF_STATE / cid).exists()
+    assert subprocess.run([RUNTIME, "state", cid], capture_output=True, env=podman.env).returncode == 1
+    assert [str(h) for h in cgroup_hierarchies() if (h / cgroup_path.lstrip("/")).exists()] == []
+
+
+def test_pause_unpause(podman: Podman) -> None:
+    cid = podman("run", "-d", "--network", "none", IMAGE, "sleep", "1000").stdout.strip()
+    try:
+        p = podman("pause", cid, check=False)
+        if p.returncode != 0 and "not supported" in p.stderr:
+            pytest.skip(f"podman cannot pause here: {p.stderr.strip()}")
+        assert p.returncode == 0, p.stderr
+        freezer = CGROUP / "freezer" / "libpod_parent" / f"libpod-{cid}" / "freezer.state"
+        assert podman.inspect(cid, "{{.State.Status}}") == "paused"
+        if freezer.exists():
+            assert freezer.read_text().strip() == "FROZEN"
+        st = json.loads(subprocess.run([RUNTIME, "state", cid], capture_output=True, text=True,
+                                       env=podman.env, check=True).stdout)
+        assert st["status"] == "paused"
+        podman("unpause", cid)
+        assert podman.inspect(cid, "{{.State.Status}}") == "running"
+        if freezer.exists():
+            assert freezer.read_text().strip() == "THAWED"
+        assert podman("exec", cid, "echo", "alive").stdout == "alive\n"
+    finally:
+        podman("rm", "--force", "--time", "0", cid, check=False)
+    assert not (SKIFF_STATE / cid).exists()
+
+
+# -- 3: a terminal through conmon's console socket -------------------------------------------
+def test_run_tty_through_console_socket(podman: Podman) -> None:
+    # podman 4.3 does not insist on a terminal of its own for -t without -i
+    p = run_rm(podman, "-t", "sh", "-c", "test -t 0 && echo TTY")
+    assert (p.returncode, p.stdout) == (0, "TTY\r\n"), p.stderr  # the pty's onlcr: \r\n
+    p = run_rm(podman, "sh", "-c", "test -t 0 && echo TTY || echo no-tty")
+    assert (p.returncode, p.stdout) == (0, "no-tty\n")
+
+
+# -- a create that fails: podman reports the runtime's error (from the --log JSON file) ------
+@pytest.mark.parametrize("rt", [
+    pytest.param(RUNTIME, id="skiff-runtime", marks=pytest.mark.xfail(strict=True, reason=(
+        "after a failed create podman runs `skiff-runtime delete --force ID`; runc exits 0 "
+        "silently for a container it does not know (runc delete.go: ErrNotExist + --force -> "
+        "return nil), skiff-runtime exits 1 with \"skiff-runtime: container `ID` does not exist\", "
+        "so podman prints that plus 'level=error msg=\"Removing container ID from runtime after "
+        "creation failed\"'"))),
+    pytest.param("runc", id="runc-control"),
+])
+def test_failed_create_reports_the_runtime_error(podman: Podman, rt: str) -> None:
+    if rt == "runc" and RUNC is None:
+        pytest.skip("runc is not installed (Debian package `runc`, in APT_TEST)")
+    p = run_rm(podman, "/nonexistent", runtime=rt)
+    assert p.returncode == 127
+    errors = p.stderr.strip().splitlines()
+    # podman's own summary, with the runtime's message read from `--log` (`--log-format=json`)
+    assert errors[-1].startswith("Error: ") and os.path.basename(rt) in errors[-1], p.stderr
+    assert 'exec: "/nonexistent"' in errors[-1] and "command that was not found" in errors[-1]
+    assert podman("ps", "-aq", runtime=rt).stdout == ""
+    assert len(errors) == 1, p.stderr  # nothing else: the clean-up after the failure went fine
