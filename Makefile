@@ -4,7 +4,7 @@ VENV      ?= .venv
 BIN       ?= /usr/local/bin
 # what skiff needs at run time / what the tests and benchmarks need on top
 APT_RUN   := busybox-static libseccomp2 iproute2 procps
-APT_TEST  := $(APT_RUN) runc
+APT_TEST  := $(APT_RUN) runc podman
 APT_BENCH := $(APT_RUN) runc crun hyperfine time
 SCRIPTS   := skiff-runtime
 

@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -37,6 +37,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+# -- forked probes ----------------------------------------------------------------------
+def run_in_child(fn: Callable[[], object]) -> object:
+    """Run `fn` in a forked child and return what it returned (JSON), or fail with its error."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        try:
+            os.close(r)
+            try:
+                result: dict[str, object] = {"ok": fn()}
+            except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            os.write(w, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    result = json.loads(data)
+    if "error" in result:
+        pytest.fail(f"in the child: {result['error']}")
+    return result["ok"]
 
 
 # -- leftovers --------------------------------------------------------------------------

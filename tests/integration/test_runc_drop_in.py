@@ -3,8 +3,10 @@ drives `.venv/bin/skiff-runtime` through `podman --runtime`, and the same comman
 are the control, so a failure that only the skiff case shows is skiff's.
 
 Everything podman makes stays under one temporary folder (`--root`, `--runroot`, `--tmpdir`,
-the network config dir, TMPDIR) with its own containers.conf (CONTAINERS_CONF), so neither
-/var/lib/containers nor /etc/containers is used. The containers.conf does two things:
+the network config dir, TMPDIR) with its own containers.conf (CONTAINERS_CONF), so nothing goes
+to /etc/containers, and of /var/lib/containers only the blob-info cache that `podman import`
+writes at a fixed path (removed after, with netavark's fixed /run/containers/networks, if this
+module made them). The containers.conf does three things:
 
 * `default_ulimits`: podman as root asks for nofile=1048576 and nproc=4194304 in every container,
   which the runtime cannot set where root lacks CAP_SYS_RESOURCE (as on this VM: runc fails with
@@ -14,6 +16,7 @@ the network config dir, TMPDIR) with its own containers.conf (CONTAINERS_CONF), 
   `--log-format=json --log <userdata>/oci-log` to `create` and `exec` (its default list is crun,
   runc, kata, runsc, youki, krun). skiff-runtime is added, so podman calls it exactly as it calls
   runc, and reads its errors from that JSON log.
+* `network_config_dir`: else podman as root makes /etc/containers/networks.
 
 What podman passes to the runtime (seen with a logging wrapper): `create --bundle B --pid-file F
 [--console-socket S] ID` (through conmon), `start ID`, `exec --pid-file F --process P --detach
@@ -35,7 +38,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -70,7 +73,6 @@ class Podman:
 
     base: Path
     env: dict[str, str]
-    calls: list[tuple[list[str], float]] = field(default_factory=list)
 
     def argv(self, runtime: str) -> list[str]:
         b = self.base
@@ -82,12 +84,12 @@ class Podman:
     def __call__(self, *args: str, runtime: str = RUNTIME, check: bool = True, timeout: float = 60,
                  stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
         argv = [*self.argv(runtime), *args]
-        # files, not pipes: conmon and the container may keep inherited descriptors open
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            t0 = time.monotonic()
+        # files, not pipes: conmon and the container may keep inherited descriptors open;
+        # newline="": the bytes as they came (a terminal's \r\n stays)
+        with tempfile.TemporaryFile("w+", newline="") as out, \
+                tempfile.TemporaryFile("w+", newline="") as err:
             p = subprocess.run(argv, stdin=stdin, stdout=out, stderr=err, text=True,
                                env=self.env, timeout=timeout)
-            self.calls.append((list(args), time.monotonic() - t0))
             out.seek(0)
             err.seek(0)
             p.stdout, p.stderr = out.read(), err.read()
@@ -214,8 +216,9 @@ def teardown(pm: Podman, before: Before) -> list[str]:
     return problems
 
 
-def run_rm(pm: Podman, *args: str, runtime: str = RUNTIME, **kw) -> subprocess.CompletedProcess[str]:
-    return pm("run", "--rm", "--network", "none", IMAGE, *args, runtime=runtime, check=False, **kw)
+def run_rm(pm: Podman, *args: str, opts: tuple[str, ...] = (), runtime: str = RUNTIME,
+           **kw) -> subprocess.CompletedProcess[str]:
+    return pm("run", "--rm", "--network", "none", *opts, IMAGE, *args, runtime=runtime, check=False, **kw)
 
 
 # -- 1 and 4: run --rm, output and exit code; runc as the control ---------------------------
@@ -257,7 +260,7 @@ def test_detached_container_lifecycle(podman: Podman) -> None:
     assert p.stdout.split("\0")[:2] == ["sleep", "1000"]
     assert podman("exec", cid, "sh", "-c", "exit 5", check=False).returncode == 5
     p = podman("exec", "-t", cid, "sh", "-c", "test -t 0 && echo TTY")
-    assert p.stdout.strip() == "TTY"
+    assert p.stdout == "TTY\r\n"
 
     # update: `update --resources=FILE ID`
     podman("update", "--memory", "256m", cid)
@@ -303,7 +306,7 @@ def test_pause_unpause(podman: Podman) -> None:
 # -- 3: a terminal through conmon's console socket -------------------------------------------
 def test_run_tty_through_console_socket(podman: Podman) -> None:
     # podman 4.3 does not insist on a terminal of its own for -t without -i
-    p = run_rm(podman, "-t", "sh", "-c", "test -t 0 && echo TTY")
+    p = run_rm(podman, "sh", "-c", "test -t 0 && echo TTY", opts=("-t",))
     assert (p.returncode, p.stdout) == (0, "TTY\r\n"), p.stderr  # the pty's onlcr: \r\n
     p = run_rm(podman, "sh", "-c", "test -t 0 && echo TTY || echo no-tty")
     assert (p.returncode, p.stdout) == (0, "no-tty\n")

@@ -7,13 +7,12 @@ pipe and leaves with os._exit, so the test process keeps all it had.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
-from collections.abc import Callable
 
 import pytest
 
+from conftest import run_in_child
 from skiff.errors import KernelError
 from skiff.kernel import capabilities, syscall
 from skiff.kernel.capabilities import CAPABILITIES
@@ -22,31 +21,6 @@ NET_RAW = 1 << CAPABILITIES["CAP_NET_RAW"]
 NET_BIND_SERVICE = 1 << CAPABILITIES["CAP_NET_BIND_SERVICE"]
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="changing capabilities needs root")
-
-
-def run_in_child(fn: Callable[[], object]) -> object:
-    """Run `fn` in a forked child and return what it returned (JSON), or fail with its error."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's coverage is not collected
-        try:
-            os.close(r)
-            try:
-                result: dict[str, object] = {"ok": fn()}
-            except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-            os.write(w, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    result = json.loads(data)
-    if "error" in result:
-        pytest.fail(f"in the child: {result['error']}")
-    return result["ok"]
 
 
 def raw_socket_errno() -> int:

@@ -8,7 +8,6 @@ stays unconfined.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_in_child
 from skiff.errors import KernelError, SpecError
 from skiff.kernel import capabilities, seccomp, syscall
 from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
@@ -23,31 +23,6 @@ from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
 pytestmark = pytest.mark.skipif(not seccomp.available(), reason="libseccomp is not installed")
 
 ARCHES = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
-
-
-def run_in_child(fn: Callable[[], object]) -> object:
-    """Run `fn` in a forked child and return what it returned (JSON), or fail with its error."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's coverage is not collected
-        try:
-            os.close(r)
-            try:
-                result: dict[str, object] = {"ok": fn()}
-            except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-            os.write(w, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    result = json.loads(data)
-    if "error" in result:
-        pytest.fail(f"in the child: {result['error']}")
-    return result["ok"]
 
 
 def compile_(rules: Sequence[SyscallRule], default: str = "SCMP_ACT_ALLOW",

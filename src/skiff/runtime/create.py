@@ -39,6 +39,7 @@ class CreateOptions(Record, mutable=True):
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
+    start_at_once: bool = False  # run: no exec fifo, the program starts when init is ready
     relay_terminal: bool = False  # run in the foreground: a terminal is relayed by us
     terminal: object | None = None  # out: our end of that terminal's socket, if one was made
 
@@ -96,9 +97,11 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             undo.callback(opts.terminal.close)  # type: ignore[attr-defined]
         store.make_dir(container_id)
         undo.callback(store.remove_dir, container_id)
-        fifo = store.fifo(container_id)
-        os.mkfifo(fifo, 0o622)
-        os.chmod(fifo, 0o622)
+        fifo = None
+        if not opts.start_at_once:
+            fifo = store.fifo(container_id)
+            os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)  # the umask must not keep a non-root init from writing
         # SKIFF_CGROUP_ROOT: where the cgroup hierarchies are (e.g. only the cgroup2 at
         # /sys/fs/cgroup/unified of a hybrid host, to run on the v2 driver)
         cgroup_root = os.environ.get("SKIFF_CGROUP_ROOT", "/sys/fs/cgroup")
@@ -109,7 +112,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         cg.set(replace(resources, devices=cgroup_rules(spec)))
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
                                 cgroupns=spec.linux.namespace("cgroup") is not None)
-        job = InitJob(spec, builder, fifo, filt, console_path=opts.console_socket,
+        job = InitJob(spec, builder, container_id, fifo, filt, console_path=opts.console_socket,
                       console_sock=theirs, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring, preserve_fds=opts.preserve_fds,
                       uts=spec.linux.namespace("uts") is not None,
@@ -123,7 +126,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             pid_start=process_start_time(pid) or 0,
             created=rfc3339_now(),
             cgroup_path=cg.path, cgroup_root=cgroup_root, config=to_json(spec), owner="",
-            annotations=dict(spec.annotations), freezer=_listed(cg.freezer_probe()))
+            annotations=dict(spec.annotations), started=opts.start_at_once, freezer=_listed(cg.freezer_probe()))
         if needs_rendezvous(spec):
             assert spec.hooks is not None
             chan.recv("prestart")

@@ -2,7 +2,8 @@
 
 A running container is killed first only with `--force`; a created one, whose program
 never started, is always killed, as runc does. Then the poststop hooks run, the cgroup
-goes and the state folder goes.
+goes and the state folder goes. `--force` on a container that does not exist succeeds
+quietly, as with runc: podman and containerd clean up that way after a failed create.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ log = logger("skiff.runtime")
 
 
 def delete(store: StateStore, container_id: str, force: bool = False) -> None:
+    if force and not os.path.exists(os.path.join(store.dir(container_id), "state.json")):
+        return  # runc: --force on a container that does not exist is no error
     with store.locked(container_id):
         c = open_container(store, container_id)
         status = c.status()

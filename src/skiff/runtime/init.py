@@ -4,7 +4,7 @@ It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`
 the runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes
 its terminal, sets hostname and sysctls, becomes the spec's process (`process.become`),
 tells the runtime it is ready, and then blocks opening the exec fifo for writing until
-`start` opens it for reading. Everything it needs from the host is imported or opened
+`start` opens it for reading (`run` has no fifo: its init goes straight on). Everything it needs from the host is imported or opened
 before the pivot, because after it the host's filesystem is gone.
 """
 
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 class InitJob(Record, mutable=True):
     spec: Spec
     builder: RootfsBuilder
-    fifo: str
+    container_id: str
+    fifo: str | None  # None: start at once (run)
     seccomp: Filter | None
     console_path: str | None = None          # a console socket to connect to
     console_sock: socket.socket | None = None  # or one already connected (foreground -t)
@@ -69,7 +70,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     proc = spec.process
     assert proc is not None and spec.linux is not None
     os.setsid()
-    fifo_fd = os.open(job.fifo, os.O_PATH | os.O_CLOEXEC)
+    fifo_fd = os.open(job.fifo, os.O_PATH | os.O_CLOEXEC) if job.fifo else -1
     term_sock = job.console_sock
     if proc.terminal:
         from skiff.runtime import console  # termios and tty: only for terminals, before the pivot
@@ -102,7 +103,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     if spec.domainname is not None and job.uts:
         sc.setdomainname(spec.domainname)
     if not job.no_new_keyring:
-        sc.join_session_keyring(f"_ses.{os.path.basename(os.path.dirname(job.fifo))}")
+        sc.join_session_keyring(f"_ses.{job.container_id}")
     env = process.environment(proc)
     path = process.find_executable(proc, env)
     process.become(proc, job.seccomp)
@@ -112,10 +113,11 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     preserve_fds(job.preserve_fds, chan)
     chan.send("ready")
     chan.close()
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-    os.write(fd, b"0")
-    os.close(fd)
-    os.close(fifo_fd)
+    if fifo_fd >= 0:
+        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(fifo_fd)
     if hooks and hooks.start_container:
         state["status"] = "running"  # run_hooks was imported above, before the pivot
         run_hooks("startContainer", hooks.start_container, state)

@@ -10,7 +10,7 @@ import os
 import select
 
 from skiff.errors import HookFailed, RuntimeError_
-from skiff.runtime.container import open_container
+from skiff.runtime.container import Container, open_container
 from skiff.runtime.state import StateStore
 from skiff.log import logger
 
@@ -35,11 +35,16 @@ def start(store: StateStore, container_id: str) -> None:
         os.unlink(fifo)
         c.state.started = True
         store.save(c.state)
-        if c.has_hooks("poststart"):
-            hooks = c.spec.hooks
-            assert hooks is not None
-            from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
-            try:
-                run_hooks("poststart", hooks.poststart, c.oci_state())
-            except HookFailed as e:
-                log.warning("%s", e)
+        poststart(c)
+
+
+def poststart(c: Container) -> None:
+    """The poststart hooks, whose failure is only a warning (runc's rule)."""
+    if c.has_hooks("poststart"):
+        hooks = c.spec.hooks
+        assert hooks is not None
+        from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
+        try:
+            run_hooks("poststart", hooks.poststart, c.oci_state())
+        except HookFailed as e:
+            log.warning("%s", e)
