@@ -95,6 +95,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     with contextlib.ExitStack() as undo:
         if theirs is not None:
             undo.callback(opts.terminal.close)  # type: ignore[attr-defined]
+            undo.callback(theirs.close)
         store.make_dir(container_id)
         undo.callback(store.remove_dir, container_id)
         fifo = None
@@ -126,7 +127,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             pid_start=process_start_time(pid) or 0,
             created=rfc3339_now(),
             cgroup_path=cg.path, cgroup_root=cgroup_root, config=to_json(spec), owner="",
-            annotations=dict(spec.annotations), started=opts.start_at_once, freezer=_listed(cg.freezer_probe()))
+            annotations=dict(spec.annotations), started=opts.start_at_once,
+            freezer=_listed(cg.freezer_probe()))
         if needs_rendezvous(spec):
             assert spec.hooks is not None
             chan.recv("prestart")
