@@ -106,6 +106,22 @@ def tmp_root() -> Iterator[Path]:
         pytest.fail("the suite left things behind:\n  " + "\n  ".join(problems))
 
 
+def run_captured(argv: list[str], env: dict[str, str], input: str | None = None,
+                 stdin: int | None = subprocess.DEVNULL,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """subprocess.run with the output caught in files, not pipes: a created container (or
+    conmon) keeps the command's stdio open, and a reader of a pipe would wait for it to
+    exit. The text comes as it was written (a terminal's \\r\\n stays)."""
+    with tempfile.TemporaryFile("w+", newline="") as out, \
+            tempfile.TemporaryFile("w+", newline="") as err:
+        p = subprocess.run(argv, stdout=out, stderr=err, text=True, env=env, input=input,
+                           timeout=timeout, stdin=None if input is not None else stdin)
+        out.seek(0)
+        err.seek(0)
+        p.stdout, p.stderr = out.read(), err.read()
+    return p
+
+
 # -- bundles ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_root: Path) -> Path:
@@ -152,15 +168,8 @@ class Runtime:
 
     def __call__(self, *argv: str, check: bool = True, input: str | None = None,
                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        # files, not pipes: a created container keeps the command's stdio open, and a
-        # reader of a pipe would wait for it to exit
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            p = subprocess.run([RUNTIME, "--root", str(self.root), *argv], stdout=out, stderr=err,
-                               text=True, env=self.env, input=input, timeout=timeout,
-                               stdin=None if input is not None else subprocess.DEVNULL)
-            out.seek(0)
-            err.seek(0)
-            p.stdout, p.stderr = out.read(), err.read()
+        p = run_captured([RUNTIME, "--root", str(self.root), *argv], self.env, input=input,
+                         timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError(f"skiff-runtime {' '.join(argv)} exited {p.returncode}:\n"
                                  f"stdout: {p.stdout}\nstderr: {p.stderr}")

@@ -38,14 +38,13 @@ import re
 import resource
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import RUNTIME
+from conftest import RUNTIME, run_captured
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -86,15 +85,7 @@ class Podman:
     def __call__(self, *args: str, runtime: str = RUNTIME, check: bool = True, timeout: float = 60,
                  stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
         argv = [*self.argv(runtime), *args]
-        # files, not pipes: conmon and the container may keep inherited descriptors open;
-        # newline="": the bytes as they came (a terminal's \r\n stays)
-        with tempfile.TemporaryFile("w+", newline="") as out, \
-                tempfile.TemporaryFile("w+", newline="") as err:
-            p = subprocess.run(argv, stdin=stdin, stdout=out, stderr=err, text=True,
-                               env=self.env, timeout=timeout)
-            out.seek(0)
-            err.seek(0)
-            p.stdout, p.stderr = out.read(), err.read()
+        p = run_captured(argv, self.env, stdin=stdin, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} (runtime {runtime}) exited {p.returncode}:\n"
                                  f"stdout: {p.stdout}\nstderr: {p.stderr}")
