@@ -16,7 +16,7 @@ from skiff import jsonfast
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
-    from types import SimpleNamespace as Namespace
+    from skiff.runtime.cli_args import Namespace
     from typing import Any, Callable
 
 VERSION = "0.1.0"
@@ -287,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"skiff-runtime: unknown command {g.verb!r}")
         about, opts, positionals = VERB_GRAMMAR[g.verb]
         a = parse(f"skiff-runtime {g.verb}", opts, positionals, g.args)
+        if g.verb in ("create", "run", "exec"):  # these move a process into a cgroup
+            from skiff.runtime import cgroup_warmup
+            cgroup_warmup.start()
     except UsageError as e:
         (sys.stdout if e.help else sys.stderr).write(str(e).rstrip("\n") + "\n")
         return 0 if e.help else 2

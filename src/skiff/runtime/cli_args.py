@@ -11,13 +11,18 @@ single-dash long flags that runc's callers may use.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from skiff.errors import UsageError
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+
+class Namespace:
+    """The parsed arguments, one attribute each (types.SimpleNamespace, without the import)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
 
 
 class Opt:
@@ -57,12 +62,12 @@ def usage(prog: str, opts: list[Opt], positionals: tuple[str, ...], about: str =
     return "\n".join(lines) + "\n"
 
 
-def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[str]) -> SimpleNamespace:
+def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[str]) -> Namespace:
     """Read `argv` into a namespace with one attribute per flag and positional; raises
     UsageError (the message says what is wrong) or, for -h/--help, UsageError with the
     usage text and `help=True`."""
     by_name = {n: o for o in opts for n in o.names}
-    ns = SimpleNamespace(**{o.dest: (list(o.default) if o.kind == "append" else o.default)
+    ns = Namespace(**{o.dest: (list(o.default) if o.kind == "append" else o.default)
                             for o in opts})
     i = 0
     while i < len(argv):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import select
 import time
-from functools import cached_property
-
 from skiff.record import Record
 from skiff.runtime.state import ContainerState, StateStore, check_move, process_start_time
 
@@ -24,22 +22,29 @@ if TYPE_CHECKING:
 class Container(Record, mutable=True):
     store: StateStore
     state: ContainerState
+    _cgroup: Cgroup | None = None
+    _spec: Spec | None = None
 
     @property
     def id(self) -> str:
         return self.state.id
 
-    # both loaded only when an operation needs them: `state` and `start` do not
-    @cached_property
+    # both loaded only when an operation needs them (`state` and `start` do not), and
+    # cached by hand: functools' cached_property costs `start` 2 ms of imports
+    @property
     def cgroup(self) -> Cgroup:
-        from skiff.runtime.cgroups import open_cgroup
-        return open_cgroup(self.state.cgroup_path, root=self.state.cgroup_root)
+        if self._cgroup is None:
+            from skiff.runtime.cgroups import open_cgroup
+            self._cgroup = open_cgroup(self.state.cgroup_path, root=self.state.cgroup_root)
+        return self._cgroup
 
-    @cached_property
+    @property
     def spec(self) -> Spec:
-        from skiff.oci.codec import decode_object
-        from skiff.oci.runtime_spec import Spec
-        return decode_object(Spec, self.state.config)
+        if self._spec is None:
+            from skiff.oci.codec import decode_object
+            from skiff.oci.runtime_spec import Spec
+            self._spec = decode_object(Spec, self.state.config)
+        return self._spec
 
     def has_hooks(self, phase: str) -> bool:
         return bool(self.state.config.get("hooks", {}).get(phase))

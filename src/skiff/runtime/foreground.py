@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    import socket
 
 
 _FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
