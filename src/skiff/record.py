@@ -23,7 +23,7 @@ class _FieldSpec:
 
 
 def field(default: object = MISSING, *, factory: object = None, json: str | None = None,
-          choices: tuple[object, ...] | None = None) -> "object":
+          choices: tuple[object, ...] | None = None) -> Any:
     """A field's default (or `factory` for a fresh one each time), JSON key and choices."""
     return _FieldSpec(default, factory, json, choices)
 
@@ -132,5 +132,5 @@ def is_record(value: object) -> bool:
 
 TYPE_CHECKING = False  # type checkers see True (they go by the name); no typing import at run time
 if TYPE_CHECKING:
-    from typing import TypeVar
+    from typing import Any, TypeVar
     R = TypeVar("R", bound=Record)

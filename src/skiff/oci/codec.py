@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     T = TypeVar("T", bound=Record)
     Decoder = Callable[[Any, str], Any]
 
-_PRIMITIVES = {"str": (str, "a string"), "int": (int, "an integer"), "bool": (bool, "a boolean"),
+_PRIMITIVES: dict[str, tuple[Any, str]] = {"str": (str, "a string"), "int": (int, "an integer"), "bool": (bool, "a boolean"),
                "float": ((int, float), "a number")}
 
 

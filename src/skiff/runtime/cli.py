@@ -69,7 +69,6 @@ _CREATE = [
     flag("no-new-keyring", "keep the caller's session keyring"),
     Opt("preserve-fds", "pass fds 3..3+N-1 to the container", default=0, convert=int),
 ]
-_BYTES = {"convert": _bytes}
 VERB_GRAMMAR: dict[str, tuple[str, list[Opt], tuple[str, ...]]] = {
     "create": ("create a container", _CREATE, ("id",)),
     "run": ("create and start a container", _CREATE + [
@@ -95,9 +94,9 @@ VERB_GRAMMAR: dict[str, tuple[str, list[Opt], tuple[str, ...]]] = {
         ("id", "ps_args*")),
     "update": ("change a container's resources", [
         Opt("r,resources", "linux.resources JSON file, or - for stdin"),
-        Opt("memory", "memory limit (bytes, k/m/g)", **_BYTES),
-        Opt("memory-reservation", "soft limit", **_BYTES),
-        Opt("memory-swap", "memory+swap limit", **_BYTES),
+        Opt("memory", "memory limit (bytes, k/m/g)", convert=_bytes),
+        Opt("memory-reservation", "soft limit", convert=_bytes),
+        Opt("memory-swap", "memory+swap limit", convert=_bytes),
         Opt("cpu-shares", "", convert=int), Opt("cpu-quota", "", convert=int),
         Opt("cpu-period", "", convert=int), Opt("cpuset-cpus", ""), Opt("cpuset-mems", ""),
         Opt("pids-limit", "", convert=int), Opt("blkio-weight", "", convert=int)], ("id",)),

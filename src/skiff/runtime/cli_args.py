@@ -24,6 +24,9 @@ class Namespace:
     def __init__(self, **values: Any) -> None:
         self.__dict__.update(values)
 
+    def __getattr__(self, name: str) -> Any:  # what the verb's grammar declared
+        raise AttributeError(name)
+
 
 class Opt:
     """One flag: its names, where it goes, and how its value is read.
@@ -67,7 +70,7 @@ def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[s
     UsageError (the message says what is wrong) or, for -h/--help, UsageError with the
     usage text and `help=True`."""
     by_name = {n: o for o in opts for n in o.names}
-    ns = Namespace(**{o.dest: (list(o.default) if o.kind == "append" else o.default)
+    ns = Namespace(**{o.dest: ([] if o.kind == "append" else o.default)
                             for o in opts})
     i = 0
     while i < len(argv):

@@ -85,7 +85,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     bundle = os.path.abspath(opts.bundle)
     spec = load_config(os.path.join(bundle, "config.json"))
     preflight(spec, opts)
-    assert spec.root is not None and spec.linux is not None
+    assert spec.root is not None and spec.linux is not None and spec.process is not None
     filt = compile_seccomp(spec.linux.seccomp)
     plan = namespace_plan(spec)
     theirs = None

@@ -32,7 +32,7 @@ def features() -> dict[str, Any]:
         "mountOptions": words,
         "linux": {
             "namespaces": [n for n in NAMESPACE_TYPES],
-            "capabilities": sorted(capabilities.CAPABILITIES, key=capabilities.CAPABILITIES.get),
+            "capabilities": sorted(capabilities.CAPABILITIES, key=lambda n: capabilities.CAPABILITIES[n]),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": sec,
             "apparmor": {"enabled": True},

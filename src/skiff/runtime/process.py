@@ -44,7 +44,10 @@ def compile_seccomp(seccomp: Seccomp | None) -> Filter | None:
 
 
 def environment(process: Process) -> dict[str, str]:
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in process.env)
+    env: dict[str, str] = {}
+    for entry in process.env:
+        key, _, value = entry.partition("=")
+        env[key] = value
     if "HOME" not in env:
         env["HOME"] = _home_of(process.user.uid)
     return env
