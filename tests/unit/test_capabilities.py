@@ -49,7 +49,7 @@ def test_last_cap_probes_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
 
     expected = capabilities.last_cap()
     monkeypatch.setattr(capabilities, "open", no_proc, raising=False)
-    assert capabilities.last_cap.__wrapped__() == expected
+    assert capabilities._read_last_cap() == expected
 
 
 def test_to_mask_and_names_round_trip() -> None:

@@ -12,11 +12,13 @@ capability N. Unknown names are reported rather than refused, as runc warns and 
 from __future__ import annotations
 
 import ctypes
-import functools
-from collections.abc import Iterable
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall as _sys
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _libc = _sys.libc
 
@@ -81,13 +83,21 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-@functools.cache
+_last_cap: list[int] = []  # cached (functools costs start-up)
+
+
 def last_cap() -> int:
     """The highest capability number this kernel knows.
 
     Read from /proc once and cached; where /proc is gone (after pivot_root) the bounding set
     is probed instead, since PR_CAPBSET_READ fails with EINVAL past the last capability.
     """
+    if not _last_cap:
+        _last_cap.append(_read_last_cap())
+    return _last_cap[0]
+
+
+def _read_last_cap() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read())

@@ -17,11 +17,14 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from collections.abc import Sequence
 from skiff.record import Record
 from types import TracebackType
 
 from skiff.errors import KernelError, SpecError
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _SONAME = "libseccomp.so.2"
 _lib: ctypes.CDLL | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import select
-import signal
 import socket
 import struct
 import termios
@@ -20,6 +19,7 @@ import tty
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall as sc
+from skiff.kernel import signals
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def relay(master: int, child_done: Callable[[], bool]) -> None:
     if stdin_tty:
         tty.setraw(0)
         resize()
-        signal.signal(signal.SIGWINCH, resize)
+        signals.set_handler(signals.SIGWINCH, resize)
     sources = [master, 0]
     try:
         while True:

@@ -9,9 +9,7 @@ behind and reports what failed.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 from skiff.record import Record, replace
 
@@ -24,9 +22,11 @@ from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.channel import join_cgroup
 from skiff.runtime.init import InitJob, container_init, needs_rendezvous
 from skiff.runtime.process import compile_seccomp
+from skiff.runtime.rollback import Rollback
 from skiff.runtime.rootfs import RootfsBuilder
 from skiff.runtime.spawn import NamespacePlan, spawn
 from skiff.runtime.state import ContainerState, StateStore, Status, process_start_time
+from skiff.kernel import signals
 
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
@@ -92,12 +92,12 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     if spec.process.terminal and opts.relay_terminal and not opts.console_socket:
         import socket  # only for terminals: the container gets one end of a pair
         opts.terminal, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    with contextlib.ExitStack() as undo:
+    with Rollback() as undo:
         if theirs is not None:
-            undo.callback(opts.terminal.close)  # type: ignore[attr-defined]
-            undo.callback(theirs.close)
+            undo.push(opts.terminal.close)  # type: ignore[attr-defined]
+            undo.push(theirs.close)
         store.make_dir(container_id)
-        undo.callback(store.remove_dir, container_id)
+        undo.push(store.remove_dir, container_id)
         fifo = None
         if not opts.start_at_once:
             fifo = store.fifo(container_id)
@@ -108,7 +108,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         cgroup_root = os.environ.get("SKIFF_CGROUP_ROOT", "/sys/fs/cgroup")
         cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id), root=cgroup_root)
         cg.create()
-        undo.callback(cg.destroy)
+        undo.push(cg.destroy)
         resources = spec.linux.resources or Resources()
         cg.set(replace(resources, devices=cgroup_rules(spec)))
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
@@ -119,8 +119,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
                       uts=spec.linux.namespace("uts") is not None,
                       new_cgroupns=_new_namespace(spec, "cgroup"))
         pid, chan = spawn(plan, lambda ch: container_init(job, ch))
-        undo.callback(kill_and_reap, pid)
-        undo.callback(chan.close)
+        undo.push(kill_and_reap, pid)
+        undo.push(chan.close)
         join_cgroup(chan, cg.add, pid)
         st = ContainerState(
             id=container_id, bundle=bundle, rootfs=builder.rootfs, pid=pid,
@@ -141,7 +141,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         store.save(st)
         if opts.pid_file:
             write_pid_file(opts.pid_file, pid)
-        undo.pop_all()
+        undo.commit()
     chan.close()
     if theirs is not None:
         theirs.close()
@@ -172,7 +172,8 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def kill_and_reap(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
+    try:
+        os.kill(pid, signals.SIGKILL)
         os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass

@@ -9,12 +9,12 @@ quietly, as with runc: podman and containerd clean up that way after a failed cr
 from __future__ import annotations
 
 import os
-import signal
 
 from skiff.errors import HookFailed, RuntimeError_
 from skiff.runtime.container import open_container, wait_gone
 from skiff.runtime.state import StateStore, Status, check_move
 from skiff.log import logger
+from skiff.kernel import signals
 
 log = logger("skiff.runtime")
 
@@ -29,11 +29,11 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
             check_move(container_id, "delete", status)
         if status != Status.STOPPED:
             if c.cgroup.exists():
-                c.cgroup.kill_all(signal.SIGKILL)
+                c.cgroup.kill_all(signals.SIGKILL)
                 if status == Status.PAUSED:
                     c.cgroup.thaw()
             try:
-                os.kill(c.state.pid, signal.SIGKILL)
+                os.kill(c.state.pid, signals.SIGKILL)
             except ProcessLookupError:
                 pass
             if not wait_gone(c.state.pid, c.state.pid_start, 10.0):
@@ -47,6 +47,6 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
             except HookFailed as e:
                 log.warning("%s", e)
         if c.cgroup.exists():
-            c.cgroup.kill_all(signal.SIGKILL)  # anything that escaped init's death
+            c.cgroup.kill_all(signals.SIGKILL)  # anything that escaped init's death
             c.cgroup.destroy()
         store.remove_dir(container_id)

@@ -9,7 +9,6 @@ changes, as runc builds it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from skiff.record import Record, replace
@@ -125,13 +124,14 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
 
     try:
         pid, chan = spawn(plan, child)
-        with contextlib.closing(chan):
-            try:
-                join_cgroup(chan, c.cgroup.add, pid)
-                chan.recv("ready")
-            except BaseException:
-                kill_and_reap(pid)
-                raise
+        try:
+            join_cgroup(chan, c.cgroup.add, pid)
+            chan.recv("ready")
+        except BaseException:
+            kill_and_reap(pid)
+            raise
+        finally:
+            chan.close()
     finally:
         if term is not None:
             term.close()

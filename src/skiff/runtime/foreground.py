@@ -8,15 +8,16 @@ so waitpid gives its real status.
 from __future__ import annotations
 
 import os
-import signal
+
+from skiff.kernel import signals
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
     import socket
 
 
-_FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-              signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)
+_FORWARDED = (signals.SIGHUP, signals.SIGINT, signals.SIGQUIT, signals.SIGTERM, signals.SIGUSR1,
+              signals.SIGUSR2, signals.SIGCONT, signals.SIGWINCH)
 
 
 def exit_code(status: int) -> int:
@@ -32,7 +33,7 @@ def wait_for(pid: int, terminal: socket.socket | None = None) -> int:
         except ProcessLookupError:
             pass
 
-    saved = {s: signal.signal(s, forward) for s in _FORWARDED if s != signal.SIGWINCH}
+    saved = {s: signals.set_handler(s, forward) for s in _FORWARDED if s != signals.SIGWINCH}
     result: list[int] = []
 
     def done() -> bool:
@@ -61,5 +62,5 @@ def wait_for(pid: int, terminal: socket.socket | None = None) -> int:
                 result.append(255 << 8)
     finally:
         for s, h in saved.items():
-            signal.signal(s, h)
+            signals.set_handler(s, h)
     return exit_code(result[0])

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
 
 from skiff.errors import RuntimeError_
+from skiff.kernel import signals
 from skiff.runtime.container import open_container
 from skiff.runtime.state import StateStore, Status
 
 
 def parse_signal(text: str) -> int:
     """A signal given as runc takes it: a number, `KILL`, or `SIGKILL`."""
-    if text.isdigit():
-        num = int(text)
-        if 0 < num < signal.NSIG:
-            return num
-    else:
-        name = text.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
-        if sig is not None:
-            return int(sig)
-    raise RuntimeError_(f"unknown signal {text!r}")
+    try:
+        return signals.parse(text)
+    except ValueError as e:
+        raise RuntimeError_(str(e)) from None
 
 
 def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = False) -> None:
@@ -30,7 +23,7 @@ def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = F
     status = c.require("kill")
     if all_processes:
         c.cgroup.kill_all(sig)
-        if status == Status.PAUSED and sig == signal.SIGKILL:
+        if status == Status.PAUSED and sig == signals.SIGKILL:
             c.cgroup.thaw()  # frozen tasks only die once thawed (cgroup v1)
         return
     try:

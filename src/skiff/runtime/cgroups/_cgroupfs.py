@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
-from collections.abc import Callable, Iterable
 from skiff.record import Record
 
 from skiff.errors import CgroupError, SpecError
+from skiff.kernel import signals
 from skiff.log import logger
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 log = logger("skiff.cgroups")
 
@@ -272,7 +275,7 @@ def signal_pids(pids: Iterable[int], sig: int) -> None:
         except ProcessLookupError:
             pass
         except PermissionError as e:
-            raise CgroupError(f"kill {pid} with {signal.Signals(sig).name}: "
+            raise CgroupError(f"kill {pid} with {signals.name(sig)}: "
                               f"EPERM ({os.strerror(e.errno or errno.EPERM)})") from e
 
 

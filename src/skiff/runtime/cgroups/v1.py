@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
-from collections.abc import Mapping
 
 from skiff.errors import CgroupError, SpecError
+from skiff.kernel import signals
 from skiff.oci.runtime_spec import BlockIO, Cpu, DeviceRule, HugepageLimit, Memory, Resources
 
 from . import _cgroupfs as fs
 from ._cgroupfs import SKIFF_PARENT, CgroupMount
 from .v2 import V2Cgroup, signal_all
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 log = fs.log
 
@@ -193,7 +196,7 @@ class V1Cgroup:
         fs.wait_for(lambda: fs.read(state).strip() == "THAWED", FREEZE_TIMEOUT)
 
     def kill_all(self, sig: int) -> None:
-        if sig == signal.SIGKILL and self.unified is not None and self.unified.can_kill():
+        if sig == signals.SIGKILL and self.unified is not None and self.unified.can_kill():
             # cgroup.kill in the unified hierarchy kills everything at once, forks included.
             # The v1 pass below catches any process that joined only the v1 hierarchies.
             self.unified.kill_all(sig)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-from collections.abc import Iterable
 
 from skiff.errors import CgroupError, SpecError
+from skiff.kernel import signals
 from skiff.oci.runtime_spec import BlockIO, Cpu, Memory, Resources
 
 from . import _cgroupfs as fs
@@ -26,6 +25,7 @@ from ._cgroupfs import SKIFF_PARENT, CgroupMount
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Protocol as _Interface
 else:
     _Interface = object
@@ -204,7 +204,7 @@ class V2Cgroup:
         fs.wait_for(lambda: not self.frozen(), FREEZE_TIMEOUT)
 
     def kill_all(self, sig: int) -> None:
-        if sig == signal.SIGKILL and self.can_kill():
+        if sig == signals.SIGKILL and self.can_kill():
             # One write kills every process, and no fork can escape it.
             fs.write(self._file("cgroup.kill"), "1")
             return
@@ -497,7 +497,7 @@ def signal_all(cg: _Freezable, sig: int) -> None:
     finally:
         # A paused container stays paused for other signals (they wait, as with runc), but
         # SIGKILL must thaw it: a v1-frozen task cannot die until it runs again.
-        if use_freezer and (not was_frozen or sig == signal.SIGKILL):
+        if use_freezer and (not was_frozen or sig == signals.SIGKILL):
             try:
                 cg.thaw()
             except CgroupError as e:
