@@ -107,10 +107,6 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         # /sys/fs/cgroup/unified of a hybrid host, to run on the v2 driver)
         cgroup_root = os.environ.get("SKIFF_CGROUP_ROOT", "/sys/fs/cgroup")
         cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id), root=cgroup_root)
-        cg.create()
-        undo.push(cg.destroy)
-        resources = spec.linux.resources or Resources()
-        cg.set(replace(resources, devices=cgroup_rules(spec)))
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
                                 cgroupns=spec.linux.namespace("cgroup") is not None)
         job = InitJob(spec, builder, container_id, fifo, filt, console_path=opts.console_socket,
@@ -118,9 +114,18 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
                       no_new_keyring=opts.no_new_keyring, preserve_fds=opts.preserve_fds,
                       uts=spec.linux.namespace("uts") is not None,
                       new_cgroupns=_new_namespace(spec, "cgroup"))
-        pid, chan = spawn(plan, lambda ch: container_init(job, ch))
-        undo.push(kill_and_reap, pid)
+        spawned = spawn(plan, lambda ch: container_init(job, ch))
+        chan = spawned.chan
         undo.push(chan.close)
+        undo.push(spawned.abort)
+        # while the children unshare and fork: the cgroup (its directories are the
+        # kernel's slowest part here; init waits for them before it mounts them)
+        undo.push(cg.destroy)
+        cg.create()
+        resources = spec.linux.resources or Resources()
+        cg.set(replace(resources, devices=cgroup_rules(spec)))
+        pid = spawned.pid()
+        undo.push(kill_and_reap, pid)
         join_cgroup(chan, cg.add, pid)
         st = ContainerState(
             id=container_id, bundle=bundle, rootfs=builder.rootfs, pid=pid,

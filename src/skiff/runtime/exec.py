@@ -123,7 +123,13 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         raise AssertionError("unreachable")
 
     try:
-        pid, chan = spawn(plan, child)
+        spawned = spawn(plan, child)
+        chan = spawned.chan
+        try:
+            pid = spawned.pid()
+        except BaseException:
+            chan.close()
+            raise
         try:
             join_cgroup(chan, c.cgroup.add, pid)
             chan.recv("ready")

@@ -76,19 +76,22 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
         from skiff.runtime import console  # termios and tty: only for terminals, before the pivot
         if term_sock is None and job.console_path:
             term_sock = console.connect(job.console_path)
-    in_cgroup = False
+    in_cgroup = [False]
+
+    def cgroup_ready() -> None:
+        if not in_cgroup[0]:
+            wait_cgroup(chan)
+            in_cgroup[0] = True
+
     if job.new_cgroupns:
-        wait_cgroup(chan)
-        in_cgroup = True
+        cgroup_ready()
         sc.unshare(sc.CLONE_NEWCGROUP)
-    job.builder.prepare()
+    job.builder.prepare(cgroup_ready)
     hooks = spec.hooks
     state: dict[str, Any] = {}
     if needs_rendezvous(spec):
         from skiff.runtime.hooks import run_hooks  # before the pivot: it imports subprocess
-        if not in_cgroup:  # hooks are our children: they must start in the cgroup
-            wait_cgroup(chan)
-            in_cgroup = True
+        cgroup_ready()  # hooks are our children: they must start in the cgroup
         chan.send("prestart")
         state = chan.recv("hooks-done")["state"]
         if hooks and hooks.create_container:
@@ -107,8 +110,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     env = process.environment(proc)
     path = process.find_executable(proc, env)
     process.become(proc, job.seccomp)
-    if not in_cgroup:
-        wait_cgroup(chan)
+    cgroup_ready()
     # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
     preserve_fds(job.preserve_fds, chan)
     chan.send("ready")

@@ -23,6 +23,10 @@ from skiff.runtime.devices import DEFAULT_DEVICES
 from skiff.runtime.secure_path import make_target, secure_join
 from skiff.log import logger
 
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from typing import Callable
+
 log = logger("skiff.runtime")
 
 _DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
@@ -66,7 +70,10 @@ class RootfsBuilder:
         self.cgroupns = cgroupns
 
     # -- before pivot_root ------------------------------------------------------------
-    def prepare(self) -> None:
+    def prepare(self, cgroup_ready: Callable[[], None]) -> None:
+        """Everything before the pivot; `cgroup_ready` is called (and must return once
+        the container's cgroup exists) before the first cgroup mount."""
+        self._cgroup_ready = cgroup_ready
         prop = self.linux.rootfs_propagation or "rslave"
         sc.mount(None, "/", None, mount_options.propagation_flags(prop))
         if not os.path.isdir(self.rootfs):
@@ -92,6 +99,7 @@ class RootfsBuilder:
         opts = mount_options.parse(m.options)
         kind = m.type or ("bind" if opts.is_bind else "")
         if kind == "cgroup" or kind == "cgroup2":
+            self._cgroup_ready()
             self._mount_cgroup(m, opts)
         elif opts.is_bind or kind == "bind":
             self._mount_bind(m, opts)

@@ -17,6 +17,7 @@ import os
 from skiff.record import Record, field
 
 from skiff.errors import KernelError
+from skiff.kernel import signals
 from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import IdMapping
 from skiff.runtime.channel import Channel, child_failed
@@ -48,8 +49,43 @@ def _write_map(pid: int, name: str, mappings: tuple[IdMapping, ...]) -> None:
         raise KernelError.from_os(f"write {name}", e, path) from None
 
 
-def spawn(plan: NamespacePlan, child_main: Callable[[Channel], NoReturn]) -> tuple[int, Channel]:
-    """Start `child_main` in the planned namespaces; returns its host pid and the channel."""
+class Spawned:
+    """A spawn under way: the stage-1 child runs; `pid()` finishes it (answering a user
+    namespace's request for id maps) and gives the real process's host pid. What the
+    caller does in between — making the cgroup, say — overlaps the children's work."""
+
+    def __init__(self, plan: NamespacePlan, stage1: int, chan: Channel) -> None:
+        self.plan = plan
+        self.stage1 = stage1
+        self.chan = chan
+        self.done = False
+
+    def pid(self) -> int:
+        try:
+            if self.plan.new_user:
+                self.chan.recv("userns")
+                _write_map(self.stage1, "uid_map", self.plan.uid_mappings)
+                _write_map(self.stage1, "gid_map", self.plan.gid_mappings)
+                self.chan.send("mapped")
+            return int(self.chan.recv("pid")["pid"])
+        finally:
+            _reap(self.stage1)
+            self.done = True
+
+    def abort(self) -> None:
+        """Undo a spawn that `pid()` did not finish: the stage-1 child dies with its
+        work (the real process, if it already exists, is killed by its pid)."""
+        if not self.done:
+            try:
+                os.kill(self.stage1, signals.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(self.stage1)
+            self.done = True
+
+
+def spawn(plan: NamespacePlan, child_main: Callable[[Channel], NoReturn]) -> Spawned:
+    """Start `child_main` in the planned namespaces (see `Spawned`)."""
     parent, child = Channel.pair()
     sc.set_child_subreaper()
     stage1 = os.fork()
@@ -60,19 +96,7 @@ def spawn(plan: NamespacePlan, child_main: Callable[[Channel], NoReturn]) -> tup
         except BaseException as e:  # noqa: BLE001 - anything must reach the parent
             child_failed(child, e)
     child.close()
-    try:
-        if plan.new_user:
-            parent.recv("userns")
-            _write_map(stage1, "uid_map", plan.uid_mappings)
-            _write_map(stage1, "gid_map", plan.gid_mappings)
-            parent.send("mapped")
-        pid = parent.recv("pid")["pid"]
-    except BaseException:
-        parent.close()
-        _reap(stage1)
-        raise
-    _reap(stage1)
-    return pid, parent
+    return Spawned(plan, stage1, parent)
 
 
 def _reap(pid: int) -> None:
