@@ -292,10 +292,13 @@ def diagnose_run(rt: Runtime, cid: str, work: Path) -> Failure | None:
 
 # ------------------------------------------------------------------------------ hyperfine
 def hyperfine(hf: str, commands: dict[str, list[str]], runs: int, warmup: int, out_json: Path,
-              verbose: bool) -> dict[str, dict[str, Any]]:
-    """All commands in ONE hyperfine call (-N: no shell); returns name -> {times, exit_codes}."""
+              verbose: bool, prepare: str | None = None) -> dict[str, dict[str, Any]]:
+    """All commands in ONE hyperfine call (-N: no shell); returns name -> {times, exit_codes}.
+    `prepare` runs (untimed) before every timed run."""
     cmd = [hf, "-N", "-i", "--warmup", str(warmup), "--runs", str(runs), "--export-json", str(out_json),
            "--style", "basic" if verbose else "none"]
+    if prepare:
+        cmd += ["--prepare", prepare]
     for name, argv in commands.items():
         cmd += ["--command-name", name, shlex.join(argv)]
     errf = out_json.with_suffix(".stderr")
@@ -313,9 +316,17 @@ def hyperfine(hf: str, commands: dict[str, list[str]], runs: int, warmup: int, o
 
 
 # ------------------------------------------------------------------------------ sections
+# Before each run of the "idle" variant: long enough for the kernel's cgroup-migration lock
+# to fall back to its fast-reader mode, which makes the next migration wait out an RCU
+# grace period (10-20 ms here) — what a single `run` after a pause meets. Back to back,
+# each run finds the lock still in writer mode from the run before.
+IDLE_GAP = "sleep 0.1"
+
+
 def section_run(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: Path, verbose: bool,
-                failures: list[Failure]) -> dict[str, Any]:
-    log(f"a. run /bin/true: hyperfine -N --warmup {warmup} --runs {runs}, {len(rts)} runtimes")
+                failures: list[Failure], prepare: str | None = None) -> dict[str, Any]:
+    log(f"a. run /bin/true: hyperfine -N --warmup {warmup} --runs {runs}, {len(rts)} runtimes"
+        + (f", --prepare '{prepare}'" if prepare else ", back to back"))
     ok: dict[str, Runtime] = {}
     for name, rt in rts.items():
         fail = diagnose_run(rt, f"pre-{name}", work)
@@ -326,7 +337,7 @@ def section_run(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: 
     out: dict[str, Any] = {}
     if ok:
         commands = {name: rt.run_cmd(f"hf-{name}") for name, rt in ok.items()}
-        res = hyperfine(hf, commands, runs, warmup, work / "run.json", verbose)
+        res = hyperfine(hf, commands, runs, warmup, work / "run.json", verbose, prepare)
         for name, r in res.items():
             bad = [c for c in r["exit_codes"] if c not in (0, None)]
             out[name] = {"cmd": shlex.join(commands[name]), "median_ms": median_ms(r["times"]),
@@ -458,12 +469,15 @@ def report(doc: dict[str, Any]) -> str:
            f"bench python {m['python_executable']} {m['python']}",
            f"runs per figure: {doc['args']['runs']} (hyperfine warm-up {doc['args']['warmup']})"]
 
-    run = doc["run"]
-    base = {k: (run.get(k) or {}).get("median_ms") for k in RUNTIMES}
-    rows = [(k, base[k], ratio(base[k], base["runc"]), ratio(base[k], base["crun"])) for k in RUNTIMES if k in run]
-    out.append(table("a. run /bin/true (hyperfine -N, one invocation)", rows))
-    out.append(f"  skiff/runc = {fmt_ratio(ratio(base['skiff'], base['runc']))}, "
-               f"skiff/crun = {fmt_ratio(ratio(base['skiff'], base['crun']))}")
+    for key, title in (("run", "a. run /bin/true, back to back (hyperfine -N, one invocation)"),
+                       ("run_idle", f"a'. run /bin/true after an idle gap (hyperfine --prepare '{IDLE_GAP}')")):
+        run = doc.get(key) or {}
+        base = {k: (run.get(k) or {}).get("median_ms") for k in RUNTIMES}
+        rows = [(k, base[k], ratio(base[k], base["runc"]), ratio(base[k], base["crun"]))
+                for k in RUNTIMES if k in run]
+        out.append(table(title, rows))
+        out.append(f"  skiff/runc = {fmt_ratio(ratio(base['skiff'], base['runc']))}, "
+                   f"skiff/crun = {fmt_ratio(ratio(base['skiff'], base['crun']))}")
 
     lc = doc["lifecycle"]["per_runtime"]
     paired = doc["lifecycle"]["paired_ratio_skiff_vs"]
@@ -619,6 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "cgroupsPath": {k: f"/{CGROUP_PARENT}/bench-{k}" for k in RUNTIMES}}
         t0 = time.monotonic()
         doc["run"] = section_run(rts, tools["hyperfine"], a.runs, a.warmup, work, a.verbose, failures)
+        doc["run_idle"] = section_run(rts, tools["hyperfine"], a.runs, a.warmup, work, a.verbose,
+                                      failures, prepare=IDLE_GAP)
         doc["lifecycle"] = section_lifecycle(rts, a.runs, work, failures)
         doc["floor"] = section_floor(tools, tools["hyperfine"], a.runs, a.warmup, work, a.verbose, failures)
         doc["elapsed_s"] = round(time.monotonic() - t0, 1)
