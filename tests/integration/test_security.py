@@ -117,3 +117,17 @@ def test_user_namespace_maps_root_to_the_configured_uid(runtime, bundle):
     st = os.stat(bundle.rootfs / "tmp" / "made-inside")
     assert (st.st_uid, st.st_gid) == (host, host)  # container root is host uid 200000
     assert pwd.getpwuid(0).pw_name == "root"  # (the host's root is untouched)
+
+
+def test_exec_joins_the_user_namespace(runtime, bundle):
+    host = 210000
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+    os.chown(bundle.rootfs / "tmp", host, host)
+    runtime.create(bundle.args("sleep", "1000"))
+    runtime("start", bundle.id)
+    p = runtime("exec", bundle.id, "sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/by-exec")
+    assert p.stdout.split()[:4] == ["0", "0", str(host), "65536"]
+    assert os.stat(bundle.rootfs / "tmp" / "by-exec").st_uid == host
