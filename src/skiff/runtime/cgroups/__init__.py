@@ -16,7 +16,6 @@ import os
 from skiff.record import Record, field
 
 from skiff.errors import CgroupError
-from skiff.oci.runtime_spec import Resources
 
 from ._cgroupfs import SKIFF_PARENT, CgroupMount, normalise_path
 from .v1 import V1Cgroup
@@ -24,6 +23,7 @@ from .v2 import V2Cgroup
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    from skiff.oci.runtime_spec import Resources
     from typing import Protocol as _Interface
 else:
     _Interface = object

@@ -18,7 +18,6 @@ import time
 
 from skiff.errors import CgroupError, SpecError
 from skiff.kernel import signals
-from skiff.oci.runtime_spec import BlockIO, Cpu, DeviceRule, HugepageLimit, Memory, Resources
 
 from . import _cgroupfs as fs
 from ._cgroupfs import SKIFF_PARENT, CgroupMount
@@ -26,6 +25,7 @@ from .v2 import V2Cgroup, signal_all
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    from skiff.oci.runtime_spec import BlockIO, Cpu, DeviceRule, HugepageLimit, Memory, Resources
     from collections.abc import Mapping
 
 log = fs.log
@@ -409,6 +409,7 @@ class V1Cgroup:
     def _set_hugetlb(self, limits: tuple[HugepageLimit, ...]) -> None:
         d = self.dir("hugetlb")
         if d is None and self.unified is not None:
+            from skiff.oci.runtime_spec import Resources  # (the spec types: only when used)
             self.unified.set(Resources(hugepage_limits=limits))
             return
         d = self._need("hugetlb", f"hugetlb.{limits[0].page_size}.limit_in_bytes")

@@ -18,13 +18,13 @@ import os
 
 from skiff.errors import CgroupError, SpecError
 from skiff.kernel import signals
-from skiff.oci.runtime_spec import BlockIO, Cpu, Memory, Resources
 
 from . import _cgroupfs as fs
 from ._cgroupfs import SKIFF_PARENT, CgroupMount
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    from skiff.oci.runtime_spec import BlockIO, Cpu, Memory, Resources
     from collections.abc import Iterable
     from typing import Protocol as _Interface
 else:
