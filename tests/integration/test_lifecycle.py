@@ -112,3 +112,35 @@ def test_preserve_fds(runtime, bundle, work):
                         f'--bundle {bundle.path} {bundle.id} 3<{data}', RUNTIME],
                        capture_output=True, text=True, env=runtime.env)
     assert p.stdout == "through fd 3\n", p.stderr
+
+
+def test_create_and_start_as_a_non_root_user(runtime, bundle, work):
+    # the init reopens its exec fifo after it became uid 1000 (and non-dumpable)
+    out = work / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    bundle.config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out),
+                                    "options": ["bind"]})
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    runtime.create(bundle.args("sh", "-c", "id -u > /out/id"))
+    runtime("start", bundle.id)
+    assert wait_status(runtime, bundle.id, "stopped")["status"] == "stopped"
+    assert (out / "id").read_text() == "1000\n"
+
+
+def test_the_program_gets_default_signal_dispositions(runtime, bundle):
+    # Python ignores SIGPIPE and SIGXFSZ; the container's program must not inherit that
+    p = runtime.run(bundle.args("grep", "SigIgn", "/proc/self/status"))
+    assert p.stdout.split() == ["SigIgn:", "0000000000000000"], p.stdout
+
+
+def test_an_import_after_the_pivot_finds_nothing_of_the_image(runtime, bundle):
+    # an image shipping Python modules where the interpreter would look must not get them run
+    lib = bundle.rootfs / "usr" / "lib" / "python3.11"
+    lib.mkdir(parents=True)
+    (lib / "traceback.py").write_text("open('/pwned', 'w').write('x')\n")
+    (bundle.rootfs / "etc" / "passwd").write_bytes(b"root:x:0:0:\xff\xfe:/root:/bin/sh\n")
+    bundle.config["process"]["env"] = ["PATH=/bin"]  # no HOME: /etc/passwd is read
+    p = runtime.run(bundle.args("true"))
+    assert p.returncode == 0, p.stderr
+    assert not (bundle.rootfs / "pwned").exists()

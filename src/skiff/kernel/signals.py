@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import _signal
 from _signal import (NSIG, SIG_DFL, SIG_IGN, SIGCONT, SIGHUP, SIGINT, SIGKILL,  # noqa: F401
-                     SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, getsignal)
+                     SIGPIPE, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGXFSZ,
+                     getsignal)
 from _signal import signal as set_handler  # noqa: F401
 
 # the names the kernel's own tables use first, where _signal has aliases too

@@ -41,7 +41,6 @@ MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 MS_LAZYTIME = 0x2000000
 MNT_DETACH = 0x2
-UMOUNT_NOFOLLOW = 0x8
 
 # clone/unshare namespace flags
 CLONE_NEWTIME = 0x80
@@ -65,7 +64,7 @@ NAMESPACE_FILES = {
 }
 
 # prctl options
-PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
@@ -146,10 +145,6 @@ def set_no_new_privs() -> None:
 
 def set_child_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
-def set_parent_death_signal(sig: int) -> None:
-    prctl(PR_SET_PDEATHSIG, sig)
 
 
 def join_session_keyring(name: str) -> None:

@@ -99,17 +99,24 @@ def wait_cgroup(chan: Channel) -> None:
 
 
 def child_failed(chan: Channel, exc: BaseException) -> NoReturn:
-    """Report an exception from a forked child to its parent, then die at once."""
-    if isinstance(exc, SkiffError):
-        message = str(exc)
-    elif isinstance(exc, OSError):
-        message = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
-    else:
-        import traceback  # only for bugs: a clean failure is a SkiffError or an OSError
-        message = "".join(traceback.format_exception(exc)).strip()
+    """Report an exception from a forked child to its parent, then die at once.
+
+    Nothing here may import: after the pivot (or setns into the mount namespace) an import
+    would be looked up in the container's filesystem, and run the image's code as root."""
     try:
-        chan.send("error", message=message)
-    except OSError:  # the parent stopped listening (after `ready`): say it on stderr
-        os.write(2, f"skiff-runtime: {message}\n".encode())
+        if isinstance(exc, SkiffError):
+            message = str(exc)
+        elif isinstance(exc, OSError):
+            message = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+        else:  # a bug: its type, its text and where it happened
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else ""
+            message = f"{type(exc).__name__}: {exc}{where}"
+        try:
+            chan.send("error", message=message)
+        except OSError:  # the parent stopped listening (after `ready`): say it on stderr
+            os.write(2, f"skiff-runtime: {message}\n".encode())
     finally:
         os._exit(1)

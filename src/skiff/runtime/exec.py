@@ -108,6 +108,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
     plan = _plan(c.state.pid, tuple(n.type for n in spec.linux.namespaces))
 
     def child(chan: Channel) -> NoReturn:
+        process.seal_imports()  # we are in the container's mount namespace already
         os.setsid()
         if term is not None:
             size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None

@@ -97,6 +97,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
         if hooks and hooks.create_container:
             run_hooks("createContainer", hooks.create_container, state)
     job.builder.pivot(job.no_pivot)
+    process.seal_imports()
     if proc.terminal and term_sock is not None:
         size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None
         console.take_terminal(term_sock, size, console=True)

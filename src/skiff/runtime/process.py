@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 
 from skiff.errors import KernelError, RuntimeError_, SpecError
 from skiff.kernel import capabilities as caps
+from skiff.kernel import signals
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
 from skiff.oci.runtime_spec import Process, Seccomp
@@ -23,7 +25,15 @@ from skiff.log import logger
 log = logger("skiff.runtime")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PR_SET_DUMPABLE = 4
+
+
+def seal_imports() -> None:
+    """Once we stand in the container's filesystem, no import may find anything: the
+    paths Python would search now hold the image's files, and its code would run here
+    with all our privileges. Builtin and frozen modules still load (they are in the
+    interpreter itself); everything else fails loudly instead."""
+    sys.path[:] = []
+    sys.path_importer_cache.clear()
 
 
 def compile_seccomp(seccomp: Seccomp | None) -> Filter | None:
@@ -54,12 +64,14 @@ def environment(process: Process) -> dict[str, str]:
 
 
 def _home_of(uid: int) -> str:
+    """The user's home in the container's /etc/passwd, read as bytes: the file is the
+    image's and may hold anything."""
     try:
-        with open("/etc/passwd") as f:
+        with open("/etc/passwd", "rb") as f:
             for line in f:
-                parts = line.rstrip("\n").split(":")
-                if len(parts) >= 6 and parts[2] == str(uid):
-                    return parts[5] or "/"
+                parts = line.rstrip(b"\n").split(b":")
+                if len(parts) >= 6 and parts[2] == str(uid).encode():
+                    return parts[5].decode("utf-8", "replace") or "/"
     except OSError:
         pass
     return "/"
@@ -170,10 +182,6 @@ def become(process: Process, filt: Filter | None) -> None:
             log.debug("ambient capabilities not inheritable, left out: %s",
                       ", ".join(caps.names(masks["ambient"] & ~ambient)))
         caps.set_ambient(ambient)
-    if user.uid != 0:
-        # after setuid the kernel makes us non-dumpable, which hides /proc/self/fd from us;
-        # init still has to reopen its exec fifo there
-        sc.prctl(PR_SET_DUMPABLE, 1)
     try:
         os.chdir(process.cwd)
     except OSError as e:
@@ -183,6 +191,10 @@ def become(process: Process, filt: Filter | None) -> None:
 
 
 def execute(process: Process, filt: Filter | None, path: str, env: dict[str, str]) -> None:
+    # Python starts with SIGPIPE and SIGXFSZ ignored, and execve keeps ignored signals:
+    # give the program the defaults it would get from runc
+    signals.set_handler(signals.SIGPIPE, signals.SIG_DFL)
+    signals.set_handler(signals.SIGXFSZ, signals.SIG_DFL)
     if filt is not None and process.no_new_privileges:
         filt.load()
     try:

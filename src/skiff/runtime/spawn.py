@@ -107,6 +107,10 @@ def _reap(pid: int) -> None:
 
 
 def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], NoReturn]) -> NoReturn:
+    # non-dumpable, as runc's nsexec: a process of the container must not be able to open
+    # our /proc/PID/ files (exe, mem, fds), which would reach into the host (execve of the
+    # program resets this)
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
     fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
     for kind, path, fd in fds:
         if kind == "user":
