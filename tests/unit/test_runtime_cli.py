@@ -196,7 +196,7 @@ def test_kill_of_a_stopped_container_is_refused(stopped_container: tuple[Path, s
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     root, cid = stopped_container
     assert main(["--root", str(root), "kill", cid, "KILL"]) == 1
-    assert f"cannot kill container `{cid}` in state stopped" in capsys.readouterr().err
+    assert f"container `{cid}`: container not running" in capsys.readouterr().err
 
 
 # -- logging ----------------------------------------------------------------------------

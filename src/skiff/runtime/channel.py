@@ -65,13 +65,16 @@ class Channel:
             raise RuntimeError_(f"protocol: expected `{expect}`, got `{msg['type']}`")
         return msg
 
+    def poll(self, timeout: float) -> dict[str, Any] | None:
+        """The next message if one comes within `timeout` seconds, else None."""
+        if select.select([self.rfd], [], [], timeout)[0]:
+            return self._next()
+        return None
+
     def raise_pending(self, cause: BaseException) -> NoReturn:
         """Raise the child's own error if it sent one (it failed first, and says better
         what went wrong), else `cause`."""
-        msg = None
-        # a dying child's last word is on its way or already here
-        if select.select([self.rfd], [], [], 1.0)[0]:
-            msg = self._next()
+        msg = self.poll(1.0)  # a dying child's last word is on its way or already here
         if msg is not None and msg.get("type") == "error":
             raise RuntimeError_(msg["message"]) from None
         raise cause

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import os
 import time
-from skiff.record import Record, replace
 
 from skiff.errors import RuntimeError_, SpecError
 from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import Resources, Spec, load_config, to_json
+from skiff.record import Record, replace
 from skiff.runtime.cgroups import open_cgroup
 from skiff.runtime.cgroups_path import cgroup_path
-from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.channel import join_cgroup
+from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.init import InitJob, container_init, needs_rendezvous
 from skiff.runtime.process import compile_seccomp
 from skiff.runtime.rollback import Rollback
 from skiff.runtime.rootfs import RootfsBuilder
-from skiff.runtime.spawn import NamespacePlan, spawn
-from skiff.runtime.state import ContainerState, StateStore, Status, process_start_time
-from skiff.kernel import signals
+from skiff.runtime.spawn import NamespacePlan, kill_and_reap, spawn
+from skiff.runtime.state import (ContainerState, StateStore, Status, process_start_time,
+                                 write_pid_file)
 
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                 "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
@@ -98,6 +98,9 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             undo.push(theirs.close)
         store.make_dir(container_id)
         undo.push(store.remove_dir, container_id)
+        lock = store.locked(container_id)  # held until the state is saved: see delete --force
+        lock.acquire(wait=True)
+        undo.push(lock.__exit__)
         fifo = None
         if not opts.start_at_once:
             fifo = store.fifo(container_id)
@@ -141,12 +144,13 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             state_doc = st.oci(Status.CREATING)
             run_hooks("prestart", spec.hooks.prestart, state_doc)
             run_hooks("createRuntime", spec.hooks.create_runtime, state_doc)
-            chan.send("hooks-done", state=st.oci(Status.CREATED))
+            chan.send("hooks-done", state=state_doc)  # createContainer: still "creating"
         chan.recv("ready")
         store.save(st)
         if opts.pid_file:
             write_pid_file(opts.pid_file, pid)
         undo.commit()
+    lock.__exit__()
     chan.close()
     if theirs is not None:
         theirs.close()
@@ -167,18 +171,3 @@ def rfc3339_now() -> str:
     """Now in UTC as runc writes `created` (nanoseconds, Z); `datetime` costs start-up."""
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.replace(tmp, path)
-
-
-def kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signals.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass

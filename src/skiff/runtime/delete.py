@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from skiff.errors import HookFailed, RuntimeError_
+from skiff.errors import ContainerNotFound, HookFailed, RuntimeError_
 from skiff.runtime.container import open_container, wait_gone
 from skiff.runtime.state import StateStore, Status, check_move
 from skiff.log import logger
@@ -19,9 +19,33 @@ from skiff.kernel import signals
 log = logger("skiff.runtime")
 
 
+def _half_made(store: StateStore, container_id: str, force: bool) -> None:
+    """No saved state: the container does not exist — or a create is under way, or one
+    died before it saved (its folder would block the id for good). runc's rules: without
+    --force an error; with it, success, removing what a dead create left."""
+    if not os.path.isdir(store.dir(container_id)):
+        if force:
+            return
+        raise ContainerNotFound(container_id)
+    lock = store.locked(container_id)
+    try:
+        free = lock.acquire(wait=False)
+    except ContainerNotFound:
+        free = True  # gone meanwhile
+    if not free:
+        raise RuntimeError_(f"container `{container_id}` is being created")
+    try:
+        if not force:
+            raise ContainerNotFound(container_id)
+        store.remove_dir(container_id)
+    finally:
+        lock.__exit__()
+
+
 def delete(store: StateStore, container_id: str, force: bool = False) -> None:
-    if force and not os.path.exists(os.path.join(store.dir(container_id), "state.json")):
-        return  # runc: --force on a container that does not exist is no error
+    if not os.path.exists(os.path.join(store.dir(container_id), "state.json")):
+        _half_made(store, container_id, force)
+        return
     with store.locked(container_id):
         c = open_container(store, container_id)
         status = c.status()

@@ -14,15 +14,13 @@ import socket
 from skiff.record import Record, replace
 
 from skiff.errors import RuntimeError_
-from skiff.oci.runtime_spec import Capabilities, Process, User
+from skiff.oci.runtime_spec import Capabilities, Process
 from skiff.runtime import console, process
 from skiff.runtime.channel import Channel, join_cgroup, wait_cgroup
 from skiff.runtime.container import open_container
-from skiff.runtime.create import kill_and_reap, write_pid_file
 from skiff.runtime.foreground import wait_for
-from skiff.runtime.init import preserve_fds
-from skiff.runtime.spawn import NamespacePlan, spawn
-from skiff.runtime.state import StateStore
+from skiff.runtime.spawn import NamespacePlan, kill_and_reap, spawn
+from skiff.runtime.state import StateStore, write_pid_file
 from skiff.kernel import syscall as sc
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
@@ -62,11 +60,11 @@ def build_process(base: Process, opts: ExecOptions) -> Process:
     if not opts.args:
         raise RuntimeError_("exec: give a command or --process")
     user = base.user
-    if opts.user:
+    if opts.user:  # runc: the container's gid unless one is given
         uid, gid = _parse_user(opts.user)
-        user = User(uid=uid, gid=gid if gid is not None else 0, umask=user.umask)
-    if opts.additional_gids:
-        user = replace(user, additional_gids=opts.additional_gids)
+        user = replace(user, uid=uid, gid=gid if gid is not None else user.gid)
+    if opts.additional_gids:  # runc: added to the container's
+        user = replace(user, additional_gids=user.additional_gids + opts.additional_gids)
     capabilities = base.capabilities
     if opts.caps:
         c = capabilities or Capabilities()
@@ -117,7 +115,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         path = process.find_executable(proc, env)
         wait_cgroup(chan)
         process.become(proc, filt)
-        preserve_fds(opts.preserve_fds, chan)
+        process.preserve_fds(opts.preserve_fds, (chan.rfd, chan.wfd))
         chan.send("ready")
         chan.close()
         process.execute(proc, filt, path, env)

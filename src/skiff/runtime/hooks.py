@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def run_hooks(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> None:
     payload = jsonfast.dumps(state).encode()
     for hook in hooks:
-        env = dict(e.split("=", 1) for e in hook.env if "=" in e)
+        # no env of its own: the runtime's, as runc (Go's exec with a nil Env) gives
+        env = dict(e.split("=", 1) for e in hook.env if "=" in e) if hook.env else None
         argv = list(hook.args) or [hook.path]
         try:
             done = subprocess.run(argv, executable=hook.path, input=payload, env=env,

@@ -50,21 +50,6 @@ def needs_rendezvous(spec: Spec) -> bool:
                                   or h.start_container)
 
 
-def preserve_fds(count: int, chan: Channel) -> set[int]:
-    """Let fds 3..3+count-1 through to the program (LISTEN_FDS style, as runc's
-    --preserve-fds) and make sure nothing else of ours is inherited by it."""
-    keep = set(range(3, 3 + count)) - {chan.rfd, chan.wfd}
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd <= 2:
-            continue
-        try:
-            os.set_inheritable(fd, fd in keep)
-        except OSError:
-            pass  # the fd of the listdir itself, closed by now
-    return keep
-
-
 def container_init(job: InitJob, chan: Channel) -> NoReturn:
     spec = job.spec
     proc = spec.process
@@ -102,9 +87,9 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
         size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None
         console.take_terminal(term_sock, size, console=True)
     job.builder.finalize()
-    if spec.hostname is not None and job.uts:
+    if spec.hostname and job.uts:
         sc.sethostname(spec.hostname)
-    if spec.domainname is not None and job.uts:
+    if spec.domainname and job.uts:
         sc.setdomainname(spec.domainname)
     if not job.no_new_keyring:
         sc.join_session_keyring(f"_ses.{job.container_id}")
@@ -113,7 +98,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     process.become(proc, job.seccomp)
     cgroup_ready()
     # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
-    preserve_fds(job.preserve_fds, chan)
+    process.preserve_fds(job.preserve_fds, (chan.rfd, chan.wfd))
     chan.send("ready")
     chan.close()
     if fifo_fd >= 0:

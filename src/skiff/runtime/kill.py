@@ -19,14 +19,21 @@ def parse_signal(text: str) -> int:
 
 
 def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = False) -> None:
+    """Signal init (or, with `all_processes`, everything in the cgroup — what is left of a
+    stopped container too, as runc does). "container not running" is runc's wording,
+    which containerd's shim looks for."""
     c = open_container(store, container_id)
-    status = c.require("kill")
+    status = c.status()
     if all_processes:
+        if status == Status.STOPPED and not c.cgroup.exists():
+            return
         c.cgroup.kill_all(sig)
-        if status == Status.PAUSED and sig == signals.SIGKILL:
-            c.cgroup.thaw()  # frozen tasks only die once thawed (cgroup v1)
         return
+    if status == Status.STOPPED:
+        raise RuntimeError_(f"container `{container_id}`: container not running")
     try:
         os.kill(c.state.pid, sig)
     except ProcessLookupError:
-        raise RuntimeError_(f"container `{container_id}` is not running") from None
+        raise RuntimeError_(f"container `{container_id}`: container not running") from None
+    if status == Status.PAUSED and sig == signals.SIGKILL:
+        c.cgroup.thaw()  # a frozen task dies only once it runs again (cgroup v1)

@@ -10,6 +10,7 @@ on, seccomp as late as possible, right before execve.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import sys
@@ -34,6 +35,21 @@ def seal_imports() -> None:
     interpreter itself); everything else fails loudly instead."""
     sys.path[:] = []
     sys.path_importer_cache.clear()
+
+
+def preserve_fds(count: int, ours: tuple[int, ...]) -> set[int]:
+    """Let fds 3..3+count-1 through to the program (LISTEN_FDS style, as runc's
+    --preserve-fds) and make sure nothing else of ours is inherited by it."""
+    keep = set(range(3, 3 + count)) - set(ours)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            os.set_inheritable(fd, fd in keep)
+        except OSError:
+            pass  # the fd of the listdir itself, closed by now
+    return keep
 
 
 def compile_seccomp(seccomp: Seccomp | None) -> Filter | None:
@@ -99,9 +115,12 @@ def apply_rlimits(process: Process) -> None:
             raise SpecError("process.rlimits", f"unknown rlimit {r.type}")
         try:
             resource.setrlimit(which, (r.soft, r.hard))
-        except (OSError, ValueError) as e:
-            err = getattr(e, "errno", None) or 1
-            raise KernelError("setrlimit", err, detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
+        except OSError as e:
+            raise KernelError("setrlimit", e.errno or errno.EPERM,
+                              detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
+        except ValueError:  # soft above hard, or out of range
+            raise KernelError("setrlimit", errno.EINVAL,
+                              detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
 
 
 def _oom_score_adj(value: int) -> None:
@@ -186,8 +205,7 @@ def become(process: Process, filt: Filter | None) -> None:
         os.chdir(process.cwd)
     except OSError as e:
         raise KernelError.from_os("chdir to cwd", e, process.cwd) from None
-    if user.umask is not None:
-        os.umask(user.umask)
+    os.umask(user.umask if user.umask is not None else 0o022)  # runc's default
 
 
 def execute(process: Process, filt: Filter | None, path: str, env: dict[str, str]) -> None:

@@ -68,20 +68,25 @@ class Spawned:
                 _write_map(self.stage1, "gid_map", self.plan.gid_mappings)
                 self.chan.send("mapped")
             return int(self.chan.recv("pid")["pid"])
+        except BaseException:
+            _kill(self.stage1)  # it may wait for us (its id maps): it must not hang the reap
+            raise
         finally:
             _reap(self.stage1)
             self.done = True
 
     def abort(self) -> None:
-        """Undo a spawn that `pid()` did not finish: the stage-1 child dies with its
-        work (the real process, if it already exists, is killed by its pid)."""
-        if not self.done:
-            try:
-                os.kill(self.stage1, signals.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _reap(self.stage1)
-            self.done = True
+        """Undo a spawn that `pid()` did not finish: the stage-1 child dies, and so does
+        the real process if stage 1 got to report it (one it forked but could not report
+        reads the end of the channel when the caller closes it, and exits)."""
+        if self.done:
+            return
+        _kill(self.stage1)
+        _reap(self.stage1)
+        self.done = True
+        msg = self.chan.poll(0.2)
+        if msg is not None and msg.get("type") == "pid":
+            kill_and_reap(int(msg["pid"]))
 
 
 def spawn(plan: NamespacePlan, child_main: Callable[[Channel], NoReturn]) -> Spawned:
@@ -99,11 +104,30 @@ def spawn(plan: NamespacePlan, child_main: Callable[[Channel], NoReturn]) -> Spa
     return Spawned(plan, stage1, parent)
 
 
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signals.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def kill_and_reap(pid: int) -> None:
+    """End a child of ours (we are the subreaper of the container processes) at once."""
+    _kill(pid)
+    _reap(pid)
+
+
 def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def _join(fds: list[tuple[str, str, int]]) -> None:
+    for kind, path, fd in fds:
+        if kind != "user":
+            sc.setns(fd, sc.NAMESPACE_FLAGS[kind], path)
 
 
 def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], NoReturn]) -> NoReturn:
@@ -112,19 +136,23 @@ def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], 
     # program resets this)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
+    # runc's order: a user namespace given by path first (the others are its own); when
+    # the user namespace is new, the given ones first (they belong to the one we are in
+    # now, where we still have the capabilities to join them), then the new user one
     for kind, path, fd in fds:
         if kind == "user":
             sc.setns(fd, sc.CLONE_NEWUSER, path)
     if plan.new_user:
+        _join(fds)
         sc.unshare(sc.CLONE_NEWUSER)
         chan.send("userns")
         chan.recv("mapped")
     if plan.in_userns:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    for kind, path, fd in fds:
-        if kind != "user":
-            sc.setns(fd, sc.NAMESPACE_FLAGS[kind], path)
+    if not plan.new_user:
+        _join(fds)
+    for _, _, fd in fds:
         os.close(fd)
     if plan.unshare:
         sc.unshare(plan.unshare)

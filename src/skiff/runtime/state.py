@@ -103,6 +103,18 @@ def remove_tree(path: str) -> None:
         pass
 
 
+def write_pid_file(path: str, pid: int) -> None:
+    """The pid, written whole or not at all (a new file renamed over the old); the temporary
+    name is made with O_EXCL and never followed through a symlink."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def _frozen(path: str, line: str) -> bool:
     try:
         with open(path) as f:
@@ -112,7 +124,7 @@ def _frozen(path: str, line: str) -> bool:
 
 
 class _Lock:
-    """flock on the container's lock file, as a `with` block (contextlib costs start-up)."""
+    """A lock on the container's lock file, as a `with` block (contextlib costs start-up)."""
 
     def __init__(self, path: str, container_id: str) -> None:
         self.path = path
@@ -120,14 +132,28 @@ class _Lock:
         self.fd = -1
 
     def __enter__(self) -> None:
+        self.acquire(wait=True)
+
+    def acquire(self, wait: bool) -> bool:
+        """Take the lock; without `wait`, False if someone holds it."""
         try:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
             raise ContainerNotFound(self.container_id) from None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            # a POSIX lock, not flock: it belongs to this process alone, so the container's
+            # init, forked while create holds it, does not keep it held until `start`
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except (BlockingIOError, PermissionError):
+            os.close(self.fd)
+            self.fd = -1
+            return False
+        return True
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class ContainerState(Record, mutable=True):
@@ -197,7 +223,9 @@ class StateStore:
     def save(self, st: ContainerState) -> None:
         path = os.path.join(self.dir(st.id), "state.json")
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        # 0600: the config may hold secrets in its env, as runc keeps its state.json
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(fd, "w") as f:
             f.write(jsonfast.dumps(st.__dict__))
         os.replace(tmp, path)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from skiff.oci.runtime_spec import Cpu, Memory, Pids, BlockIO, Resources, to_json
 from skiff.runtime.container import open_container
 from skiff.runtime.state import StateStore
-from skiff.record import fields, is_record
+from skiff.record import fields, is_record, replace
 
 
 def merge(base: Resources | None, change: Resources) -> Resources:
@@ -44,7 +44,10 @@ def update(store: StateStore, container_id: str, change: Resources) -> None:
         c = open_container(store, container_id)
         c.require("update")
         assert c.spec.linux is not None
-        c.cgroup.set(change)
         merged = merge(c.spec.linux.resources, change)
+        # all of it, not only the change: a v2 file can need two settings at once (cpu.max
+        # is quota and period, memory.swap.max is derived from the memory limit); devices
+        # stay as create set them
+        c.cgroup.set(replace(merged, devices=()))
         c.state.config.setdefault("linux", {})["resources"] = to_json(merged)
         store.save(c.state)
