@@ -158,3 +158,11 @@ def test_cgroup_mount_shows_own_cgroup(runtime, bundle):
     assert "memory:/\n" in p.stdout  # the cgroup namespace is rooted at the container's
     assert "memory" in p.stdout.split() and "pids" in p.stdout.split()
     assert p.stdout.split()[-1] == "1" or "1" in p.stdout.split()
+
+
+@pytest.mark.parametrize("propagation", ["private", "shared", "rslave", "rprivate"])
+def test_rootfs_propagation_never_leaks_mounts_to_the_host(runtime, bundle, propagation):
+    bundle.config["linux"]["rootfsPropagation"] = propagation
+    p = runtime.run(bundle.args("sh", "-c", "grep -c . /proc/self/mounts"))
+    assert p.returncode == 0, p.stderr
+    assert str(bundle.rootfs) not in Path("/proc/self/mounts").read_text()

@@ -555,7 +555,7 @@ def test_v2_full_resources(tmp_path: Path, v2cg: V2Cgroup,
     assert text(d / "hugetlb.2MB.max") == str(20 * MiB)
     assert text(d / "hugetlb.2MB.rsvd.max") == str(20 * MiB)
     assert text(d / "memory.high") == "200M"
-    assert "device rule(s) not enforced" in caplog.text
+    assert "device rule(s) NOT enforced" in caplog.text
     assert not (d / "devices.allow").exists()
 
 

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from skiff.runtime.cli_args import Namespace
     from typing import Any, Callable
 
-VERSION = "0.1.0"
-SPEC_VERSION = "1.2.0"
 
 
 def _default_root() -> str:
@@ -208,7 +206,11 @@ def do_update(store: Any, a: Namespace) -> int:
                         a.cpu_period, a.cpuset_cpus, a.cpuset_mems, a.pids_limit, a.blkio_weight)
     if a.resources:
         from skiff.oci.runtime_spec import parse_resources
-        text = sys.stdin.read() if a.resources == "-" else open(a.resources).read()
+        if a.resources == "-":
+            text = sys.stdin.read()
+        else:
+            with open(a.resources) as f:
+                text = f.read()
         change = merge(parse_resources(text, a.resources), change)
     update(store, a.id, change)
     return 0
@@ -275,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         g = parse("skiff-runtime", GLOBAL_OPTS, ("verb?", "args*"), args)
         if g.version:
-            sys.stdout.write(f"skiff-runtime version {VERSION}\nspec: {SPEC_VERSION}\n")
+            from skiff import __version__
+            from skiff.runtime.state import OCI_VERSION
+            sys.stdout.write(f"skiff-runtime version {__version__}\nspec: {OCI_VERSION}\n")
             return 0
         if g.verb is None:
             sys.stdout.write(usage("skiff-runtime", GLOBAL_OPTS, ("command", "args*"))
@@ -293,15 +297,22 @@ def main(argv: list[str] | None = None) -> int:
         (sys.stdout if e.help else sys.stderr).write(str(e).rstrip("\n") + "\n")
         return 0 if e.help else 2
     from skiff import log
-    log.configure(log.DEBUG if g.debug else log.WARNING, g.log, g.log_format == "json")
+    try:
+        log.configure(log.DEBUG if g.debug else log.WARNING, g.log, g.log_format == "json")
+    except OSError as e:
+        sys.stderr.write(f"skiff-runtime: --log {g.log}: {e.strerror}\n")
+        return 1
     from skiff.runtime.state import StateStore
     store = StateStore(g.root or _default_root())
     try:
         return VERBS[g.verb](store, a)
-    except SkiffError as e:
+    except (SkiffError, OSError) as e:
+        # an OSError here is about a file the command line named (--process, --resources,
+        # --pid-file, the bundle): say which, as a KernelError would
+        msg = str(e) if isinstance(e, SkiffError) else f"{e.filename or ''}: {e.strerror}"
         if g.log:
-            log.logger("skiff").error("%s", e)
-        sys.stderr.write(f"skiff-runtime: {e}\n")
+            log.logger("skiff").error("%s", msg)
+        sys.stderr.write(f"skiff-runtime: {msg}\n")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -68,56 +68,71 @@ def usage(prog: str, opts: list[Opt], positionals: tuple[str, ...], about: str =
 def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[str]) -> Namespace:
     """Read `argv` into a namespace with one attribute per flag and positional; raises
     UsageError (the message says what is wrong) or, for -h/--help, UsageError with the
-    usage text and `help=True`."""
+    usage text and `help=True`.
+
+    Flags may also follow the positionals (`delete c1 --force`, as runc's urfave/cli
+    allows), except where the last positional takes the rest of the line untouched (exec's
+    command, ps's options): there the first word that is not a flag ends them."""
     by_name = {n: o for o in opts for n in o.names}
-    ns = Namespace(**{o.dest: ([] if o.kind == "append" else o.default)
-                            for o in opts})
+    ns = Namespace(**{o.dest: ([] if o.kind == "append" else o.default) for o in opts})
+    takes_rest = bool(positionals) and positionals[-1].endswith("*")
+    words: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
         if word == "--":
-            i += 1
+            words += argv[i + 1:]
             break
         if not word.startswith("-") or word == "-":
-            break
-        name, eq, value = word.lstrip("-").partition("=")
-        if name in ("h", "help"):
-            raise UsageError(usage(prog, opts, positionals), help=True)
-        o = by_name.get(name)
-        if o is None:
-            raise UsageError(f"{prog}: unknown flag {word!r}")
-        if o.kind == "bool":
-            setattr(ns, o.dest, value.lower() not in ("false", "0") if eq else True)
+            if takes_rest:
+                words += argv[i:]
+                break
+            words.append(word)
             i += 1
             continue
-        if not eq:
-            if i + 1 >= len(argv):
-                raise UsageError(f"{prog}: flag {word} needs a value")
-            value = argv[i + 1]
-            i += 1
-        i += 1
-        if o.choices and value not in o.choices:
-            raise UsageError(f"{prog}: {word} must be one of {', '.join(o.choices)}, not {value!r}")
-        try:
-            converted = o.convert(value)
-        except ValueError as e:
-            raise UsageError(f"{prog}: {word}: {e}") from None
-        if o.kind == "append":
-            getattr(ns, o.dest).append(converted)
-        else:
-            setattr(ns, o.dest, converted)
-    rest = argv[i:]
+        i = _flag(prog, opts, positionals, by_name, ns, argv, i)
     for p in positionals:
         name = p.rstrip("?*")
         if p.endswith("*"):
-            setattr(ns, name, rest)
-            rest = []
-        elif rest:
-            setattr(ns, name, rest.pop(0))
+            setattr(ns, name, words)
+            words = []
+        elif words:
+            setattr(ns, name, words.pop(0))
         elif p.endswith("?"):
             setattr(ns, name, None)
         else:
             raise UsageError(f"{prog}: missing {name.upper()}\n" + usage(prog, opts, positionals))
-    if rest:
-        raise UsageError(f"{prog}: unexpected argument {rest[0]!r}")
+    if words:
+        raise UsageError(f"{prog}: unexpected argument {words[0]!r}")
     return ns
+
+
+def _flag(prog: str, opts: list[Opt], positionals: tuple[str, ...], by_name: dict[str, Opt],
+          ns: Namespace, argv: list[str], i: int) -> int:
+    """Read the flag at argv[i] (and its value) into `ns`; the index after it."""
+    word = argv[i]
+    name, eq, value = word.lstrip("-").partition("=")
+    if name in ("h", "help"):
+        raise UsageError(usage(prog, opts, positionals), help=True)
+    o = by_name.get(name)
+    if o is None:
+        raise UsageError(f"{prog}: unknown flag {word!r}")
+    if o.kind == "bool":
+        setattr(ns, o.dest, value.lower() not in ("false", "0") if eq else True)
+        return i + 1
+    if not eq:
+        if i + 1 >= len(argv):
+            raise UsageError(f"{prog}: flag {word} needs a value")
+        value = argv[i + 1]
+        i += 1
+    if o.choices and value not in o.choices:
+        raise UsageError(f"{prog}: {word} must be one of {', '.join(o.choices)}, not {value!r}")
+    try:
+        converted = o.convert(value)
+    except ValueError as e:
+        raise UsageError(f"{prog}: {word}: {e}") from None
+    if o.kind == "append":
+        getattr(ns, o.dest).append(converted)
+    else:
+        setattr(ns, o.dest, converted)
+    return i + 1

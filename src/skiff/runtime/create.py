@@ -21,7 +21,7 @@ from skiff.runtime.cgroups_path import cgroup_path
 from skiff.runtime.channel import join_cgroup
 from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.init import InitJob, container_init, needs_rendezvous
-from skiff.runtime.process import compile_seccomp
+from skiff.runtime.process import compile_seccomp, host_lsms
 from skiff.runtime.rollback import Rollback
 from skiff.runtime.rootfs import RootfsBuilder
 from skiff.runtime.spawn import NamespacePlan, kill_and_reap, spawn
@@ -88,14 +88,19 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     assert spec.root is not None and spec.linux is not None and spec.process is not None
     filt = compile_seccomp(spec.linux.seccomp)
     plan = namespace_plan(spec)
-    theirs = None
-    if spec.process.terminal and opts.relay_terminal and not opts.console_socket:
+    theirs = None  # the socket init sends its pty master on
+    if spec.process.terminal and opts.console_socket:
+        # connected here, not by init: in a user namespace, init's root may not reach it
+        from skiff.runtime.console import connect
+        theirs = connect(opts.console_socket)
+    elif spec.process.terminal and opts.relay_terminal:
         import socket  # only for terminals: the container gets one end of a pair
         opts.terminal, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with Rollback() as undo:
         if theirs is not None:
-            undo.push(opts.terminal.close)  # type: ignore[attr-defined]
             undo.push(theirs.close)
+        if opts.terminal is not None:
+            undo.push(opts.terminal.close)  # type: ignore[attr-defined]
         store.make_dir(container_id)
         undo.push(store.remove_dir, container_id)
         lock = store.locked(container_id)  # held until the state is saved: see delete --force
@@ -112,11 +117,10 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id), root=cgroup_root)
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
                                 cgroupns=spec.linux.namespace("cgroup") is not None)
-        job = InitJob(spec, builder, container_id, fifo, filt, console_path=opts.console_socket,
-                      console_sock=theirs, no_pivot=opts.no_pivot,
+        job = InitJob(spec, builder, container_id, fifo, filt, console_sock=theirs, no_pivot=opts.no_pivot,
                       no_new_keyring=opts.no_new_keyring, preserve_fds=opts.preserve_fds,
                       uts=spec.linux.namespace("uts") is not None,
-                      new_cgroupns=_new_namespace(spec, "cgroup"))
+                      new_cgroupns=_new_namespace(spec, "cgroup"), lsms=host_lsms())
         spawned = spawn(plan, lambda ch: container_init(job, ch))
         chan = spawned.chan
         undo.push(chan.close)

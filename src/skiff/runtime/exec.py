@@ -104,6 +104,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         else:
             ours, term = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     plan = _plan(c.state.pid, tuple(n.type for n in spec.linux.namespaces))
+    lsms = process.host_lsms()
 
     def child(chan: Channel) -> NoReturn:
         process.seal_imports()  # we are in the container's mount namespace already
@@ -114,7 +115,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         env = process.environment(proc)
         path = process.find_executable(proc, env)
         wait_cgroup(chan)
-        process.become(proc, filt)
+        process.become(proc, filt, lsms)
         process.preserve_fds(opts.preserve_fds, (chan.rfd, chan.wfd))
         chan.send("ready")
         chan.close()

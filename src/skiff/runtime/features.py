@@ -6,6 +6,8 @@ from __future__ import annotations
 from skiff.kernel import capabilities, seccomp
 from skiff.oci.runtime_spec import NAMESPACE_TYPES
 from skiff.runtime import mount_options
+from skiff.runtime.process import host_lsms
+from skiff import __version__
 from skiff.runtime.state import OCI_VERSION
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
 
 
 def features() -> dict[str, Any]:
+    lsms = host_lsms()
     words = sorted(set(mount_options._FLAGS) | mount_options.PROPAGATION_WORDS)  # noqa: SLF001
     sec: dict[str, Any] = {"enabled": seccomp.available()}
     if seccomp.available():
@@ -35,8 +38,8 @@ def features() -> dict[str, Any]:
             "capabilities": sorted(capabilities.CAPABILITIES, key=lambda n: capabilities.CAPABILITIES[n]),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": sec,
-            "apparmor": {"enabled": True},
-            "selinux": {"enabled": True},
+            "apparmor": {"enabled": "apparmor" in lsms},
+            "selinux": {"enabled": "selinux" in lsms},
         },
-        "annotations": {"io.skiff.runtime.version": "0.1.0"},
+        "annotations": {"io.skiff.runtime.version": __version__},
     }

@@ -32,12 +32,12 @@ class InitJob(Record, mutable=True):
     container_id: str
     fifo: str | None  # None: start at once (run)
     seccomp: Filter | None
-    console_path: str | None = None          # a console socket to connect to
-    console_sock: socket.socket | None = None  # or one already connected (foreground -t)
+    console_sock: socket.socket | None = None  # where the pty master goes (when terminal)
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
     uts: bool = False
+    lsms: frozenset[str] = frozenset()  # process.host_lsms(), read before the fork
     new_cgroupns: bool = False  # made here, once in the cgroup, so it is rooted there
 
 
@@ -59,8 +59,6 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     term_sock = job.console_sock
     if proc.terminal:
         from skiff.runtime import console  # termios and tty: only for terminals, before the pivot
-        if term_sock is None and job.console_path:
-            term_sock = console.connect(job.console_path)
     in_cgroup = [False]
 
     def cgroup_ready() -> None:
@@ -95,7 +93,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
         sc.join_session_keyring(f"_ses.{job.container_id}")
     env = process.environment(proc)
     path = process.find_executable(proc, env)
-    process.become(proc, job.seccomp)
+    process.become(proc, job.seccomp, job.lsms)
     cgroup_ready()
     # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
     process.preserve_fds(job.preserve_fds, (chan.rfd, chan.wfd))

@@ -131,13 +131,28 @@ def _oom_score_adj(value: int) -> None:
         raise KernelError.from_os("write oom_score_adj", e, "/proc/self/oom_score_adj") from None
 
 
-def _lsm_labels(process: Process) -> None:
+def host_lsms() -> frozenset[str]:
+    """The security modules the host enforces, read in the runtime before any fork: the
+    container's own /sys shows neither securityfs nor selinuxfs."""
+    found = set()
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            if f.read().strip() == "Y":
+                found.add("apparmor")
+    except OSError:
+        pass
+    if os.path.exists("/sys/fs/selinux/enforce"):
+        found.add("selinux")
+    return frozenset(found)
+
+
+def _lsm_labels(process: Process, lsms: frozenset[str]) -> None:
+    """Set the exec labels the host can enforce; on a host without the module the label
+    is noted and left, as runc does. One the host has but refuses fails the container."""
     for label, lsm in ((process.apparmor_profile, "apparmor"), (process.selinux_label, "selinux")):
         if not label:
             continue
-        enabled = (os.path.exists("/sys/kernel/security/apparmor") if lsm == "apparmor"
-                   else os.path.exists("/sys/fs/selinux/enforce"))
-        if not enabled:
+        if lsm not in lsms:
             log.debug("%s is not enabled on this host: label %r not applied", lsm, label)
             continue
         path = f"/proc/self/attr/{lsm}/exec"
@@ -162,14 +177,14 @@ def _masks(process: Process) -> dict[str, int]:
     return out
 
 
-def become(process: Process, filt: Filter | None) -> None:
+def become(process: Process, filt: Filter | None, lsms: frozenset[str] = frozenset()) -> None:
     """Every step up to (not including) the last-moment seccomp load and execve."""
     apply_rlimits(process)
     if process.oom_score_adj is not None:
         _oom_score_adj(process.oom_score_adj)
     if process.no_new_privileges:
         sc.set_no_new_privs()
-    _lsm_labels(process)
+    _lsm_labels(process, lsms)
     if filt is not None and not process.no_new_privileges:
         filt.load()
     masks = _masks(process) if process.capabilities is not None else None

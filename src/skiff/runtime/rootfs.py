@@ -78,8 +78,7 @@ class RootfsBuilder:
         sc.mount(None, "/", None, mount_options.propagation_flags(prop))
         if not os.path.isdir(self.rootfs):
             raise KernelError("stat rootfs", errno.ENOENT, self.rootfs)
-        if "shared" in prop:
-            self._make_parent_private()
+        self._make_parent_private()
         sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
         dev_bound = False
         for m in self.spec.mounts:
@@ -90,10 +89,23 @@ class RootfsBuilder:
             self.create_devices()
 
     def _make_parent_private(self) -> None:
+        """runc's rootfsParentMountPrivate: if the mount holding the rootfs is still shared
+        (a non-recursive or shared rootfsPropagation, an overlay `merged` dir under a shared
+        mount), our binds and mounts would propagate to its host peers, and pivot_root
+        refuses a shared parent. Found in mountinfo: os.path.ismount misses binds."""
         parent = os.path.dirname(self.rootfs)
-        while not os.path.ismount(parent):
-            parent = os.path.dirname(parent)
-        sc.mount(None, parent, None, sc.MS_PRIVATE)
+        best, shared = "", False
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point = fields[4].replace("\\040", " ")
+                if (parent == point or parent.startswith(point.rstrip("/") + "/")) \
+                        and len(point) >= len(best):
+                    best = point
+                    optional = fields[6:fields.index("-")]
+                    shared = any(o.startswith("shared:") for o in optional)
+        if best and shared:
+            sc.mount(None, best, None, sc.MS_PRIVATE)
 
     def mount(self, m: Mount) -> None:
         opts = mount_options.parse(m.options)

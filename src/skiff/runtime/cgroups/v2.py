@@ -258,10 +258,12 @@ class V2Cgroup:
             rsvd = self._file(f"hugetlb.{h.page_size}.rsvd.max")
             if os.path.exists(rsvd):
                 fs.write(rsvd, str(h.limit))
-        if r.devices:
-            log.debug("%s: %d device rule(s) not enforced: the cgroup v2 driver attaches no "
-                      "eBPF device program; only the allowed device nodes are created",
-                      self.dir, len(r.devices))
+        if any(not rule.allow for rule in r.devices):
+            # a deny rule the kernel will not hear of: with CAP_MKNOD, or a device node in
+            # the image, the container reaches devices the spec denies. Said loudly.
+            log.warning("%s: %d device rule(s) NOT enforced: the cgroup v2 driver attaches "
+                        "no eBPF device program yet, so device nodes the container makes or "
+                        "brings are usable", self.dir, len(r.devices))
         # Last, as runc does: a raw unified value overrides what was converted above.
         for key, value in (r.unified or {}).items():
             fs.write(self._file(key), value)
