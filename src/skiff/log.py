@@ -6,7 +6,8 @@
 shape containerd reads from runc. Where nothing was configured and the process already
 uses `logging` (a daemon, pytest), records go to `logging.getLogger(name)`, so its handlers
 see them. Importing `logging` costs ~5 ms, an eighth of a whole `skiff-runtime run`, which
-is why this module exists. Like errors.py, it imports nothing of skiff.
+is why this module exists. Like errors.py, it sits below every layer (it uses only
+`skiff.jsonfast`, for JSON lines).
 """
 
 from __future__ import annotations

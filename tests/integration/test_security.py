@@ -131,3 +131,17 @@ def test_exec_joins_the_user_namespace(runtime, bundle):
     p = runtime("exec", bundle.id, "sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/by-exec")
     assert p.stdout.split()[:4] == ["0", "0", str(host), "65536"]
     assert os.stat(bundle.rootfs / "tmp" / "by-exec").st_uid == host
+
+
+@pytest.mark.parametrize("how", ["link", "script"])
+def test_the_runtime_binary_cannot_be_the_program(runtime, bundle, how):
+    # runc's CVE-2019-5736: the host binary, reached through /proc/self/exe, must never run
+    # as the container's program (it could rewrite itself on the host)
+    target = bundle.rootfs / "bin" / "evil"
+    if how == "link":
+        os.symlink("/proc/self/exe", target)
+    else:
+        target.write_text("#!/proc/self/exe\nprint('escaped')\n")
+        target.chmod(0o755)
+    p = runtime.run(bundle.args("/bin/evil"))
+    assert p.returncode == 1 and "runtime's own executable: refused" in p.stderr, p.stderr

@@ -141,11 +141,11 @@ def test_load_of_a_missing_id_is_container_not_found(store: StateStore) -> None:
 
 def test_save_load_round_trip(store: StateStore) -> None:
     st = make_state("c1", 1234, 5678)
-    st.started = True
-    st.extra = {"note": [1, 2]}
+    st.freezer = ["/sys/fs/cgroup/freezer/x/freezer.state", "FROZEN"]
     store.make_dir("c1")
     store.save(st)
     assert store.load("c1") == st
+    assert oct(os.stat(Path(store.dir("c1")) / "state.json").st_mode & 0o777) == "0o600"
     assert not any(n.endswith(".tmp") for n in os.listdir(store.dir("c1")))
 
 

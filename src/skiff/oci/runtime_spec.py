@@ -350,12 +350,15 @@ class Spec(Record):
             raise SpecError("linux", "is required on Linux")
 
 
-def parse_config(text: str | bytes, source: str = "config.json") -> Spec:
+def _document(text: str | bytes, source: str) -> Any:
     try:
-        raw = jsonfast.loads(text)
+        return jsonfast.loads(text)
     except ValueError as e:
         raise SpecError("", f"{source} is not valid JSON: {e}") from e
-    return decode_object(Spec, raw)
+
+
+def parse_config(text: str | bytes, source: str = "config.json") -> Spec:
+    return decode_object(Spec, _document(text, source))
 
 
 def load_config(path: str) -> Spec:
@@ -368,19 +371,11 @@ def load_config(path: str) -> Spec:
 
 
 def parse_process(text: str | bytes, source: str = "process.json") -> Process:
-    try:
-        raw = jsonfast.loads(text)
-    except ValueError as e:
-        raise SpecError("", f"{source} is not valid JSON: {e}") from e
-    return decode_object(Process, raw, "process")
+    return decode_object(Process, _document(text, source), "process")
 
 
 def parse_resources(text: str | bytes, source: str = "resources") -> Resources:
-    try:
-        raw = jsonfast.loads(text)
-    except ValueError as e:
-        raise SpecError("", f"{source} is not valid JSON: {e}") from e
-    return decode_object(Resources, raw, "resources")
+    return decode_object(Resources, _document(text, source), "resources")
 
 
 def to_json(value: Any) -> dict[str, Any]:

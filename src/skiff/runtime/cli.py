@@ -3,7 +3,8 @@
 Argument shapes only: each verb is parsed here and handed to its module, imported when
 that verb runs, so `skiff-runtime state` does not pay for what `create` needs. Errors
 print as one line on stderr (and, with `--log`, as a log record, JSON with
-`--log-format json`, which is where containerd looks) and exit 1.
+`--log-format json`, which is where containerd looks) and exit 1; a malformed command
+line exits 2.
 """
 
 from __future__ import annotations
@@ -39,14 +40,24 @@ def _bytes(text: str) -> int:
 
 
 def _duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(text[: -len(suffix)]) * units[suffix]
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"invalid duration {text!r}") from None
+    """A Go duration, as runc's --interval takes it: `5s`, `200ms`, `1m30s`, `1.5h`."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    total, rest = 0.0, text
+    while rest:
+        n = 0
+        while n < len(rest) and (rest[n].isdigit() or rest[n] == "."):
+            n += 1
+        u = n
+        while u < len(rest) and not (rest[u].isdigit() or rest[u] == "."):
+            u += 1
+        number, unit = rest[:n], rest[n:u]
+        if not number or unit not in units:
+            raise ValueError(f"invalid duration {text!r} (say 5s, 200ms, 1m30s)")
+        total += float(number) * units[unit]
+        rest = rest[u:]
+    if not text:
+        raise ValueError("invalid duration ''")
+    return total
 
 
 GLOBAL_OPTS = [
@@ -240,8 +251,9 @@ def do_list(store: Any, a: Namespace) -> int:
         sys.stdout.write(jsonfast.dumps(states) + "\n")
     else:
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
-        rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"]
-                 for s in states]
+        # (a state from before the owner was recorded has none: root made it)
+        rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"],
+                  s["owner"] or "root"] for s in states]
         sys.stdout.write(_table(rows))
     return 0
 
@@ -274,22 +286,23 @@ VERBS: dict[str, Callable[[Any, Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     from skiff.errors import SkiffError, UsageError
     args = sys.argv[1:] if argv is None else argv
+    commands = "commands:\n" + "".join(f"  {v:<12}{about}\n" for v, (about, _, _)
+                                       in VERB_GRAMMAR.items())
     try:
-        g = parse("skiff-runtime", GLOBAL_OPTS, ("verb?", "args*"), args)
+        g = parse("skiff-runtime", GLOBAL_OPTS, ("verb?", "args*"), args,
+                  about="skiff's OCI runtime, a drop-in for runc\n" + commands.rstrip())
         if g.version:
             from skiff import __version__
             from skiff.runtime.state import OCI_VERSION
             sys.stdout.write(f"skiff-runtime version {__version__}\nspec: {OCI_VERSION}\n")
             return 0
         if g.verb is None:
-            sys.stdout.write(usage("skiff-runtime", GLOBAL_OPTS, ("command", "args*"))
-                             + "commands:\n" + "".join(f"  {v:<12}{about}\n" for v, (about, _, _)
-                                                        in VERB_GRAMMAR.items()))
+            sys.stdout.write(usage("skiff-runtime", GLOBAL_OPTS, ("command", "args*")) + commands)
             return 0
         if g.verb not in VERB_GRAMMAR:
             raise UsageError(f"skiff-runtime: unknown command {g.verb!r}")
         about, opts, positionals = VERB_GRAMMAR[g.verb]
-        a = parse(f"skiff-runtime {g.verb}", opts, positionals, g.args)
+        a = parse(f"skiff-runtime {g.verb}", opts, positionals, g.args, about)
         if g.verb in ("create", "run", "exec"):  # these move a process into a cgroup
             from skiff.runtime import cgroup_warmup
             cgroup_warmup.start()

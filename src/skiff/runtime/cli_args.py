@@ -65,7 +65,8 @@ def usage(prog: str, opts: list[Opt], positionals: tuple[str, ...], about: str =
     return "\n".join(lines) + "\n"
 
 
-def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[str]) -> Namespace:
+def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[str],
+          about: str = "") -> Namespace:
     """Read `argv` into a namespace with one attribute per flag and positional; raises
     UsageError (the message says what is wrong) or, for -h/--help, UsageError with the
     usage text and `help=True`.
@@ -90,7 +91,7 @@ def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[s
             words.append(word)
             i += 1
             continue
-        i = _flag(prog, opts, positionals, by_name, ns, argv, i)
+        i = _flag(prog, opts, positionals, by_name, ns, argv, i, about)
     for p in positionals:
         name = p.rstrip("?*")
         if p.endswith("*"):
@@ -108,12 +109,12 @@ def parse(prog: str, opts: list[Opt], positionals: tuple[str, ...], argv: list[s
 
 
 def _flag(prog: str, opts: list[Opt], positionals: tuple[str, ...], by_name: dict[str, Opt],
-          ns: Namespace, argv: list[str], i: int) -> int:
+          ns: Namespace, argv: list[str], i: int, about: str) -> int:
     """Read the flag at argv[i] (and its value) into `ns`; the index after it."""
     word = argv[i]
     name, eq, value = word.lstrip("-").partition("=")
     if name in ("h", "help"):
-        raise UsageError(usage(prog, opts, positionals), help=True)
+        raise UsageError(usage(prog, opts, positionals, about), help=True)
     o = by_name.get(name)
     if o is None:
         raise UsageError(f"{prog}: unknown flag {word!r}")

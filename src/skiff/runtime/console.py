@@ -23,6 +23,7 @@ from skiff.kernel import signals
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    from skiff.oci.runtime_spec import ConsoleSize
     from typing import Callable
 
 
@@ -40,13 +41,13 @@ def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def take_terminal(sock: socket.socket, size: tuple[int, int] | None, console: bool) -> None:
+def take_terminal(sock: socket.socket, size: ConsoleSize | None, console: bool) -> None:
     """In the container process: open a pty, send its master, make the slave our terminal
     and stdio, and show it at /dev/console when `console`."""
     master, slave = os.openpty()
     name = os.ttyname(slave)
-    if size:
-        set_size(slave, *size)
+    if size is not None:
+        set_size(slave, size.height, size.width)
     socket.send_fds(sock, [name.encode()], [master])
     os.close(master)
     sock.close()

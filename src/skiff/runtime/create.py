@@ -1,10 +1,11 @@
 """`create`: make a container from a bundle and leave its init waiting to be started.
 
-Everything that can be checked is checked before anything is made (the spec, sysctls
-against namespaces, namespace paths, the seccomp filter). Then each resource is made
-with its undo registered at once — state folder, exec fifo, cgroup, the init process — so
-a failure at any step (a bad mount, a missing binary, a failing hook) leaves nothing
-behind and reports what failed.
+The spec is checked first (its fields, sysctls against namespaces, namespace paths, the
+seccomp filter). Then each resource is made with its undo registered at once — state
+folder (locked until the state is saved), exec fifo, the children, cgroup, the init —
+so a failure at any later step (a cgroup limit the kernel refuses, a bad mount, a missing
+binary, a failing hook) leaves nothing behind and reports what failed. The cgroup is made
+while the children already unshare and fork, which is where the kernel is slowest.
 """
 
 from __future__ import annotations
@@ -138,8 +139,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             id=container_id, bundle=bundle, rootfs=builder.rootfs, pid=pid,
             pid_start=process_start_time(pid) or 0,
             created=rfc3339_now(),
-            cgroup_path=cg.path, cgroup_root=cgroup_root, config=to_json(spec), owner="",
-            annotations=dict(spec.annotations), started=opts.start_at_once,
+            cgroup_path=cg.path, cgroup_root=cgroup_root, config=to_json(spec), owner=_owner(),
+            annotations=dict(spec.annotations),
             freezer=_listed(cg.freezer_probe()))
         if needs_rendezvous(spec):
             assert spec.hooks is not None
@@ -159,6 +160,15 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     if theirs is not None:
         theirs.close()
     return st
+
+
+def _owner() -> str:
+    """The user that owns the container, by name, as runc reports it."""
+    import pwd
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def _listed(probe: tuple[str, str] | None) -> list[str] | None:

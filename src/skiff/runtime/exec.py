@@ -110,8 +110,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         process.seal_imports()  # we are in the container's mount namespace already
         os.setsid()
         if term is not None:
-            size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None
-            console.take_terminal(term, size, console=False)
+            console.take_terminal(term, proc.console_size, console=False)
         env = process.environment(proc)
         path = process.find_executable(proc, env)
         wait_cgroup(chan)

@@ -2,7 +2,7 @@
 
 A hook that fails or times out in prestart, createRuntime, createContainer or
 startContainer fails the operation (`HookFailed`, with the hook's path, status and
-stderr); poststart and poststop failures are only warnings, as in runc.
+stderr); poststart and poststop failures are only warnings, as the runtime spec says.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`
 the runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes
 its terminal, sets hostname and sysctls, becomes the spec's process (`process.become`),
 tells the runtime it is ready, and then blocks opening the exec fifo for writing until
-`start` opens it for reading (`run` has no fifo: its init goes straight on). Everything it needs from the host is imported or opened
-before the pivot, because after it the host's filesystem is gone.
+`start` opens it for reading (`run` has no fifo: its init goes straight on). Everything
+it needs from the host is imported or opened before the pivot: after it the filesystem is
+the image's, so imports are sealed off (`process.seal_imports`) rather than let one load
+the image's code into a process that is still root with every capability.
 """
 
 from __future__ import annotations
@@ -82,8 +84,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     job.builder.pivot(job.no_pivot)
     process.seal_imports()
     if proc.terminal and term_sock is not None:
-        size = (proc.console_size.height, proc.console_size.width) if proc.console_size else None
-        console.take_terminal(term_sock, size, console=True)
+        console.take_terminal(term_sock, proc.console_size, console=True)
     job.builder.finalize()
     if spec.hostname and job.uts:
         sc.sethostname(spec.hostname)

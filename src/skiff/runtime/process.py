@@ -100,12 +100,39 @@ def find_executable(process: Process, env: dict[str, str]) -> str:
         path = name if name.startswith("/") else os.path.join(process.cwd, name)
         if not os.path.exists(path):
             raise RuntimeError_(f'exec: "{name}": no such file or directory')
+        refuse_runtime_binary(path)
         return path
     for d in env.get("PATH", DEFAULT_PATH).split(":"):
         path = os.path.join(d or ".", name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
+            refuse_runtime_binary(path)
             return path
     raise RuntimeError_(f'exec: "{name}": executable file not found in $PATH')
+
+
+def refuse_runtime_binary(path: str, depth: int = 0) -> None:
+    """Refuse a program that is, or is interpreted by, this very process's executable —
+    the host's Python, reachable through /proc/self/exe (a link, or `#!/proc/self/exe`).
+    Run as container root it could open that file and rewrite it on the host: runc's
+    CVE-2019-5736. The check follows #! lines as the kernel does (4 deep)."""
+    try:
+        ours = os.stat("/proc/self/exe")
+        st = os.stat(path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+        raise RuntimeError_(f'exec: "{path}" is the runtime\'s own executable: refused')
+    if depth >= 4:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        if words:
+            refuse_runtime_binary(os.fsdecode(words[0]), depth + 1)
 
 
 def apply_rlimits(process: Process) -> None:

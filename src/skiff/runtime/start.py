@@ -33,8 +33,6 @@ def start(store: StateStore, container_id: str) -> None:
         finally:
             os.close(fd)
         os.unlink(fifo)
-        c.state.started = True
-        store.save(c.state)
         poststart(c)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from skiff.record import Record, field
+from skiff.record import Record, field, fields
 
 from skiff.errors import ContainerExists, ContainerNotFound, InvalidState, RuntimeError_
 from skiff import jsonfast
@@ -167,10 +167,8 @@ class ContainerState(Record, mutable=True):
     config: dict[str, Any]
     owner: str = ""
     annotations: dict[str, str] = field(factory=dict)
-    started: bool = False
     cgroup_root: str = "/sys/fs/cgroup"
     freezer: list[str] | None = None  # (file, line) of the cgroup's freezer: see Cgroup.freezer_probe
-    extra: dict[str, Any] = field(factory=dict)
 
     def alive(self) -> bool:
         return self.pid > 0 and process_start_time(self.pid) == self.pid_start
@@ -235,7 +233,8 @@ class StateStore:
                 raw = jsonfast.loads(f.read())
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
-        return ContainerState(**raw)
+        known = {f.name for f in fields(ContainerState)}  # a newer or older skiff's extras
+        return ContainerState(**{k: v for k, v in raw.items() if k in known})
 
     def fifo(self, container_id: str) -> str:
         return os.path.join(self.dir(container_id), EXEC_FIFO)
