@@ -42,6 +42,7 @@ class KernelError(SkiffError):
         self.call = call
         self.errno = errno
         self.path = path
+        self.detail = detail
         name = _errno.errorcode.get(errno, str(errno))
         where = f" `{path}`" if path else ""
         extra = f" {detail}" if detail else ""

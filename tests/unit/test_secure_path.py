@@ -151,3 +151,31 @@ def test_file_in_the_way_of_a_middle_directory_is_enotdir(rootfs: Path) -> None:
         make_target(str(rootfs), "/etc/passwd/sub/dir", is_dir=True)
     assert info.value.errno == errno.ENOTDIR
     assert (rootfs / "etc" / "passwd").is_file()
+
+
+def test_pin_holds_a_target_inside_the_root(tmp_path):
+    from skiff.runtime.secure_path import pin
+    root = tmp_path / "rootfs"
+    (root / "data").mkdir(parents=True)
+    fd = pin(str(root), str(root / "data"))
+    try:
+        assert os.readlink(f"/proc/self/fd/{fd}") == str(root / "data")
+    finally:
+        os.close(fd)
+
+
+def test_pin_refuses_what_was_swapped_for_a_link_out(tmp_path):
+    from skiff.runtime.secure_path import pin
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "data").symlink_to(outside)  # what a racing process could do after resolution
+    with pytest.raises(KernelError) as e:
+        pin(str(root), str(root / "data"))
+    assert e.value.errno in (errno.ELOOP, errno.EXDEV)
+    (root / "sub").symlink_to(outside)  # a link higher up the path
+    (outside / "x").mkdir()
+    with pytest.raises(KernelError) as e:
+        pin(str(root), str(root / "sub" / "x"))
+    assert e.value.errno == errno.EXDEV and "outside the rootfs" in str(e.value)

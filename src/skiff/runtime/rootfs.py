@@ -20,7 +20,7 @@ from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import Device, Mount, Spec
 from skiff.runtime import mount_options
 from skiff.runtime.devices import DEFAULT_DEVICES
-from skiff.runtime.secure_path import make_target, secure_join
+from skiff.runtime.secure_path import make_target, pin, secure_join
 from skiff.log import logger
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
@@ -41,6 +41,19 @@ _LOCKED = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NO
 def _locked_flags(path: str) -> int:
     f = os.statvfs(path).f_flag
     return sum(flag for bit, flag in _LOCKED if f & bit)
+
+
+def mount_onto(root: str, target: str, source: str | None, fstype: str | None, flags: int,
+               data: str | None = None) -> None:
+    """mount(2) onto `target`, pinned inside `root` (see `secure_path.pin`); errors name
+    the target, not the /proc/self/fd path the mount went through."""
+    fd = pin(root, target)
+    try:
+        sc.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+    except KernelError as e:
+        raise KernelError(e.call, e.errno, target, e.detail) from None
+    finally:
+        os.close(fd)
 
 
 def remount_bind(path: str, flags: int) -> None:
@@ -118,14 +131,14 @@ class RootfsBuilder:
         else:
             target = make_target(self.rootfs, m.destination, is_dir=True)
             try:
-                sc.mount(m.source or kind, target, kind, opts.flags, opts.data or None)
+                mount_onto(self.rootfs, target, m.source or kind, kind, opts.flags, opts.data or None)
             except KernelError as e:
                 # in a user namespace without its own netns/ipcns the kernel refuses a new
                 # sysfs/mqueue; runc binds the host's instead
                 fallback = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}.get(kind)
                 if e.errno != errno.EPERM or fallback is None:
                     raise
-                sc.mount(fallback, target, None, sc.MS_BIND | sc.MS_REC)
+                mount_onto(self.rootfs, target, fallback, None, sc.MS_BIND | sc.MS_REC)
                 remount_bind(target, opts.flags & mount_options.BIND_REMOUNT_FLAGS)
         for prop in opts.propagation:
             sc.mount(None, secure_join(self.rootfs, m.destination), None, prop)
@@ -142,7 +155,7 @@ class RootfsBuilder:
         except OSError as e:
             raise KernelError.from_os("stat bind source", e, source) from None
         target = make_target(self.rootfs, m.destination, is_dir)
-        sc.mount(source, target, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+        mount_onto(self.rootfs, target, source, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
         extra = opts.flags & mount_options.BIND_REMOUNT_FLAGS
         if extra:
             remount_bind(target, extra)
@@ -155,7 +168,8 @@ class RootfsBuilder:
             self._cgroup_fs(layout[0], target, flags)
             return
         # v1 (or hybrid): a tmpfs holding one directory per hierarchy, as on the host
-        sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+        mount_onto(self.rootfs, target, "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                   "mode=755")
         for cm in layout:
             sub = os.path.join(target, cm.name)
             os.makedirs(sub, exist_ok=True)
@@ -170,12 +184,12 @@ class RootfsBuilder:
         # without one (or in a userns, where v1 mounts are refused) bind the host's directory
         if self.cgroupns and not self.userns:
             try:
-                sc.mount("cgroup", target, cm.fstype, flags, cm.data or None)
+                mount_onto(self.rootfs, target, "cgroup", cm.fstype, flags, cm.data or None)
                 return
             except KernelError as e:
                 if e.errno not in (errno.EPERM, errno.EBUSY):
                     raise
-        sc.mount(cm.host_path, target, None, sc.MS_BIND | sc.MS_REC)
+        mount_onto(self.rootfs, target, cm.host_path, None, sc.MS_BIND | sc.MS_REC)
         remount_bind(target, flags & mount_options.BIND_REMOUNT_FLAGS)
 
     def create_devices(self) -> None:
@@ -213,7 +227,7 @@ class RootfsBuilder:
                 raise KernelError.from_os("mknod", e, path) from None
         # a user namespace may not make device nodes: bind the host's node instead
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        sc.mount(dev.path, path, None, sc.MS_BIND)
+        mount_onto(self.rootfs, path, dev.path, None, sc.MS_BIND)
 
     # -- the switch ------------------------------------------------------------------
     def pivot(self, no_pivot: bool) -> None:
