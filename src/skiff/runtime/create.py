@@ -22,7 +22,7 @@ from skiff.runtime.cgroups_path import cgroup_path
 from skiff.runtime.channel import join_cgroup
 from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.init import InitJob, container_init, needs_rendezvous
-from skiff.runtime.process import compile_seccomp, host_lsms
+from skiff.runtime.process import compile_seccomp, host_lsms, passwd_entry
 from skiff.runtime.rollback import Rollback
 from skiff.runtime.rootfs import RootfsBuilder
 from skiff.runtime.spawn import NamespacePlan, kill_and_reap, spawn
@@ -164,11 +164,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
 
 def _owner() -> str:
     """The user that owns the container, by name, as runc reports it."""
-    import pwd
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
+    entry = passwd_entry(os.geteuid())
+    return entry[0] if entry else str(os.geteuid())
 
 
 def _listed(probe: tuple[str, str] | None) -> list[str] | None:
