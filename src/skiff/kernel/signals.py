@@ -9,6 +9,7 @@ takes one (`KILL`, `SIGKILL`, `9`) and `name` spells one for a message.
 from __future__ import annotations
 
 import _signal
+import os
 from _signal import (NSIG, SIG_DFL, SIG_IGN, SIGCONT, SIGHUP, SIGINT, SIGKILL,  # noqa: F401
                      SIGPIPE, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGXFSZ,
                      getsignal)
@@ -19,6 +20,28 @@ _ALIASES = {"SIGIOT", "SIGCLD", "SIGPOLL"}
 _BY_NAME = {k: v for k, v in vars(_signal).items()
             if k.startswith("SIG") and not k.startswith("SIG_") and isinstance(v, int)}
 _BY_NUMBER = {v: k for k, v in _BY_NAME.items() if k not in _ALIASES and not k.startswith("SIGRT")}
+
+
+_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
+
+
+def unignore_all() -> None:
+    """Put every ignored signal back to its default, at the kernel: execve keeps ignored
+    signals, and a container's program must not start with what its runtime's parents
+    happened to ignore (Python itself ignores SIGPIPE and SIGXFSZ; a shell or CI runner may
+    ignore more, glibc's own 32 and 33 among them, which `signal.signal` cannot touch)."""
+    import ctypes  # (already loaded by kernel.syscall; named here for the call)
+    from skiff.kernel.syscall import libc
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return
+    number = _SYS_RT_SIGACTION.get(os.uname().machine)
+    default = (ctypes.c_ulong * 4)()  # struct kernel_sigaction: handler 0 (SIG_DFL), flags, restorer, mask
+    for sig in range(1, 65):
+        if mask & (1 << (sig - 1)) and number is not None:
+            libc.syscall(number, sig, ctypes.byref(default), None, 8)
 
 
 def name(sig: int) -> str:

@@ -256,10 +256,7 @@ def become(process: Process, filt: Filter | None, lsms: frozenset[str] = frozens
 
 
 def execute(process: Process, filt: Filter | None, path: str, env: dict[str, str]) -> None:
-    # Python starts with SIGPIPE and SIGXFSZ ignored, and execve keeps ignored signals:
-    # give the program the defaults it would get from runc
-    signals.set_handler(signals.SIGPIPE, signals.SIG_DFL)
-    signals.set_handler(signals.SIGXFSZ, signals.SIG_DFL)
+    signals.unignore_all()  # the program gets default dispositions, as from runc
     if filt is not None and process.no_new_privileges:
         filt.load()
     try:
