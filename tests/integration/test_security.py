@@ -102,13 +102,18 @@ def test_oom_score_adj(runtime, bundle):
     assert p.stdout.strip() == "500"
 
 
-def test_user_namespace_maps_root_to_the_configured_uid(runtime, bundle):
-    host = 200000
+def in_user_namespace(bundle, host: int) -> None:
+    """A new user namespace mapping container 0..65535 to host `host`..; /tmp theirs."""
     lx = bundle.config["linux"]
     lx["namespaces"].append({"type": "user"})
     lx["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
     lx["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
     os.chown(bundle.rootfs / "tmp", host, host)
+
+
+def test_user_namespace_maps_root_to_the_configured_uid(runtime, bundle):
+    host = 200000
+    in_user_namespace(bundle, host)
     p = runtime.run(bundle.args("sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/made-inside; "
                                             "sleep 0.2 & pid=$!; wait $pid; echo done"))
     assert p.returncode == 0, p.stderr
@@ -121,11 +126,7 @@ def test_user_namespace_maps_root_to_the_configured_uid(runtime, bundle):
 
 def test_exec_joins_the_user_namespace(runtime, bundle):
     host = 210000
-    lx = bundle.config["linux"]
-    lx["namespaces"].append({"type": "user"})
-    lx["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
-    lx["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
-    os.chown(bundle.rootfs / "tmp", host, host)
+    in_user_namespace(bundle, host)
     runtime.create(bundle.args("sleep", "1000"))
     runtime("start", bundle.id)
     p = runtime("exec", bundle.id, "sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/by-exec")
