@@ -69,7 +69,7 @@ CAPABILITIES: dict[str, int] = {
 _NAMES = {bit: name for name, bit in CAPABILITIES.items()}
 
 _PR_CAPBSET_READ = 23
-_SYS_CAPSET = 126  # x86_64
+_SYS_CAPSET = _sys.SYSCALL_NUMBERS["capset"]
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 

@@ -9,7 +9,6 @@ takes one (`KILL`, `SIGKILL`, `9`) and `name` spells one for a message.
 from __future__ import annotations
 
 import _signal
-import os
 from _signal import (NSIG, SIG_DFL, SIG_IGN, SIGCONT, SIGHUP, SIGINT, SIGKILL,  # noqa: F401
                      SIGPIPE, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGXFSZ,
                      getsignal)
@@ -22,25 +21,22 @@ _BY_NAME = {k: v for k, v in vars(_signal).items()
 _BY_NUMBER = {v: k for k, v in _BY_NAME.items() if k not in _ALIASES and not k.startswith("SIGRT")}
 
 
-_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
-
-
 def unignore_all() -> None:
     """Put every ignored signal back to its default, at the kernel: execve keeps ignored
     signals, and a container's program must not start with what its runtime's parents
     happened to ignore (Python itself ignores SIGPIPE and SIGXFSZ; a shell or CI runner may
     ignore more, glibc's own 32 and 33 among them, which `signal.signal` cannot touch)."""
     import ctypes  # (already loaded by kernel.syscall; named here for the call)
-    from skiff.kernel.syscall import libc
+    from skiff.kernel.syscall import SYSCALL_NUMBERS, libc
     try:
         with open("/proc/self/status") as f:
             mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
     except (OSError, StopIteration):
         return
-    number = _SYS_RT_SIGACTION.get(os.uname().machine)
+    number = SYSCALL_NUMBERS["rt_sigaction"]
     default = (ctypes.c_ulong * 4)()  # struct kernel_sigaction: handler 0 (SIG_DFL), flags, restorer, mask
     for sig in range(1, 65):
-        if mask & (1 << (sig - 1)) and number is not None:
+        if mask & (1 << (sig - 1)):
             libc.syscall(number, sig, ctypes.byref(default), None, 8)
 
 

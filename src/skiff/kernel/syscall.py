@@ -73,8 +73,13 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
-_SYS_PIVOT_ROOT = 155  # x86_64
-_SYS_KEYCTL = 250
+# the calls glibc has no wrapper for, by number: they differ between architectures
+SYSCALL_NUMBERS = {
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126, "rt_sigaction": 13},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91, "rt_sigaction": 134},
+}[os.uname().machine]
+_SYS_PIVOT_ROOT = SYSCALL_NUMBERS["pivot_root"]
+_SYS_KEYCTL = SYSCALL_NUMBERS["keyctl"]
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
