@@ -122,6 +122,14 @@ def run_captured(argv: list[str], env: dict[str, str], input: str | None = None,
     return p
 
 
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the one under test, that nothing may ever write into."""
+    path = tmp_path / "outside"
+    path.mkdir()
+    return path
+
+
 # -- bundles ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_root: Path) -> Path:

@@ -14,6 +14,12 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      |    +-- HookFailed
      +-- CgroupError               a cgroup could not be made, set or removed
      +-- UsageError                a command line is malformed (or asked for --help)
+     +-- StoreError                the content store refused or failed an operation
+          +-- InvalidDigest        a digest string is malformed, or of an algorithm not supported
+          +-- BlobNotFound         no blob with that digest is stored
+          +-- DigestMismatch       written content is not what its expected digest or size said
+          +-- ReferenceError_      an image reference is malformed (Docker's message)
+          +-- LayerError           a layer archive is corrupt, truncated or hostile (names the entry)
 """
 
 from __future__ import annotations
@@ -91,3 +97,55 @@ class UsageError(SkiffError):
     def __init__(self, message: str, help: bool = False) -> None:
         self.help = help
         super().__init__(message)
+
+
+class StoreError(SkiffError):
+    """The content store (blobs, layers, references, volumes) refused or failed an operation."""
+
+
+class InvalidDigest(StoreError):
+    """A digest string is not ``sha256:<64 lowercase hex>``; `digest` is the text given."""
+
+    def __init__(self, digest: str, problem: str) -> None:
+        self.digest = digest
+        super().__init__(problem)
+
+
+class BlobNotFound(StoreError):
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        super().__init__(f"blob {digest} not found")
+
+
+class DigestMismatch(StoreError):
+    """Content did not hash (or measure) to what was expected; nothing of it was kept.
+
+    `what` is ``"digest"`` or ``"size"``; `expected` and `actual` are digests or byte counts.
+    """
+
+    def __init__(self, what: str, expected: str | int, actual: str | int,
+                 digest: str | None = None) -> None:
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+        if what == "size":
+            about = f" of {digest}" if digest else ""
+            message = f"blob size mismatch{about}: expected {expected} bytes, got {actual}"
+        else:
+            message = f"blob digest mismatch: expected {expected}, got {actual}"
+        super().__init__(message)
+
+
+class ReferenceError_(StoreError):
+    """An image reference is malformed; the message is Docker's (named with a trailing _ to
+    keep Python's builtin ReferenceError usable)."""
+
+
+class LayerError(StoreError):
+    """A layer could not be unpacked: the archive is corrupt, truncated or hostile.
+    `entry` is the archive member's name when one entry is at fault."""
+
+    def __init__(self, problem: str, entry: str | None = None) -> None:
+        self.problem = problem
+        self.entry = entry
+        super().__init__(f"layer entry `{entry}`: {problem}" if entry is not None else problem)

@@ -20,13 +20,6 @@ from skiff.runtime.secure_path import make_target, secure_join
 
 
 @pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    path = tmp_path / "outside"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def rootfs(tmp_path: Path, outside: Path) -> Path:
     root = tmp_path / "rootfs"
     (root / "etc").mkdir(parents=True)

@@ -1,0 +1,1 @@
+"""Content-addressed blobs, image references, unpacked layers, snapshots and volumes."""
