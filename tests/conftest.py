@@ -10,11 +10,14 @@ cgroups under its prefix, processes it started, state folders.
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -128,6 +131,22 @@ def outside(tmp_path: Path) -> Path:
     path = tmp_path / "outside"
     path.mkdir()
     return path
+
+
+# -- layers ---------------------------------------------------------------------------
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """A plain tar of regular files (0644, a fixed mtime), made in memory."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_600_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 # -- bundles ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import errno as _errno
 import os
 
 from skiff.errors import BlobNotFound, DigestMismatch, InvalidDigest, KernelError
+from skiff.store.durable import fsync_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class BlobWriter:
         try:
             os.makedirs(self.store.blob_dir, exist_ok=True)
             self._publish(target)
-            _fsync_dir(self.store.blob_dir)
+            fsync_dir(self.store.blob_dir)
         except OSError as exc:
             _unlink_quietly(self.tmp_path)
             raise KernelError.from_os("publish blob", exc, target) from exc
@@ -235,12 +236,3 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(path: str) -> None:
-    # the new name itself must survive a crash, not only the bytes it names
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,234 @@
+"""The overlay snapshotter: a container's writable rootfs over its image's read-only layers.
+
+A snapshot is ``<root>/snapshots/<key>/`` holding ``upper/`` (what the container writes),
+``work/`` (overlayfs's scratch space, on the same filesystem as upper) and ``rootfs/``, where
+the overlay of the lower dirs (topmost first, as `LayerStore.lower_dirs` gives them) under
+``upper`` is mounted. An image with no layers gets an empty ``lower/`` of its own, since
+overlayfs needs at least one lower dir. Everything `prepare` makes is undone if a later step
+fails, so a failed prepare leaves neither a mount nor a folder.
+
+overlayfs splits its mount data on `,` and its lowerdir list on `:`, and reads `\\` as an
+escape; a path holding any of them is refused with a StoreError rather than built into an
+option string that would mean something else. The mount data is one page (4096 bytes here)
+at most: a stack too deep for that is refused with a clear error too. containerd works
+around the limit by mounting with lower dirs relative to a common parent after a chdir in a
+forked helper; skiff does not (yet), as a forking mount helper costs more than it saves for
+the image depths seen in practice (some 40 layers of ~90 bytes each).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+from skiff.errors import KernelError, StoreError
+from skiff.kernel import syscall
+from skiff.log import logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import builtins
+
+_log = logger("skiff.store.snapshots")
+_UNSAFE = (",", ":", "\\")
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _page_size() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 4096
+
+
+def _check_key(key: str) -> None:
+    if (not key or len(key) > 128 or key.startswith(".") or not set(key) <= _KEY_CHARS):
+        raise StoreError(f"snapshot key `{key}` is invalid: use 1 to 128 of [A-Za-z0-9_.-], "
+                         f"not starting with `.`")
+
+
+def _check_path(path: str, what: str) -> None:
+    bad = [c for c in _UNSAFE if c in path]
+    if bad:
+        raise StoreError(f"overlay {what} `{path}` holds {' and '.join(repr(c) for c in bad)}, "
+                         f"which overlayfs mount options cannot carry; move it to a plain path")
+
+
+def overlay_options(lower_dirs: list[str], upper: str, work: str) -> str:
+    """The overlayfs mount data for these dirs, refusing paths it cannot express and
+    option strings longer than the kernel takes (one page, with its NUL)."""
+    if not lower_dirs:
+        raise StoreError("an overlay needs at least one lower dir")
+    for d in lower_dirs:
+        _check_path(d, "lower dir")
+    _check_path(upper, "upper dir")
+    _check_path(work, "work dir")
+    data = f"lowerdir={':'.join(lower_dirs)},upperdir={upper},workdir={work}"
+    if _index_on():
+        # Lower dirs are shared by many snapshots; the index would tie each to one upper.
+        data += ",index=off"
+    limit = _page_size() - 1
+    if len(data) > limit:
+        raise StoreError(f"overlay mount options for {len(lower_dirs)} lower dirs are "
+                         f"{len(data)} bytes, over the kernel's limit of {limit} (one page); "
+                         f"use fewer layers or a shorter store root")
+    return data
+
+
+def _index_on() -> bool:
+    try:
+        with open("/sys/module/overlay/parameters/index") as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mountinfo writes space, tab, newline and backslash as \ooo
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_points() -> set[str]:
+    """Every mount point of this mount namespace."""
+    points = set()
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            parts = line.split(" ", 5)
+            if len(parts) > 4:
+                points.add(_unescape(parts[4]))
+    return points
+
+
+class Snapshotter:
+    """The overlay snapshots below ``<root>/snapshots``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        # Real path: mountinfo names mount points by it, and `mounted` compares with it.
+        self.root = os.path.realpath(os.fspath(root))
+        self.snapshots = os.path.join(self.root, "snapshots")
+
+    def path(self, key: str) -> str:
+        _check_key(key)
+        return os.path.join(self.snapshots, key)
+
+    def rootfs(self, key: str) -> str:
+        return os.path.join(self.path(key), "rootfs")
+
+    def upper(self, key: str) -> str:
+        return os.path.join(self.path(key), "upper")
+
+    def exists(self, key: str) -> bool:
+        return os.path.isdir(self.path(key))
+
+    def mounted(self, key: str) -> bool:
+        return self.rootfs(key) in mount_points()
+
+    def list(self) -> builtins.list[str]:
+        """The keys of every snapshot, sorted."""
+        try:
+            names = os.listdir(self.snapshots)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not n.startswith(".")
+                      and os.path.isdir(os.path.join(self.snapshots, n)))
+
+    def prepare(self, key: str, lower_dirs: builtins.list[str]) -> str:
+        """Make the snapshot `key` over `lower_dirs` (topmost first) and mount its rootfs;
+        return the rootfs path. All or nothing."""
+        from contextlib import ExitStack
+
+        snap = self.path(key)
+        lowers = [os.path.abspath(d) for d in lower_dirs]
+        for d in lowers:
+            _check_path(d, "lower dir")
+            if not os.path.isdir(d):
+                raise StoreError(f"prepare snapshot `{key}`: lower dir `{d}` is not a directory")
+        upper, work, rootfs = (os.path.join(snap, n) for n in ("upper", "work", "rootfs"))
+        _check_path(snap, "snapshot dir")
+        try:
+            os.makedirs(self.snapshots, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"prepare snapshot `{key}`: mkdir `{self.snapshots}`: "
+                             f"{_why(e)}") from e
+        with ExitStack() as undo:
+            try:
+                os.mkdir(snap, 0o711)
+            except FileExistsError:
+                raise StoreError(f"prepare snapshot `{key}`: it already exists") from None
+            except OSError as e:
+                raise StoreError(f"prepare snapshot `{key}`: mkdir `{snap}`: {_why(e)}") from e
+            undo.callback(_rmtree, snap)
+            try:
+                for d in (upper, work, rootfs):
+                    os.mkdir(d, 0o755)
+                    os.chmod(d, 0o755)  # whatever the umask: upper's mode is the root's
+                if not lowers:
+                    empty = os.path.join(snap, "lower")
+                    os.mkdir(empty, 0o755)
+                    os.chmod(empty, 0o755)
+                    lowers = [empty]
+            except OSError as e:
+                raise StoreError(f"prepare snapshot `{key}`: {_why(e)}: "
+                                 f"`{e.filename}`") from e
+            data = overlay_options(lowers, upper, work)
+            try:
+                syscall.mount("overlay", rootfs, "overlay", 0, data)
+            except KernelError as e:
+                raise StoreError(f"prepare snapshot `{key}`: {e}") from e
+            undo.callback(_umount, rootfs)
+            _log.debug("snapshot %s mounted at %s over %d lower dirs", key, rootfs, len(lowers))
+            undo.pop_all()
+        return rootfs
+
+    def remove(self, key: str) -> None:
+        """Unmount the snapshot `key` (lazily when busy) and delete its folder."""
+        snap = self.path(key)
+        if not os.path.lexists(snap):
+            raise StoreError(f"remove snapshot `{key}`: it does not exist")
+        rootfs = os.path.join(snap, "rootfs")
+        try:
+            while rootfs in mount_points():  # stacked mounts come off one by one
+                _umount(rootfs)
+        except KernelError as e:
+            raise StoreError(f"remove snapshot `{key}`: {e}") from e
+        # Never delete through a mount: that would delete the container's files via it.
+        if any(p == snap or p.startswith(snap + "/") for p in mount_points()):
+            raise StoreError(f"remove snapshot `{key}`: something is still mounted "
+                             f"below `{snap}`; not deleting it")
+        doomed = os.path.join(self.snapshots, f".rm-{key}-{os.urandom(4).hex()}")
+        try:
+            os.rename(snap, doomed)
+        except OSError as e:
+            raise StoreError(f"remove snapshot `{key}`: rename `{snap}`: {_why(e)}") from e
+        _rmtree(doomed)
+
+
+def _umount(target: str) -> None:
+    try:
+        syscall.umount(target)
+    except KernelError as e:
+        if e.errno != _errno.EBUSY:
+            raise
+        _log.warning("umount %s: busy, detaching it lazily", target)
+        syscall.umount(target, syscall.MNT_DETACH)
+
+
+def _why(e: OSError) -> str:
+    code = e.errno or _errno.EIO
+    return f"{_errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
