@@ -149,6 +149,26 @@ def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+@pytest.fixture
+def probe_netns() -> Iterator[str]:
+    """A network namespace of the test's own (marked `netns`) holding a veth pair
+    probe0/probe1, by its path; removed afterwards."""
+    name = f"skiff-t{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "probe0", "type", "veth", "peer",
+                        "name", "probe1"], check=True)
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def join_netns(bundle: "Bundle", path: str) -> None:
+    for ns in bundle.config["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = path
+
+
 # -- bundles ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_root: Path) -> Path:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import join_netns
 
 pytestmark = pytest.mark.root
 
@@ -58,19 +59,11 @@ def test_own_ipc_namespace(runtime, bundle):
     assert links == ["lo"]
 
 
-def test_join_a_network_namespace_by_path(runtime, bundle):
-    name = f"skiff-t{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "add", "probe0", "type", "veth", "peer",
-                        "name", "probe1"], check=True)
-        for ns in bundle.config["linux"]["namespaces"]:
-            if ns["type"] == "network":
-                ns["path"] = f"/run/netns/{name}"
-        p = inside(runtime, bundle, "ls /sys/class/net")
-        assert "probe0" in p.stdout.split()
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
+@pytest.mark.netns
+def test_join_a_network_namespace_by_path(runtime, bundle, probe_netns):
+    join_netns(bundle, probe_netns)
+    p = inside(runtime, bundle, "ls /sys/class/net")
+    assert "probe0" in p.stdout.split()
 
 
 def test_default_devices_and_links(runtime, bundle):

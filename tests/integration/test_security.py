@@ -6,9 +6,9 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import subprocess
 
 import pytest
+from conftest import join_netns
 
 pytestmark = pytest.mark.root
 
@@ -149,20 +149,12 @@ def test_the_runtime_binary_cannot_be_the_program(runtime, bundle, how):
     assert p.returncode == 1 and "runtime's own executable: refused" in p.stderr, p.stderr
 
 
-def test_new_user_namespace_with_a_network_namespace_by_path(runtime, bundle):
+@pytest.mark.netns
+def test_new_user_namespace_with_a_network_namespace_by_path(runtime, bundle, probe_netns):
     # runc's order: the netns (the host's user namespace owns it) is joined before the new
     # user namespace is made, or the join is refused
-    name = f"skiff-u{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "add", "probe0", "type", "veth", "peer",
-                        "name", "probe1"], check=True)
-        in_user_namespace(bundle, 220000)
-        for ns in bundle.config["linux"]["namespaces"]:
-            if ns["type"] == "network":
-                ns["path"] = f"/run/netns/{name}"
-        p = runtime.run(bundle.args("sh", "-c", "id -u; cat /proc/net/dev"))
-        assert p.returncode == 0, p.stderr
-        assert p.stdout.split()[0] == "0" and "probe0" in p.stdout
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
+    in_user_namespace(bundle, 220000)
+    join_netns(bundle, probe_netns)
+    p = runtime.run(bundle.args("sh", "-c", "id -u; cat /proc/net/dev"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[0] == "0" and "probe0" in p.stdout
