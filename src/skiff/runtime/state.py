@@ -20,7 +20,7 @@ from skiff import jsonfast
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
 
 OCI_VERSION = "1.2.0"
 EXEC_FIFO = "exec.fifo"
