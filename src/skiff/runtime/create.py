@@ -118,8 +118,9 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id), root=cgroup_root)
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
                                 cgroupns=spec.linux.namespace("cgroup") is not None)
-        job = InitJob(spec, builder, container_id, fifo, filt, console_sock=theirs, no_pivot=opts.no_pivot,
-                      no_new_keyring=opts.no_new_keyring, preserve_fds=opts.preserve_fds,
+        job = InitJob(spec, builder, container_id, fifo, filt, console_sock=theirs,
+                      no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
+                      preserve_fds=opts.preserve_fds,
                       uts=spec.linux.namespace("uts") is not None,
                       new_cgroupns=_new_namespace(spec, "cgroup"), lsms=host_lsms())
         spawned = spawn(plan, lambda ch: container_init(job, ch))
