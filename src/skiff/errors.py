@@ -20,6 +20,7 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
           +-- DigestMismatch       written content is not what its expected digest or size said
           +-- ReferenceError_      an image reference is malformed (Docker's message)
           +-- LayerError           a layer archive is corrupt, truncated or hostile (names the entry)
+          +-- ImageNotFound        no image has that reference or ID (Docker's `No such image: …`)
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class KernelError(SkiffError):
         super().__init__(f"{call}{where}{extra}: {name} ({os.strerror(errno)})")
 
     @classmethod
-    def from_os(cls, call: str, exc: OSError, path: str | None = None) -> "KernelError":
+    def from_os(cls, call: str, exc: OSError, path: str | None = None) -> KernelError:
         return cls(call, exc.errno or _errno.EIO, path if path is not None else exc.filename)
 
 
@@ -149,3 +150,12 @@ class LayerError(StoreError):
         self.problem = problem
         self.entry = entry
         super().__init__(f"layer entry `{entry}`: {problem}" if entry is not None else problem)
+
+
+class ImageNotFound(StoreError):
+    """No stored image answers to `reference` (a name or an image ID, as the user gave it,
+    names shown as Docker shows them); the message is Docker's."""
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        super().__init__(f"No such image: {reference}")
