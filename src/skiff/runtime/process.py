@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import stat
 import sys
 
 from skiff.errors import KernelError, RuntimeError_, SpecError
@@ -127,7 +128,7 @@ def refuse_runtime_binary(path: str, depth: int = 0) -> None:
         return
     if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
         raise RuntimeError_(f'exec: "{path}" is the runtime\'s own executable: refused')
-    if depth >= 4:
+    if depth >= 4 or not stat.S_ISREG(st.st_mode):  # a fifo or device would block the read
         return
     try:
         with open(path, "rb") as f:
