@@ -4,9 +4,11 @@ VENV      ?= .venv
 BIN       ?= /usr/local/bin
 # what skiff needs at run time / what the tests and benchmarks need on top
 APT_RUN   := busybox-static libseccomp2 iproute2 procps
-APT_TEST  := $(APT_RUN) runc podman
+APT_TEST  := $(APT_RUN) runc podman docker-registry skopeo apache2-utils openssl
 APT_BENCH := $(APT_RUN) runc crun hyperfine time
-SCRIPTS   := skiff-runtime
+SCRIPTS   := skiff-runtime skiff skiffd
+# the commands whose start-up counts get a launcher of their own (below): command:module
+FAST      := skiff-runtime:skiff.runtime.cli skiff:skiff.cli.main
 
 .PHONY: install demo test bench clean compile
 
@@ -23,10 +25,12 @@ endef
 $(VENV)/.installed-%: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[$*]'
-	@# skiff-runtime's own launcher: pip's template imports `re`, and `site` reads every .pth
-	@# (~6 ms a start together); the runtime needs nothing but the standard library and src/
-	@printf '#!$(CURDIR)/$(VENV)/bin/python -S\nimport sys\nsys.path.insert(0, "$(CURDIR)/src")\nfrom skiff.runtime.cli import entry\nentry()\n' \
-	    > $(VENV)/bin/skiff-runtime
+	@# skiff-runtime's and skiff's own launchers: pip's template imports `re`, and `site` reads
+	@# every .pth (~6 ms a start together); both need nothing but the standard library and src/
+	@for f in $(FAST); do \
+	  printf '#!$(CURDIR)/$(VENV)/bin/python -S\nimport sys\nsys.path.insert(0, "$(CURDIR)/src")\nfrom %s import entry\nentry()\n' \
+	    "$${f#*:}" > $(VENV)/bin/$${f%%:*}; \
+	done
 	@touch $@
 
 # byte-compile once: these machines set PYTHONDONTWRITEBYTECODE, and compiling the

@@ -21,6 +21,13 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
           +-- ReferenceError_      an image reference is malformed (Docker's message)
           +-- LayerError           a layer archive is corrupt, truncated or hostile (names the entry)
           +-- ImageNotFound        no image has that reference or ID (Docker's `No such image: …`)
+          +-- ImageConflict        an image cannot be removed or replaced as asked (Docker's 409)
+          +-- ArchiveError         an image archive (docker-archive, OCI layout) is malformed
+     +-- RegistryError             a registry refused or failed a request (`status`: its HTTP code)
+     |    +-- AuthenticationFailed credentials missing or refused (401/403, or the token service)
+     |    +-- ManifestUnknown      the registry has no such repository, tag or digest
+     |    +-- TransferError        the connection broke or timed out, after the retries
+     +-- InvalidArgument           a request (API parameter, CLI value) is malformed
 """
 
 from __future__ import annotations
@@ -92,6 +99,10 @@ class CgroupError(SkiffError):
     pass
 
 
+class InvalidArgument(SkiffError):
+    """A request is malformed: an API query parameter or body, a filter, a --change line."""
+
+
 class UsageError(SkiffError):
     """A malformed command line; `help` is set when the user asked for the usage text."""
 
@@ -159,3 +170,40 @@ class ImageNotFound(StoreError):
     def __init__(self, reference: str) -> None:
         self.reference = reference
         super().__init__(f"No such image: {reference}")
+
+
+class ImageConflict(StoreError):
+    """The image cannot be removed (or a name moved) as asked; the message is Docker's
+    ``conflict: unable to delete …`` text."""
+
+
+class ArchiveError(StoreError):
+    """An image archive (docker-archive tar, OCI layout) is malformed or names content it
+    does not hold; `member` is the archive member at fault, when one is."""
+
+    def __init__(self, problem: str, member: str | None = None) -> None:
+        self.member = member
+        super().__init__(f"archive member `{member}`: {problem}" if member else problem)
+
+
+class RegistryError(SkiffError):
+    """A registry refused or failed a request. `status` is the HTTP status (None when no
+    response came), `code` the distribution-spec error code (``MANIFEST_UNKNOWN``…)."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class AuthenticationFailed(RegistryError):
+    """Credentials were needed and missing, or were refused (by the registry or its token
+    service)."""
+
+
+class ManifestUnknown(RegistryError):
+    """The registry has no such repository, tag or digest."""
+
+
+class TransferError(RegistryError):
+    """The connection broke, was refused or timed out, and retrying did not help."""

@@ -22,7 +22,7 @@ import os
 import threading
 
 from skiff import jsonfast
-from skiff.errors import BlobNotFound, ImageNotFound, ReferenceError_, StoreError
+from skiff.errors import BlobNotFound, ImageConflict, ImageNotFound, ReferenceError_, StoreError
 from skiff.log import logger
 from skiff.oci.image_spec import (
     ImageConfig,
@@ -240,7 +240,7 @@ class ImageStore:
                     doomed += rest
             else:
                 if len(refs) > 1 and not force and not _single_reference(refs):
-                    raise StoreError(f"conflict: unable to delete {image_id[7:19]} (must be "
+                    raise ImageConflict(f"conflict: unable to delete {image_id[7:19]} (must be "
                                      f"forced) - image is referenced in multiple repositories")
                 doomed = refs
             report = []
