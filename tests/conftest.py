@@ -26,6 +26,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+# the registry and daemon fixtures live in modules of their own, next to this file
+pytest_plugins = ["fixtures_registry", "fixtures_daemon"]
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_SPECS = REPO.parent / "shared" / "specs"
 RUNTIME = str(Path(sys.executable).parent / "skiff-runtime")
