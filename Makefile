@@ -5,7 +5,7 @@ BIN       ?= /usr/local/bin
 # what skiff needs at run time / what the tests and benchmarks need on top
 APT_RUN   := busybox-static libseccomp2 iproute2 procps
 APT_TEST  := $(APT_RUN) runc podman docker-registry skopeo apache2-utils openssl
-APT_BENCH := $(APT_RUN) runc crun hyperfine time
+APT_BENCH := $(APT_RUN) runc crun hyperfine time docker.io docker-registry skopeo
 SCRIPTS   := skiff-runtime skiff skiffd
 # the commands whose start-up counts get a launcher of their own (below): command:module
 FAST      := skiff-runtime:skiff.runtime.cli skiff:skiff.cli.main
@@ -54,6 +54,7 @@ bench: install
 	$(call apt_ensure,$(APT_BENCH))
 	@bash ./scripts/fix-hybrid-cgroups.sh
 	$(VENV)/bin/python bench/runtime.py
+	$(VENV)/bin/python bench/pull.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

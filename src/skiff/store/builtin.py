@@ -1,12 +1,15 @@
 """The built-in busybox image, made from the host's static busybox with no registry.
 
-`ensure_busybox` builds the same root filesystem as ``scripts/busybox-rootfs`` — the
-binary, a symlink per applet in ``bin/``, ``/etc/passwd`` and ``/etc/group`` and the usual
-empty directories — as one layer, and stores it as an OCI image (OCI manifest and config
+`ensure_busybox` builds a minimal root filesystem — the binary, a symlink per applet in
+``bin/``, ``/etc/passwd`` and ``/etc/group`` and the usual empty directories — as one layer,
+and stores it as an OCI image (OCI manifest and config
 media types; Docker reads both). Everything is deterministic — entries sorted, mtimes 0,
 owners 0:0, gzip without a name or time — so one host busybox always gives byte-identical
 blobs and the same image ID, and a second call finds the layer stored and unpacks nothing.
 The binary must be static (no ELF ``PT_INTERP``): the image has no libraries for it.
+`write_rootfs` unpacks the same layer into a folder (``scripts/busybox-rootfs``, for bundles
+made without an image store: the runtime's tests, its demo and its benchmark), so there is one
+recipe for the rootfs.
 """
 
 from __future__ import annotations
@@ -73,6 +76,14 @@ def ensure_busybox(store: ImageStore, ref: str = "busybox:latest", *,
         if image.manifest_digest == digest_of(manifest):
             return image
     return store.add(manifest, config, [(layer_digest, lambda: io.BytesIO(layer))], ref)
+
+
+def write_rootfs(dest: str, *, binary: str = HOST_BUSYBOX) -> None:
+    """Unpack the built-in image's root filesystem into the folder `dest` (made if missing)."""
+    from skiff.store.layers import apply_layer
+
+    os.makedirs(dest, exist_ok=True)
+    apply_layer(io.BytesIO(_layer_tar(_read_static(binary), _applets(binary))), dest)
 
 
 def _json(doc: dict[str, object]) -> bytes:
