@@ -724,3 +724,12 @@ def cutting_proxy(registry: Registry) -> Iterator[CuttingProxy]:
     finally:
         proxy.close()
 
+
+
+def add_to_store(store: Any, layout: OciLayout, ref: str, which: int = 0) -> Any:
+    """Put image `which` of `layout` into an `ImageStore` as `ref` (an image skiff has
+    locally, as if built, for a push test)."""
+    image = layout.images[which]
+    blobs = layout.path / "blobs" / "sha256"
+    openers = [(d, lambda d=d: open(blobs / d[7:], "rb")) for d in image.layer_digests]
+    return store.add(image.manifest, image.config, layer_blobs=openers, ref=ref)
