@@ -1,2 +1,196 @@
-"""Fixtures that start skiffd on a socket of its own for the tests (filled in by the daemon
-work of issue 3)."""
+"""Fixtures that start the real `skiffd` on a socket of its own for the tests.
+
+`skiffd` gives a running daemon (function scope) on a fresh SKIFF_ROOT/SKIFF_RUN pair under
+the session's temporary root; `skiffd_factory` starts as many as a test wants, each with
+extra daemon flags (``skiffd_factory("--insecure-registry", "myhost:5000")``; ``{run}`` in a
+flag stands for its SKIFF_RUN, e.g. ``"-H", "unix://{run}/skiff.sock"``). A daemon is
+the `.venv/bin/skiffd` console script, started as a child process, waited for until its
+``/_ping`` answers, and stopped at teardown by its PID with SIGTERM — after which the
+fixture checks that it removed its socket and pid file.
+
+What a test gets (`Skiffd`):
+
+- ``.socket``, ``.root``, ``.run``, ``.pidfile``, ``.log`` — paths;
+- ``.url`` — ``unix:///…/skiff.sock``, what DOCKER_HOST wants;
+- ``.env`` — ``os.environ`` plus SKIFF_ROOT, SKIFF_RUN, DOCKER_HOST and a DOCKER_CONFIG of
+  its own (so a ``docker login`` in one test never touches another's credentials), for
+  running ``docker``, ``skiff`` or docker-py against this daemon;
+- ``.request(method, path, body=None, headers=None)`` → (status, headers, body bytes) and
+  ``.json(method, path, …)`` → (status, decoded JSON), straight over the socket.
+
+The daemon's environment carries the suite's SKIFF_TEST_RUN mark, so one left running
+would be reported by the leftover check in conftest.py.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from conftest import TMP_MARK
+
+SKIFFD = str(Path(sys.executable).parent / "skiffd")
+START_TIMEOUT = 60.0  # the first start on a root builds the busybox image
+STOP_TIMEOUT = 15.0
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 60) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.socket_path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+@dataclass
+class Skiffd:
+    """A running skiffd of one test (see the module docstring)."""
+
+    workdir: Path
+    root: Path
+    run: Path
+    socket: Path
+    pidfile: Path
+    log: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None,
+                timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+        conn = _UnixConnection(str(self.socket), timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        status, _, raw = self.request(method, path, data, hdrs)
+        return status, json.loads(raw) if raw.strip() else None
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _pings(path: Path) -> bool:
+    conn = _UnixConnection(str(path), timeout=2)
+    try:
+        conn.request("GET", "/_ping")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def start_skiffd(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Skiffd:
+    """Start skiffd with its state under `workdir` and wait until it answers /_ping on
+    ``run/skiff.sock``; ``{run}`` in `args` is replaced by the run folder (for ``-H``)."""
+    run = workdir / "run"
+    args = tuple(a.replace("{run}", str(run)) for a in args)
+    d = Skiffd(workdir=workdir, root=workdir / "root", run=run, socket=run / "skiff.sock",
+               pidfile=run / "skiffd.pid", log=workdir / "skiffd.log",
+               env=dict(env or os.environ), args=list(args))
+    d.env.update(SKIFF_ROOT=str(d.root), SKIFF_RUN=str(d.run), DOCKER_HOST=d.url,
+                 DOCKER_CONFIG=str(workdir / "docker-config"))
+    daemon_env = dict(d.env, SKIFF_TEST_RUN=TMP_MARK)
+    with open(d.log, "wb") as log:
+        d.process = subprocess.Popen([SKIFFD, "--log-level", "debug", *args], env=daemon_env,
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _pings(d.socket):
+        if d.process.poll() is not None:
+            raise AssertionError(f"skiffd exited {d.process.returncode} at start:\n"
+                                 f"{d.log_text()}")
+        if time.monotonic() > deadline:
+            stop_skiffd(d, check=False)
+            raise AssertionError(f"skiffd did not answer /_ping in {START_TIMEOUT}s:\n"
+                                 f"{d.log_text()}")
+        time.sleep(0.05)
+    return d
+
+
+def stop_skiffd(d: Skiffd, check: bool = True) -> None:
+    """SIGTERM by PID, wait, and (with `check`) insist the socket and pid file are gone."""
+    p = d.process
+    if p is None or p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        if check:
+            raise AssertionError(f"skiffd did not stop on SIGTERM:\n{d.log_text()}")
+    if check:
+        assert p.returncode == 0, f"skiffd exited {p.returncode}:\n{d.log_text()}"
+        assert not d.socket.exists(), "skiffd left its socket behind"
+        assert not d.pidfile.exists(), "skiffd left its pid file behind"
+
+
+@pytest.fixture
+def skiffd_factory(tmp_root: Path) -> Iterator[Callable[..., Skiffd]]:
+    """``start(*daemon_flags)`` → a new running Skiffd; all are stopped at teardown."""
+    started: list[Skiffd] = []
+
+    def start(*args: str) -> Skiffd:
+        workdir = tmp_root / f"skiffd-{uuid.uuid4().hex[:8]}"
+        workdir.mkdir()
+        d = start_skiffd(workdir, *args)
+        started.append(d)
+        return d
+
+    yield start
+    try:
+        for d in started:
+            stop_skiffd(d)
+    finally:
+        for d in started:
+            stop_skiffd(d, check=False)
+            shutil.rmtree(d.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def skiffd(skiffd_factory: Callable[..., Skiffd]) -> Skiffd:
+    """One running skiffd on a fresh root (see the module docstring)."""
+    return skiffd_factory()

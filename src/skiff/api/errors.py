@@ -1,0 +1,58 @@
+"""The one table from skiff's errors to HTTP status codes, as moby's errdefs maps its own.
+
+An error is looked up by its class and then its bases, so a leaf can be more precise than
+its branch (`ManifestUnknown` is 404 while other `RegistryError`s are 500). Anything not in
+the table — a bug, an I/O failure — is a 500. The body is always Docker's
+``{"message": "…"}``, which the docker CLI prints after ``Error response from daemon:``.
+"""
+
+from __future__ import annotations
+
+from skiff.errors import (
+    ArchiveError,
+    AuthenticationFailed,
+    ContainerExists,
+    ContainerNotFound,
+    ImageConflict,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidDigest,
+    InvalidState,
+    ManifestUnknown,
+    ReferenceError_,
+    SpecError,
+    UsageError,
+)
+
+STATUS: dict[type[BaseException], int] = {
+    ImageNotFound: 404,          # errdefs.NotFound
+    ManifestUnknown: 404,
+    ContainerNotFound: 404,
+    ImageConflict: 409,          # errdefs.Conflict
+    ContainerExists: 409,
+    InvalidState: 409,
+    ReferenceError_: 400,        # errdefs.InvalidParameter
+    InvalidArgument: 400,
+    InvalidDigest: 400,
+    SpecError: 400,
+    UsageError: 400,
+    ArchiveError: 400,
+    AuthenticationFailed: 401,   # errdefs.Unauthorized
+}
+NOT_FOUND_PAGE = "page not found"
+
+
+def status_of(exc: BaseException) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def message_of(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def error_body(exc: BaseException) -> dict[str, str]:
+    return {"message": message_of(exc)}

@@ -1,0 +1,51 @@
+"""System routes: ``/_ping`` (GET and HEAD), ``/version``, ``/info`` and ``/auth``.
+
+``/_ping`` is how the docker CLI and docker-py learn the API version to speak: its
+``Api-Version`` header is the highest version served, and the client talks down to it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from skiff.api.router import API_VERSION, MIN_API_VERSION
+from skiff.api.server import json_response
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from skiff.api.server import Call
+
+PING_HEADERS = {
+    "Api-Version": API_VERSION,
+    "Builder-Version": "1",
+    "Docker-Experimental": "false",
+    "Ostype": "linux",
+    "Cache-Control": "no-cache, no-store, must-revalidate",
+    "Pragma": "no-cache",
+}
+
+
+async def ping(call: Call) -> web.Response:
+    if call.request.method == "HEAD":
+        return web.Response(headers={**PING_HEADERS, "Content-Length": "0",
+                                     "Content-Type": "text/plain; charset=utf-8"})
+    return web.Response(text="OK", headers=PING_HEADERS)
+
+
+async def version(call: Call) -> web.Response:
+    return json_response(call.engine.system.version(API_VERSION, MIN_API_VERSION))
+
+
+async def info(call: Call) -> web.Response:
+    return json_response(await call.run(call.engine.system.info))
+
+
+async def auth(call: Call) -> web.Response:
+    body = await call.json_body()
+    return json_response(await call.run(call.engine.system.login, body))
+
+
+ROUTES = (
+    ("GET", "/_ping", ping), ("HEAD", "/_ping", ping), ("GET", "/version", version),
+    ("GET", "/info", info), ("POST", "/auth", auth),
+)

@@ -1,0 +1,94 @@
+"""The engine: Docker's object model over skiff's store, registry client and runtime.
+
+`Engine(root, run, options)` is what skiffd holds. It is synchronous and knows no HTTP:
+the API layer calls it from worker threads. Its parts are services, one per kind of Docker
+object — `images` (ImageService) and `system` (version, info, login) for now; containers,
+volumes and networks join them later, and fill the hooks the image and system services
+leave for them (`images.in_use`, `system.containers`). `start` makes sure the built-in
+``busybox:latest`` is in the store, so that a machine with no registry still has an image.
+The engine's own small state (its ID, tag times) lives in ``<root>/engine/``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from skiff.log import logger
+from skiff.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_log = logger("skiff.engine")
+BUILTIN_IMAGE = "busybox:latest"
+
+
+class EngineOptions(Record):
+    """Daemon settings the engine needs: ``--insecure-registry`` entries (host[:port] or
+    CIDR), the certs.d folder, whether to provide the built-in busybox, debug mode."""
+
+    insecure_registries: tuple[str, ...] = ()
+    certs_dir: str = "/etc/docker/certs.d"
+    builtin_busybox: bool = True
+    debug: bool = False
+
+
+class Engine:
+    def __init__(self, root: str | os.PathLike[str], run: str | os.PathLike[str],
+                 options: EngineOptions | None = None) -> None:
+        from skiff.engine.images import ImageService
+        from skiff.engine.system import SystemService
+        from skiff.store.images import ImageStore
+
+        self.root = os.path.abspath(os.fspath(root))
+        self.run = os.path.abspath(os.fspath(run))
+        self.options = options or EngineOptions()
+        self.state_dir = os.path.join(self.root, "engine")
+        self.scratch_dir = os.path.join(self.state_dir, "tmp")  # spooled uploads, unlinked
+        self.store = ImageStore(self.root)
+        self.images = ImageService(self.store, self.state_dir, self.registry_options)
+        self.system = SystemService(self)
+        self._id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Engine(root={self.root!r}, run={self.run!r})"
+
+    def start(self) -> None:
+        """Make the folders and the built-in image. A host without a static busybox gets a
+        warning, not a failure: everything but that image still works."""
+        os.makedirs(self.scratch_dir, exist_ok=True)
+        os.makedirs(self.run, exist_ok=True)
+        if self.options.builtin_busybox and not self.store.exists(BUILTIN_IMAGE):
+            from skiff.errors import StoreError
+            from skiff.store.builtin import ensure_busybox
+
+            try:
+                ensure_busybox(self.store, BUILTIN_IMAGE)
+            except StoreError as e:
+                _log.warning("no built-in %s: %s", BUILTIN_IMAGE, e)
+
+    @property
+    def id(self) -> str:
+        """The engine's ID (Docker's engine-id): made once per root, kept in the root."""
+        if self._id is None:
+            path = os.path.join(self.state_dir, "engine-id")
+            try:
+                with open(path) as f:
+                    self._id = f.read().strip()
+            except FileNotFoundError:
+                import uuid
+
+                from skiff.store.durable import write_atomic
+
+                os.makedirs(self.state_dir, exist_ok=True)
+                self._id = str(uuid.uuid4())
+                write_atomic(path, self._id + "\n")
+        return self._id
+
+    def registry_options(self) -> Any:
+        """The registry client's settings from the daemon's (imported only when needed)."""
+        from skiff.registry.options import RegistryOptions
+
+        return RegistryOptions(insecure=tuple(self.options.insecure_registries),
+                               certs_dir=self.options.certs_dir)
