@@ -40,13 +40,13 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from conftest import TMP_MARK
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -56,6 +56,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -259,7 +260,7 @@ class TestCA:
 
 
 def _openssl(*args: object) -> bytes:
-    p = subprocess.run(["openssl", *map(str, args)], capture_output=True)
+    p = subprocess.run(["openssl", *map(str, args)], capture_output=True, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"openssl {' '.join(map(str, args))}: {p.stderr.decode(errors='replace')}")
     return p.stdout
@@ -372,9 +373,7 @@ class TokenServer:
             grant = form.get("grant_type", [""])[0]
             if grant == "password" and (form.get("username", [""])[0],
                                         form.get("password", [""])[0]) == (self.username,
-                                                                           self.password):
-                user = self.username
-            elif grant == "refresh_token" and form.get("refresh_token", [""])[0] in self.refresh_tokens:
+                                                                           self.password) or grant == "refresh_token" and form.get("refresh_token", [""])[0] in self.refresh_tokens:
                 user = self.username
             else:
                 return 401, {"errors": [{"code": "UNAUTHORIZED",
@@ -424,8 +423,8 @@ class TokenServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       name="token-server")
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True, name="token-server")
         self.thread.start()
 
     def stop(self) -> None:
@@ -549,8 +548,7 @@ def oci_layout(path: Path, layers: list[dict[str, bytes]] | None = None, *, tag:
             sizes.append(len(blob))
         config_doc: dict[str, Any] = {
             "created": "2024-01-01T00:00:00Z", "architecture": arch, "os": os_name,
-            "config": {"Cmd": list(cmd), "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                                                 "/usr/bin:/sbin:/bin"]},
+            "config": {"Cmd": list(cmd), "Env": [PATH]},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "fixtures_registry"}
                         for _ in descs]}
@@ -601,7 +599,8 @@ def skopeo_copy(source: str, dest: str, *, all: bool = False, dest_creds: str | 
         argv.append("--src-tls-verify=false")
     if dest_creds:
         argv += ["--dest-creds", dest_creds]
-    p = subprocess.run([*argv, *extra, source, dest], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([*argv, *extra, source, dest], capture_output=True, text=True,
+                       timeout=120, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} {source} {dest}: {p.stderr}")
 
@@ -615,7 +614,7 @@ def skopeo_inspect(ref: str, *, raw: bool = False, creds: str | None = None,
         argv += ["--creds", creds]
     if raw:
         argv.append("--raw")
-    p = subprocess.run([*argv, f"docker://{ref}"], capture_output=True, timeout=60)
+    p = subprocess.run([*argv, f"docker://{ref}"], capture_output=True, timeout=60, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} docker://{ref}: {p.stderr.decode(errors='replace')}")
     return p.stdout if raw else json.loads(p.stdout)
@@ -638,11 +637,13 @@ def put_image(reg: Registry, name: str, workdir: Path, **layout: Any) -> OciLayo
 class CuttingProxy:
     """A plain-HTTP proxy on 127.0.0.1 in front of `upstream` (``host:port``, plain HTTP).
 
-    Requests are forwarded as they come, one connection upstream per client connection.
-    For a GET of a blob whose digest is in `cut` the response is stopped after that many
-    body bytes and the connection closed (a transfer broken half-way); for one in `replace`
-    the body is swapped for other bytes of the same length (content that does not match its
-    digest). `blob_gets` counts the GETs per digest, `ranges` records the Range headers."""
+    Requests are forwarded as they come, one upstream connection per request. For a GET
+    of a blob whose digest is in `cut`, the response stops at that byte offset of the blob
+    and the connection is closed (a transfer broken half-way; a resumed GET with a Range
+    past it gets nothing either), for the first `cut_times[digest]` GETs (all by default);
+    for one in `replace` the body is swapped for other bytes of the same length (content
+    that does not match its digest). `blob_gets` counts the GETs per digest, `ranges`
+    records the Range headers."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -679,7 +680,8 @@ class CuttingProxy:
                         times = owner.cut_times.get(digest)
                         if digest in owner.cut and (times is None or
                                                     owner.blob_gets[digest] <= times):
-                            limit = owner.cut[digest]
+                            start = self.headers.get("Range", "bytes=0-")[6:].partition("-")[0]
+                            limit = max(0, owner.cut[digest] - int(start or 0))
                         swap = owner.replace.get(digest)
                     self.send_response(resp.status)
                     for k, v in resp.getheaders():
@@ -705,8 +707,8 @@ class CuttingProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       name="cutting-proxy")
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True, name="cutting-proxy")
         self.thread.start()
 
     def close(self) -> None:
@@ -731,5 +733,6 @@ def add_to_store(store: Any, layout: OciLayout, ref: str, which: int = 0) -> Any
     locally, as if built, for a push test)."""
     image = layout.images[which]
     blobs = layout.path / "blobs" / "sha256"
-    openers = [(d, lambda d=d: open(blobs / d[7:], "rb")) for d in image.layer_digests]
+    openers = [(d, lambda d=d: open(blobs / d[7:], "rb"))  # noqa: SIM115 - the store closes it
+               for d in image.layer_digests]
     return store.add(image.manifest, image.config, layer_blobs=openers, ref=ref)

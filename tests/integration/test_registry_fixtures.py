@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fixtures_registry import Registry, put_image, skopeo_inspect
 
 pytestmark = pytest.mark.registry

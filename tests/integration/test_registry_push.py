@@ -12,8 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
+from fixtures_registry import (
+    Registry,
+    add_to_store,
+    oci_layout,
+    put_image,
+    skopeo_copy,
+    skopeo_inspect,
+)
 
-from fixtures_registry import Registry, add_to_store, oci_layout, put_image, skopeo_copy, skopeo_inspect
 from skiff.registry.progress import Progress
 from skiff.registry.pull import pull
 from skiff.registry.push import push

@@ -14,7 +14,12 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from skiff.errors import AuthenticationFailed, RegistryError
-from skiff.oci.image_spec import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from skiff.oci.image_spec import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from skiff.registry.auth import AuthConfig, Authorizer
 from skiff.registry.options import RegistryOptions
 from skiff.registry.spec_errors import response_error

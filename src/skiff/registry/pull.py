@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from skiff.errors import (
     DigestMismatch,
     ImageNotFound,
+    LayerError,
     ManifestUnknown,
     RegistryError,
     SpecError,
@@ -286,7 +287,14 @@ class _Pull:
                         lambda n: report.bytes(layer.id, "Downloading", n, desc.size))
         report.bytes(layer.id, "Downloading", 0, desc.size)
         try:
-            self.ensure(layer, lambda: tee)  # type: ignore[arg-type, return-value]
+            try:
+                self.ensure(layer, lambda: tee)  # type: ignore[arg-type, return-value]
+            except LayerError as e:
+                # the unpacker reports every failure of its stream as a corrupt layer; a
+                # broken transfer or a blob too long is the download's failure, not the layer's
+                if isinstance(e.__cause__, (RegistryError, DigestMismatch)):
+                    raise e.__cause__ from None
+                raise
         except DigestMismatch as e:
             raise _layer_mismatch(desc.digest, e) from e
         finally:

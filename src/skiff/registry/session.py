@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from skiff.errors import AuthenticationFailed, RegistryError
 from skiff.registry.client import RegistryClient
-from skiff.registry.options import DOCKER_HUB, HUB_INDEX_SERVER, RegistryOptions, is_docker_hub
+from skiff.registry.options import (
+    DOCKER_HUB,
+    HUB_INDEX_SERVER,
+    RegistryOptions,
+    is_docker_hub,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,9 +47,9 @@ def login(server: str, auth: AuthConfig, options: RegistryOptions | None = None)
     password, or "" when the registry took the password (or wants none).
     AuthenticationFailed (Docker's words) when the credentials are refused."""
     with RegistryClient(server_domain(server), auth, options, login=True) as client:
-        url = client.transport.url("/v2/")
         if client.ping().status == 200:
             return ""
+        url = client.transport.url("/v2/")  # the scheme is settled by the ping
         authorizer = client.authorizer
         if authorizer.challenge is None:
             raise AuthenticationFailed(f'Get "{url}": the registry answered 401 without a '

@@ -78,7 +78,8 @@ def _errors(status: int, body: bytes, www_authenticate: str | None) -> list[tupl
     errors = parse_errors(body)
     bearer = _bearer_error(www_authenticate) if 400 <= status < 500 else None
     if bearer is not None:
-        errors = [bearer] + [e for e in errors if e[0] != bearer[0]]
+        # the header and the body tell of one refusal; the header's word is the precise one
+        errors = [bearer] + [e for e in errors if e[0] not in AUTH_CODES]
     if not errors and status == 401:
         errors = [("UNAUTHORIZED", "authentication required")]
     return errors

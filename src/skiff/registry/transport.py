@@ -23,7 +23,13 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from skiff.errors import RegistryError, TransferError
-from skiff.registry.options import RegistryOptions, api_host, is_insecure, split_host, ssl_context
+from skiff.registry.options import (
+    RegistryOptions,
+    api_host,
+    is_insecure,
+    split_host,
+    ssl_context,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
