@@ -736,3 +736,11 @@ def add_to_store(store: Any, layout: OciLayout, ref: str, which: int = 0) -> Any
     openers = [(d, lambda d=d: open(blobs / d[7:], "rb"))  # noqa: SIM115 - the store closes it
                for d in image.layer_digests]
     return store.add(image.manifest, image.config, layer_blobs=openers, ref=ref)
+
+
+@pytest.fixture
+def image_store(work: Path) -> Any:
+    """An empty `ImageStore` of the test's own (removed with `work`)."""
+    from skiff.store.images import ImageStore
+
+    return ImageStore(work / "root")

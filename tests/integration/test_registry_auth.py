@@ -33,8 +33,8 @@ pytestmark = pytest.mark.registry
 
 
 @pytest.fixture
-def store(work: Path) -> ImageStore:
-    return ImageStore(work / "root")
+def store(image_store: ImageStore) -> ImageStore:
+    return image_store
 
 
 def creds(reg: Registry, password: str | None = None) -> AuthConfig:

@@ -29,8 +29,8 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(work: Path) -> ImageStore:
-    return ImageStore(work / "root")
+def store(image_store: ImageStore) -> ImageStore:
+    return image_store
 
 
 def snapshot(root: Path) -> dict[str, int]:

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.registry
 
 
 @pytest.fixture
-def store(work: Path) -> ImageStore:
-    return ImageStore(work / "root")
+def store(image_store: ImageStore) -> ImageStore:
+    return image_store
 
 
 def statuses(seen: list[Progress]) -> dict[str, list[str]]:

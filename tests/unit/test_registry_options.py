@@ -1,0 +1,49 @@
+"""Docker's naming and insecure-registry rules, and the names `login` accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from skiff.registry.options import RegistryOptions, api_host, is_insecure, split_host
+from skiff.registry.session import config_key, server_domain
+
+
+def test_docker_hub_is_served_by_registry_1() -> None:
+    assert api_host("docker.io") == "registry-1.docker.io"
+    assert api_host("index.docker.io") == "registry-1.docker.io"
+    assert api_host("127.0.0.1:5000") == "127.0.0.1:5000"
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("127.0.0.1:5000", ("127.0.0.1", 5000)), ("localhost", ("localhost", None)),
+    ("[::1]:443", ("::1", 443)), ("reg.example", ("reg.example", None))])
+def test_split_host(host: str, expected: tuple[str, int | None]) -> None:
+    assert split_host(host) == expected
+
+
+@pytest.mark.parametrize(("domain", "options", "insecure"), [
+    ("127.0.0.1:5000", RegistryOptions(), True),
+    ("localhost:5000", RegistryOptions(), True),
+    ("[::1]:5000", RegistryOptions(), True),
+    ("127.0.0.1:5000", RegistryOptions(loopback_insecure=False), False),
+    ("reg.example:5000", RegistryOptions(), False),
+    ("reg.example:5000", RegistryOptions(insecure=("reg.example:5000",)), True),
+    ("reg.example:5000", RegistryOptions(insecure=("reg.example",)), True),
+    ("10.1.2.3:5000", RegistryOptions(insecure=("10.0.0.0/8",)), True),
+    ("10.1.2.3:5000", RegistryOptions(insecure=("192.168.0.0/16",)), False),
+    ("docker.io", RegistryOptions(insecure=("docker.io",)), False),
+])
+def test_insecure_registries(domain: str, options: RegistryOptions, insecure: bool) -> None:
+    assert is_insecure(domain, options) is insecure
+
+
+@pytest.mark.parametrize(("server", "domain", "key"), [
+    ("", "docker.io", "https://index.docker.io/v1/"),
+    ("https://index.docker.io/v1/", "docker.io", "https://index.docker.io/v1/"),
+    ("registry-1.docker.io", "docker.io", "https://index.docker.io/v1/"),
+    ("https://127.0.0.1:5000/v2/", "127.0.0.1:5000", "127.0.0.1:5000"),
+    ("Reg.Example:5000", "reg.example:5000", "reg.example:5000"),
+])
+def test_login_server_names(server: str, domain: str, key: str) -> None:
+    assert server_domain(server) == domain
+    assert config_key(server) == key
