@@ -20,10 +20,17 @@ What a test gets (`Skiffd`):
 
 The daemon's environment carries the suite's SKIFF_TEST_RUN mark, so one left running
 would be reported by the leftover check in conftest.py.
+
+`check_api_shape(doc, "ImageSummary")` validates an answer against a definition of the
+Docker Engine API v1.41 spec (../shared/specs/docker-engine-api-v1.41.yaml) with
+jsonschema. The spec is OpenAPI 2, whose fields Go may send as null unless they say
+``x-nullable: false``; the check follows that, and also refuses top-level fields the spec
+does not name (a misspelt key would otherwise pass unseen).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -40,9 +47,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from conftest import TMP_MARK
+from conftest import SHARED_SPECS, TMP_MARK
 
 SKIFFD = str(Path(sys.executable).parent / "skiffd")
+ENGINE_API_SPEC = SHARED_SPECS / "docker-engine-api-v1.41.yaml"
 START_TIMEOUT = 60.0  # the first start on a root builds the busybox image
 STOP_TIMEOUT = 15.0
 
@@ -194,3 +202,54 @@ def skiffd_factory(tmp_root: Path) -> Iterator[Callable[..., Skiffd]]:
 def skiffd(skiffd_factory: Callable[..., Skiffd]) -> Skiffd:
     """One running skiffd on a fresh root (see the module docstring)."""
     return skiffd_factory()
+
+
+# -- the spec's shapes --------------------------------------------------------------------------
+def _allow_null(schema: dict[str, Any]) -> dict[str, Any]:
+    if schema.get("x-nullable") is False:
+        return schema
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = dict(schema)
+    if isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    return out
+
+
+def _nullable_fields(node: Any) -> Any:
+    """OpenAPI 2 → JSON Schema as Go encodes: a property may be null unless x-nullable is
+    false."""
+    if isinstance(node, list):
+        return [_nullable_fields(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable_fields(v) for k, v in node.items()}
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: _allow_null(v) for k, v in out["properties"].items()}
+    return out
+
+
+@functools.cache
+def api_definitions() -> dict[str, Any]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(ENGINE_API_SPEC) as f:
+        spec = yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader
+    return dict(_nullable_fields(spec["definitions"]))
+
+
+def check_api_shape(doc: Any, definition: str, *, strict: bool = True) -> None:
+    """Validate `doc` against the spec's `definition` (and, with `strict`, refuse top-level
+    fields the definition does not name)."""
+    import jsonschema
+
+    definitions = api_definitions()
+    schema = {"$ref": f"#/definitions/{definition}", "definitions": definitions}
+    jsonschema.Draft4Validator(schema).validate(doc)
+    if strict and isinstance(doc, dict):
+        known = set(definitions[definition].get("properties", {}))
+        unknown = set(doc) - known
+        assert not unknown, f"{definition}: fields the spec does not have: {sorted(unknown)}"

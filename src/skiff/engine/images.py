@@ -345,10 +345,11 @@ class ImageService:
                           auth=_auth(auth), options=self._registry_options(),
                           progress=progress)
         except AuthenticationFailed as e:
-            # Docker's words: a registry that refuses a pull may just not have the repository
-            raise ManifestUnknown(
-                f"pull access denied for {ref.familiar_name}, repository does not exist or "
-                f"may require 'docker login': {e}", e.status, e.code) from e
+            if not str(e).startswith("pull access denied"):
+                raise
+            # dockerd answers a denied pull 404 (its notFoundError): a 401 would make the
+            # docker CLI ask for a password on the terminal and try again
+            raise ManifestUnknown(str(e), e.status, e.code) from e
         begin()
         _say(emit, jsonmessage.status(f"Digest: {result.digest}"))
         news = "Downloaded newer image for" if result.fresh else "Image is up to date for"
@@ -383,6 +384,7 @@ class ImageService:
                 f"{result.tag}: digest: {result.digest} size: {result.size}"))
             _say(emit, jsonmessage.aux(
                 {"Tag": result.tag, "Digest": result.digest, "Size": result.size}))
+            self._add_digest_reference(target, result.digest)
             results.append(result)
         return results
 
@@ -436,6 +438,19 @@ class ImageService:
         return str(image.id)
 
     # -- inside -----------------------------------------------------------------------------
+    def _add_digest_reference(self, pushed: str, digest: str) -> None:
+        """Name the pushed image also ``name@digest``, as dockerd does after a push (its
+        RepoDigests then show where it went)."""
+        image = self.store.get(pushed)
+        if image.manifest_digest != digest:
+            return  # the registry holds other bytes than the store: no digest to vouch for
+        try:
+            self.store.add(self.store.blobs.read_bytes(digest),
+                           self.store.blobs.read_bytes(image.id),
+                           ref=f"{parse_reference(pushed).name}@{digest}")
+        except StoreError as e:
+            _log.warning("push %s: could not record its digest reference: %s", pushed, e)
+
     def _registry_options(self) -> Any:
         if self.registry_options is not None:
             return self.registry_options()
