@@ -635,21 +635,31 @@ def put_image(reg: Registry, name: str, workdir: Path, **layout: Any) -> OciLayo
 
 # -- a proxy that breaks transfers ----------------------------------------------------------
 class CuttingProxy:
-    """A plain-HTTP proxy on 127.0.0.1 in front of `upstream` (``host:port``, plain HTTP).
+    """A plain-HTTP proxy on 127.0.0.1 in front of `upstream` (``host:port``, plain HTTP)
+    that makes blob transfers go wrong on purpose.
 
-    Requests are forwarded as they come, one upstream connection per request. For a GET
-    of a blob whose digest is in `cut`, the response stops at that byte offset of the blob
-    and the connection is closed (a transfer broken half-way; a resumed GET with a Range
-    past it gets nothing either), for the first `cut_times[digest]` GETs (all by default);
-    for one in `replace` the body is swapped for other bytes of the same length (content
-    that does not match its digest). `blob_gets` counts the GETs per digest, `ranges`
-    records the Range headers."""
+    Requests are forwarded as they come, one upstream connection per request. For GETs of
+    a blob (by digest):
+    - `cut[digest] = offset`: the response stops at that byte offset of the blob and the
+      connection closes (a transfer broken half-way; a resumed GET with a Range past it
+      gets nothing either), for the first `cut_times[digest]` GETs (all by default);
+    - `replace[digest] = data`: the body is swapped for other bytes of the same length
+      (content that does not match its digest);
+    - `fail[digest] = n`: the first n GETs answer 503;
+    - `redirect`: GETs and HEADs of blobs answer 307 to the upstream registry itself (a
+      registry that sends blobs to its storage), counted in `redirected`;
+    - `chunked`: every body is sent with ``Transfer-Encoding: chunked``.
+    `blob_gets` counts the GETs per digest, `ranges` records the Range headers."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.cut: dict[str, int] = {}
-        self.cut_times: dict[str, int] = {}  # how many GETs of a digest are cut (default all)
+        self.cut_times: dict[str, int] = {}
         self.replace: dict[str, bytes] = {}
+        self.fail: dict[str, int] = {}
+        self.redirect = False
+        self.redirected = 0
+        self.chunked = False
         self.blob_gets: dict[str, int] = {}
         self.ranges: list[str] = []
         owner = self
@@ -661,6 +671,17 @@ class CuttingProxy:
                 pass
 
             def forward(self) -> None:
+                digest = self.path.rpartition("/blobs/")[2].partition("?")[0] \
+                    if "/blobs/sha256:" in self.path else ""
+                if digest and self.command == "GET" and owner.fail.get(digest, 0) > 0:
+                    owner.fail[digest] -= 1
+                    self.answer(503, [], b"", None)
+                    return
+                if digest and owner.redirect and self.command in ("GET", "HEAD"):
+                    owner.redirected += 1
+                    self.answer(307, [("Location", f"http://{owner.upstream}{self.path}")],
+                                b"", None)
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items()
@@ -669,38 +690,58 @@ class CuttingProxy:
                 try:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
-                    digest = self.path.rpartition("/blobs/")[2].partition("?")[0] \
-                        if "/blobs/sha256:" in self.path else ""
-                    limit: int | None = None
-                    swap: bytes | None = None
-                    if self.command == "GET" and digest and resp.status in (200, 206):
-                        owner.blob_gets[digest] = owner.blob_gets.get(digest, 0) + 1
-                        if "Range" in self.headers:
-                            owner.ranges.append(self.headers["Range"])
-                        times = owner.cut_times.get(digest)
-                        if digest in owner.cut and (times is None or
-                                                    owner.blob_gets[digest] <= times):
-                            start = self.headers.get("Range", "bytes=0-")[6:].partition("-")[0]
-                            limit = max(0, owner.cut[digest] - int(start or 0))
-                        swap = owner.replace.get(digest)
-                    self.send_response(resp.status)
-                    for k, v in resp.getheaders():
-                        if k.lower() not in ("connection", "transfer-encoding", "content-length"):
-                            self.send_header(k, v)
                     data = resp.read()
-                    if swap is not None:
-                        data = swap[:len(data)]
-                    self.send_header("Content-Length", str(len(data)))
-                    if limit is not None:
-                        self.send_header("Connection", "close")
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data if limit is None else data[:limit])
-                    if limit is not None:
-                        self.wfile.flush()
-                        self.close_connection = True
+                    limit: int | None = None
+                    if self.command == "GET" and digest and resp.status in (200, 206):
+                        limit = self.blob_get(digest)
+                        swap = owner.replace.get(digest)
+                        if swap is not None:
+                            data = swap[:len(data)]
+                    kept = [(k, v) for k, v in resp.getheaders()
+                            if k.lower() not in ("connection", "transfer-encoding",
+                                                 "content-length")]
+                    if self.command == "HEAD":
+                        kept.append(("Content-Length", resp.getheader("Content-Length", "0")))
+                    self.answer(resp.status, kept, data, limit)
                 finally:
                     conn.close()
+
+            def blob_get(self, digest: str) -> int | None:
+                """Count a blob GET; the byte count to stop its body at, if it is cut."""
+                owner.blob_gets[digest] = owner.blob_gets.get(digest, 0) + 1
+                if "Range" in self.headers:
+                    owner.ranges.append(self.headers["Range"])
+                times = owner.cut_times.get(digest)
+                if digest not in owner.cut or (times is not None and
+                                               owner.blob_gets[digest] > times):
+                    return None
+                start = self.headers.get("Range", "bytes=0-")[6:].partition("-")[0]
+                return max(0, owner.cut[digest] - int(start or 0))
+
+            def answer(self, status: int, headers: list[tuple[str, str]], data: bytes,
+                       limit: int | None) -> None:
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                with_body = self.command != "HEAD"
+                chunked = owner.chunked and with_body and limit is None
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                elif with_body:
+                    self.send_header("Content-Length", str(len(data)))
+                if limit is not None:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                if chunked:
+                    for i in range(0, len(data), 65536):
+                        part = data[i:i + 65536]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
+                elif with_body:
+                    self.wfile.write(data if limit is None else data[:limit])
+                if limit is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
 

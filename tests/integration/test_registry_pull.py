@@ -200,3 +200,22 @@ def test_a_corrupt_blob_in_the_registry_is_refused(registry: Registry, store: Im
     with pytest.raises(RegistryError, match="verification failed"):
         pull(store, registry.ref("pull/corrupt:v1"))
     assert store.list() == [] and list(store.blobs.digests()) == []
+
+
+def test_redirects_chunked_bodies_and_server_errors(registry: Registry, store: ImageStore,
+                                                     work: Path,
+                                                     cutting_proxy: CuttingProxy) -> None:
+    made = put_image(registry, "pull/detours:v1", work,
+                     layers=[{"one.bin": os.urandom(200 << 10)}, {"two": b"2"}])
+    cutting_proxy.redirect = True
+    result = pull(store, f"{cutting_proxy.host}/pull/detours:v1")
+    assert result.digest == made.digest
+    assert cutting_proxy.redirected == 3  # the config and two layers, fetched from "storage"
+
+    other = ImageStore(work / "other")
+    cutting_proxy.redirect = False
+    cutting_proxy.chunked = True
+    for d in made.image.layer_digests:
+        cutting_proxy.fail[d] = 2
+    assert pull(other, f"{cutting_proxy.host}/pull/detours:v1").digest == made.digest
+    assert all(cutting_proxy.fail[d] == 0 for d in made.image.layer_digests)

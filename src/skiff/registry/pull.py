@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from skiff.errors import (
     DigestMismatch,
     ImageNotFound,
+    InvalidArgument,
     LayerError,
     ManifestUnknown,
     RegistryError,
@@ -99,7 +100,10 @@ def pull(store: ImageStore, ref: str, *, platform: str | None = None,
     reference = parse_reference(ref)
     if reference.tag is None and reference.digest is None:
         reference = reference.with_default_tag()
-    want = platform_from_text(platform) if platform else host_platform()
+    try:
+        want = platform_from_text(platform) if platform else host_platform()
+    except SpecError as e:
+        raise InvalidArgument(f"invalid platform: {e.problem}") from None
     with RegistryClient(reference.domain, auth, options) as client:
         return _Pull(store, client, reference, want, platform is not None,
                      Reporter(progress)).run()
@@ -366,18 +370,40 @@ class _Pull:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def take_back(self) -> None:
-        """Remove what this pull made, so a failed pull leaves the store as it was."""
+        """Remove what this pull made, so a failed pull leaves the store as it was — but
+        nothing a stored image uses: a concurrent pull of the same layers may have
+        finished with them meanwhile (one still running finds them gone at its `add`,
+        which fetches and unpacks them again)."""
         self.cancel.set()
+        used_chains, used_blobs = self.in_use()
         for chain in reversed(self.made_layers):
+            if chain in used_chains:
+                continue
             try:
                 self.store.layers.remove(chain)
             except StoreError as e:
                 _log.warning("pull %s: could not take back layer %s: %s", self.ref, chain, e)
         for digest in self.made_blobs:
+            if digest in used_blobs:
+                continue
             try:
                 self.store.blobs.delete(digest)
             except StoreError:
                 pass
+
+    def in_use(self) -> tuple[set[str], set[str]]:
+        chains: set[str] = set()
+        blobs: set[str] = set()
+        try:
+            images = self.store.list()
+        except StoreError as e:
+            _log.warning("pull %s: cannot list the stored images: %s", self.ref, e)
+            return chains, blobs
+        for image, _ in images:
+            chains.update(image.chain_ids)
+            blobs.add(image.manifest.config.digest)
+            blobs.update(d.digest for d in image.manifest.layers)
+        return chains, blobs
 
 
 class _Counted:
