@@ -143,3 +143,63 @@ def test_docker_search_says_it_is_not_supported(skiffd: Skiffd) -> None:
     p = docker(skiffd, "search", "busybox", check=False)
     assert p.returncode != 0
     assert "not supported" in p.stderr
+
+
+def test_docker_inspect_without_type_finds_the_image(skiffd: Skiffd) -> None:
+    # the CLI asks for a container first: a 404 there must read as "not a container"
+    out = docker(skiffd, "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    assert out == busybox_id(skiffd)
+
+
+def test_docker_import_with_changes(skiffd: Skiffd, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        data = b"hello from an imported rootfs\n"
+        info = tarfile.TarInfo("etc/motd")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    out = docker(skiffd, "import", "-c", "CMD [\"/bin/sh\"]", "-c", "ENV COLOUR=blue",
+                 "-m", "made by a test", str(rootfs), "imported:v1").stdout.strip()
+    assert out.startswith("sha256:")
+    doc = json.loads(docker(skiffd, "image", "inspect", "imported:v1").stdout)[0]
+    assert doc["Id"] == out
+    assert doc["Config"]["Cmd"] == ["/bin/sh"] and "COLOUR=blue" in doc["Config"]["Env"]
+    assert doc["Comment"] == "made by a test"
+    piped = docker(skiffd, "import", "-", "piped:1", input=rootfs.read_bytes()).stdout
+    assert piped.strip().startswith("sha256:")
+
+
+def test_docker_save_to_stdout_and_load_from_stdin(skiffd: Skiffd) -> None:
+    pytest.importorskip("skiff.store.archive")
+    docker(skiffd, "tag", "busybox", "second:1")
+    p = subprocess.run([DOCKER, "save", "busybox", "second:1"], env=skiffd.env,
+                       capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    docker(skiffd, "rmi", "-f", busybox_id(skiffd))
+    out = docker(skiffd, "load", input=p.stdout).stdout
+    assert "Loaded image: busybox:latest" in out and "Loaded image: second:1" in out
+
+
+def test_docker_py_lists_and_gets(skiffd: Skiffd) -> None:
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=skiffd.url, version="auto")
+    try:
+        assert client.version()["ApiVersion"] == "1.41"
+        assert client.ping() is True
+        images = client.images.list()
+        assert [i.tags for i in images] == [["busybox:latest"]]
+        image = client.images.get("busybox")
+        assert image.id == busybox_id(skiffd)
+        assert image.attrs["Config"]["Cmd"] == ["sh"]
+        image.tag("pyclient/thing", "7")
+        assert sorted(client.images.get("pyclient/thing:7").tags) == [
+            "busybox:latest", "pyclient/thing:7"]
+        with pytest.raises(docker_py.errors.ImageNotFound):
+            client.images.get("nothing:here")
+        client.images.remove("pyclient/thing:7")
+        assert client.info()["Images"] == 1
+    finally:
+        client.close()

@@ -9,6 +9,7 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 from fixtures_daemon import Skiffd
 from fixtures_registry import Registry, put_image, skopeo_inspect
 from test_docker_cli import busybox_id, docker
@@ -113,3 +114,20 @@ def test_docker_login_push_and_pull_with_credentials(skiffd: Skiffd,
     docker(skiffd, "rmi", name)
     denied = docker(skiffd, "pull", name, check=False)
     assert denied.returncode != 0
+
+
+def test_docker_py_pulls(skiffd: Skiffd, registry: Registry, tmp_path: Path) -> None:
+    docker_py = pytest.importorskip("docker")
+    name = _name(registry, "py")
+    layout = put_image(registry, name.partition("/")[2], tmp_path)
+    client = docker_py.DockerClient(base_url=skiffd.url, version="auto")
+    try:
+        repo, _, tag = name.rpartition(":")
+        image = client.images.pull(repo, tag=tag)
+        assert image.id == layout.image.config_digest
+        assert name in image.tags
+        assert f"{repo}@{layout.digest}" in image.attrs["RepoDigests"]
+        with pytest.raises(docker_py.errors.NotFound):
+            client.images.pull(repo, tag="missing")
+    finally:
+        client.close()
