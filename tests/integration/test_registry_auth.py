@@ -131,8 +131,10 @@ def test_token_flow_refuses_anonymous_and_wrong_password(token_registry: Registr
     assert str(anonymous.value) == (
         f"pull access denied for {reg.host}/auth/private, repository does not exist or may "
         f"require 'docker login': denied: requested access to the resource is denied")
-    with pytest.raises(AuthenticationFailed):
+    with pytest.raises(AuthenticationFailed) as wrong:
         pull(store, reg.ref("auth/private:v1"), auth=creds(reg, "wrong"))
+    assert str(wrong.value) == (f'Get "http://{reg.host}/v2/auth/private/manifests/v1": '
+                                f"unauthorized: authentication required")
     with pytest.raises(AuthenticationFailed) as logged:
         login(reg.host, creds(reg, "wrong"))
     assert str(logged.value).startswith(f'Get "http://{reg.host}/v2/": unauthorized: ')

@@ -78,7 +78,12 @@ class RegistryClient:
         """Send with the authorization `scopes` need; a status outside `ok` raises."""
         for attempt in range(2):
             sent = dict(headers or {})
-            value = self.authorizer.header(scopes)
+            try:
+                value = self.authorizer.header(scopes)
+            except AuthenticationFailed as e:
+                # the token service refused: Docker names the request it was for
+                raise AuthenticationFailed(f'{go_method(method)} "{self.transport.url(url)}": '
+                                           f"{e}", status=None, code=e.code) from e
             if value is not None:
                 sent["Authorization"] = value
             resp = self.transport.open(method, url, sent, body, retry)

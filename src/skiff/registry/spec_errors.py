@@ -111,7 +111,7 @@ def response_error(status: int, body: bytes, www_authenticate: str | None = None
 def pull_error(error: RegistryError, ref: Reference) -> RegistryError:
     """Docker's `translatePullError`: the not-there-or-not-for-you errors reworded."""
     name = ref.familiar_name
-    if isinstance(error, AuthenticationFailed) and error.status in (401, 403, None):
+    if isinstance(error, AuthenticationFailed) and error.status in (401, 403):
         return AuthenticationFailed(
             f"pull access denied for {name}, repository does not exist or may require "
             f"'docker login': {error}", status=error.status, code=error.code)

@@ -262,16 +262,19 @@ class Transport:
         """GET /v2/, settling the scheme: HTTPS, or for an insecure registry plain HTTP
         when TLS does not work. The response (200, 401…) is the caller's to read."""
         try:
-            return self.open("GET", "/v2/")
-        except (RegistryError, TransferError) as first:
+            # an insecure registry's TLS attempt is not retried: plain HTTP is the next try
+            return self.open("GET", "/v2/", retry=None if not self.insecure else False)
+        except RegistryError as first:
             if not self.insecure or self.scheme == "http":
                 raise
             self.scheme = "http"
             try:
                 return self.open("GET", "/v2/")
-            except (RegistryError, TransferError):
-                self.scheme = "https"
-                raise first from None
+            except RegistryError as second:
+                if isinstance(first, TransferError):
+                    self.scheme = "https"
+                    raise first from None  # nothing answers at all: say so for HTTPS
+                raise second from None  # something answered, but not TLS: its HTTP error
 
     def open(self, method: str, url: str, headers: dict[str, str] | None = None,
              body: Body = None, retry: bool | None = None) -> Response:
