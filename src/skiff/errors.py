@@ -28,6 +28,11 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      |    +-- ManifestUnknown      the registry has no such repository, tag or digest
      |    +-- TransferError        the connection broke or timed out, after the retries
      +-- InvalidArgument           a request (API parameter, CLI value) is malformed
+     +-- APIError                  the Engine API answered with an error (`status`); prints as the
+     |    |                        docker CLI prints it: ``Error response from daemon: …``
+     |    +-- NotFound             the engine has no such object (404)
+     +-- DaemonUnreachable         nothing answers at the engine's address (Docker's ``Cannot
+                                   connect to the Docker daemon at …`` text)
 """
 
 from __future__ import annotations
@@ -207,3 +212,28 @@ class ManifestUnknown(RegistryError):
 
 class TransferError(RegistryError):
     """The connection broke, was refused or timed out, and retrying did not help."""
+
+
+class APIError(SkiffError):
+    """The Engine API answered with an error status; `message` is the daemon's own text (its
+    ``{"message": …}``), and the error prints as the docker CLI prints it."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"Error response from daemon: {message}")
+
+
+class NotFound(APIError):
+    """The engine has no such object (HTTP 404)."""
+
+
+class DaemonUnreachable(SkiffError):
+    """Nothing answers at `host` (a unix socket or a TCP address); `detail` says why, when
+    the reason is not simply that no daemon runs there."""
+
+    def __init__(self, host: str, detail: str = "") -> None:
+        self.host = host
+        self.detail = detail
+        super().__init__(detail or
+                         f"Cannot connect to the Docker daemon at {host}. Is the docker daemon running?")
