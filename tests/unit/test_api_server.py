@@ -400,3 +400,43 @@ def test_import_from_the_body(engine: Engine) -> None:
         assert doc["Metadata"]["LastTagTime"] != "0001-01-01T00:00:00Z"
 
     serve(engine, scenario)
+
+
+def test_import_from_a_url(engine: Engine) -> None:
+    pytest.importorskip("skiff.store.importer")
+    import http.server
+
+    from conftest import tar_of
+
+    body = tar_of({"etc/hostname": b"from-a-url\n"})
+
+    class Serve(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Serve)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/rootfs.tar"
+
+    async def scenario(client: Client) -> None:
+        resp = await client.post("/images/create", params={"fromSrc": url, "repo": "fromurl"})
+        messages = lines(await resp.read())
+        assert messages[0] == {"status": f"Downloading from {url}"}
+        doc = await get_json(client, "/images/fromurl/json")
+        assert doc["Id"] == messages[-1]["status"]
+        assert url in doc["Comment"]  # Docker's "Imported from <url>"
+        resp = await client.post("/images/create", params={"fromSrc": "ftp://x/y"})
+        assert resp.status == 400
+
+    try:
+        serve(engine, scenario)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

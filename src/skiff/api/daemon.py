@@ -169,7 +169,9 @@ async def serve(args: argparse.Namespace) -> None:
         engine = Engine(root, run, options)
         await loop.run_in_executor(None, engine.start)
         server = ApiServer(engine)
-        runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+        # a stop waits this long for answers still streaming (a pull), then closes them
+        runner = web.AppRunner(server.app, access_log=None, handle_signals=False,
+                               shutdown_timeout=10.0)
         await runner.setup()
         try:
             for listener, sock in sockets:

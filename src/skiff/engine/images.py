@@ -419,16 +419,19 @@ class ImageService:
         if repo:
             ref = _parse(repo)
             target = str((_with_tag(ref, tag) if tag else ref).with_default_tag())
-        stream = src
+        stream, source = src, "-"
         if from_src != "-":
-            url = from_src if "://" in from_src else f"http://{from_src}"
-            _say(emit, jsonmessage.status(f"Downloading from {url}"))
-            stream = _open_url(url)
+            source = from_src if "://" in from_src else f"http://{from_src}"
+            if not source.startswith(("http://", "https://")):
+                raise InvalidArgument(f"import: unsupported URL {source!r} (http and https "
+                                      f"only)")
+            _say(emit, jsonmessage.status(f"Downloading from {source}"))
+            stream = _open_url(source)
         if stream is None:
             raise InvalidArgument("import: no rootfs tar given")
         try:
             image = import_rootfs(self.store, stream, ref=target, changes=list(changes),
-                                  message=message, platform=platform or None)
+                                  message=message, platform=platform or None, source=source)
         finally:
             if stream is not src:
                 stream.close()
@@ -585,8 +588,6 @@ def _open_url(url: str) -> IO[bytes]:
     import urllib.error
     import urllib.request
 
-    if not url.startswith(("http://", "https://")):
-        raise InvalidArgument(f"import: unsupported URL {url!r} (http and https only)")
     try:
         response: IO[bytes] = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - checked
     except (urllib.error.URLError, OSError) as e:
