@@ -1,10 +1,18 @@
-"""Docker's naming and insecure-registry rules, and the names `login` accepts."""
+"""Docker's naming and insecure-registry rules, certs.d, and the names `login` accepts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from skiff.registry.options import RegistryOptions, api_host, is_insecure, split_host
+from skiff.registry.options import (
+    RegistryOptions,
+    api_host,
+    is_insecure,
+    split_host,
+    ssl_context,
+)
 from skiff.registry.session import config_key, server_domain
 
 
@@ -47,3 +55,25 @@ def test_insecure_registries(domain: str, options: RegistryOptions, insecure: bo
 def test_login_server_names(server: str, domain: str, key: str) -> None:
     assert server_domain(server) == domain
     assert config_key(server) == key
+
+
+def test_certs_d_gives_the_ca_and_the_client_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    from fixtures_registry import TestCA, certs_d
+
+    ca = TestCA.make(tmp_path / "pki")
+    folder = certs_d(tmp_path / "certs.d", "reg.example:5000", ca)
+    cert, key = ca.issue("client", "extendedKeyUsage=clientAuth\n")
+    (folder / "reg.example:5000" / "client.cert").write_bytes(cert.read_bytes())
+    (folder / "reg.example:5000" / "client.key").write_bytes(key.read_bytes())
+    options = RegistryOptions(certs_dir=str(folder))
+    context = ssl_context("reg.example:5000", options, verify=True)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    subjects = [dict(x[0] for x in c["subject"]) for c in context.get_ca_certs()]
+    assert {"commonName": "skiff test CA"} in subjects
+    insecure = ssl_context("reg.example:5000", options, verify=False)
+    assert insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
+    bare = ssl_context("other.example", options, verify=True)
+    assert {"commonName": "skiff test CA"} not in [dict(x[0] for x in c["subject"])
+                                                   for c in bare.get_ca_certs()]
