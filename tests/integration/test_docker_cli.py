@@ -203,3 +203,10 @@ def test_docker_py_lists_and_gets(skiffd: Skiffd) -> None:
         assert client.info()["Images"] == 1
     finally:
         client.close()
+
+
+def test_docker_system_df(skiffd: Skiffd) -> None:
+    out = docker(skiffd, "system", "df").stdout.splitlines()
+    assert out[0].split()[:2] == ["TYPE", "TOTAL"]
+    assert out[1].split()[:3] == ["Images", "1", "0"]
+    assert "2.13MB" in out[1]

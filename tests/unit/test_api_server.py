@@ -80,6 +80,10 @@ def test_ping_version_and_info(engine: Engine) -> None:
         assert info["RegistryConfig"]["InsecureRegistryCIDRs"] == ["127.0.0.0/8"]
         resp = await client.get("/v1.41/version")
         assert resp.headers["Server"].startswith("skiffd/")
+        usage = await get_json(client, "/system/df")
+        assert usage["Containers"] == usage["Volumes"] == usage["BuildCache"] == []
+        for row in usage["Images"]:
+            check_api_shape(row, "ImageSummary")
 
     serve(engine, scenario)
 
@@ -376,6 +380,12 @@ def test_save_then_load_through_the_api(engine: Engine) -> None:
         assert messages == [{"stream": "Loaded image: 127.0.0.1:5000/foo/bar:tag\n"}]
         assert (await get_json(client, "/images/127.0.0.1:5000/foo/bar:tag/json"))["Id"] == \
             image_id
+        await client.delete("/images/127.0.0.1:5000/foo/bar:tag")
+        resp = await client.post("/images/load", params={"quiet": "0"}, data=archive)
+        messages = lines(await resp.read())
+        loading = [m for m in messages if m.get("status") == "Loading layer"]
+        assert loading and all("progressDetail" in m and m["id"] for m in loading)
+        assert messages[-1] == {"stream": "Loaded image: 127.0.0.1:5000/foo/bar:tag\n"}
 
     serve(engine, scenario)
 

@@ -111,6 +111,17 @@ def test_reference_filter_shows_only_matching_names(engine: Engine) -> None:
     assert rows[0]["Id"] == image.id
 
 
+def test_disk_usage_counts_shared_layers_once(engine: Engine) -> None:
+    base = make_image(engine.store, [{"a": b"1" * 5000}], "base:1")
+    top = make_image(engine.store, [{"a": b"1" * 5000}, {"b": b"2" * 100}], "top:1")
+    usage = engine.images.disk_usage()
+    rows = {r["Id"]: r for r in usage["Images"]}
+    shared = engine.store.layers.info(base.chain_ids[0]).size
+    assert rows[base.id]["SharedSize"] == rows[top.id]["SharedSize"] == shared
+    assert rows[top.id]["Containers"] == 0
+    assert usage["LayersSize"] == top.size
+
+
 # -- inspect and history ----------------------------------------------------------------------
 def test_inspect_is_dockers_shape(engine: Engine) -> None:
     image = make_image(engine.store, [{"a": b"1"}, {"b": b"22"}], "app:1",

@@ -1,4 +1,5 @@
-"""System routes: ``/_ping`` (GET and HEAD), ``/version``, ``/info`` and ``/auth``.
+"""System routes: ``/_ping`` (GET and HEAD), ``/version``, ``/info``, ``/auth`` and
+``/system/df``.
 
 ``/_ping`` is how the docker CLI and docker-py learn the API version to speak: its
 ``Api-Version`` header is the highest version served, and the client talks down to it.
@@ -40,6 +41,12 @@ async def info(call: Call) -> web.Response:
     return json_response(await call.run(call.engine.system.info))
 
 
+async def disk_usage(call: Call) -> web.Response:
+    usage = await call.run(call.engine.images.disk_usage)
+    # containers, volumes and the build cache are not kept yet: none of them use any space
+    return json_response({**usage, "Containers": [], "Volumes": [], "BuildCache": []})
+
+
 async def auth(call: Call) -> web.Response:
     body = await call.json_body()
     return json_response(await call.run(call.engine.system.login, body))
@@ -47,5 +54,5 @@ async def auth(call: Call) -> web.Response:
 
 ROUTES = (
     ("GET", "/_ping", ping), ("HEAD", "/_ping", ping), ("GET", "/version", version),
-    ("GET", "/info", info), ("POST", "/auth", auth),
+    ("GET", "/info", info), ("POST", "/auth", auth), ("GET", "/system/df", disk_usage),
 )

@@ -192,6 +192,24 @@ class ImageService:
         doc["Metadata"] = {"LastTagTime": self._tag_times().get(image.id, GO_ZERO_TIME)}
         return doc
 
+    def disk_usage(self) -> dict[str, Any]:
+        """The image half of ``GET /system/df``: every image's summary with its SharedSize
+        (the bytes of its layers other images stack too) and container count, and the
+        bytes of all layers once."""
+        counts: dict[str, int] = {}
+        images = self.store.list()
+        for image, _ in images:
+            for chain in image.chain_ids:
+                counts[chain] = counts.get(chain, 0) + 1
+        sizes = {c: self.store.layers.info(c).size for c in counts}
+        rows = self.list(all=True)
+        by_id = {image.id: image for image, _ in images}
+        for row in rows:
+            image = by_id[row["Id"]]
+            row["SharedSize"] = sum(sizes[c] for c in image.chain_ids if counts[c] > 1)
+            row["Containers"] = len(self.in_use(image.id))
+        return {"LayersSize": sum(sizes.values()), "Images": rows}
+
     def history(self, name: str) -> builtins.list[dict[str, Any]]:
         """``GET /images/{name}/history``: one entry per history step, newest first; only
         the top one carries the image ID and tags (Docker knows no parent of a pulled image:
