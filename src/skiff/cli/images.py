@@ -238,7 +238,7 @@ class HistoryRow(Row):
         if not self.human:
             return self.CreatedAt()
         created = self.item.get("Created") or 0
-        return since(created) if created > EPOCH_2000 else ""
+        return since(created) if created > EPOCH_2000 else "N/A"
 
     def CreatedBy(self) -> str:
         text = (self.item.get("CreatedBy") or "").replace("\t", " ")

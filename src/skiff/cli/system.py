@@ -166,8 +166,8 @@ def _server_info(s: dict[str, Any]) -> list[str]:
     plugins = s.get("Plugins") or {}
     lines.append(" Plugins:")
     for kind in ("Volume", "Network", "Authorization", "Log"):
-        if plugins.get(kind):
-            lines.append(f"  {kind}: {' '.join(plugins[kind])}")
+        if kind != "Authorization" or plugins.get(kind):
+            lines.append(f"  {kind}: {' '.join(plugins.get(kind) or [])}")
     swarm = (s.get("Swarm") or {}).get("LocalNodeState") or "inactive"
     lines.append(f" Swarm: {swarm}")
     runtimes = s.get("Runtimes") or {}
