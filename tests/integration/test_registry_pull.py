@@ -89,10 +89,21 @@ def test_index_gives_the_platform_asked_for(registry: Registry, store: ImageStor
     assert arm.image.config.architecture == "arm64"
     assert arm.image.manifest_digest == made.images[1].manifest_digest
     assert store.blobs.read_bytes(made.index_digest) == made.index
+    # as Docker: the digest reference is the index's, and it finds the platform's image
+    by_index = f"{registry.ref('pull/multi')}@{made.index_digest}"
+    assert store.get(by_index).id == arm.image.id
+    assert by_index in store.references(by_index)
     amd = pull(store, registry.ref("pull/multi:v1"), platform="linux/amd64")
     assert amd.fresh and amd.image.id == made.images[0].config_digest
     # the platforms share the first layer: stored once
     assert amd.image.chain_ids[0] == arm.image.chain_ids[0]
+    # pulled by the index digest: the same image, up to date
+    again = pull(store, by_index, platform="linux/amd64")
+    assert (again.image.id, again.fresh) == (amd.image.id, False)
+    # the index goes with the last image that came through it
+    for image in (arm.image, amd.image):
+        store.remove(image.id, force=True)
+    assert not store.blobs.exists(made.index_digest)
     with pytest.raises(ManifestUnknown, match="no matching manifest for linux/s390x in the "
                                               "manifest list entries"):
         pull(store, registry.ref("pull/multi:v1"), platform="linux/s390x")

@@ -141,7 +141,8 @@ class _Pull:
     # -- the whole pull ---------------------------------------------------------------------
     def run(self) -> PullResult:
         data, manifest, digest, top = self.resolve()
-        name = f"{self.ref.name}@{digest}" if self.ref.digest is not None else str(self.ref)
+        name = f"{self.ref.name}@{top}" if self.ref.digest is not None else str(self.ref)
+        index = self.index[1] if self.index is not None else None
         try:
             existing = self.store.get(name)
         except ImageNotFound:
@@ -163,15 +164,15 @@ class _Pull:
         try:
             self.fetch_layers(layers)
             openers = [(layer.desc.digest, self.opener(layer.desc)) for layer in layers]
-            image = self.store.add(data, config_bytes, layer_blobs=openers, ref=name)
+            image = self.store.add(data, config_bytes, layer_blobs=openers, ref=name,
+                                   index_bytes=index)
         except BaseException:
             self.take_back()
             raise
         if self.ref.digest is None:
-            # Docker names a pulled image by its digest too (its RepoDigests)
-            self.store.add(data, config_bytes, ref=f"{self.ref.name}@{digest}")
-        if self.index is not None and not self.store.blobs.exists(self.index[0]):
-            self.store.blobs.put_bytes(self.index[1], self.index[0])
+            # Docker names a pulled image by the digest its tag resolved to too (its
+            # RepoDigests): the index's, when the tag named one
+            self.store.add(data, config_bytes, ref=f"{self.ref.name}@{top}", index_bytes=index)
         for d in [manifest.config.digest] + [layer.desc.digest for layer in layers]:
             origins.record(self.store.root, d, self.client.domain, self.repo)
         return PullResult(image, self.ref.familiar(), top, True)

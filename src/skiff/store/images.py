@@ -133,21 +133,26 @@ class ImageStore:
 
     # -- changes ----------------------------------------------------------------------------
     def add(self, manifest_bytes: bytes, config_bytes: bytes,
-            layer_blobs: LayerBlobs | None = None, ref: str | None = None) -> Image:
+            layer_blobs: LayerBlobs | None = None, ref: str | None = None,
+            index_bytes: bytes | None = None) -> Image:
         """Store an image and (when `ref` is given) name it; return it.
 
         `manifest_bytes` must be an image manifest (OCI or Docker schema 2, not an index) whose
         config is `config_bytes`. `layer_blobs` gives, per layer digest, a callable opening
         its (compressed) tar; a layer not given must already be a stored blob. Each blob is
         checked against its digest and size, each layer unpacked on the ones below it and
-        checked against the config's ``rootfs.diff_ids``. On any failure the blobs and
-        layers this call made are removed and no reference changes."""
+        checked against the config's ``rootfs.diff_ids``. `index_bytes` is the index (or
+        manifest list) the manifest was chosen from, when there was one: it is kept with the
+        image (and deleted with it), and `ref` may then name the index's digest, as Docker's
+        ``name@sha256:<index>`` does. On any failure the blobs and layers this call made are
+        removed and no reference changes."""
         target = _tag_ref(ref) if ref is not None else None
         doc = parse_manifest(manifest_bytes)
         if not isinstance(doc, Manifest):
             raise StoreError("add image: the document is an index, not an image manifest "
                              "(select a platform's manifest first)")
         manifest_digest = digest_of(manifest_bytes)
+        index_digest = self._check_index(index_bytes, manifest_digest)
         image_id = digest_of(config_bytes)
         if image_id != doc.config.digest:
             raise StoreError(f"add image: the config is {image_id}, but manifest "
@@ -157,7 +162,7 @@ class ImageStore:
         if len(diff_ids) != len(doc.layers):
             raise StoreError(f"add image {image_id}: the manifest has {len(doc.layers)} "
                              f"layers but the config's rootfs has {len(diff_ids)} diff IDs")
-        if target is not None and target.digest is not None and target.digest != manifest_digest:
+        if target is not None and target.digest not in (None, manifest_digest, index_digest):
             raise StoreError(f"add image: reference {target.familiar()} names a digest other "
                              f"than the manifest's ({manifest_digest})")
         openers = dict(layer_blobs or ())
@@ -181,14 +186,21 @@ class ImageStore:
                     if new:
                         made_layers.append(chain)
                     parent = chain
-                for data, digest in ((config_bytes, image_id), (manifest_bytes, manifest_digest)):
+                documents = [(config_bytes, image_id), (manifest_bytes, manifest_digest)]
+                if index_bytes is not None and index_digest is not None:
+                    documents.append((index_bytes, index_digest))
+                for data, digest in documents:
                     if not self.blobs.exists(digest):
                         self.blobs.put_bytes(data, digest)
                         made_blobs.append(digest)
                 state = self._load()
-                manifests = state.images.setdefault(image_id, [])
-                if manifest_digest not in manifests:
-                    manifests.append(manifest_digest)
+                # the image's manifests, then the indexes it came through: an ID resolves to
+                # the first entry, which is so always a manifest
+                kept = state.images.setdefault(image_id, [])
+                if manifest_digest not in kept:
+                    kept.insert(sum(1 for m in kept if self._is_manifest(m)), manifest_digest)
+                if index_digest is not None and index_digest not in kept:
+                    kept.append(index_digest)
                 self._save_images(state)
                 recorded = True  # from here the image is known, if only as <none>:<none>
                 if target is not None:
@@ -293,6 +305,29 @@ class ImageStore:
         return sorted(r for r, m in state.refs.items()
                       if self._config_digest(m) == image_id)
 
+    def _check_index(self, index_bytes: bytes | None, manifest_digest: str) -> str | None:
+        """The digest of `index_bytes` (None for none), once it is shown to be an index that
+        lists `manifest_digest`."""
+        if index_bytes is None:
+            return None
+        index = parse_manifest(index_bytes)
+        digest = digest_of(index_bytes)
+        if isinstance(index, Manifest):
+            raise StoreError(f"add image: {digest} is an image manifest, not an index")
+        if all(d.digest != manifest_digest for d in index.manifests):
+            raise StoreError(f"add image: index {digest} does not list manifest "
+                             f"{manifest_digest}")
+        return digest
+
+    def _is_manifest(self, digest: str) -> bool:
+        """Whether the stored document `digest` is an image manifest (not an index, and
+        there)."""
+        try:
+            self._parts(digest)
+        except StoreError:  # BlobNotFound, or an index
+            return False
+        return True
+
     def _config_digest(self, manifest_digest: str) -> str | None:
         try:
             return self._parts(manifest_digest)[0].config.digest
@@ -345,11 +380,11 @@ class ImageStore:
         kept_chains: set[str] = set()
         for other in state.images.values():
             for m in other:
+                kept_blobs.add(m)
                 try:
                     doc, cfg = self._parts(m)
-                except BlobNotFound:
+                except StoreError:  # gone, or an index (a blob with no layers of its own)
                     continue
-                kept_blobs.add(m)
                 kept_blobs.add(doc.config.digest)
                 kept_blobs.update(d.digest for d in doc.layers)
                 kept_chains.update(chain_ids(cfg.rootfs.diff_ids))
@@ -358,7 +393,7 @@ class ImageStore:
         for m in manifests:
             try:
                 doc, cfg = self._parts(m)
-            except BlobNotFound:
+            except StoreError:
                 continue
             layer_blobs.update(d.digest for d in doc.layers)
             chains = chain_ids(cfg.rootfs.diff_ids)
