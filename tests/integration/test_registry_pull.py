@@ -8,11 +8,19 @@ blob that does not match its digest, leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
-from fixtures_registry import CuttingProxy, Registry, put_image, skopeo_inspect
+from fixtures_registry import (
+    CuttingProxy,
+    Registry,
+    oci_layout,
+    put_image,
+    skopeo_copy,
+    skopeo_inspect,
+)
 
 from skiff.errors import ManifestUnknown, RegistryError
 from skiff.registry import transport
@@ -230,3 +238,17 @@ def test_redirects_chunked_bodies_and_server_errors(registry: Registry, store: I
         cutting_proxy.fail[d] = 2
     assert pull(other, f"{cutting_proxy.host}/pull/detours:v1").digest == made.digest
     assert all(cutting_proxy.fail[d] == 0 for d in made.image.layer_digests)
+
+
+def test_zstd_layers(registry: Registry, store: ImageStore, work: Path) -> None:
+    # skopeo compresses the uncompressed layer as OCI's +zstd on its way to the registry
+    data = os.urandom(1 << 16)
+    made = oci_layout(work / "plain", [{"z.bin": data}], compress=False)
+    skopeo_copy(made.source(), f"docker://{registry.ref('pull/zstd:v1')}",
+                extra=("--dest-compress-format", "zstd"))
+    layers = json.loads(skopeo_inspect(registry.ref("pull/zstd:v1"), raw=True))["layers"]
+    assert [layer["mediaType"] for layer in layers] == ["application/vnd.oci.image.layer.v1.tar+zstd"]
+    image = pull(store, registry.ref("pull/zstd:v1")).image
+    assert list(image.config.rootfs.diff_ids) == made.image.diff_ids
+    top = Path(store.layers.diff_dir(image.chain_ids[-1]))
+    assert (top / "z.bin").read_bytes() == data
