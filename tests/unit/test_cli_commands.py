@@ -411,3 +411,26 @@ def test_info(cli: Cli) -> None:
                  " Insecure Registries:", "  127.0.0.0/8", " Live Restore Enabled: false"):
         assert line in out.splitlines()
     assert cli("system", "info", "-f", "{{.Name}} {{.ClientInfo.Context}}")[1] == "host1 default\n"
+
+
+def test_login_asks_on_a_terminal(cli: Cli) -> None:
+    import pty
+    cli.engine.route("POST", "/auth", {"Status": "Login Succeeded"})
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"carol\nhidden\n")
+        out, err = io.StringIO(), io.StringIO()
+        with open(slave, "r", closefd=False) as terminal:
+            code = run(["login", "localhost:5000"], Context(out=out, err=err, stdin=terminal))
+        assert (code, out.getvalue()) == (0, "Username: Password: \nLogin Succeeded\n")
+        assert cli.engine.last("POST", "/auth").json() == {
+            "username": "carol", "password": "hidden", "serveraddress": "localhost:5000"}
+        # a name given: only the password is asked
+        os.write(master, b"again\n")
+        out = io.StringIO()
+        with open(slave, "r", closefd=False) as terminal:
+            run(["login", "-u", "carol", "localhost:5000"], Context(out=out, err=err, stdin=terminal))
+        assert out.getvalue() == "Password: \nLogin Succeeded\n"
+    finally:
+        os.close(master)
+        os.close(slave)

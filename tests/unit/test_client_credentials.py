@@ -160,3 +160,53 @@ def test_saving_cleans_up_when_the_rename_fails(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(OSError):
         config.save()
     assert list(tmp_path.iterdir()) == []
+
+
+FAKE_HELPER = """#!{python}
+import json, os, sys
+db = os.environ["FAKE_HELPER_DB"]
+store = json.load(open(db)) if os.path.exists(db) else {{}}
+action, data = sys.argv[1], sys.stdin.read()
+if action == "get":
+    if data not in store:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps(store[data]))
+elif action == "store":
+    doc = json.loads(data)
+    store[doc["ServerURL"]] = {{"ServerURL": doc["ServerURL"], "Username": doc["Username"],
+                               "Secret": doc["Secret"]}}
+elif action == "erase":
+    store.pop(data, None)
+json.dump(store, open(db, "w"))
+"""
+
+
+def test_credential_helpers_keep_the_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-fake"
+    helper.write_text(FAKE_HELPER.format(python=sys.executable))
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_HELPER_DB", str(tmp_path / "db.json"))
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "fake",
+                                                      "credHelpers": {"other:1": "missing"}}))
+    config = ConfigFile(str(tmp_path))
+    assert config.helper("reg:5000") == "fake" and config.helper("other:1") == "missing"
+    assert config.get("reg:5000") is None
+    config.put(Credentials("reg:5000", "bob", "pw"))
+    config.put(Credentials("tok:1", "al", "", "id-token"))
+    config.save()
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["auths"] == {"reg:5000": {}, "tok:1": {}}  # no secret in the file
+    again = ConfigFile(str(tmp_path))
+    creds = again.get("reg:5000")
+    assert creds is not None and (creds.username, creds.password) == ("bob", "pw")
+    token = again.get("tok:1")
+    assert token is not None and token.identitytoken == "id-token"
+    assert again.remove("reg:5000")
+    assert again.get("reg:5000") is None
+    with pytest.raises(InvalidArgument, match="docker-credential-missing"):
+        again.get("other:1")

@@ -64,7 +64,8 @@ def login(ctx: Context, path: str, argv: list[str]) -> int:
         creds = Credentials(server, username, "", token)
     config.put(creds)
     config.save()
-    ctx.warn(STORED_WARNING.format(path=config.path))
+    if not config.helper(server):
+        ctx.warn(STORED_WARNING.format(path=config.path))
     ctx.out.write("Login Succeeded\n")
     return 0
 

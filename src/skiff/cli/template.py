@@ -286,9 +286,6 @@ class Pipeline:
         self.decl, self.assign, self.commands, self.pos = decl, assign, commands, pos
 
 
-Node = "tuple[Any, ...]"
-
-
 class Template:
     """A parsed template; `execute(data)` renders it."""
 
@@ -330,7 +327,7 @@ class Template:
         return nodes, ""
 
     def _parse_control(self, word: str, tokens: list[Token], pos: int) -> tuple[Any, ...]:
-        pipe = self._pipeline(tokens, pos, allow_decl=True)
+        pipe = self._pipeline(tokens, pos)
         body, end = self._parse_list()
         other: list[Any] = []
         _, closing, cpos = self.items[self.index]
@@ -345,7 +342,7 @@ class Template:
             self.index += 1
         return (word, pipe, body, other)
 
-    def _pipeline(self, tokens: list[Token], pos: int, allow_decl: bool = True) -> Pipeline:
+    def _pipeline(self, tokens: list[Token], pos: int) -> Pipeline:
         decl: list[str] = []
         assign = False
         for n in (1, 2):
@@ -451,11 +448,8 @@ class _State:
 
     def range(self, node: tuple[Any, ...], dot: Any, out: list[str]) -> None:
         pipe: Pipeline = node[1]
-        names, pipe.decl = pipe.decl, []
-        try:
-            value = self.pipeline(pipe, dot)
-        finally:
-            pipe.decl = names
+        names = pipe.decl  # range binds its variables to each element, not to the list
+        value = self.pipeline(pipe, dot, bind=False)
         if isinstance(value, dict):
             items = [(k, value[k]) for k in sorted(value)]
         elif isinstance(value, (list, tuple)):
@@ -484,11 +478,11 @@ class _State:
                 break
             del self.vars[mark:]
 
-    def pipeline(self, pipe: Pipeline, dot: Any) -> Any:
+    def pipeline(self, pipe: Pipeline, dot: Any, bind: bool = True) -> Any:
         value: Any = _MISSING
         for command in pipe.commands:
             value = self.command(command, dot, value)
-        if pipe.decl:
+        if pipe.decl and bind:
             if pipe.assign:
                 for i in range(len(self.vars) - 1, -1, -1):
                     if self.vars[i][0] == pipe.decl[0]:

@@ -8,8 +8,9 @@ files keep ``https://host/v1/`` keys). Every other key of the file, and of each 
 kept as it was, so skiff and docker can share one file; it is written to a temporary file
 with mode 0600 and renamed over the old one, so a crash never leaves half a file. The
 `X-Registry-Auth` header is Docker's too: base64url of the JSON auth config (``e30=``,
-``{}``, when there is none). Credential helpers (``credsStore``, ``credHelpers``) are not
-run: their entries are left alone, and skiff stores its own in ``auths``.
+``{}``, when there is none). A server with a credential helper (``credHelpers``, else
+``credsStore``) has its secrets kept by ``docker-credential-<helper>`` (get/store/erase
+over stdin, as docker runs it), and only an empty entry in ``auths``.
 """
 
 from __future__ import annotations
@@ -103,8 +104,22 @@ class ConfigFile:
                 return key
         return None
 
+    def helper(self, server: str) -> str | None:
+        """The credential helper that keeps `server`'s secrets, if one is configured."""
+        helpers = self.data.get("credHelpers")
+        if isinstance(helpers, dict):
+            host = server_hostname(server)
+            for name, helper in helpers.items():
+                if name == server or server_hostname(name) == host:
+                    return str(helper)
+        store = self.data.get("credsStore")
+        return str(store) if store else None
+
     def get(self, server: str) -> Credentials | None:
         """The credentials stored for `server` (a config.json key or a registry host)."""
+        helper = self.helper(server)
+        if helper:
+            return _helper_get(helper, server)
         key = self._key(server)
         if key is None:
             return None
@@ -133,10 +148,14 @@ class ConfigFile:
         entry: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
         for stale in ("username", "password", "identitytoken", "auth"):
             entry.pop(stale, None)
-        pair = f"{creds.username}:{creds.password}".encode()
-        entry["auth"] = binascii.b2a_base64(pair, newline=False).decode()
-        if creds.identitytoken:
-            entry["identitytoken"] = creds.identitytoken
+        helper = self.helper(creds.server)
+        if helper:
+            _helper_store(helper, creds)
+        else:
+            pair = f"{creds.username}:{creds.password}".encode()
+            entry["auth"] = binascii.b2a_base64(pair, newline=False).decode()
+            if creds.identitytoken:
+                entry["identitytoken"] = creds.identitytoken
         auths = self.auths
         auths[key] = entry
         self.data["auths"] = dict(sorted(auths.items()))  # Go writes a map's keys sorted
@@ -146,6 +165,9 @@ class ConfigFile:
         auths = self.data.get("auths")
         if not isinstance(auths, dict):
             return False
+        helper = self.helper(server)
+        if helper:
+            _helper_run(helper, "erase", server)
         host = server_hostname(server)
         doomed = [k for k in auths if k == server or server_hostname(k) == host]
         for key in doomed:
@@ -175,3 +197,49 @@ class ConfigFile:
             except OSError:
                 pass
             raise
+
+
+# -- credential helpers (docker-credential-*), as docker/docker-credential-helpers' client -----
+_NOT_FOUND = "credentials not found in native keychain"
+_TOKEN_USER = "<token>"  # the user name under which a helper keeps an identity token
+
+
+def _helper_run(helper: str, action: str, data: str) -> str:
+    import subprocess
+
+    program = f"docker-credential-{helper}"
+    try:
+        p = subprocess.run([program, action], input=data.encode(), capture_output=True,
+                           timeout=60, check=False)
+    except OSError as exc:
+        raise InvalidArgument(f"error getting credentials - err: exec: \"{program}\": "
+                              f"{exc.strerror}") from None
+    out = p.stdout.decode("utf-8", "replace").strip()
+    if p.returncode != 0:
+        if _NOT_FOUND in out:
+            return ""
+        raise InvalidArgument(f"error {action} credentials - err: exit status {p.returncode}, "
+                              f"out: `{out}`")
+    return out
+
+
+def _helper_get(helper: str, server: str) -> Credentials | None:
+    out = _helper_run(helper, "get", server)
+    if not out:
+        return None
+    try:
+        doc = jsonfast.loads(out)
+    except ValueError:
+        raise InvalidArgument(f"docker-credential-{helper} get: not JSON: {out[:80]}") from None
+    user, secret = doc.get("Username") or "", doc.get("Secret") or ""
+    if user == _TOKEN_USER:
+        return Credentials(server, "", "", secret)
+    return Credentials(server, user, secret) if (user or secret) else None
+
+
+def _helper_store(helper: str, creds: Credentials) -> None:
+    user, secret = creds.username, creds.password
+    if creds.identitytoken:
+        user, secret = _TOKEN_USER, creds.identitytoken
+    _helper_run(helper, "store", jsonfast.dumps(
+        {"ServerURL": creds.server, "Username": user, "Secret": secret}))
