@@ -8,8 +8,8 @@ import time
 import pytest
 
 from skiff.cli.output import (TabWriter, ansic, bytes_size, display_width, ellipsis, go_json,
-                              go_time_string, human_duration, human_size, rfc3339, since, table,
-                              truncate_id)
+                              go_time_string, human_duration, human_size, indent_json, rfc3339,
+                              since, table, truncate_id)
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 WEEK, MONTH, YEAR = 7 * DAY, 30 * DAY, 365 * DAY
@@ -108,3 +108,11 @@ def test_go_json() -> None:
         '[\n    {\n        "Id": "x",\n        "T": []\n    }\n]')
     assert go_json([]) == "[]"
     assert go_json([1e21, 1e-7, 0.5, 100.0]) == "[1e+21,1e-7,0.5,100]"
+
+
+def test_indent_json_keeps_what_the_daemon_wrote() -> None:
+    raw = '[{"A": "x\\"y, {z}", "B": [], "C": {}, "D": [1, {"e": null}], "F": "\\u00e9<"}]'
+    assert indent_json(raw) == (
+        '[\n    {\n        "A": "x\\"y, {z}",\n        "B": [],\n        "C": {},\n'
+        '        "D": [\n            1,\n            {\n                "e": null\n'
+        '            }\n        ],\n        "F": "\\u00e9<"\n    }\n]')

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from skiff.cli.flags import (INSPECT_FORMAT_HELP, FORMAT_HELP, Command, filter_flag, flag,
                              option)
-from skiff.cli.output import (ellipsis, go_json, go_time_string, human_size, rfc3339, since,
-                              truncate_id)
+from skiff.cli.output import (ellipsis, go_time_string, human_size, indent_json, rfc3339,
+                              since, truncate_id)
 from skiff.cli.template import Row, json_filters, parse, render_rows
 from skiff.errors import APIError, InvalidArgument, NotFound, SkiffError
 
@@ -197,21 +197,24 @@ def inspect(ctx: Context, path: str, argv: list[str]) -> int:
 
 
 def _inspect(ctx: Context, names: list[str], source: str, generic: bool) -> int:
-    found: list[Any] = []
+    from skiff import jsonfast
+
+    found: list[str] = []  # the daemon's answers as it wrote them
     errors: list[str] = []
     for name in names:
         try:
-            found.append(ctx.client.get(f"/images/{name}/json"))
+            found.append(ctx.client.open("GET", f"/images/{name}/json").read().decode().strip())
         except NotFound as exc:
             errors.append(f"Error: No such object: {name}" if generic else str(exc))
         except APIError as exc:
             errors.append(str(exc))
     if not source or source == "json":
-        ctx.out.write(go_json(found, indent="    ") + "\n")
+        # docker's IndentedInspector: the raw answers in a list, laid out by json.Indent
+        ctx.out.write((indent_json("[" + ",".join(found) + "]") if found else "[]") + "\n")
     else:
         tmpl = parse(source.replace("\\t", "\t").replace("\\n", "\n"))
-        for item in found:
-            ctx.out.write(tmpl.execute(item) + "\n")
+        for raw in found:
+            ctx.out.write(tmpl.execute(jsonfast.loads(raw)) + "\n")
     if errors:
         ctx.out.flush()
         raise SkiffError("\n".join(errors))

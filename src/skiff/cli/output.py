@@ -255,6 +255,50 @@ def go_float(value: float, json: bool = False) -> str:
     return f"{sign}{digits[:point]}.{digits[point:]}"
 
 
+def indent_json(text: str, indent: str = "    ") -> str:
+    """encoding/json's Indent: a JSON document laid out again, its strings and numbers kept
+    byte for byte as they were written (which is how `docker inspect` prints the daemon's
+    answers: the daemon's escapes, not Go's)."""
+    out: list[str] = []
+    depth = 0
+    pending = False  # an opening bracket whose first element has not come yet
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if pending and c not in "}]":
+            pending = False
+            depth += 1
+            out.append("\n" + indent * depth)
+        if c == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i:j + 1])
+            i = j + 1
+            continue
+        if c in "{[":
+            pending = True
+            out.append(c)
+        elif c == ",":
+            out.append(",\n" + indent * depth)
+        elif c == ":":
+            out.append(": ")
+        elif c in "}]":
+            if pending:
+                pending = False
+            else:
+                depth -= 1
+                out.append("\n" + indent * depth)
+            out.append(c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def go_json(value: Any, indent: str = "", html: bool = True, level: int = 0) -> str:
     """encoding/json's Marshal (MarshalIndent with `indent`; an Encoder with
     SetEscapeHTML(false) when not `html`) of a decoded JSON value."""
