@@ -66,13 +66,10 @@ def skiff_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     script.write_text(FAKE_SKIFFD)
     script.chmod(0o755)
     monkeypatch.setattr(connect, "find_skiffd", lambda: str(script))
-    started: list[int] = []
     yield run
-    pid_file = run / "skiffd.pid"
+    pid_file = run / "skiffd.pid"  # the stand-in that serves writes one; stop it by it
     if pid_file.exists():
-        started.append(int(pid_file.read_text()))
-    for pid in started:
-        _stop(pid)
+        _stop(int(pid_file.read_text()))
 
 
 def _stop(pid: int) -> None:
@@ -176,3 +173,10 @@ def test_no_skiffd_anywhere(skiff_run: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(sys, "executable", str(skiff_run.parent / "nopython" / "python"))
     with pytest.raises(DaemonUnreachable, match="no `skiffd` next to"):
         connect.find_skiffd()
+
+
+def test_tls_hosts_are_refused_not_sent_in_the_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2376")
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    with pytest.raises(InvalidArgument, match="TLS"):
+        connect.connect()

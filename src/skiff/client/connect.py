@@ -48,6 +48,10 @@ def connect(flag_hosts: list[str] | None = None) -> EngineClient:
     """A client for the chosen engine; skiff's default one is started if nothing answers."""
     host, is_default = choose_host(flag_hosts)
     client = EngineClient(host)
+    if client.address.scheme == "tcp" and os.environ.get("DOCKER_TLS_VERIFY"):
+        # better refused than sent in the clear to a daemon that expects TLS
+        raise InvalidArgument(f"{host}: TLS (DOCKER_TLS_VERIFY) is not supported by skiff's "
+                              "client; use a unix socket or a plain tcp:// host")
     if is_default:
         try:
             client.ping()

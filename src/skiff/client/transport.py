@@ -228,7 +228,9 @@ def request(address: Address, method: str, target: str, headers: dict[str, str] 
 
     `body` bytes go with a Content-Length; a file or an iterable of bytes is streamed with
     chunked transfer encoding, so stdin of unknown length can be sent as it is read."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: api.moby.localhost"]
+    # docker's Host for a unix socket; a TCP daemon gets its own address
+    host = "api.moby.localhost" if address.scheme == "unix" else address.url[len("tcp://"):]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
     streamed = body is not None and not isinstance(body, (bytes, bytearray))
