@@ -30,7 +30,17 @@ import pytest
 pytest_plugins = ["fixtures_registry", "fixtures_daemon"]
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_SPECS = REPO.parent / "shared" / "specs"
+
+
+def _find_shared_specs() -> Path | None:
+    # ../shared/specs beside the repo (CI's clone); a clone elsewhere on a dev box finds /work's
+    for candidate in (REPO.parent / "shared" / "specs", Path("/work/shared/specs")):
+        if (candidate / "docker-engine-api-v1.41.yaml").is_file():
+            return candidate
+    return None
+
+
+SHARED_SPECS = _find_shared_specs()
 RUNTIME = str(Path(sys.executable).parent / "skiff-runtime")
 CGROUP_PREFIX = f"skiff-test-{os.getpid()}"
 TMP_MARK = f"skiff-pytest-{os.getpid()}"

@@ -50,7 +50,7 @@ import pytest
 from conftest import SHARED_SPECS, TMP_MARK
 
 SKIFFD = str(Path(sys.executable).parent / "skiffd")
-ENGINE_API_SPEC = SHARED_SPECS / "docker-engine-api-v1.41.yaml"
+ENGINE_API_SPEC = SHARED_SPECS / "docker-engine-api-v1.41.yaml" if SHARED_SPECS else None
 START_TIMEOUT = 60.0  # the first start on a root builds the busybox image
 STOP_TIMEOUT = 15.0
 
@@ -235,6 +235,9 @@ def _nullable_fields(node: Any) -> Any:
 def api_definitions() -> dict[str, Any]:
     import yaml
 
+    if ENGINE_API_SPEC is None:
+        pytest.skip("the shared specs folder (../shared/specs beside the repo, or "
+                    "/work/shared/specs) is absent: no Engine API spec to check shapes against")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with open(ENGINE_API_SPEC) as f:
         spec = yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader

@@ -17,22 +17,15 @@ from typing import Any
 
 import pytest
 
+from conftest import SHARED_SPECS
+
 from skiff.errors import SpecError
 from skiff.oci.runtime_spec import (load_config, parse_config, parse_process, parse_resources,
                                     to_json)
 from skiff.runtime.spec_default import default_spec
 
 
-def _find_specs() -> Path | None:
-    # CI clones the repo next to ../shared; a dev box has it at /work/shared
-    for candidate in (Path(__file__).resolve().parents[3] / "shared" / "specs",
-                      Path("/work/shared/specs")):
-        if (candidate / "oci-runtime-schema").is_dir():
-            return candidate
-    return None
-
-
-SPECS = _find_specs()
+SPECS = SHARED_SPECS
 if SPECS is None:
     pytest.skip("the shared specs folder (../shared/specs beside the repo, or /work/shared/specs) "
                 "is absent: no OCI schemas or examples to test against", allow_module_level=True)
