@@ -1,6 +1,6 @@
 """Docker's config.json kept as Docker keeps it: auths by server, Docker Hub's historic key,
 identity tokens, lookup by host, unknown keys left alone, written atomically with mode 0600;
-and the X-Registry-Auth header and the registry a reference belongs to."""
+and the X-Registry-Auth header. (The names themselves are tested in test_reference.py.)"""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from skiff.client.credentials import ConfigFile, Credentials, config_dir, registry_auth
-from skiff.client.reference import (INDEX_SERVER, check_any, familiar_parts, index_server,
-                                    parse_named, server_hostname)
-from skiff.errors import InvalidArgument, ReferenceError_
+from skiff.errors import InvalidArgument
+from skiff.reference import INDEX_SERVER, index_server
 
 
 def test_round_trip_keeps_unknown_keys_and_writes_0600(tmp_path: Path) -> None:
@@ -114,39 +113,6 @@ def test_registry_auth_header_is_base64url_json() -> None:
     assert "+" not in header and "/" not in header
     decoded = json.loads(base64.urlsafe_b64decode(header))
     assert decoded == {"username": "bob", "password": "p?>>", "serveraddress": "localhost:5000"}
-
-
-def test_references_as_the_docker_cli_reads_them() -> None:
-    ref = parse_named("busybox")
-    assert (ref.domain, ref.path, ref.tag, str(ref.tagged())) == (
-        "docker.io", "library/busybox", None, "docker.io/library/busybox:latest")
-    assert parse_named("localhost:5000/a/b:v1").familiar() == "localhost:5000/a/b:v1"
-    assert parse_named("index.docker.io/foo/bar").name == "docker.io/foo/bar"
-    assert parse_named("foo/bar").familiar_name == "foo/bar"
-    digest = "sha256:" + "a" * 64
-    assert parse_named(f"x@{digest}").digest == digest
-    with pytest.raises(ReferenceError_, match=r"repository name \(library/Bad\) must be lowercase"):
-        parse_named("Bad")
-    with pytest.raises(ReferenceError_, match="^invalid reference format$"):
-        parse_named("a/b:c:d")
-    with pytest.raises(ReferenceError_, match="cannot specify 64-byte hexadecimal strings"):
-        parse_named("a" * 64)
-    with pytest.raises(ReferenceError_, match="invalid checksum digest length"):
-        parse_named("x@sha256:" + "a" * 40)
-    check_any("a" * 64)
-    check_any("sha256:abc")
-    with pytest.raises(ReferenceError_):
-        check_any("UP")
-
-
-def test_registry_of_a_reference_and_a_login_server() -> None:
-    assert index_server(parse_named("busybox").domain) == INDEX_SERVER
-    assert index_server(parse_named("localhost:5000/x").domain) == "localhost:5000"
-    assert server_hostname("https://reg:5000/v2/") == "reg:5000"
-    assert server_hostname("docker.io") == INDEX_SERVER
-    assert server_hostname("") == INDEX_SERVER
-    assert familiar_parts("docker.io/library/busybox:latest") == ("busybox", "latest", None)
-    assert familiar_parts("localhost:5000/x@sha256:ab") == ("localhost:5000/x", None, "sha256:ab")
 
 
 def test_saving_cleans_up_when_the_rename_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import pytest
 from skiff.engine.filters import Filters, familiar_match, glob_match, go_duration, until_timestamp
 from skiff.engine.times import parse_time, rfc3339_nano, unix_seconds
 from skiff.errors import InvalidArgument
-from skiff.store.reference import parse_reference
+from skiff.reference import parse_reference
 
 
 def test_both_json_forms_parse_to_the_same_set() -> None:

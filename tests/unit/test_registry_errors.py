@@ -8,13 +8,13 @@ import json
 import pytest
 
 from skiff.errors import AuthenticationFailed, ManifestUnknown, RegistryError
+from skiff.reference import parse_reference
 from skiff.registry.spec_errors import (
     describe,
     parse_errors,
     pull_error,
     response_error,
 )
-from skiff.store.reference import parse_reference
 
 
 def body(*errors: tuple[str, str]) -> bytes:

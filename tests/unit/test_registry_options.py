@@ -1,4 +1,5 @@
-"""Docker's naming and insecure-registry rules, certs.d, and the names `login` accepts."""
+"""Docker Hub's API host, Docker's insecure-registry rules and certs.d. (The names `login`
+accepts are tested with the rest of Docker's naming in test_reference.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from skiff.registry.options import (
     split_host,
     ssl_context,
 )
-from skiff.registry.session import config_key, server_domain
 
 
 def test_docker_hub_is_served_by_registry_1() -> None:
@@ -43,18 +43,6 @@ def test_split_host(host: str, expected: tuple[str, int | None]) -> None:
 ])
 def test_insecure_registries(domain: str, options: RegistryOptions, insecure: bool) -> None:
     assert is_insecure(domain, options) is insecure
-
-
-@pytest.mark.parametrize(("server", "domain", "key"), [
-    ("", "docker.io", "https://index.docker.io/v1/"),
-    ("https://index.docker.io/v1/", "docker.io", "https://index.docker.io/v1/"),
-    ("registry-1.docker.io", "docker.io", "https://index.docker.io/v1/"),
-    ("https://127.0.0.1:5000/v2/", "127.0.0.1:5000", "127.0.0.1:5000"),
-    ("Reg.Example:5000", "reg.example:5000", "reg.example:5000"),
-])
-def test_login_server_names(server: str, domain: str, key: str) -> None:
-    assert server_domain(server) == domain
-    assert config_key(server) == key
 
 
 def test_certs_d_gives_the_ca_and_the_client_certificate(tmp_path: Path) -> None:

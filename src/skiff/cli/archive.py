@@ -130,9 +130,9 @@ def import_(ctx: Context, path: str, argv: list[str]) -> int:
     source_name = opts.args[0]
     repo = opts.args[1] if len(opts.args) > 1 else None
     if repo:
-        from skiff.client.reference import parse_named
+        from skiff.reference import parse_reference
         try:
-            parse_named(repo)
+            parse_reference(repo)
         except ReferenceError_ as exc:
             raise SkiffError(str(exc)) from None
     body: BinaryIO | None = None

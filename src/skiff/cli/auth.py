@@ -25,7 +25,7 @@ CLI_PASSWORD_WARNING = "WARNING! Using --password via the CLI is insecure. Use -
 
 
 def _server_key(server: str) -> str:
-    from skiff.client.reference import INDEX_SERVER, server_hostname
+    from skiff.reference import INDEX_SERVER, server_hostname
     return INDEX_SERVER if server in ("", "docker.io") else server_hostname(server)
 
 

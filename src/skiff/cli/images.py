@@ -98,7 +98,7 @@ def _dangling(image: dict[str, Any]) -> bool:
 def image_rows(images: list[dict[str, Any]], trunc: bool, show_digests: bool,
                need_digest: bool) -> list[ImageRow]:
     """formatter.imageFormat: a row per repository:tag (per digest too when digests show)."""
-    from skiff.client.reference import familiar_parts
+    from skiff.reference import familiar_parts
 
     rows: list[ImageRow] = []
     for image in images:
@@ -274,8 +274,8 @@ def history(ctx: Context, path: str, argv: list[str]) -> int:
 
 # -- tag, rmi, prune ----------------------------------------------------------------------
 def tag(ctx: Context, path: str, argv: list[str]) -> int:
-    from skiff.client.reference import check_any, parse_named
     from skiff.errors import ReferenceError_
+    from skiff.reference import check_any, parse_reference
 
     cmd = Command(path, "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
                   "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", [], (2, 2),
@@ -287,13 +287,13 @@ def tag(ctx: Context, path: str, argv: list[str]) -> int:
         raise InvalidArgument(
             f'Error parsing reference: "{source}" is not a valid repository/tag: {exc}') from None
     try:
-        ref = parse_named(target)
+        ref = parse_reference(target)
     except ReferenceError_ as exc:
         raise InvalidArgument(
             f'Error parsing reference: "{target}" is not a valid repository/tag: {exc}') from None
     if ref.digest:
         raise InvalidArgument("refusing to create a tag with a digest reference")
-    ref = ref.tagged()
+    ref = ref.with_default_tag()
     ctx.client.open("POST", f"/images/{source}/tag", {"repo": ref.name, "tag": ref.tag}).read()
     return 0
 

@@ -21,29 +21,29 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
     from skiff.cli.main import Context
-    from skiff.client.reference import Named
+    from skiff.reference import Reference
 
 
-def _target(ctx: Context, text: str, all_tags: bool, quiet: bool) -> Named:
+def _target(ctx: Context, text: str, all_tags: bool, quiet: bool) -> Reference:
     """The reference to pull or push, checked as docker checks it; a bare name gets
     ``latest`` (said unless `quiet`), unless all tags are asked for."""
-    from skiff.client.reference import parse_named
+    from skiff.reference import parse_reference
     try:
-        ref = parse_named(text)
+        ref = parse_reference(text)
     except ReferenceError_ as exc:
         raise SkiffError(str(exc)) from None
     if all_tags and not ref.name_only:
         raise SkiffError("tag can't be used with --all-tags/-a")
     if not all_tags and ref.name_only:
-        ref = ref.tagged()
+        ref = ref.with_default_tag()
         if not quiet:
             ctx.out.write(f"Using default tag: {ref.tag}\n")
     return ref
 
 
-def auth_header(ctx: Context, ref: Named) -> dict[str, str]:
+def auth_header(ctx: Context, ref: Reference) -> dict[str, str]:
     from skiff.client.credentials import registry_auth
-    from skiff.client.reference import index_server
+    from skiff.reference import index_server
     return {"X-Registry-Auth": registry_auth(ctx.config().get(index_server(ref.domain)))}
 
 

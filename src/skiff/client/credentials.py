@@ -19,8 +19,8 @@ import binascii
 import os
 
 from skiff import jsonfast
-from skiff.client.reference import server_hostname
 from skiff.errors import InvalidArgument
+from skiff.reference import server_hostname
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

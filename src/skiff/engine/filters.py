@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from skiff.store.reference import Reference
+    from skiff.reference import Reference
 
 BAD_PATTERN = "syntax error in pattern"
 

@@ -33,8 +33,8 @@ from skiff.errors import (
 )
 from skiff.log import logger
 from skiff.record import Record
+from skiff.reference import Reference, parse_reference
 from skiff.store.durable import write_atomic
-from skiff.store.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

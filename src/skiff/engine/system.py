@@ -19,6 +19,7 @@ import time
 import skiff
 from skiff.engine.times import rfc3339_nano
 from skiff.errors import InvalidArgument
+from skiff.reference import INDEX_SERVER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
     from skiff.engine import Engine
 
-INDEX_SERVER = "https://index.docker.io/v1/"
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 

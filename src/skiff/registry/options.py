@@ -1,6 +1,6 @@
-"""Which registry a reference talks to, and how: Docker's naming and its TLS rules.
+"""Which registry a reference talks to, and how: Docker Hub's API host and Docker's TLS rules.
 
-Docker Hub is ``docker.io`` in references and config.json (``https://index.docker.io/v1/``)
+Docker Hub is ``docker.io`` in references (its names are skiff.reference's `is_docker_hub`)
 but its API is served by ``registry-1.docker.io``. A registry is *insecure* when it is
 listed (``host[:port]`` or a CIDR, as ``dockerd --insecure-registry``) or, as Docker's
 stop-gap for local registries, on a loopback address: then TLS is tried without
@@ -14,15 +14,13 @@ from __future__ import annotations
 import os
 
 from skiff.record import Record
+from skiff.reference import is_docker_hub
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
-DOCKER_HUB = "docker.io"
 HUB_API_HOST = "registry-1.docker.io"
-HUB_INDEX_SERVER = "https://index.docker.io/v1/"
-_HUB_NAMES = frozenset({DOCKER_HUB, "index.docker.io", HUB_API_HOST, "registry.hub.docker.com"})
 DEFAULT_CERTS_DIR = "/etc/docker/certs.d"
 
 
@@ -34,10 +32,6 @@ class RegistryOptions(Record):
     insecure: tuple[str, ...] = ()
     certs_dir: str = DEFAULT_CERTS_DIR
     loopback_insecure: bool = True
-
-
-def is_docker_hub(domain: str) -> bool:
-    return domain in _HUB_NAMES
 
 
 def api_host(domain: str) -> str:

@@ -6,7 +6,8 @@ The statuses are those dockerd streams in its JSON progress lines (``Pulling fs 
 the 12-hex short digest Docker prints before the colon. A `Reporter` wraps the caller's
 callback: it may be called from worker threads, so it serialises the calls, and it thins
 the byte counts of ``Downloading``/``Extracting``/``Pushing`` to a few a second (the last
-one of a transfer always goes out).
+one of a transfer always goes out). A `CountingReader` is a stored blob read through, an
+unpacker's input or an upload's body, that tells its running byte count as it goes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import time
 from collections.abc import Callable
 
 from skiff.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 _INTERVAL = 0.1  # seconds between two byte-count updates of one layer
 
@@ -60,3 +65,26 @@ class Reporter:
             return
         self.last[id] = now
         self(id, status, current, total)
+
+
+class CountingReader:
+    """A blob opened for reading, calling `on_bytes` with the bytes read so far after each
+    read; seeking (a resent upload rewinds its body) moves the count with it."""
+
+    def __init__(self, f: IO[bytes], on_bytes: Callable[[int], None]) -> None:
+        self.f = f
+        self.on_bytes = on_bytes
+        self.total = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.total += len(data)
+        self.on_bytes(self.total)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.total = self.f.seek(offset, whence)
+        return self.total
+
+    def close(self) -> None:
+        self.f.close()

@@ -45,16 +45,16 @@ from skiff.oci.image_spec import (
     select_platform,
 )
 from skiff.record import Record
+from skiff.reference import Reference, parse_reference
 from skiff.registry import origins
 from skiff.registry.client import RegistryClient
 from skiff.registry.download import BlobStream, TeeToBlob
 from skiff.registry.options import RegistryOptions
-from skiff.registry.progress import Reporter, short_id
+from skiff.registry.progress import CountingReader, Reporter, short_id
 from skiff.registry.spec_errors import pull_error
 from skiff.store.blobs import digest_of
 from skiff.store.images import Image
 from skiff.store.layer_store import chain_id
-from skiff.store.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -278,8 +278,8 @@ class _Pull:
         store, report, size = self.store, self.report, layer.desc.size
 
         def opener() -> IO[bytes]:
-            return _Counted(store.blobs.open(layer.desc.digest),  # type: ignore[return-value]
-                            lambda n: report.bytes(layer.id, "Extracting", n, size))
+            return CountingReader(store.blobs.open(layer.desc.digest),  # type: ignore[return-value]
+                                  lambda n: report.bytes(layer.id, "Extracting", n, size))
 
         report(layer.id, "Extracting", 0, size)
         self.ensure(layer, opener)
@@ -405,24 +405,6 @@ class _Pull:
             blobs.add(image.manifest.config.digest)
             blobs.update(d.digest for d in image.manifest.layers)
         return chains, blobs
-
-
-class _Counted:
-    """A stored blob opened for unpacking, counting what the unpacker consumed."""
-
-    def __init__(self, f: IO[bytes], on_bytes: Callable[[int], None]) -> None:
-        self.f = f
-        self.on_bytes = on_bytes
-        self.total = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.total += len(data)
-        self.on_bytes(self.total)
-        return data
-
-    def close(self) -> None:
-        self.f.close()
 
 
 def _parse(data: bytes, media_type: str | None, digest: str) -> Manifest | Index:

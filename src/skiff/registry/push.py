@@ -21,18 +21,15 @@ from skiff.errors import AuthenticationFailed, InvalidArgument, TransferError
 from skiff.log import logger
 from skiff.oci.image_spec import OCI_MANIFEST
 from skiff.record import Record
+from skiff.reference import parse_reference
 from skiff.registry import origins, transport
 from skiff.registry.client import RegistryClient, push_scope
 from skiff.registry.download import retry_text
-from skiff.registry.progress import Reporter, short_id
+from skiff.registry.progress import CountingReader, Reporter, short_id
 from skiff.store.blobs import digest_of
-from skiff.store.reference import parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import IO
-
     from skiff.oci.image_spec import Descriptor
     from skiff.registry.auth import AuthConfig
     from skiff.registry.options import RegistryOptions
@@ -139,7 +136,7 @@ class _Push:
                 location = self.client.start_upload(self.repo)
             body = self._body(desc, pid)
             try:
-                # a _Sent is file-like enough for http.client
+                # a CountingReader is file-like enough for http.client
                 self.client.finish_upload(self.repo, location, desc.digest,
                                           body, desc.size)  # type: ignore[arg-type]
                 return
@@ -152,38 +149,15 @@ class _Push:
             finally:
                 body.close()
 
-    def _body(self, desc: Descriptor, pid: str | None) -> _Sent:
+    def _body(self, desc: Descriptor, pid: str | None) -> CountingReader:
         report, size = self.report, desc.size
 
         def sent(n: int) -> None:
             if pid is not None:
                 report.bytes(pid, "Pushing", n, size)
 
-        return _Sent(self.store.blobs.open(desc.digest), sent)
+        return CountingReader(self.store.blobs.open(desc.digest), sent)
 
     def _say(self, pid: str | None, status: str) -> None:
         if pid is not None:
             self.report(pid, status)
-
-
-class _Sent:
-    """A stored blob as an upload body, counting what http.client sent of it."""
-
-    def __init__(self, f: IO[bytes], on_bytes: Callable[[int], None]) -> None:
-        self.f = f
-        self.on_bytes = on_bytes
-        self.total = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.total += len(data)
-        self.on_bytes(self.total)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self.total = offset
-        return self.f.seek(offset, whence)
-
-    def close(self) -> None:
-        self.f.close()
-

@@ -7,39 +7,19 @@ token (``offline_token=true``): a refresh token in its answer is the *identity t
 Docker keeps in config.json instead of the password; an identity token given in place of
 a password is exchanged for an access token the same way. The server may be written as
 Docker accepts it (``https://host:5000``, ``host:5000/v1/``); "", ``docker.io`` and Docker
-Hub's other names mean Docker Hub, whose config.json key is ``https://index.docker.io/v1/``.
+Hub's other names mean Docker Hub (skiff.reference's `server_domain`).
 """
 
 from __future__ import annotations
 
 from skiff.errors import AuthenticationFailed, RegistryError
+from skiff.reference import server_domain
 from skiff.registry.client import RegistryClient
-from skiff.registry.options import (
-    DOCKER_HUB,
-    HUB_INDEX_SERVER,
-    RegistryOptions,
-    is_docker_hub,
-)
+from skiff.registry.options import RegistryOptions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from skiff.registry.auth import AuthConfig
-
-
-def server_domain(server: str) -> str:
-    """The registry's host[:port] for a server as written; Docker Hub is ``docker.io``."""
-    text = (server or "").strip()
-    for scheme in ("https://", "http://"):
-        if text.lower().startswith(scheme):
-            text = text[len(scheme):]
-    text = text.split("/", 1)[0].lower()
-    return DOCKER_HUB if not text or is_docker_hub(text) else text
-
-
-def config_key(server: str) -> str:
-    """The key config.json keeps the credentials of `server` under."""
-    domain = server_domain(server)
-    return HUB_INDEX_SERVER if domain == DOCKER_HUB else domain
 
 
 def login(server: str, auth: AuthConfig, options: RegistryOptions | None = None) -> str:

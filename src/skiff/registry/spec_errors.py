@@ -21,7 +21,7 @@ from skiff.errors import AuthenticationFailed, ManifestUnknown, RegistryError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from skiff.store.reference import Reference
+    from skiff.reference import Reference
 
 AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})
 UNKNOWN_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN"})

@@ -30,6 +30,7 @@ from skiff.errors import ArchiveError, DigestMismatch, ImageNotFound, LayerError
 from skiff.log import logger
 from skiff.oci.image_spec import LAYER_COMPRESSION, OCI_MANIFEST, parse_config
 from skiff.record import Record
+from skiff.reference import Reference, parse_reference
 from skiff.store import docker_archive, oci_layout
 from skiff.store.archive_files import (
     ArchivedImage,
@@ -39,7 +40,6 @@ from skiff.store.archive_files import (
     TarWriter,
     spool,
 )
-from skiff.store.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

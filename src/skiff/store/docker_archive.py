@@ -29,10 +29,10 @@ from skiff.oci.image_spec import (
     OCI_LAYER_ZSTD,
     OCI_MANIFEST,
 )
+from skiff.reference import Reference, parse_reference
 from skiff.store.archive_files import ArchivedImage, ArchivedLayer, Members
 from skiff.store.blobs import digest_of
 from skiff.store.oci_layout import compact_json
-from skiff.store.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

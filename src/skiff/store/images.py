@@ -32,10 +32,10 @@ from skiff.oci.image_spec import (
     parse_manifest,
 )
 from skiff.record import Record
+from skiff.reference import Reference, parse_reference
 from skiff.store.blobs import BlobStore, digest_of
 from skiff.store.durable import write_atomic
 from skiff.store.layer_store import LayerStore, chain_id
-from skiff.store.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ import os
 
 from skiff.errors import InvalidArgument, LayerError, SpecError
 from skiff.oci.image_spec import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, platform_from_text
+from skiff.reference import parse_reference
 from skiff.store.changes import apply_changes
 from skiff.store.oci_layout import compact_json, host_platform
-from skiff.store.reference import parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

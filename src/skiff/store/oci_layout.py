@@ -34,9 +34,9 @@ from skiff.oci.image_spec import (
     platform_from_text,
     select_platform,
 )
+from skiff.reference import Reference, parse_reference
 from skiff.store.archive_files import ArchivedImage, ArchivedLayer, Members
 from skiff.store.blobs import digest_of, parse_digest
-from skiff.store.reference import Reference, parse_reference
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
