@@ -28,6 +28,10 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      |    +-- ManifestUnknown      the registry has no such repository, tag or digest
      |    +-- TransferError        the connection broke or timed out, after the retries
      +-- InvalidArgument           a request (API parameter, CLI value) is malformed
+     +-- NoSuchContainer           the engine has no container of that ID, prefix or name
+     |                             (Docker's `No such container: …`, 404)
+     +-- ContainerConflict         the container's state or name forbids the operation (a name in
+     |                             use, removing a running container, killing a stopped one; 409)
      +-- APIError                  the Engine API answered with an error (`status`); prints as the
      |    |                        docker CLI prints it: ``Error response from daemon: …``
      |    +-- NotFound             the engine has no such object (404)
@@ -106,6 +110,20 @@ class CgroupError(SkiffError):
 
 class InvalidArgument(SkiffError):
     """A request is malformed: an API query parameter or body, a filter, a --change line."""
+
+
+class NoSuchContainer(SkiffError):
+    """No container answers to `reference` (an ID, a unique ID prefix or a name, as the user
+    gave it); the message is Docker's."""
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        super().__init__(f"No such container: {reference}")
+
+
+class ContainerConflict(SkiffError):
+    """The container cannot do that now, or its name is taken; the message is Docker's
+    (``You cannot remove a running container …``, ``Conflict. The container name …``)."""
 
 
 class UsageError(SkiffError):

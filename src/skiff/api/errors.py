@@ -11,6 +11,7 @@ from __future__ import annotations
 from skiff.errors import (
     ArchiveError,
     AuthenticationFailed,
+    ContainerConflict,
     ContainerExists,
     ContainerNotFound,
     ImageConflict,
@@ -19,6 +20,7 @@ from skiff.errors import (
     InvalidDigest,
     InvalidState,
     ManifestUnknown,
+    NoSuchContainer,
     ReferenceError_,
     SpecError,
     UsageError,
@@ -28,8 +30,10 @@ STATUS: dict[type[BaseException], int] = {
     ImageNotFound: 404,          # errdefs.NotFound
     ManifestUnknown: 404,
     ContainerNotFound: 404,
+    NoSuchContainer: 404,
     ImageConflict: 409,          # errdefs.Conflict
     ContainerExists: 409,
+    ContainerConflict: 409,
     InvalidState: 409,
     ReferenceError_: 400,        # errdefs.InvalidParameter
     InvalidArgument: 400,
