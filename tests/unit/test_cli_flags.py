@@ -131,7 +131,9 @@ def test_exit_codes_and_messages_of_the_whole_command() -> None:
 def test_help_everywhere() -> None:
     code, out, _ = cli([])
     assert code == 0 and out.startswith("Usage:  skiff [OPTIONS] COMMAND")
-    assert "Common Commands:\n  pull        Download an image from a registry" in out
+    # docker's order: run first, then ps, then the image commands
+    assert "Common Commands:\n  run         Create and run a new container from an image\n" \
+        "  ps          List containers\n  pull        Download an image from a registry" in out
     assert cli(["--help"])[1] == out and cli(["help"])[1] == out
     code, out, _ = cli(["image"])
     assert code == 0 and "  ls          List images" in out

@@ -273,6 +273,8 @@ def flag_usages(flags: list[Flag], width: int | None = None) -> str:
             help_text += f' (default "{f.default}")'
         elif f.kind == "bool" and f.default:
             help_text += " (default true)"
+        elif f.kind == "int" and f.default:
+            help_text += f" (default {f.default})"
         rows.append((line, help_text))
     maxlen = max(len(line) for line, _ in rows) + 1
     out = []

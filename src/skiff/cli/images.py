@@ -190,24 +190,43 @@ def inspect(ctx: Context, path: str, argv: list[str]) -> int:
                    flag("size", "s", "Display total file sizes if the type is container"),
                    option("type", "", "Only inspect objects of the given type")], (1, None))
     opts = cmd.parse(argv)
-    if opts.type and opts.type != "image":
+    if opts.given("type") and opts.type not in ("container", "image"):
         raise InvalidArgument(f'"{opts.type}" is not a valid value for --type '
-                              "(skiff's inspect knows images only)")
-    return _inspect(ctx, opts.args, opts.format, generic=True)
+                              "(skiff's inspect knows containers and images)")
+    return _inspect(ctx, opts.args, opts.format, generic=True,
+                    kinds=(opts.type,) if opts.type else ("container", "image"),
+                    size=opts.size)
 
 
-def _inspect(ctx: Context, names: list[str], source: str, generic: bool) -> int:
-    from skiff import jsonfast
-
+def _inspect(ctx: Context, names: list[str], source: str, generic: bool,
+             kinds: tuple[str, ...] = ("image",), size: bool = False) -> int:
     found: list[str] = []  # the daemon's answers as it wrote them
     errors: list[str] = []
     for name in names:
-        try:
-            found.append(ctx.client.open("GET", f"/images/{name}/json").read().decode().strip())
-        except NotFound as exc:
-            errors.append(f"Error: No such object: {name}" if generic else str(exc))
-        except APIError as exc:
-            errors.append(str(exc))
+        # docker's inspect without --type: a container first, then an image
+        for kind in kinds:
+            path = f"/containers/{name}/json" if kind == "container" else f"/images/{name}/json"
+            query = {"size": size} if kind == "container" else None
+            try:
+                found.append(ctx.client.open("GET", path, query).read().decode().strip())
+                break
+            except APIError as exc:
+                # docker's isErrSkippable: try the next kind of object
+                skippable = isinstance(exc, NotFound) or (
+                    generic and "invalid reference format" in exc.message)
+                if not skippable:
+                    errors.append(str(exc))
+                    break
+                if kind == kinds[-1]:
+                    errors.append(f"Error: No such object: {name}" if generic else str(exc))
+    return print_inspected(ctx, found, errors, source)
+
+
+def print_inspected(ctx: Context, found: list[str], errors: list[str], source: str) -> int:
+    """What docker's inspect prints: the daemon's answers (`found`, raw JSON texts) laid out
+    or through `source`, then the errors (exit 1)."""
+    from skiff import jsonfast
+
     if not source or source == "json":
         # docker's IndentedInspector: the raw answers in a list, laid out by json.Indent
         ctx.out.write((indent_json("[" + ",".join(found) + "]") if found else "[]") + "\n")

@@ -2,11 +2,12 @@
 
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
-it (`images`, `transfer`, `archive`, `auth`, `system`), so `skiff --version` imports next to
-nothing and `skiff images` no more than it needs. Management commands (`skiff image ls`,
-`skiff system info`) map onto the same handlers. Exit codes are docker's: 0, 1 for any
-error (the daemon's, a wrong argument count), 125 for a malformed command line (which also
-prints the usage lines), 130 on Ctrl-C. A handler gets a `Context`: the global options, the
+it (`images`, `containers`, `run`, `transfer`, `archive`, `auth`, `system`), so `skiff
+--version` imports next to nothing and `skiff images` no more than it needs. Management
+commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
+docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
+command line (which also prints the usage lines), 130 on Ctrl-C; `run` returns the
+container's own code, or 125/126/127 as docker's run does. A handler gets a `Context`: the global options, the
 output streams, and an engine client made on first use — which is when skiffd is started
 if skiff's own socket has no daemon behind it.
 """
@@ -31,6 +32,8 @@ PROG = "skiff"
 
 # name -> (module in skiff.cli, handler, one-line purpose); the order is help's order
 COMMON = {
+    "run": ("run", "run", "Create and run a new container from an image"),
+    "ps": ("containers", "ps", "List containers"),
     "pull": ("transfer", "pull", "Download an image from a registry"),
     "push": ("transfer", "push", "Upload an image to a registry"),
     "images": ("images", "images", "List images"),
@@ -40,13 +43,35 @@ COMMON = {
     "info": ("system", "info", "Display system-wide information"),
 }
 OTHERS = {
+    "create": ("run", "create", "Create a new container"),
     "history": ("images", "history", "Show the history of an image"),
     "import": ("archive", "import_", "Import the contents from a tarball to create a filesystem image"),
     "inspect": ("images", "inspect", "Return low-level information on Docker objects"),
+    "kill": ("containers", "kill", "Kill one or more running containers"),
     "load": ("archive", "load", "Load an image from a tar archive or STDIN"),
+    "logs": ("containers", "logs", "Fetch the logs of a container"),
+    "restart": ("containers", "restart", "Restart one or more containers"),
+    "rm": ("containers", "rm", "Remove one or more containers"),
     "rmi": ("images", "rmi", "Remove one or more images"),
     "save": ("archive", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    "start": ("containers", "start", "Start one or more stopped containers"),
+    "stop": ("containers", "stop", "Stop one or more running containers"),
     "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "wait": ("containers", "wait", "Block until one or more containers stop, then print their exit codes"),
+}
+CONTAINER = {
+    "create": OTHERS["create"],
+    "inspect": ("containers", "container_inspect", "Display detailed information on one or more containers"),
+    "kill": OTHERS["kill"],
+    "logs": OTHERS["logs"],
+    "ls": ("containers", "ps", "List containers"),
+    "prune": ("containers", "prune", "Remove all stopped containers"),
+    "restart": OTHERS["restart"],
+    "rm": OTHERS["rm"],
+    "run": COMMON["run"],
+    "start": OTHERS["start"],
+    "stop": OTHERS["stop"],
+    "wait": OTHERS["wait"],
 }
 IMAGE = {
     "history": OTHERS["history"],
@@ -65,6 +90,7 @@ SYSTEM = {
     "info": COMMON["info"],
 }
 GROUPS = {
+    "container": ("Manage containers", CONTAINER, {"list": "ls", "ps": "ls", "remove": "rm"}),
     "image": ("Manage images", IMAGE, {"list": "ls", "remove": "rm"}),
     "system": ("Manage skiff", SYSTEM, {}),
 }

@@ -87,8 +87,11 @@ class EngineClient:
     # -- requests
     def open(self, method: str, path: str, query: dict[str, Any] | None = None,
              body: bytes | BinaryIO | Iterable[bytes] | None = None,
-             headers: dict[str, str] | None = None, json: Any = None) -> Response:
-        """Send a request; the answer if its status is below 400, else its APIError."""
+             headers: dict[str, str] | None = None, json: Any = None,
+             upgrade: bool = False) -> Response:
+        """Send a request; the answer if its status is below 400, else its APIError. With
+        `upgrade`, the connection is asked to be taken over (attach): a ``101`` answer's
+        `Response.iter_hijacked` then carries the raw stream."""
         target = f"/v{self.api_version}{quote(path, _SAFE_PATH)}"
         qs = encode_query(query)
         if qs:
@@ -98,7 +101,7 @@ class EngineClient:
             body = jsonfast.dumps(json).encode()
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
-        resp = transport.request(self.address, method, target, sent, body)
+        resp = transport.request(self.address, method, target, sent, body, upgrade=upgrade)
         if resp.status >= 400:
             raise _api_error(resp.status, resp.reason, resp.read())
         return resp

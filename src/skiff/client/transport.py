@@ -185,6 +185,27 @@ class Response:
         if pending:
             yield pending
 
+    def iter_hijacked(self, size: int = CHUNK) -> Iterator[bytes]:
+        """After a ``101`` (attach took the connection over): the raw bytes that followed
+        the head, as they come, to the connection's end."""
+        try:
+            if self._buf:
+                data = bytes(self._buf)
+                self._buf.clear()
+                yield data
+            while data := self._sock.recv(size):
+                yield data
+        finally:
+            self.close()
+
+    def close_write(self) -> None:
+        """Half-close a hijacked connection: nothing more will be sent (no stdin), the
+        daemon's output still comes."""
+        try:
+            self._sock.shutdown(_socket.SHUT_WR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         self._done = True
         try:
@@ -223,11 +244,13 @@ def _connect_problem(address: Address, exc: OSError) -> str:
 
 def request(address: Address, method: str, target: str, headers: dict[str, str] | None = None,
             body: bytes | BinaryIO | Iterable[bytes] | None = None,
-            timeout: float | None = None) -> Response:
+            timeout: float | None = None, upgrade: bool = False) -> Response:
     """Send one request and read the answer's status and headers; the body is left to read.
 
     `body` bytes go with a Content-Length; a file or an iterable of bytes is streamed with
-    chunked transfer encoding, so stdin of unknown length can be sent as it is read."""
+    chunked transfer encoding, so stdin of unknown length can be sent as it is read. With
+    `upgrade` the request asks, as the docker CLI's attach does, to take the connection over
+    (``Connection: Upgrade``, ``Upgrade: tcp``)."""
     # docker's Host for a unix socket; a TCP daemon gets its own address
     host = "api.moby.localhost" if address.scheme == "unix" else address.url[len("tcp://"):]
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
@@ -240,7 +263,7 @@ def request(address: Address, method: str, target: str, headers: dict[str, str] 
         lines.append(f"Content-Length: {len(body)}")  # type: ignore[arg-type]
     elif method in ("POST", "PUT"):
         lines.append("Content-Length: 0")
-    lines.append("Connection: close")
+    lines.append("Connection: Upgrade\r\nUpgrade: tcp" if upgrade else "Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     sock = _connect(address, timeout)
     try:
