@@ -32,6 +32,8 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      |                             (Docker's `No such container: …`, 404)
      +-- ContainerConflict         the container's state or name forbids the operation (a name in
      |                             use, removing a running container, killing a stopped one; 409)
+     +-- ContainerStartError       a container's program could not be started (`exit_code`: 127 not
+     |                             found, 126 not runnable, 125 anything else, as `docker run`)
      +-- APIError                  the Engine API answered with an error (`status`); prints as the
      |    |                        docker CLI prints it: ``Error response from daemon: …``
      |    +-- NotFound             the engine has no such object (404)
@@ -124,6 +126,16 @@ class NoSuchContainer(SkiffError):
 class ContainerConflict(SkiffError):
     """The container cannot do that now, or its name is taken; the message is Docker's
     (``You cannot remove a running container …``, ``Conflict. The container name …``)."""
+
+
+class ContainerStartError(SkiffError):
+    """A container did not start; the message is Docker's (``OCI runtime create failed: …``)
+    and `exit_code` what `docker run` exits with for it: 127 when the program is not found,
+    126 when it cannot be run, 125 for the rest."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
 
 
 class UsageError(SkiffError):

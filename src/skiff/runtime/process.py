@@ -106,6 +106,8 @@ def find_executable(process: Process, env: dict[str, str]) -> str:
         path = name if name.startswith("/") else os.path.join(process.cwd, name)
         if not os.path.exists(path):
             raise RuntimeError_(f'exec: "{name}": no such file or directory')
+        if not _runnable(path):  # as Go's exec.LookPath (runc): refused now, not by execve
+            raise RuntimeError_(f'exec: "{name}": permission denied')
         refuse_runtime_binary(path)
         return path
     for d in env.get("PATH", DEFAULT_PATH).split(":"):
@@ -114,6 +116,15 @@ def find_executable(process: Process, env: dict[str, str]) -> str:
             refuse_runtime_binary(path)
             return path
     raise RuntimeError_(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _runnable(path: str) -> bool:
+    """A regular file with an execute bit: what execve may run (for root, as here)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and bool(mode & 0o111)
 
 
 def refuse_runtime_binary(path: str, depth: int = 0) -> None:
