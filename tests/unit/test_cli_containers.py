@@ -244,10 +244,10 @@ def test_run_flags_refused_as_docker_refuses_them(cli: Cli, tmp_path: Path) -> N
     code, _, err = cli("run", "-it", "busybox")
     assert code == 125 and err.startswith("skiff: -i/--interactive and -t/--tty are not "
                                           "supported")
-    assert err.endswith("See 'skiff run --help'.\n")
+    assert err.endswith("\n\nRun 'skiff run --help' for more information\n")
     code, _, err = cli("run", "-d", "-a", "stdout", "busybox")
-    assert (code, err) == (125, "skiff: Conflicting options: -a and -d.\n"
-                                "See 'skiff run --help'.\n")
+    assert (code, err) == (125, "skiff: Conflicting options: -a and -d\n\n"
+                                "Run 'skiff run --help' for more information\n")
     code, _, err = cli("run", "-a", "stdfoo", "busybox")
     assert code == 125 and "valid streams are STDIN, STDOUT and STDERR" in err
     code, _, err = cli("run", "--network", "name=x,alias=y", "busybox")
@@ -296,7 +296,8 @@ def test_run_start_failures_exit_125_126_127(cli: Cli) -> None:
         e.route("POST", f"/containers/{CID}/start", error(400, text))
         code, out, err = cli("run", "--rm", "busybox", "nope")
         assert (code, out) == (expected, "")
-        assert err == f"skiff: Error response from daemon: {text}.\n"
+        assert err == (f"skiff: Error response from daemon: {text}\n\n"
+                       "Run 'skiff run --help' for more information\n")
         code, out, err = cli("run", "-d", "busybox", "nope")
         assert code == expected and out == CID + "\n"
 
@@ -331,12 +332,14 @@ def test_run_pulls_a_missing_image(cli: Cli) -> None:
         b'"error":"pull access denied for alpine"}\r\n']))
     code, out, err = cli("run", "alpine")
     assert (code, out) == (125, "")
-    assert err.endswith("skiff: pull access denied for alpine.\nSee 'skiff run --help'.\n")
+    assert err.endswith("skiff: pull access denied for alpine\n\n"
+                        "Run 'skiff run --help' for more information\n")
     # --pull never: the daemon's 404, no pull
     created.clear()
     code, _, err = cli("run", "--pull", "never", "alpine")
+    # docker 28's words, byte for byte
     assert (code, err) == (125, "skiff: Error response from daemon: No such image: "
-                                "alpine:latest.\nSee 'skiff run --help'.\n")
+                                "alpine:latest\n\nRun 'skiff run --help' for more information\n")
     created.clear()
     code, _, err = cli("create", "--pull", "never", "alpine")
     assert (code, err) == (1, "Error response from daemon: No such image: alpine:latest\n")

@@ -12,8 +12,8 @@ hijacked connection, stdout and stderr in stdcopy frames); ``wait`` with conditi
 ``next-exit`` (``removed`` with ``--rm``), whose answer's head comes once the daemon holds
 the waiter; start; copy the output until the stream ends; exit with the container's code.
 Signals the command gets are passed on to the container (``--sig-proxy``, on by default).
-Errors are docker's: ``skiff: Error response from daemon: No such image: x.`` and ``See
-'skiff run --help'.``, exit 125 — or 127 when the start failed because the command was not
+Errors are docker 28's: ``skiff: Error response from daemon: No such image: x``, then
+``Run 'skiff run --help' for more information``, exit 125 — or 127 when the start failed because the command was not
 found, 126 when it could not be executed, as runStartContainerErr reads the daemon's text.
 """
 
@@ -293,13 +293,10 @@ def _parse_container_command(ctx: Context, path: str, argv: list[str], verb: str
 
 
 # -- create, with docker's pull of a missing image ---------------------------------------------
-def report(ctx: Context, verb: str, text: str, with_help: bool) -> None:
-    """docker's reportError: ``skiff: <message>.`` (and where to get help)."""
-    prog = "skiff"
-    line = text.rstrip(".") + "."
-    if with_help:
-        line += f"\nSee '{prog} {verb} --help'."
-    ctx.err.write(f"{prog}: {line}\n")
+def report(ctx: Context, verb: str, text: str) -> None:
+    """docker 28's reportError, as it prints: ``skiff: <message>``, a blank line, and
+    where to get help."""
+    ctx.err.write(f"skiff: {text}\n\nRun 'skiff {verb} --help' for more information\n")
     ctx.err.flush()
 
 
@@ -400,7 +397,7 @@ def create(ctx: Context, path: str, argv: list[str]) -> int:
     try:
         body = container_body(opts, opts.args[0], opts.args[1:])
     except (InvalidArgument, ValueError) as exc:
-        report(ctx, "create", str(exc), True)
+        report(ctx, "create", str(exc))
         return 125
     ctx.out.write(create_container(ctx, opts, body) + "\n")
     return 0
@@ -483,7 +480,7 @@ def attached_start(ctx: Context, verb: str, cid: str, auto_remove: bool, sig_pro
                 waiter.read()  # the daemon removes it: wait for that
             else:
                 waiter.close()
-            report(ctx, verb, str(exc), False)
+            report(ctx, verb, str(exc))
             return start_exit_code(str(exc))
         stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
                      _binary(ctx.err) if stderr else None)
@@ -517,7 +514,7 @@ def run(ctx: Context, path: str, argv: list[str]) -> int:
             raise InvalidArgument("Conflicting options: -a and -d")
         body = container_body(opts, opts.args[0], opts.args[1:])
     except (InvalidArgument, ValueError) as exc:
-        report(ctx, "run", str(exc), True)
+        report(ctx, "run", str(exc))
         return 125
     if opts.detach:
         for key in ("AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce"):
@@ -525,7 +522,7 @@ def run(ctx: Context, path: str, argv: list[str]) -> int:
     try:
         cid = create_container(ctx, opts, body)
     except SkiffError as exc:
-        report(ctx, "run", str(exc), True)
+        report(ctx, "run", str(exc))
         return start_exit_code(str(exc))
     stdout, stderr = body["AttachStdout"], body["AttachStderr"]
     if opts.detach or not (stdout or stderr):
@@ -535,7 +532,7 @@ def run(ctx: Context, path: str, argv: list[str]) -> int:
         try:
             ctx.client.open("POST", f"/containers/{cid}/start").read()
         except APIError as exc:
-            report(ctx, "run", str(exc), False)
+            report(ctx, "run", str(exc))
             return start_exit_code(str(exc))
         return 0
     return attached_start(ctx, "run", cid, opts.rm, opts.sig_proxy, stdout, stderr)
