@@ -2,11 +2,13 @@
 
 `Engine(root, run, options)` is what skiffd holds. It is synchronous and knows no HTTP:
 the API layer calls it from worker threads. Its parts are services, one per kind of Docker
-object — `images` (ImageService) and `system` (version, info, login) for now; containers,
-volumes and networks join them later, and fill the hooks the image and system services
-leave for them (`images.in_use`, `system.containers`). `start` makes sure the built-in
-``busybox:latest`` is in the store, so that a machine with no registry still has an image.
-The engine's own small state (its ID, tag times) lives in ``<root>/engine/``.
+object — `images` (ImageService), `containers` (ContainerService) and `system` (version,
+info, login); volumes and networks join them later. The container service fills the hooks
+the image and system services leave for it (`images.in_use`, `system.containers`). `start`
+makes sure the built-in ``busybox:latest`` is in the store, so that a machine with no
+registry still has an image, and reconciles the containers with what really runs (they
+outlive skiffd). The engine's own small state (its ID, tag times) lives in
+``<root>/engine/``, the containers' in ``<root>/skiff.db``.
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ BUILTIN_IMAGE = "busybox:latest"
 
 class EngineOptions(Record):
     """Daemon settings the engine needs: ``--insecure-registry`` entries (host[:port] or
-    CIDR), the certs.d folder, whether to provide the built-in busybox, debug mode."""
+    CIDR), the certs.d folder, whether to provide the built-in busybox, debug mode, and the
+    cgroup every container's cgroup goes below (dockerd's ``--cgroup-parent``)."""
 
     insecure_registries: tuple[str, ...] = ()
     certs_dir: str = "/etc/docker/certs.d"
     builtin_busybox: bool = True
     debug: bool = False
+    cgroup_parent: str = "/skiff"
 
 
 class Engine:
     def __init__(self, root: str | os.PathLike[str], run: str | os.PathLike[str],
                  options: EngineOptions | None = None) -> None:
+        from skiff.engine.containers import ContainerService
         from skiff.engine.images import ImageService
         from skiff.engine.system import SystemService
         from skiff.store.images import ImageStore
@@ -49,14 +54,19 @@ class Engine:
         self.store = ImageStore(self.root)
         self.images = ImageService(self.store, self.state_dir, self.registry_options)
         self.system = SystemService(self)
+        self.containers = ContainerService(self.store, self.root, self.run,
+                                           cgroup_parent=self.options.cgroup_parent)
+        self.images.in_use = self.containers.image_users
+        self.system.containers = self.containers.counts
         self._id: str | None = None
 
     def __repr__(self) -> str:
         return f"Engine(root={self.root!r}, run={self.run!r})"
 
     def start(self) -> None:
-        """Make the folders and the built-in image. A host without a static busybox gets a
-        warning, not a failure: everything but that image still works."""
+        """Make the folders and the built-in image, and reconcile the containers. A host
+        without a static busybox gets a warning, not a failure: everything but that image
+        still works."""
         os.makedirs(self.scratch_dir, exist_ok=True)
         os.makedirs(self.run, exist_ok=True)
         if self.options.builtin_busybox and not self.store.exists(BUILTIN_IMAGE):
@@ -67,6 +77,11 @@ class Engine:
                 ensure_busybox(self.store, BUILTIN_IMAGE)
             except StoreError as e:
                 _log.warning("no built-in %s: %s", BUILTIN_IMAGE, e)
+        self.containers.reconcile()
+
+    def close(self) -> None:
+        """Let go of the engine's resources (the containers go on running)."""
+        self.containers.close()
 
     @property
     def id(self) -> str:

@@ -1,0 +1,114 @@
+"""The /etc/hostname, /etc/hosts and /etc/resolv.conf a container sees, written as Docker
+writes them into its container folder and bound over the image's own.
+
+For a container with a network namespace of its own (``--network none``, and skiff's
+``default`` until bridge networks exist) /etc/hosts holds Docker's localhost and IPv6
+lines; with ``--network host`` it is a copy of the host's. ``--add-host`` entries follow
+either. /etc/resolv.conf is the host's with its localhost nameservers filtered out (they
+mean nothing in another network namespace) and Google's public resolvers in their place when
+none is left, as libnetwork does; ``--dns``, ``--dns-search`` and ``--dns-option`` replace
+the matching lines. With ``--network host`` the host's file is copied unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+
+from skiff.engine.oci_spec import ContainerFiles
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+DEFAULT_HOSTS = ("127.0.0.1\tlocalhost\n"
+                 "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\n"
+                 "ff00::0\tip6-mcastprefix\n"
+                 "ff02::1\tip6-allnodes\n"
+                 "ff02::2\tip6-allrouters\n")
+DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+HOST_RESOLV_CONF = "/etc/resolv.conf"
+HOST_HOSTS = "/etc/hosts"
+
+
+def files_in(folder: str) -> ContainerFiles:
+    return ContainerFiles(hostname=os.path.join(folder, "hostname"),
+                          hosts=os.path.join(folder, "hosts"),
+                          resolv_conf=os.path.join(folder, "resolv.conf"))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def hosts_text(network_mode: str, extra_hosts: Sequence[str] = (),
+               host_hosts: str | None = None) -> str:
+    base = (_read(HOST_HOSTS) if host_hosts is None else host_hosts) \
+        if network_mode == "host" else DEFAULT_HOSTS
+    if base and not base.endswith("\n"):
+        base += "\n"
+    for entry in extra_hosts:
+        name, _, address = entry.partition(":")
+        base += f"{address}\t{name}\n"
+    return base
+
+
+def _is_localhost(address: str) -> bool:
+    return address.startswith("127.") or address in ("::1", "0:0:0:0:0:0:0:1")
+
+
+def resolv_conf_text(network_mode: str, dns: Sequence[str] = (), search: Sequence[str] = (),
+                     options: Sequence[str] = (), host_file: str | None = None) -> str:
+    text = _read(HOST_RESOLV_CONF) if host_file is None else host_file
+    if network_mode == "host" and not (dns or search or options):
+        return text
+    nameservers: list[str] = []
+    domains: list[str] = []
+    opts: list[str] = []
+    others: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0] == "nameserver" and len(words) > 1:
+            nameservers.append(words[1])
+        elif words and words[0] in ("search", "domain"):
+            domains = words[1:]
+        elif words and words[0] == "options":
+            opts += words[1:]
+        elif line.strip():
+            others.append(line)
+    if dns or search or options:
+        nameservers = list(dns) or nameservers
+        domains = list(search) or domains
+        opts = list(options) or opts
+        others = []
+    if network_mode != "host":
+        nameservers = [n for n in nameservers if not _is_localhost(n)] or list(DEFAULT_NAMESERVERS)
+    out = [line + "\n" for line in others]
+    if domains and domains != ["."]:
+        out.append("search " + " ".join(domains) + "\n")
+    out += [f"nameserver {n}\n" for n in nameservers]
+    if opts:
+        out.append("options " + " ".join(opts) + "\n")
+    return "".join(out)
+
+
+def write_files(files: ContainerFiles, config: dict[str, Any], host: dict[str, Any]) -> None:
+    """Write the three files for a container (Config and HostConfig as stored)."""
+    mode = host["NetworkMode"]
+    hostname = config.get("Hostname") or ""
+    _write(files.hostname, hostname + "\n")
+    _write(files.hosts, hosts_text(mode, host.get("ExtraHosts") or ()))
+    _write(files.resolv_conf, resolv_conf_text(mode, host.get("Dns") or (),
+                                               host.get("DnsSearch") or (),
+                                               host.get("DnsOptions") or ()))
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -1,0 +1,286 @@
+"""How containers look from outside: Docker's inspect and list shapes, status texts, filters.
+
+`inspect_doc` is ContainerInspect (``GET /containers/{id}/json``) and `summary` a
+ContainerSummary (``GET /containers/json``), both from a stored row; `status_text` is
+Docker's ``Up 3 seconds`` / ``Exited (0) 2 seconds ago`` / ``Created`` (go-units'
+HumanDuration); `ListFilter` is moby's list filtering (id and name as regular expressions,
+label, status, exited, ancestor, before, since, network, expose, health, isolation,
+is-task, volume, publish) over rows. The network settings are honest for what exists: a
+container in ``none`` or ``host`` mode shows that network, one in skiff's ``default`` mode
+(an isolated namespace until bridge networks come) shows none.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from skiff.engine.filters import Filters
+from skiff.engine.images import container_config
+from skiff.engine.times import GO_ZERO_TIME, parse_time
+from skiff.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    from skiff.engine.state_db import ContainerRow
+
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+LIST_FILTERS = ("ancestor", "before", "expose", "exited", "health", "id", "isolation",
+                "is-task", "label", "name", "network", "publish", "since", "status", "volume")
+
+
+# -- times ----------------------------------------------------------------------------------
+def human_duration(seconds: float) -> str:
+    """go-units' HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def state_string(state: dict[str, Any]) -> str:
+    """Docker's State.StateString: what ``State`` says in a list, and the status filter."""
+    status = str(state.get("Status") or "created")
+    if status == "running" and state.get("Paused"):
+        return "paused"
+    return status
+
+
+def status_text(state: dict[str, Any], now: float | None = None) -> str:
+    """Docker's State.String."""
+    now = time.time() if now is None else now
+    status = state.get("Status")
+    if state.get("Running"):
+        started = parse_time(state.get("StartedAt")) or now
+        up = human_duration(now - started)
+        return f"Up {up} (Paused)" if state.get("Paused") else f"Up {up}"
+    if status == "removing":
+        return "Removal In Progress"
+    if status == "dead" or state.get("Dead"):
+        return "Dead"
+    if parse_time(state.get("StartedAt")) is None:
+        return "Created"
+    finished = parse_time(state.get("FinishedAt"))
+    if finished is None:
+        return ""
+    return f"Exited ({state.get('ExitCode', 0)}) {human_duration(now - finished)} ago"
+
+
+# -- shapes ---------------------------------------------------------------------------------
+def command_text(path: str, args: Iterable[str]) -> str:
+    """The ``Command`` of a list row: Path and Args, an argument with a space quoted."""
+    quoted = [f"'{a}'" if " " in a else a for a in args]
+    return " ".join([path, *quoted]) if quoted else path
+
+
+def networks(network_mode: str) -> dict[str, Any]:
+    """The container's endpoints: the ``none`` or ``host`` network, or nothing yet."""
+    if network_mode not in ("none", "host"):
+        return {}
+    return {network_mode: {
+        "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+        "DriverOpts": None}}
+
+
+def network_settings(network_mode: str, sandbox_key: str) -> dict[str, Any]:
+    return {
+        "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": sandbox_key,
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": networks(network_mode),
+    }
+
+
+def state_doc(state: dict[str, Any]) -> dict[str, Any]:
+    """Docker's ContainerState from the stored state."""
+    return {
+        "Status": state.get("Status", "created"),
+        "Running": bool(state.get("Running")),
+        "Paused": bool(state.get("Paused")),
+        "Restarting": bool(state.get("Restarting")),
+        "OOMKilled": bool(state.get("OOMKilled")),
+        "Dead": bool(state.get("Dead")),
+        "Pid": int(state.get("Pid") or 0),
+        "ExitCode": int(state.get("ExitCode") or 0),
+        "Error": state.get("Error") or "",
+        "StartedAt": state.get("StartedAt") or GO_ZERO_TIME,
+        "FinishedAt": state.get("FinishedAt") or GO_ZERO_TIME,
+    }
+
+
+def inspect_doc(row: ContainerRow, paths: dict[str, str],
+                graph: dict[str, str]) -> dict[str, Any]:
+    """Docker's ContainerInspect. `paths`: ResolvConfPath, HostnamePath, HostsPath, LogPath
+    (and SandboxKey); `graph`: the overlay's LowerDir, MergedDir, UpperDir, WorkDir."""
+    doc = row.doc
+    host = doc["HostConfig"]
+    return {
+        "Id": row.id,
+        "Created": row.created,
+        "Path": doc["Path"],
+        "Args": list(doc["Args"]),
+        "State": state_doc(row.state),
+        "Image": row.image_id,
+        "ResolvConfPath": paths["ResolvConfPath"],
+        "HostnamePath": paths["HostnamePath"],
+        "HostsPath": paths["HostsPath"],
+        "LogPath": paths["LogPath"],
+        "Name": "/" + row.name,
+        "RestartCount": int(row.state.get("RestartCount") or 0),
+        "Driver": "overlay2",
+        "Platform": doc.get("Platform") or "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": host,
+        "GraphDriver": {"Data": graph, "Name": "overlay2"},
+        "Mounts": [],
+        "Config": container_config(doc["Config"]),
+        "NetworkSettings": network_settings(host["NetworkMode"], paths.get("SandboxKey", "")),
+    }
+
+
+def summary(row: ContainerRow, image: str, now: float | None = None) -> dict[str, Any]:
+    """Docker's ContainerSummary; `image` is what the Image column shows (the name the user
+    gave while it still names the same image, else the image ID)."""
+    doc = row.doc
+    mode = doc["HostConfig"]["NetworkMode"]
+    return {
+        "Id": row.id,
+        "Names": ["/" + row.name],
+        "Image": image,
+        "ImageID": row.image_id,
+        "Command": command_text(doc["Path"], doc["Args"]),
+        "Created": int(parse_time(row.created) or 0),
+        "Ports": [],
+        "Labels": dict(doc["Config"].get("Labels") or {}),
+        "State": state_string(row.state),
+        "Status": status_text(row.state, now),
+        "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": networks(mode)},
+        "Mounts": [],
+    }
+
+
+# -- filters --------------------------------------------------------------------------------
+def _regex_match(pattern: str, text: str) -> bool:
+    """filters.Args.Match: the value as given, or as a regular expression found in `text`."""
+    if pattern == text:
+        return True
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
+
+
+def _port_key(text: str) -> str:
+    port, _, proto = text.partition("/")
+    return f"{port}/{proto or 'tcp'}"
+
+
+class ListFilter:
+    """moby's list filtering, prepared once for a list call. `resolve` turns a before/since
+    value (an ID, prefix or name) into its row; `image_ids` turns ancestor values into the
+    image IDs they name."""
+
+    def __init__(self, filters: Filters, resolve: Callable[[str], ContainerRow],
+                 image_ids: Callable[[list[str]], set[str]]) -> None:
+        filters.validate(LIST_FILTERS)
+        self.f = filters
+        for status in filters.get("status"):
+            if status not in STATUSES:
+                raise InvalidArgument(f"invalid filter 'status={status}'")
+        self.exited: list[int] = []
+        for value in filters.get("exited"):
+            try:
+                self.exited.append(int(value))
+            except ValueError:
+                raise InvalidArgument(f"invalid filter 'exited={value}'") from None
+        for key in ("health",):
+            for value in filters.get(key):
+                if value not in ("starting", "healthy", "unhealthy", "none"):
+                    raise InvalidArgument(f"Unrecognised filter value for health: {value}")
+        for key in ("is-task",):
+            for value in filters.get(key):
+                if value not in ("true", "false"):
+                    raise InvalidArgument(f"invalid filter 'is-task={value}'")
+        self.before = self._bound("before", resolve)
+        self.since = self._bound("since", resolve)
+        self.ancestors = image_ids(filters.get("ancestor")) if filters.contains("ancestor") \
+            else None
+
+    def _bound(self, key: str, resolve: Callable[[str], ContainerRow]) -> int | None:
+        found = None
+        for value in self.f.get(key):
+            found = resolve(value).seq
+        return found
+
+    @property
+    def wants_all(self) -> bool:
+        """A status filter lists every container, running or not (as `docker ps` does)."""
+        return self.f.contains("status")
+
+    def match(self, row: ContainerRow) -> bool:
+        f, state = self.f, row.state
+        config, host = row.doc["Config"], row.doc["HostConfig"]
+        if f.contains("id") and not any(_regex_match(v, row.id) for v in f.get("id")):
+            return False
+        if f.contains("name") and not any(_regex_match(v, row.name) for v in f.get("name")):
+            return False
+        if not f.match_kv_list("label", config.get("Labels") or {}):
+            return False
+        if f.contains("status") and state_string(state) not in f.get("status"):
+            return False
+        if self.exited and not (not state.get("Running") and
+                                parse_time(state.get("StartedAt")) is not None and
+                                int(state.get("ExitCode") or 0) in self.exited):
+            return False
+        if self.before is not None and row.seq >= self.before:
+            return False
+        if self.since is not None and row.seq <= self.since:
+            return False
+        if self.ancestors is not None and row.image_id not in self.ancestors:
+            return False
+        if f.contains("network") and host["NetworkMode"] not in f.get("network"):
+            return False
+        if f.contains("expose"):
+            exposed = {_port_key(p) for p in config.get("ExposedPorts") or {}}
+            if not any(_port_key(v) in exposed for v in f.get("expose")):
+                return False
+        if f.contains("health") and "none" not in f.get("health"):
+            return False  # skiff runs no health checks yet: every container's is "none"
+        if f.contains("is-task") and "false" not in f.get("is-task"):
+            return False
+        if f.contains("isolation") and not (set(f.get("isolation")) & {"default", ""}):
+            return False
+        if f.contains("volume") or f.contains("publish"):
+            return False  # no volumes, no published ports yet
+        return True
