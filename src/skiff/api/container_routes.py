@@ -204,7 +204,7 @@ async def logs(call: Call) -> web.StreamResponse:
                               "keep no attributes")
     containers = _containers(call)
     cid = await call.run(containers.resolve, call.params["name"])
-    options = dict(stdout=stdout, stderr=stderr, follow=call.flag("follow"),
+    options: dict[str, Any] = dict(stdout=stdout, stderr=stderr, follow=call.flag("follow"),
                    since=call.query("since"), until=call.query("until"),
                    timestamps=call.flag("timestamps"), tail=call.query("tail") or "all")
     if not options["follow"]:
@@ -258,7 +258,7 @@ async def attach(call: Call) -> web.StreamResponse:
     created = (state.get("State") or {}).get("Status") == "created"
     # from now on: a created container's output is all to come; a running one's, what it
     # writes after this moment; `logs=1` replays what it wrote before
-    options = dict(stdout=stdout, stderr=stderr, follow=stream, since="", until="",
+    options: dict[str, Any] = dict(stdout=stdout, stderr=stderr, follow=stream, since="", until="",
                    timestamps=False, tail="all" if replay or created else "0")
     hijacked = Hijacked.open(call, stream_media_type(call.version, True))
     if (stdout or stderr) and (replay or stream):
