@@ -271,3 +271,26 @@ def test_follow_ends_at_once_when_already_stopped_and_can_be_closed(tmp_path):
     reader.close()  # a client that went away: the files are closed
     assert not [fd for fd in os.listdir("/proc/self/fd")
                 if os.path.realpath(f"/proc/self/fd/{fd}") == str(log)]
+
+
+def test_the_writer_closing_the_log_makes_the_follower_check_often(tmp_path):
+    """The engine learns of the end a few ms after the monitor closed the log: the follower
+    must not sleep its whole interval then."""
+    log = tmp_path / "c-json.log"
+    w = LogWriter(str(log))
+    stop = threading.Event()
+
+    def end_of_run() -> None:
+        time.sleep(0.05)
+        w.feed("stdout", b"last\n")
+        w.close()  # the monitor's last act on the log
+        time.sleep(0.03)
+        stop.set()  # ... and the engine hears of the exit a little later
+
+    thread = threading.Thread(target=end_of_run)
+    thread.start()
+    started = time.monotonic()
+    got = [e.data for e in read_log(str(log), follow_until=stop.is_set, interval=10)]
+    thread.join()
+    assert got == [b"last\n"]
+    assert time.monotonic() - started < 1

@@ -9,7 +9,8 @@ stays on the live file, yielding entries as the monitor appends them, following 
 rotations (the old file is read to its end first) and truncations, until ``follow_until()``
 says the container stopped — and then it reads what is left and ends. It waits with
 inotify on the log's folder (woken by every write, and by the monitor closing the log,
-which it does right after writing the exit file), re-checking every ``interval`` seconds.
+which it does right after writing the exit file: then it re-checks every few milliseconds
+for a while), else re-checking every ``interval`` seconds.
 A line being written while it is read is picked up once it is whole; lines that are not
 JSON (a torn file) are skipped.
 """
@@ -168,12 +169,22 @@ def _tail(path: str, fd: int | None, end: int, count: int) -> list[bytes]:
 
 
 class _Waiter:
-    """Sleeps until something happens in the log's folder, or `interval` passes."""
+    """Sleeps until something happens in the log's folder, or `interval` passes.
+
+    Once the writer has closed the log — a monitor does that only when its run is over —
+    the end is moments away (the engine learns it when the monitor exits, just after), so
+    for a while the waits are short: a follower ends within milliseconds of the run."""
+
+    CLOSING_WAIT = 0.005
+    CLOSING_FOR_NS = 2_000_000_000
 
     def __init__(self, path: str) -> None:
+        self.name = os.path.basename(path)
+        self.closing_until = 0
         self.watch = None
         try:
             from skiff.kernel import inotify
+            self.close_write = inotify.IN_CLOSE_WRITE
             watch = inotify.Inotify()
             try:
                 watch.add_watch(os.path.dirname(path) or ".", inotify.IN_MODIFY | inotify.IN_CREATE
@@ -187,10 +198,14 @@ class _Waiter:
             self.watch = None
 
     def wait(self, interval: float) -> None:
-        if self.watch is not None:
-            self.watch.read(interval)
-        else:
+        if self.watch is None:
             time.sleep(min(interval, 0.05))
+            return
+        if time.monotonic_ns() < self.closing_until:
+            interval = self.CLOSING_WAIT
+        for event in self.watch.read(interval):
+            if event.mask & self.close_write and event.name == self.name:
+                self.closing_until = time.monotonic_ns() + self.CLOSING_FOR_NS
 
     def close(self) -> None:
         if self.watch is not None:
