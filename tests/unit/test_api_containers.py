@@ -145,12 +145,14 @@ class FakeContainers:
     def logs(self, cid: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: str = "", until: str = "", timestamps: bool = False,
              tail: str = "all") -> Iterator[tuple[int, bytes]]:
-        self._call("logs", cid, stdout=stdout, stderr=stderr, follow=follow, since=since,
-                   until=until, timestamps=timestamps, tail=tail)
         if since == "bad":
             raise InvalidArgument("bad since")
         with self.cond:
             start = len(self.output) if tail == "0" else 0
+            # recorded once the reader's place is taken: a test may go on from here
+            self._call("logs", cid, stdout=stdout, stderr=stderr, follow=follow, since=since,
+                       until=until, timestamps=timestamps, tail=tail)
+            self.cond.notify_all()
         while True:
             with self.cond:
                 if follow:
@@ -416,16 +418,17 @@ ATTACH = ("POST /v1.41/containers/web/attach?stream=1&stdout=1&stderr=1 HTTP/1.1
           "Content-Length: 0\r\nContent-Type: text/plain\r\n{extra}\r\n")
 
 
-async def _attach_while(client: Client, request: str,
+async def _attach_while(client: Client, c: FakeContainers, request: str,
                         story: Callable[[], None]) -> tuple[bytes, list[tuple[int, bytes]]]:
-    """Send the raw attach `request`, let `story` (the container's life) run beside it, and
-    read the whole answer: its head and its frames."""
+    """Send the raw attach `request`, let `story` (the container's life) run once the
+    attach reads the container's output, and read the whole answer: head and frames."""
     port = client.server.port
     assert port is not None
     sock = _raw_request(port, request)
 
     def later() -> None:
-        time.sleep(0.1)
+        with c.cond:
+            assert c.cond.wait_for(lambda: any(call[0] == "logs" for call in c.calls), 10)
         story()
 
     threading.Thread(target=later).start()
@@ -447,7 +450,7 @@ def test_attach_hijacks_with_101_and_streams_after_half_close(engine: FakeEngine
 
     async def scenario(client: Client) -> None:
         head, frames = await _attach_while(
-            client, ATTACH.format(extra="Connection: Upgrade\r\nUpgrade: tcp\r\n"),
+            client, c, ATTACH.format(extra="Connection: Upgrade\r\nUpgrade: tcp\r\n"),
             container_runs)
         assert head == (b"HTTP/1.1 101 UPGRADED\r\n"
                         b"Content-Type: application/vnd.docker.raw-stream\r\n"
@@ -477,7 +480,7 @@ def test_attach_to_a_running_container_gets_only_new_output(engine: FakeEngine) 
     async def scenario(client: Client) -> None:
         # no Upgrade header: a plain 200 head, then the same stream
         head, frames = await _attach_while(
-            client, ATTACH.format(extra="").replace("stderr=1", "stderr=0"), later)
+            client, c, ATTACH.format(extra="").replace("stderr=1", "stderr=0"), later)
         assert head == b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream"
         assert frames == [(1, b"new\n")]
 
