@@ -659,6 +659,7 @@ class ContainerService:
                 raise StoreError(f"remove container {cid}: {e}") from e
             with self._cond:
                 live.removed = True
+                live.error = ""  # moby's SetRemoved clears it: a removal waiter sees no error
                 self._live.pop(cid, None)
                 self._cond.notify_all()
         _log.debug("container %s removed", cid[:12])
