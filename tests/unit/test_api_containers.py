@@ -299,6 +299,25 @@ def test_list_inspect_prune_pass_docker_parameters(engine: FakeEngine) -> None:
     serve(engine, scenario)
 
 
+def test_a_failed_start_is_400_for_a_missing_program_else_500(
+        engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from skiff.errors import ContainerStartError
+
+    def start(cid: str) -> None:
+        code = {"web": 127, ID: 126}.get(cid, 125)
+        raise ContainerStartError(f"OCI runtime create failed: exit {code}", code)
+
+    monkeypatch.setattr(engine.containers, "start", start)
+
+    async def scenario(client: Client) -> None:
+        for name, status in (("web", 400), (ID, 400), ("other", 500)):
+            resp = await client.post(f"/containers/{name}/start")
+            assert resp.status == status, name
+            assert (await resp.json())["message"].startswith("OCI runtime create failed")
+
+    serve(engine, scenario)
+
+
 def test_routes_not_served_yet_answer_501(engine: FakeEngine) -> None:
     async def scenario(client: Client) -> None:
         for method, path in (("POST", "/containers/web/pause"), ("GET", "/containers/web/stats"),

@@ -39,7 +39,7 @@ _GONE = ConnectionError
 
 
 def _containers(call: Call) -> ContainerService:
-    return call.engine.containers  # type: ignore[attr-defined, no-any-return]
+    return call.engine.containers
 
 
 def _int_query(call: Call, name: str) -> int | None:
@@ -204,9 +204,10 @@ async def logs(call: Call) -> web.StreamResponse:
                               "keep no attributes")
     containers = _containers(call)
     cid = await call.run(containers.resolve, call.params["name"])
-    options: dict[str, Any] = dict(stdout=stdout, stderr=stderr, follow=call.flag("follow"),
-                   since=call.query("since"), until=call.query("until"),
-                   timestamps=call.flag("timestamps"), tail=call.query("tail") or "all")
+    options: dict[str, Any] = dict(
+        stdout=stdout, stderr=stderr, follow=call.flag("follow"), since=call.query("since"),
+        until=call.query("until"), timestamps=call.flag("timestamps"),
+        tail=call.query("tail") or "all")
     if not options["follow"]:
         # a bounded answer: read it in the pool, so a bad `since` is still a plain 400
         items = await call.run(lambda: list(containers.logs(cid, **options)))
@@ -258,8 +259,9 @@ async def attach(call: Call) -> web.StreamResponse:
     created = (state.get("State") or {}).get("Status") == "created"
     # from now on: a created container's output is all to come; a running one's, what it
     # writes after this moment; `logs=1` replays what it wrote before
-    options: dict[str, Any] = dict(stdout=stdout, stderr=stderr, follow=stream, since="", until="",
-                   timestamps=False, tail="all" if replay or created else "0")
+    options: dict[str, Any] = dict(stdout=stdout, stderr=stderr, follow=stream, since="",
+                                   until="", timestamps=False,
+                                   tail="all" if replay or created else "0")
     hijacked = Hijacked.open(call, stream_media_type(call.version, True))
     if (stdout or stderr) and (replay or stream):
         pump = OutputPump(lambda: containers.logs(cid, **options), name="skiffd-attach")

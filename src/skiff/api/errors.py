@@ -2,7 +2,8 @@
 
 An error is looked up by its class and then its bases, so a leaf can be more precise than
 its branch (`ManifestUnknown` is 404 while other `RegistryError`s are 500). Anything not in
-the table — a bug, an I/O failure — is a 500. The body is always Docker's
+the table — a bug, an I/O failure — is a 500. A failed container start goes by its exit
+code, as moby's translateContainerdStartErr: 400 for a program not found or not runnable. The body is always Docker's
 ``{"message": "…"}``, which the docker CLI prints after ``Error response from daemon:``.
 """
 
@@ -14,6 +15,7 @@ from skiff.errors import (
     ContainerConflict,
     ContainerExists,
     ContainerNotFound,
+    ContainerStartError,
     ImageConflict,
     ImageNotFound,
     InvalidArgument,
@@ -47,6 +49,10 @@ NOT_FOUND_PAGE = "page not found"
 
 
 def status_of(exc: BaseException) -> int:
+    if isinstance(exc, ContainerStartError):
+        # moby's translateContainerdStartErr: a program not found or not runnable (127,
+        # 126) is the caller's mistake, anything else the daemon's
+        return 400 if exc.exit_code in (126, 127) else 500
     for cls in type(exc).__mro__:
         status = STATUS.get(cls)
         if status is not None:
