@@ -163,6 +163,14 @@ def test_kill_wait_start_restart_prune(daemon: Skiffd) -> None:
     assert docker(daemon, "rm", "-f", "loop").stdout == "loop\n"
 
 
+def test_start_attached_runs_a_created_or_stopped_container_again(daemon: Skiffd) -> None:
+    docker(daemon, "create", "--name", "again", "busybox", "sh", "-c", "echo ran; exit 4")
+    for _ in range(2):  # created, then exited: each start -a shows that run's output
+        p = docker(daemon, "start", "-a", "again", check=False)
+        assert (p.returncode, p.stdout, p.stderr) == (4, "ran\n", "")
+    assert docker(daemon, "logs", "again").stdout == "ran\nran\n"
+
+
 def check_logs_follow(d: Skiffd, cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     """`logs -f` of a container still running: its output as it comes, stdout and stderr
     apart, ending when the container does (run with `cli`: docker's or skiff's)."""

@@ -46,6 +46,8 @@ class FakeContainers:
         self.exit_code = 0
         self.exits = 0
         self.output: list[tuple[int, bytes]] = []
+        self.times: list[float] = []  # when each piece of output came
+        self.started_at = "0001-01-01T00:00:00Z"
         self.removed = False
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
@@ -73,6 +75,7 @@ class FakeContainers:
             if self.state == "running":
                 return False
             self.state = "running"
+            self.started_at = f"{time.time():.9f}"
             self.cond.notify_all()
         return None
 
@@ -126,7 +129,9 @@ class FakeContainers:
     def inspect(self, cid: str, size: bool = False) -> dict[str, Any]:
         self._call("inspect", cid, size=size)
         self.resolve(cid)
-        return {"Id": ID, "Name": "/web", "State": {"Status": self.state}}
+        return {"Id": ID, "Name": "/web",
+                "State": {"Status": self.state, "Running": self.state == "running",
+                          "StartedAt": self.started_at}}
 
     def list(self, all: bool = False, limit: int = -1, filters: Any = None,
              size: bool = False) -> list[dict[str, Any]]:
@@ -140,6 +145,7 @@ class FakeContainers:
     def emit(self, stream: int, data: bytes) -> None:
         with self.cond:
             self.output.append((stream, data))
+            self.times.append(time.time())
             self.cond.notify_all()
 
     def logs(self, cid: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
@@ -149,6 +155,8 @@ class FakeContainers:
             raise InvalidArgument("bad since")
         with self.cond:
             start = len(self.output) if tail == "0" else 0
+            if since:
+                start = sum(1 for t in self.times if t < float(since))
             # recorded once the reader's place is taken: a test may go on from here
             self._call("logs", cid, stdout=stdout, stderr=stderr, follow=follow, since=since,
                        until=until, timestamps=timestamps, tail=tail)
@@ -437,17 +445,26 @@ ATTACH = ("POST /v1.41/containers/web/attach?stream=1&stdout=1&stderr=1 HTTP/1.1
           "Content-Length: 0\r\nContent-Type: text/plain\r\n{extra}\r\n")
 
 
+def _reading(c: FakeContainers) -> bool:
+    return any(call[0] == "logs" for call in c.calls)
+
+
 async def _attach_while(client: Client, c: FakeContainers, request: str,
-                        story: Callable[[], None]) -> tuple[bytes, list[tuple[int, bytes]]]:
+                        story: Callable[[], None],
+                        ready: Callable[[FakeContainers], bool] = _reading
+                        ) -> tuple[bytes, list[tuple[int, bytes]]]:
     """Send the raw attach `request`, let `story` (the container's life) run once the
-    attach reads the container's output, and read the whole answer: head and frames."""
+    attach is `ready` (by default: reads the container's output), and read the whole
+    answer: head and frames."""
     port = client.server.port
     assert port is not None
     sock = _raw_request(port, request)
 
     def later() -> None:
-        with c.cond:
-            assert c.cond.wait_for(lambda: any(call[0] == "logs" for call in c.calls), 10)
+        deadline = time.monotonic() + 10
+        while not ready(c):
+            assert time.monotonic() < deadline, "the attach never got ready"
+            time.sleep(0.005)
         story()
 
     threading.Thread(target=later).start()
@@ -502,6 +519,32 @@ def test_attach_to_a_running_container_gets_only_new_output(engine: FakeEngine) 
             client, c, ATTACH.format(extra="").replace("stderr=1", "stderr=0"), later)
         assert head == b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream"
         assert frames == [(1, b"new\n")]
+
+    serve(engine, scenario)
+
+
+def test_attach_to_a_stopped_container_streams_its_next_run(engine: FakeEngine) -> None:
+    c = engine.containers
+    c.start(ID)
+    c.emit(1, b"first run\n")
+    c.exit(0)
+
+    def rerun() -> None:  # what `docker start -a` does after attaching
+        c.start(ID)
+        c.emit(1, b"second run\n")
+        c.exit(4)
+
+    def polling(c: FakeContainers) -> bool:
+        return sum(1 for call in c.calls if call[0] == "inspect") >= 2
+
+    async def scenario(client: Client) -> None:
+        head, frames = await _attach_while(
+            client, c, ATTACH.format(extra="Connection: Upgrade\r\nUpgrade: tcp\r\n"),
+            rerun, polling)
+        assert head.startswith(b"HTTP/1.1 101 UPGRADED")
+        assert frames == [(1, b"second run\n")]
+        logs = [call for call in c.calls if call[0] == "logs"][-1]
+        assert logs[2]["tail"] == "all" and float(logs[2]["since"]) > 0
 
     serve(engine, scenario)
 

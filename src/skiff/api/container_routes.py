@@ -15,6 +15,7 @@ moby's 404 for a route it does not know.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiohttp import web
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 _log = logger("skiff.api.containers")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+_RUN_POLL = 0.01  # how often an attach to a stopped container looks for its next run
 _GONE = ConnectionError
 
 
@@ -254,17 +256,13 @@ async def attach(call: Call) -> web.StreamResponse:
     stdout, stderr = _stream_flags(call)
     replay, stream = call.flag("logs"), call.flag("stream")
     containers = _containers(call)
-    state = (await call.run(containers.inspect, call.params["name"]))
-    cid = state["Id"]
-    created = (state.get("State") or {}).get("Status") == "created"
-    # from now on: a created container's output is all to come; a running one's, what it
-    # writes after this moment; `logs=1` replays what it wrote before
-    options: dict[str, Any] = dict(stdout=stdout, stderr=stderr, follow=stream, since="",
-                                   until="", timestamps=False,
-                                   tail="all" if replay or created else "0")
+    doc = await call.run(containers.inspect, call.params["name"])
+    cid, state = doc["Id"], doc.get("State") or {}
     hijacked = Hijacked.open(call, stream_media_type(call.version, True))
     if (stdout or stderr) and (replay or stream):
-        pump = OutputPump(lambda: containers.logs(cid, **options), name="skiffd-attach")
+        source = _attach_source(containers, cid, state, hijacked, stdout=stdout,
+                                stderr=stderr, replay=replay, stream=stream)
+        pump = OutputPump(source, name="skiffd-attach")
         try:
             async for kind, data in pump:
                 if (kind == STDOUT and stdout) or (kind == STDERR and stderr):
@@ -277,6 +275,36 @@ async def attach(call: Call) -> web.StreamResponse:
             _log.debug("attach %s: %s", cid, pump.error)
     hijacked.close()
     return hijacked.response
+
+
+def _attach_source(containers: ContainerService, cid: str, state: dict[str, Any],
+                   hijacked: Hijacked, *, stdout: bool, stderr: bool, replay: bool,
+                   stream: bool) -> Callable[[], Iterable[tuple[int, bytes]]]:
+    """What an attach streams, from the moment it was made: a running container's output
+    from now on (``logs=1``: all it wrote before, too); a created container's from its
+    first run; a stopped one's from its next run (`docker start -a` attaches, then starts),
+    which the engine's followed log does not wait for — so wait here for the run to begin
+    (or the client to leave), then take the log since the attach."""
+    since = ""
+    tail = "all" if replay or state.get("Status") == "created" else "0"
+    waits = stream and not replay and state.get("Status") not in ("created", "running")
+    if waits:
+        moment = time.time()
+        since, tail = f"{int(moment)}.{int(moment % 1 * 1e9):09d}", "all"
+    before = state.get("StartedAt")
+
+    def source() -> Iterable[tuple[int, bytes]]:
+        if waits:
+            while not hijacked.gone:
+                now = containers.inspect(cid).get("State") or {}
+                if now.get("Running") or now.get("StartedAt") != before:
+                    break
+                time.sleep(_RUN_POLL)
+            else:
+                return ()
+        return containers.logs(cid, stdout=stdout, stderr=stderr, follow=stream, since=since,
+                               until="", timestamps=False, tail=tail)
+    return source
 
 
 # -- not yet -----------------------------------------------------------------------------------
