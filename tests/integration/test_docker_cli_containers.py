@@ -198,6 +198,40 @@ def test_image_removal_refused_while_a_container_uses_it(daemon: Skiffd) -> None
     assert docker(daemon, "images", "-q").stdout.strip()  # still there
 
 
+def test_the_api_answers_with_dockers_codes_and_shapes(daemon: Skiffd) -> None:
+    from fixtures_daemon import check_api_shape
+
+    body = {"Image": "busybox", "Cmd": ["sh", "-c", "echo out; echo err >&2; sleep 100"],
+            "HostConfig": {"NetworkMode": "none"}}
+    status, created = daemon.json("POST", "/v1.41/containers/create?name=api", body)
+    assert status == 201 and set(created) == {"Id", "Warnings"}, created
+    cid = created["Id"]
+    status, again = daemon.json("POST", "/containers/create?name=api", body)
+    assert status == 409 and 'The container name "/api" is already in use' in again["message"]
+    assert daemon.request("POST", f"/containers/{cid}/start")[0] == 204
+    assert daemon.request("POST", f"/containers/{cid[:12]}/start")[0] == 304
+    status, rows = daemon.json("GET", "/containers/json")
+    assert status == 200 and [r["Id"] for r in rows] == [cid]
+    check_api_shape(rows[0], "ContainerSummary")
+    deadline = time.monotonic() + 5
+    while True:
+        status, headers, data = daemon.request(
+            "GET", "/v1.41/containers/api/logs?stdout=1&stderr=1")
+        if data.count(b"\n") >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status == 200 and headers["content-type"] == "application/vnd.docker.raw-stream"
+    assert sorted([data[:8], data[12:20]]) == [b"\x01\x00\x00\x00\x00\x00\x00\x04",
+                                               b"\x02\x00\x00\x00\x00\x00\x00\x04"]
+    assert daemon.request("POST", "/containers/api/stop?t=0")[0] == 204
+    assert daemon.request("POST", "/containers/api/stop")[0] == 304
+    status, waited = daemon.json("POST", "/containers/api/wait")
+    assert status == 200 and waited == {"StatusCode": 137, "Error": None}
+    check_api_shape(waited, "ContainerWaitResponse")
+    assert daemon.request("DELETE", "/containers/api")[0] == 204
+    assert daemon.json("DELETE", "/containers/api") == (404, {"message": "No such container: api"})
+
+
 # -- docker-py ---------------------------------------------------------------------------------------
 def test_docker_py_runs_streams_waits_and_removes(daemon: Skiffd) -> None:
     import docker as docker_py
