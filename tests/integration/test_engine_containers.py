@@ -26,7 +26,7 @@ from unit.test_engine_containers_views import check_inspect_shape
 
 from skiff.engine import Engine, EngineOptions
 from skiff.errors import (ContainerConflict, ContainerStartError, ImageConflict, ImageNotFound,
-                          InvalidArgument, NoSuchContainer)
+                          InvalidArgument, NoSuchContainer, StoreError)
 
 pytestmark = pytest.mark.root
 CGROUP_PARENT = f"/skiff/{CGROUP_PREFIX}"
@@ -406,3 +406,13 @@ def test_a_monitor_killed_while_the_engine_was_away(clean: Env) -> None:
                                                                     "monitor gone")
     assert not alive(pid) and cgroup_dirs(cid) == []
     c.remove(cid, force=True)
+
+
+def test_one_engine_per_root(clean: Env) -> None:
+    other = Engine(clean.path / "root", clean.path / "run",
+                   EngineOptions(cgroup_parent=CGROUP_PARENT))
+    try:
+        with pytest.raises(StoreError, match="another engine"):
+            other.start()
+    finally:
+        other.close()

@@ -39,13 +39,14 @@ DEVICE = {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0, "fileMode": 0
 
 
 def spec(body: dict[str, Any], image: dict[str, Any] | None = None,
-         user: ProcessUser = ProcessUser(), sysctls: bool = True) -> dict[str, Any]:
+         user: ProcessUser = ProcessUser(), sysctls: bool = True,
+         bounding: int | None = None) -> dict[str, Any]:
     request = parse_create({"Image": "busybox", **body}, BUSYBOX if image is None else image,
                            ncpu=4, known_caps=KNOWN, host_hostname=lambda: "thehost")
     config = dict(request.config)
     config["Hostname"] = config.get("Hostname") or CID[:12]
     return compose_spec_json(CID, config, request.host_config, rootfs="/snap/rootfs",
-                             user=user, files=FILES, known_caps=KNOWN,
+                             user=user, files=FILES, known_caps=KNOWN, bounding=bounding,
                              devices=lambda: [DEVICE], sysctl_exists=lambda name: sysctls)
 
 
@@ -183,6 +184,17 @@ def test_privileged(validate: Any) -> None:
     assert "ro" not in mount(doc, "/sys/fs/cgroup")["options"]  # type: ignore[index]
     assert doc["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
     assert doc["linux"]["devices"] == [DEVICE]
+
+
+def test_all_is_what_skiffd_holds_itself() -> None:
+    # a host that took CAP_SYS_RESOURCE (24) from skiffd: privileged cannot hand it on
+    mask = ((1 << 32) - 1) & ~(1 << 24)
+    everything = [c for c in KNOWN if c != "CAP_SYS_RESOURCE"]
+    doc = spec({"HostConfig": {"Privileged": True}}, bounding=mask)
+    assert doc["process"]["capabilities"]["bounding"] == everything
+    doc = spec({"HostConfig": {"CapAdd": ["ALL"], "CapDrop": ["MKNOD"]}}, bounding=mask)
+    assert doc["process"]["capabilities"]["bounding"] == [c for c in everything
+                                                          if c != "CAP_MKNOD"]
 
 
 def test_read_only_rootfs() -> None:

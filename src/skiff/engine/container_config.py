@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 MIN_MEMORY = 6 * 1024 * 1024  # moby's linuxMinMemory
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_STOP_TIMEOUT = 10
-NOT_YET = "is not supported by skiff yet"
+NOT_YET = ": not supported by skiff yet"
 BRIDGE_NOT_YET = "bridge networks are not supported yet"
 DEFAULT_MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
                         "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
@@ -257,20 +257,20 @@ def _refuse_unsupported(config: dict[str, Any], host: dict[str, Any]) -> None:
     for section, key, what in _UNSUPPORTED:
         value = (config if section == "Config" else host).get(key)
         if not _zero(value):
-            raise InvalidArgument(f"{what} {NOT_YET} ({section}.{key})")
+            raise InvalidArgument(f"{what}{NOT_YET} ({section}.{key})")
     health = config.get("Healthcheck")
     if health is not None:
         test = health.get("Test") if isinstance(health, dict) else None
         if test not in (None, [], ["NONE"]):
-            raise InvalidArgument(f"health checks (--health-cmd) {NOT_YET} "
+            raise InvalidArgument(f"health checks (--health-cmd){NOT_YET} "
                                   f"(Config.Healthcheck)")
     restart = host.get("RestartPolicy") or {}
     if restart.get("Name") not in (None, "", "no"):
-        raise InvalidArgument(f"restart policies (--restart) {NOT_YET} "
+        raise InvalidArgument(f"restart policies (--restart){NOT_YET} "
                               f"(HostConfig.RestartPolicy)")
     for opt in host.get("SecurityOpt") or []:
         if opt not in _HARMLESS_SECURITY_OPTS and _no_new_privileges(opt) is None:
-            raise InvalidArgument(f"the security option {opt!r} {NOT_YET} "
+            raise InvalidArgument(f"the security option {opt!r}{NOT_YET} "
                                   f"(HostConfig.SecurityOpt)")
     for key, kinds in (("UsernsMode", ("", "host")), ("PidMode", ("", "host")),
                        ("UTSMode", ("", "host")),
@@ -279,7 +279,7 @@ def _refuse_unsupported(config: dict[str, Any], host: dict[str, Any]) -> None:
         value = host.get(key, "")
         if value not in kinds:
             if value.startswith("container:") or key == "UsernsMode":
-                raise InvalidArgument(f"{key} {value!r} {NOT_YET} (HostConfig.{key})")
+                raise InvalidArgument(f"{key} {value!r}{NOT_YET} (HostConfig.{key})")
             raise InvalidArgument(f"invalid {_MODE_WORDS[key]} mode: {value}")
 
 
@@ -314,7 +314,7 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
         host[key] = value if value is not None else _copy(default)
     mode = host["NetworkMode"] or "default"
     if mode.startswith("container:"):
-        raise InvalidArgument(f"joining another container's network ({mode}) {NOT_YET} "
+        raise InvalidArgument(f"joining another container's network ({mode}){NOT_YET} "
                               f"(HostConfig.NetworkMode)")
     if mode not in ("default", "none", "host"):
         raise InvalidArgument(BRIDGE_NOT_YET)
@@ -340,7 +340,7 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
         if not sep or not name or not address:
             raise InvalidArgument(f"invalid extra host entry: {entry!r} (name:address)")
         if address == "host-gateway":
-            raise InvalidArgument(f"host-gateway in --add-host {NOT_YET} (no bridge network)")
+            raise InvalidArgument(f"host-gateway in --add-host{NOT_YET} (no bridge network)")
     if host["CgroupParent"] and ".." in host["CgroupParent"].split("/"):
         raise InvalidArgument(f"invalid cgroup parent {host['CgroupParent']!r}")
     if host["Privileged"]:
@@ -378,7 +378,7 @@ def _log_config(raw: Any) -> dict[str, Any]:
     if not isinstance(kind, str):
         raise _type_error("LogConfig", "Type", _STR, kind)
     if kind != "json-file":
-        raise InvalidArgument(f"the logging driver {kind!r} {NOT_YET}: only json-file "
+        raise InvalidArgument(f"the logging driver {kind!r}{NOT_YET}, only json-file "
                               f"(HostConfig.LogConfig)")
     opts = raw.get("Config") or {}
     if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
@@ -396,9 +396,9 @@ def _log_config(raw: Any) -> dict[str, Any]:
                 raise InvalidArgument("max-file cannot be less than 1")
         elif key == "compress":
             if value not in ("false", "0", "False", "FALSE"):
-                raise InvalidArgument(f"compressed log files {NOT_YET} (log-opt compress)")
+                raise InvalidArgument(f"compressed log files{NOT_YET} (log-opt compress)")
         elif key in ("labels", "labels-regex", "env", "env-regex", "tag"):
-            raise InvalidArgument(f"the log option {key!r} {NOT_YET}")
+            raise InvalidArgument(f"the log option {key!r}{NOT_YET}")
         else:
             raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
     return {"Type": "json-file", "Config": dict(opts)}
@@ -515,7 +515,7 @@ def _check_networking(mode: str, networking: Any) -> None:
                     "IPAddress", "GwPriority"):
             value = settings.get(key) if isinstance(settings, dict) else None
             if not _zero(value):
-                raise InvalidArgument(f"network endpoint settings ({key}) {NOT_YET}")
+                raise InvalidArgument(f"network endpoint settings ({key}){NOT_YET}")
 
 
 def merge_image_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:

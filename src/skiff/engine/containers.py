@@ -69,6 +69,7 @@ MONITOR_GONE = "monitor gone"
 EXIT_UNKNOWN = 128  # moby's exit code for a start that failed for another reason
 KILLED = 137  # what a container taken down with SIGKILL exits with
 KILL_WAIT = 10.0  # seconds a SIGKILLed container may take to be reported gone
+RECHECK = 0.5  # seconds between checks, while waiting, that a run is still supervised
 DEFAULT_STOP_TIMEOUT = 10
 PRUNE_FILTERS = ("label", "label!", "until")
 _SIGKILL = 9
@@ -197,11 +198,30 @@ class ContainerService:
         self._image_configs: dict[str, dict[str, Any]] = {}
         self._prune_lock = threading.Lock()
         self._watcher = ExitWatcher(self._monitor_ended)
+        self._root_lock = -1
 
     def close(self) -> None:
         """Stop watching (the containers go on running) and close the database."""
         self._watcher.close()
         self.db.close()
+        if self._root_lock >= 0:
+            os.close(self._root_lock)  # the lock goes with the fd
+            self._root_lock = -1
+
+    def _lock_root(self) -> None:
+        """One engine per root: two would each think they supervise the same containers."""
+        import fcntl
+
+        os.makedirs(self.root, exist_ok=True)
+        path = os.path.join(self.root, "containers.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"another engine (skiffd) is using {self.root}: one root, one "
+                             f"daemon") from None
+        self._root_lock = fd
 
     # -- places -----------------------------------------------------------------------------
     def container_dir(self, cid: str) -> str:
@@ -522,11 +542,31 @@ class ContainerService:
         except SkiffError as e:
             _log.warning("container %s: delete its runtime container: %s", cid[:12], e)
 
+    def _await(self, cid: str, live: _Live, done: Callable[[], bool],
+               timeout: float | None) -> bool:
+        """Wait until `done()` (checked under the condition); False on timeout. Every
+        RECHECK seconds the run under way is checked to still have its monitor, so that an
+        exit the watcher missed is found all the same."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                left = None if deadline is None else deadline - time.monotonic()
+                step = RECHECK if left is None else max(0.0, min(RECHECK, left))
+                if self._cond.wait_for(done, step):
+                    return True
+                if left is not None and left <= step:
+                    return done()
+                run = live.run
+            if run > 0:
+                from skiff.engine.monitor.launch import monitor_alive
+
+                if not monitor_alive(run, cid):
+                    self._monitor_ended(cid, run)
+
     def _wait_run_over(self, cid: str, run: int, timeout: float | None) -> bool:
         """Wait until the run `run` of `cid` has ended; False on timeout."""
         live = self._live_of(cid)
-        with self._cond:
-            return self._cond.wait_for(lambda: live.run != run or live.removed, timeout)
+        return self._await(cid, live, lambda: live.run != run or live.removed, timeout)
 
     # -- signals ----------------------------------------------------------------------------
     def _signal(self, cid: str, sig: int) -> None:
@@ -619,12 +659,13 @@ class ContainerService:
             seen = live.exits
             if ready is not None:
                 ready()
-            if condition == "not-running":
-                self._cond.wait_for(lambda: not live.running or live.removed)
-            elif condition == "next-exit":
-                self._cond.wait_for(lambda: live.exits > seen or live.removed)
-            else:
-                self._cond.wait_for(lambda: live.removed)
+        if condition == "not-running":
+            self._await(cid, live, lambda: not live.running or live.removed, None)
+        elif condition == "next-exit":
+            self._await(cid, live, lambda: live.exits > seen or live.removed, None)
+        else:
+            self._await(cid, live, lambda: live.removed, None)
+        with self._cond:
             code, error = live.exit_code, live.error
         return {"StatusCode": code, "Error": {"Message": error} if error else None}
 
@@ -887,7 +928,9 @@ class ContainerService:
     def reconcile(self) -> None:
         """At engine start: watch the monitors that still run (their containers went on
         while skiffd was away), record the exits of those that ended, finish removals and
-        clear what creates cut short left behind."""
+        clear what creates cut short left behind. Only one engine may do this per root."""
+        if self._root_lock < 0:
+            self._lock_root()
         rows = self.db.all()
         with self._cond:
             for row in rows:

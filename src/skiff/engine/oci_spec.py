@@ -10,7 +10,8 @@ network's for ``--network host``), the cgroup path under the engine's parent, re
 (memory, CPU shares, quota from ``--cpus``, cpusets, pids, blkio weight), rlimits,
 sysctls (Docker's two harmless network ones when the container has a network of its own),
 capabilities tweaked by CapAdd/CapDrop (``ALL`` included), ``--privileged`` (every
-capability and host device, nothing masked, /sys and cgroups writable) and
+capability skiffd holds itself, every host device, nothing masked, /sys and cgroups
+writable) and
 ``--read-only``. It is pure: what it needs from the host (the capabilities the kernel knows,
 the host's devices, which sysctls exist) comes in as arguments with defaults that read the
 host. `resolve_user` is runc's GetExecUser over the container's own /etc/passwd and
@@ -78,6 +79,29 @@ def all_capabilities() -> list[str]:
             if bit <= top]
 
 
+def own_bounding_set() -> int | None:
+    """The capability bounding set of this process (a mask), None where /proc says none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def grantable(known: Sequence[str], bounding: int | None) -> list[str]:
+    """What "every capability" gives (``--privileged``, ``--cap-add ALL``): those the
+    kernel knows that skiffd holds itself — a capability outside its bounding set cannot be
+    handed on (capset refuses it), as on hosts that run skiffd with some taken away."""
+    if bounding is None:
+        return list(known)
+    from skiff.kernel.capabilities import CAPABILITIES
+
+    return [c for c in known if CAPABILITIES.get(c) is None or bounding >> CAPABILITIES[c] & 1]
+
+
 def normalize_capabilities(names: Iterable[str], known: Sequence[str]) -> list[str]:
     """moby's NormalizeLegacyCapabilities: ``sys_admin`` → ``CAP_SYS_ADMIN``, ``ALL`` kept;
     Docker's 400 for a capability the kernel does not have."""
@@ -94,18 +118,20 @@ def normalize_capabilities(names: Iterable[str], known: Sequence[str]) -> list[s
 
 
 def tweak_capabilities(basics: Sequence[str], adds: Sequence[str], drops: Sequence[str],
-                       privileged: bool, known: Sequence[str]) -> list[str]:
+                       privileged: bool, known: Sequence[str],
+                       every: Sequence[str] | None = None) -> list[str]:
     """moby's TweakCapabilities: every capability when privileged; else the basics less
     the dropped plus the added, where ``ALL`` in adds means all but the dropped and ``ALL``
-    in drops means only the added."""
+    in drops means only the added. `every` is what "all" grants (default: `known`)."""
+    every = known if every is None else every
     if privileged:
-        return list(known)
+        return list(every)
     if not adds and not drops:
         return list(basics)
     drop = normalize_capabilities(drops, known)
     add = normalize_capabilities(adds, known)
     if "ALL" in add:
-        return [c for c in known if c not in drop]
+        return [c for c in every if c not in drop]
     if "ALL" in drop:
         return [c for c in add if c != "ALL"]
     caps = [c for c in basics if c not in drop]
@@ -359,29 +385,33 @@ def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any]
                  rootfs: str, user: ProcessUser = ProcessUser(),
                  files: ContainerFiles | None = None, cgroup_parent: str = "/skiff",
                  known_caps: Sequence[str] | None = None,
+                 bounding: int | None = -1,
                  devices: Callable[[], list[dict[str, Any]]] = host_devices,
                  sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> Spec:
     """The OCI runtime spec of a container (Config and HostConfig as `parse_create` left
     them) whose rootfs is mounted at `rootfs`."""
     return decode_object(Spec, compose_spec_json(
         container_id, config, host, rootfs=rootfs, user=user, files=files,
-        cgroup_parent=cgroup_parent, known_caps=known_caps, devices=devices,
-        sysctl_exists=sysctl_exists))
+        cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding,
+        devices=devices, sysctl_exists=sysctl_exists))
 
 
 def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str, Any], *,
                       rootfs: str, user: ProcessUser = ProcessUser(),
                       files: ContainerFiles | None = None, cgroup_parent: str = "/skiff",
                       known_caps: Sequence[str] | None = None,
+                      bounding: int | None = -1,
                       devices: Callable[[], list[dict[str, Any]]] = host_devices,
                       sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> dict[str, Any]:
-    """`compose_spec` as the config.json document."""
+    """`compose_spec` as the config.json document. `bounding`: skiffd's own capability
+    bounding set (-1: read it; None: no limit)."""
     known = list(known_caps) if known_caps is not None else all_capabilities()
+    every = grantable(known, own_bounding_set() if bounding == -1 else bounding)
     privileged = bool(host.get("Privileged"))
     readonly = bool(host.get("ReadonlyRootfs"))
     path, args = entrypoint_and_args(config.get("Entrypoint"), config.get("Cmd"))
     caps = tweak_capabilities(DEFAULT_CAPABILITIES, host.get("CapAdd") or (),
-                              host.get("CapDrop") or (), privileged, known)
+                              host.get("CapDrop") or (), privileged, known, every)
     capabilities: dict[str, list[str]] = {"bounding": caps}
     if user.uid == 0:  # as execve would: a non-root process starts with no capabilities
         capabilities.update(effective=list(caps), permitted=list(caps))
