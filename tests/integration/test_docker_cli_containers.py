@@ -249,6 +249,13 @@ def test_docker_py_runs_streams_waits_and_removes(daemon: Skiffd) -> None:
         assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 5
         assert [x.name for x in client.containers.list(all=True)] == ["py"]
         c.remove()
+        # attach before the start (docker-py's hijack of POST /attach), then the replay
+        c = client.containers.create("busybox", ["sh", "-c", "echo one; echo two >&2"])
+        attached = c.attach(stdout=True, stderr=True, stream=True, logs=True)
+        c.start()
+        assert b"".join(attached) == b"one\ntwo\n"
+        assert c.attach(stdout=True, stderr=False, logs=True) == b"one\n"
+        c.remove(force=True)
         with pytest.raises(docker_py.errors.ContainerError) as failed:
             client.containers.run("busybox", ["sh", "-c", "exit 2"], remove=True)
         assert failed.value.exit_status == 2
