@@ -416,3 +416,31 @@ def test_one_engine_per_root(clean: Env) -> None:
             other.start()
     finally:
         other.close()
+
+
+def test_a_rootfs_unmounted_meanwhile_is_mounted_again(clean: Env) -> None:
+    from skiff.kernel import syscall
+
+    c = clean.containers
+    cid = clean.run(["sh", "-c", "cat /file 2>/dev/null; echo kept > /file"])
+    assert c.wait(cid)["StatusCode"] == 0
+    syscall.umount(c.snapshots.rootfs(cid))  # what a reboot does to it
+    c.start(cid)
+    assert c.wait(cid)["StatusCode"] == 0
+    assert clean.output(cid) == b"kept\n"  # the second run read what the first one wrote
+    assert c.snapshots.mounted(cid)
+    c.remove(cid)
+
+
+def test_what_a_crash_left_is_swept_at_start(clean: Env) -> None:
+    c = clean.containers
+    orphan = "ab" * 32
+    layers = c.store.rootfs_layers(c.store.get("busybox"))
+    c.snapshots.prepare(orphan, layers)  # a create cut short before its row was written
+    for folder in (c.container_dir(orphan), c.bundle_dir(orphan)):
+        os.makedirs(folder)
+    clean.stop()
+    c = clean.start().containers
+    assert not c.snapshots.exists(orphan)
+    assert not os.path.exists(c.container_dir(orphan))
+    assert not os.path.exists(c.bundle_dir(orphan))

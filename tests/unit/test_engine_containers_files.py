@@ -1,0 +1,49 @@
+"""/etc/hostname, /etc/hosts and /etc/resolv.conf of a container (`container_files`), as
+Docker writes them for each network mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skiff.engine.container_files import (DEFAULT_HOSTS, files_in, hosts_text,
+                                          resolv_conf_text, write_files)
+
+HOST_RESOLV = ("# from the host\n"
+               "nameserver 127.0.0.53\n"
+               "nameserver 10.0.0.2\n"
+               "search corp.example\n"
+               "options edns0 trust-ad\n")
+
+
+def test_hosts() -> None:
+    assert hosts_text("none") == DEFAULT_HOSTS
+    assert DEFAULT_HOSTS.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost")
+    assert hosts_text("default", ["db:10.1.2.3"]).endswith("10.1.2.3\tdb\n")
+    assert hosts_text("host", [], host_hosts="1.2.3.4 me") == "1.2.3.4 me\n"
+
+
+def test_resolv_conf_filters_localhost_and_falls_back_to_public_resolvers() -> None:
+    text = resolv_conf_text("none", host_file=HOST_RESOLV)
+    assert "127.0.0.53" not in text and "nameserver 10.0.0.2\n" in text
+    assert "search corp.example\n" in text and "options edns0 trust-ad\n" in text
+    only_local = resolv_conf_text("default", host_file="nameserver 127.0.0.1\n")
+    assert only_local == "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+    assert resolv_conf_text("host", host_file=HOST_RESOLV) == HOST_RESOLV
+
+
+def test_dns_options_replace_the_hosts() -> None:
+    text = resolv_conf_text("none", ["1.1.1.1"], ["a.example", "b.example"], ["ndots:2"],
+                            host_file=HOST_RESOLV)
+    assert text == ("search a.example b.example\nnameserver 1.1.1.1\noptions ndots:2\n")
+    kept = resolv_conf_text("none", dns=["9.9.9.9"], host_file=HOST_RESOLV)
+    assert "search corp.example" in kept and "nameserver 9.9.9.9" in kept
+    assert "10.0.0.2" not in kept
+
+
+def test_write_files(tmp_path: Path) -> None:
+    files = files_in(str(tmp_path))
+    write_files(files, {"Hostname": "box"}, {"NetworkMode": "none", "ExtraHosts": ["x:1.2.3.4"],
+                                             "Dns": ["1.1.1.1"]})
+    assert Path(files.hostname).read_text() == "box\n"
+    assert Path(files.hosts).read_text() == DEFAULT_HOSTS + "1.2.3.4\tx\n"
+    assert "nameserver 1.1.1.1\n" in Path(files.resolv_conf).read_text()
