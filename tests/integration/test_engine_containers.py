@@ -444,3 +444,25 @@ def test_what_a_crash_left_is_swept_at_start(clean: Env) -> None:
     assert not c.snapshots.exists(orphan)
     assert not os.path.exists(c.container_dir(orphan))
     assert not os.path.exists(c.bundle_dir(orphan))
+
+
+def test_a_start_the_engine_did_not_record(clean: Env) -> None:
+    """skiffd killed between the monitor's start and the state's update: the next engine
+    finds the run (still going, or over) all the same."""
+    c = clean.containers
+    created = dict(c.db.get(c.create({"Image": "busybox", "Cmd": ["true"]})["Id"]).state)
+    c.remove(c.db.all()[0].id)
+    going = clean.run(["sleep", "100"])
+    over = clean.run(["sh", "-c", "exit 4"])
+    assert c.wait(over)["StatusCode"] == 4
+    pid = c.inspect(going)["State"]["Pid"]
+    clean.stop()
+    for cid in (going, over):
+        c.db.set_state(cid, created)  # as if the starts had never been recorded
+    c = clean.start().containers
+    state = c.inspect(going)["State"]
+    assert (state["Status"], state["Pid"]) == ("running", pid)
+    state = c.inspect(over)["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 4)
+    c.remove(going, force=True)
+    c.remove(over)

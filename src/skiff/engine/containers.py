@@ -949,7 +949,39 @@ class ContainerService:
                     self._watcher.watch(cid, monitor_pid)
                 else:
                     self._monitor_ended(cid, monitor_pid)
+            elif status in ("created", "exited"):
+                self._adopt(row)
         self._sweep({row.id for row in rows})
+
+    def _adopt(self, row: ContainerRow) -> None:
+        """A run skiffd did not get to record (it died while starting the container): its
+        monitor runs — it is running — or it left an exit the state does not have yet."""
+        from skiff.engine.monitor.launch import monitor_alive, read_exit_file
+
+        cid = row.id
+        pids = self._read_pid_file(cid)
+        status = read_exit_file(self._exit_file(cid))
+        alive = pids is not None and monitor_alive(pids[0], cid)
+        if not alive and (status is None or status.finished_at == row.state.get("FinishedAt")):
+            return  # nothing unrecorded
+        try:
+            started = rfc3339_nano(os.stat(self._pid_file(cid)).st_mtime)
+        except OSError:
+            started = _now()
+        monitor_pid = pids[0] if pids is not None else 0
+        with self._cond:
+            state = row.state
+            state.update(Status="running", Running=True, Pid=pids[1] if pids else 0,
+                         MonitorPid=monitor_pid, ExitCode=0, Error="", StartedAt=started)
+            self.db.set_state(cid, state)
+            live = self._live[cid] = _Live(state)
+            live.run = monitor_pid or -1
+        _log.info("container %s: a run skiffd did not record (monitor %d)", cid[:12],
+                  monitor_pid)
+        if alive:
+            self._watcher.watch(cid, monitor_pid)
+        else:
+            self._monitor_ended(cid, monitor_pid)
 
     def _sweep(self, known: set[str]) -> None:
         """Remove the snapshots, folders and runtime containers of IDs with no row (a
