@@ -70,7 +70,7 @@ class Env:
         c = self.containers
         found = [f"row {r.id}" for r in c.db.all()]
         found += [f"snapshot {k}" for k in c.snapshots.list()]
-        for folder in (c.containers_dir, c.bundles_dir, c.runtime_root):
+        for folder in (c.containers_dir, c.bundles_dir, c.runtime_root, c.netns_dir):
             if os.path.isdir(folder):
                 found += [f"{folder}/{n}" for n in os.listdir(folder)]
         found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*")]
@@ -222,7 +222,10 @@ def test_restart(clean: Env) -> None:
 def test_remove_running_needs_force(clean: Env) -> None:
     c = clean.containers
     cid = clean.run(["sleep", "100"])
-    pid = c.inspect(cid)["State"]["Pid"]
+    doc = c.inspect(cid)
+    pid = doc["State"]["Pid"]
+    assert doc["NetworkSettings"]["SandboxKey"] == c.netns_path(cid)
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(c.netns_path(cid)).st_ino
     rootfs = c.snapshots.rootfs(cid)
     assert cgroup_dirs(cid) and c.snapshots.mounted(cid)
     with pytest.raises(ContainerConflict) as info:
@@ -270,8 +273,17 @@ def test_the_options_reach_the_container(clean: Env) -> None:
     assert lines[6] == "127.0.0.1\tlocalhost"
     assert lines[7] == str(64 << 20)
     assert lines[8] == "ro"
-    assert lines[9:] == ["lo"]  # --network none: a namespace with only loopback
+    assert lines[9:] == ["lo"]  # --network none: only loopback
     assert [r["Id"] for r in c.list(all=True, filters={"label": ["suite=engine"]})] == [cid]
+    c.remove(cid)
+
+
+def test_loopback_is_up_without_a_network(clean: Env) -> None:
+    c = clean.containers
+    cid = clean.run(["sh", "-c", "ping -c1 -W2 127.0.0.1 >/dev/null && echo pong; "
+                                 "ip -o link show lo | grep -o ,UP"])
+    assert c.wait(cid)["StatusCode"] == 0
+    assert clean.output(cid) == b"pong\n,UP\n"
     c.remove(cid)
 
 

@@ -226,6 +226,16 @@ def test_network_none_and_default_get_a_namespace_of_their_own() -> None:
         assert "network" in namespaces(spec({"HostConfig": {"NetworkMode": mode}}))
 
 
+def test_a_namespace_the_engine_made_is_joined_by_path(validate: Any) -> None:
+    request = parse_create({"Image": "b", "Cmd": ["x"], "HostConfig": {"NetworkMode": "none"}},
+                           None, known_caps=KNOWN)
+    doc = compose_spec_json(CID, request.config, request.host_config, rootfs="/r",
+                            known_caps=KNOWN, bounding=None, netns="/run/skiff/netns/c")
+    assert doc["linux"]["namespaces"][:2] == [{"type": "mount"},
+                                              {"type": "network", "path": "/run/skiff/netns/c"}]
+    assert validate("config-schema.json", doc) == []
+
+
 def test_pid_uts_ipc_host_and_private_cgroupns() -> None:
     doc = spec({"HostConfig": {"PidMode": "host", "UTSMode": "host", "IpcMode": "host",
                                "CgroupnsMode": "private"}})

@@ -163,6 +163,13 @@ def _tree_size(path: str) -> int:
     return total
 
 
+def _listing(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+
+
 def _reap(pid: int) -> None:
     # a monitor is not skiffd's child, but a test's fake may be: never leave a zombie
     try:
@@ -190,6 +197,7 @@ class ContainerService:
         self.containers_dir = os.path.join(root, "containers")
         self.bundles_dir = os.path.join(run, "containers")
         self.runtime_root = os.path.join(run, "runtime")
+        self.netns_dir = os.path.join(run, "netns")
         self.start_monitor = start_monitor or launch_monitor
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
@@ -238,6 +246,18 @@ class ContainerService:
 
     def _pid_file(self, cid: str) -> str:
         return os.path.join(self.bundle_dir(cid), "monitor.pid")
+
+    def netns_path(self, cid: str) -> str:
+        """Where a running container's own network namespace is kept (its SandboxKey)."""
+        return os.path.join(self.netns_dir, cid)
+
+    def _release_netns(self, cid: str) -> None:
+        from skiff.engine.netns import release_netns
+
+        try:
+            release_netns(self.netns_path(cid))
+        except SkiffError as e:
+            _log.warning("container %s: %s", cid[:12], e)
 
     # -- finding ----------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -389,9 +409,16 @@ class ContainerService:
         try:
             rootfs = self._mounted_rootfs(cid, row.image_id)
             user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
+            netns = None
+            if host["NetworkMode"] != "host":
+                from skiff.engine.netns import make_netns
+
+                netns = self.netns_path(cid)
+                self._release_netns(cid)  # a run's that ended while skiffd was away
+                make_netns(netns)
             spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
                                      files=files_in(self.container_dir(cid)),
-                                     cgroup_parent=self.cgroup_parent)
+                                     cgroup_parent=self.cgroup_parent, netns=netns)
             os.makedirs(bundle, 0o711, exist_ok=True)
             for stale in (self._exit_file(cid), self._pid_file(cid)):
                 try:
@@ -434,6 +461,7 @@ class ContainerService:
     def _start_failed(self, cid: str, message: str, code: int) -> None:
         """Docker's start failure: the state keeps its status, with the error and code."""
         self._runtime_delete(cid)
+        self._release_netns(cid)
         with self._cond:
             row = self.db.get(cid)
             if row is None:
@@ -501,6 +529,7 @@ class ContainerService:
         # nobody reads its output or records its end (and a monitor that died after its
         # exit file may not have deleted it)
         self._runtime_delete(cid)
+        self._release_netns(cid)
         if status is None:
             _log.warning("container %s: its monitor is gone without an exit record; "
                          "the container was taken down", cid[:12])
@@ -726,6 +755,7 @@ class ContainerService:
         """Everything of a stopped container: the runtime's leftovers (its cgroup), the
         snapshot (unmounted), the bundle, the logs and other files, the row."""
         self._runtime_delete(cid)
+        self._release_netns(cid)
         if self.snapshots.exists(cid):
             self.snapshots.remove(cid)
         _rmtree(self.bundle_dir(cid))
@@ -735,8 +765,10 @@ class ContainerService:
     # -- looking ----------------------------------------------------------------------------
     def _paths(self, cid: str) -> dict[str, str]:
         files = files_in(self.container_dir(cid))
+        netns = self.netns_path(cid)
         return {"ResolvConfPath": files.resolv_conf, "HostnamePath": files.hostname,
-                "HostsPath": files.hosts, "LogPath": self.log_path(cid)}
+                "HostsPath": files.hosts, "LogPath": self.log_path(cid),
+                "SandboxKey": netns if os.path.exists(netns) else ""}
 
     def _graph(self, row: ContainerRow) -> dict[str, str]:
         snap = self.snapshots.path(row.id)
@@ -994,13 +1026,13 @@ class ContainerService:
                 _log.info("removing the leftover snapshot %s", key[:12])
                 self._drop_snapshot(key)
         for folder in (self.containers_dir, self.bundles_dir, self.runtime_root):
-            try:
-                names = os.listdir(folder)
-            except FileNotFoundError:
-                continue
-            for name in names:
+            for name in _listing(folder):
                 if is_full_id(name) and name not in keep:
                     if folder == self.runtime_root:
                         self._runtime_delete(name)
                     else:
                         _rmtree(os.path.join(folder, name))
+        running = {r.id for r in self.db.all() if r.state.get("Running")} | busy
+        for name in _listing(self.netns_dir):
+            if name not in running:
+                self._release_netns(name)  # its run ended while skiffd was away

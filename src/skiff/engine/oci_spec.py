@@ -5,8 +5,8 @@ default Linux spec (its 14 capabilities, the /proc, /dev, /dev/pts, /sys, /sys/f
 /dev/mqueue and /dev/shm mounts, its masked and read-only paths, its device rules), then the
 container's own settings on top — Path and Args, the environment (PATH and HOSTNAME first,
 Config.Env over them), the working directory, the resolved user, the hostname, the
-/etc/hostname, /etc/hosts and /etc/resolv.conf files bound in, namespaces (none of the
-network's for ``--network host``), the cgroup path under the engine's parent, resources
+/etc/hostname, /etc/hosts and /etc/resolv.conf files bound in, namespaces (the network one
+made by the engine, with its loopback up, or none of it for ``--network host``), the cgroup path under the engine's parent, resources
 (memory, CPU shares, quota from ``--cpus``, cpusets, pids, blkio weight), rlimits,
 sysctls (Docker's two harmless network ones when the container has a network of its own),
 capabilities tweaked by CapAdd/CapDrop (``ALL`` included), ``--privileged`` (every
@@ -321,9 +321,9 @@ def _network_mounts(files: ContainerFiles, readonly: bool) -> list[dict[str, Any
                               ("/etc/resolv.conf", files.resolv_conf))]
 
 
-def _namespaces(host: dict[str, Any]) -> list[dict[str, str]]:
+def _namespaces(host: dict[str, Any], netns: str | None) -> list[dict[str, str]]:
     kinds = ["mount"]
-    if host["NetworkMode"] != "host":
+    if host["NetworkMode"] != "host" and netns is None:
         kinds.append("network")
     if host.get("UTSMode") != "host":
         kinds.append("uts")
@@ -333,7 +333,10 @@ def _namespaces(host: dict[str, Any]) -> list[dict[str, str]]:
         kinds.append("ipc")
     if host.get("CgroupnsMode") == "private":
         kinds.append("cgroup")
-    return [{"type": k} for k in kinds]
+    out = [{"type": k} for k in kinds]
+    if host["NetworkMode"] != "host" and netns is not None:
+        out.insert(1, {"type": "network", "path": netns})
+    return out
 
 
 def _resources(host: dict[str, Any], privileged: bool) -> dict[str, Any]:
@@ -385,14 +388,14 @@ def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any]
                  rootfs: str, user: ProcessUser = ProcessUser(),
                  files: ContainerFiles | None = None, cgroup_parent: str = "/skiff",
                  known_caps: Sequence[str] | None = None,
-                 bounding: int | None = -1,
+                 bounding: int | None = -1, netns: str | None = None,
                  devices: Callable[[], list[dict[str, Any]]] = host_devices,
                  sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> Spec:
     """The OCI runtime spec of a container (Config and HostConfig as `parse_create` left
     them) whose rootfs is mounted at `rootfs`."""
     return decode_object(Spec, compose_spec_json(
         container_id, config, host, rootfs=rootfs, user=user, files=files,
-        cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding,
+        cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding, netns=netns,
         devices=devices, sysctl_exists=sysctl_exists))
 
 
@@ -400,11 +403,12 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                       rootfs: str, user: ProcessUser = ProcessUser(),
                       files: ContainerFiles | None = None, cgroup_parent: str = "/skiff",
                       known_caps: Sequence[str] | None = None,
-                      bounding: int | None = -1,
+                      bounding: int | None = -1, netns: str | None = None,
                       devices: Callable[[], list[dict[str, Any]]] = host_devices,
                       sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> dict[str, Any]:
     """`compose_spec` as the config.json document. `bounding`: skiffd's own capability
-    bounding set (-1: read it; None: no limit)."""
+    bounding set (-1: read it; None: no limit). `netns`: the network namespace made for
+    the container to join (`engine.netns`); without one, the runtime makes a bare one."""
     known = list(known_caps) if known_caps is not None else all_capabilities()
     every = grantable(known, own_bounding_set() if bounding == -1 else bounding)
     privileged = bool(host.get("Privileged"))
@@ -443,7 +447,7 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     if files is not None:
         mounts += _network_mounts(files, readonly)
     linux: dict[str, Any] = {
-        "namespaces": _namespaces(host),
+        "namespaces": _namespaces(host, netns),
         "cgroupsPath": cgroups_path(host.get("CgroupParent") or cgroup_parent, container_id),
         "resources": _resources(host, privileged),
         "maskedPaths": list(host.get("MaskedPaths") or []),

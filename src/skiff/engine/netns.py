@@ -1,0 +1,78 @@
+"""A container's own network namespace, made by the engine before the container starts.
+
+A container with ``--network none`` (and skiff's ``default``, until bridge networks come)
+gets a namespace holding only the loopback interface — up, with 127.0.0.1 and ::1, as
+libnetwork leaves it; the kernel makes ``lo`` down, and the runtime, like runc, brings no
+interface up. `make_netns` unshares a new network namespace in a short-lived thread (a
+namespace is a thread's, so skiffd's other threads stay where they are), brings ``lo`` up
+from a socket made inside it, and keeps the namespace by bind-mounting it at `path`
+(``$SKIFF_RUN/netns/<id>``, Docker's SandboxKey) for the spec to join by path.
+`release_netns` lets it go when the run ends. Made or not at all: a failure half-way
+unmounts and removes what was made.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+from skiff.errors import KernelError
+from skiff.kernel import syscall
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            request = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sh22x", b"lo", 0))
+            flags = struct.unpack("16sh22x", request)[1]
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+        except OSError as e:
+            raise KernelError.from_os("ioctl SIOCSIFFLAGS lo", e, "lo") from None
+
+
+def make_netns(path: str) -> None:
+    """A new network namespace with its loopback up, kept at `path` (made; must not exist)."""
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+    except OSError as e:
+        raise KernelError.from_os("create", e, path) from None
+    failed: list[BaseException] = []
+
+    def inside() -> None:
+        try:
+            syscall.unshare(syscall.CLONE_NEWNET)
+            own = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+            syscall.mount(own, path, None, syscall.MS_BIND)
+            _loopback_up()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            failed.append(e)
+
+    worker = threading.Thread(target=inside, name="skiffd-netns")
+    worker.start()
+    worker.join()
+    if failed:
+        release_netns(path)
+        raise failed[0]
+
+
+def release_netns(path: str) -> None:
+    """Unmount and remove the namespace kept at `path` (nothing to do when there is none)."""
+    try:
+        syscall.umount(path, syscall.MNT_DETACH)
+    except KernelError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
