@@ -232,6 +232,49 @@ def test_the_api_answers_with_dockers_codes_and_shapes(daemon: Skiffd) -> None:
     assert daemon.json("DELETE", "/containers/api") == (404, {"message": "No such container: api"})
 
 
+def test_a_stopping_skiffd_lets_go_of_its_clients_and_the_containers_go_on(
+        tmp_root: Path) -> None:
+    workdir = tmp_root / f"skiffd-stopping-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir()
+    d = start_skiffd(workdir)
+    clients: list[subprocess.Popen[bytes]] = []
+    try:
+        docker(d, "run", "-d", "--name", "quiet", "busybox", "sleep", "100")
+        for args in (["logs", "-f", "quiet"], ["wait", "quiet"],
+                     ["run", "--name", "attached", "busybox", "sleep", "100"]):
+            clients.append(subprocess.Popen([DOCKER, *args], env=d.env,
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        while d.json("GET", "/containers/attached/json")[1].get("State", {}).get(
+                "Running") is not True:
+            assert time.monotonic() < deadline, "the attached run never started"
+            time.sleep(0.05)
+        time.sleep(0.2)  # the three streams are open
+        started = time.monotonic()
+        stop_skiffd(d)  # and it stops cleanly: socket and pid file gone, exit 0
+        assert time.monotonic() - started < 5
+        # each saw its stream end: logs -f as at the end of the log; wait and run without
+        # the exit they waited for (docker says "unexpected EOF")
+        codes = [client.wait(10) for client in clients]
+        assert codes[0] == 0 and codes[1] != 0 and codes[2] == 125, codes
+        d = start_skiffd(workdir)
+        names = docker(d, "ps", "--format", "{{.Names}} {{.State}}").stdout.splitlines()
+        assert sorted(names) == ["attached running", "quiet running"]
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+        if d.process is None or d.process.poll() is not None:
+            d = start_skiffd(workdir)
+        try:
+            remove_all(d)
+        finally:
+            stop_skiffd(d)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 # -- docker-py ---------------------------------------------------------------------------------------
 def test_docker_py_runs_streams_waits_and_removes(daemon: Skiffd) -> None:
     import docker as docker_py

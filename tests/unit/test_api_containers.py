@@ -202,6 +202,39 @@ def serve(engine: FakeEngine, scenario: Callable[[Client], Awaitable[None]]) -> 
     asyncio.run(main())
 
 
+def test_a_stopping_daemon_ends_followed_logs_waits_and_attaches(engine: FakeEngine) -> None:
+    c = engine.containers
+    c.start(ID)
+
+    async def main() -> None:
+        server = ApiServer(engine, workers=4)  # type: ignore[arg-type]
+        async with test_utils.TestClient(test_utils.TestServer(server.app)) as client:
+            port = client.server.port
+            assert port is not None
+            logs = await client.get("/containers/web/logs?stdout=1&follow=1")
+            wait = await client.post("/containers/web/wait")
+            sock = _raw_request(port, ATTACH.format(extra="Connection: Upgrade\r\n"
+                                                          "Upgrade: tcp\r\n"))
+            attached = asyncio.get_running_loop().run_in_executor(None, _read_all, sock)
+            deadline = time.monotonic() + 10
+            while sum(1 for x in c.calls if x[0] == "logs") < 2:  # both streams read
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            started = time.monotonic()
+            server.closing.set()  # what the daemon's stop does first
+            assert await asyncio.wait_for(logs.read(), 5) == b""
+            with pytest.raises(Exception):
+                await asyncio.wait_for(wait.json(), 5)  # the connection ends unanswered
+            head = await asyncio.wait_for(attached, 5)
+            sock.close()
+            assert head.startswith(b"HTTP/1.1 101 UPGRADED") and head.endswith(b"\r\n\r\n")
+            assert time.monotonic() - started < 2
+            assert c.state == "running"  # the container goes on
+        c.exit(0)
+
+    asyncio.run(main())
+
+
 def unframe(data: bytes) -> list[tuple[int, bytes]]:
     out = []
     while data:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from skiff.api.errors import message_of, status_of
 from skiff.api.hijack import (STDERR, STDOUT, Hijacked, OutputPump, frame, in_own_thread,
-                              stream_media_type)
+                              stream_media_type, until_closing)
 from skiff.api.server import error_response, json_response
 from skiff.errors import InvalidArgument, SkiffError
 from skiff.log import logger
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 _log = logger("skiff.api.containers")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _RUN_POLL = 0.01  # how often an attach to a stopped container looks for its next run
+_HEAD_ALONE = 0.01  # how long an attach's head goes ahead of output that is ready at once
 _GONE = ConnectionError
 
 
@@ -179,9 +180,16 @@ async def wait(call: Call) -> web.StreamResponse:
     except _GONE:
         return response
     try:
-        result = await waiting
+        result = await until_closing(waiting, call.server.closing, None)
     except SkiffError as e:
         result = {"StatusCode": -1, "Error": {"Message": message_of(e)}}
+    if result is None:
+        # the daemon stops: the connection ends without an answer (the client sees EOF,
+        # as when dockerd stops); the container goes on
+        transport = call.request.transport
+        if transport is not None:
+            transport.close()
+        return response
     from skiff import jsonfast
 
     try:
@@ -230,7 +238,7 @@ async def _send_frames(call: Call, items: Iterable[tuple[int, bytes]] | None,
                 await response.write(frame(stream, data))
         else:
             assert source is not None
-            pump = OutputPump(source, name="skiffd-logs")
+            pump = OutputPump(source, name="skiffd-logs", closing=call.server.closing)
             try:
                 async for stream, data in pump:
                     await response.write(frame(stream, data))
@@ -259,10 +267,15 @@ async def attach(call: Call) -> web.StreamResponse:
     doc = await call.run(containers.inspect, call.params["name"])
     cid, state = doc["Id"], doc.get("State") or {}
     hijacked = Hijacked.open(call, stream_media_type(call.version, True))
+    if replay or state.get("Running"):
+        # output may be ready at once; docker-py reads the hijacked socket from under
+        # http.client's buffer, so frames sent right behind the head could be read into that
+        # buffer with it and lost: let the head go alone first (the docker CLI keeps them)
+        await asyncio.sleep(_HEAD_ALONE)
     if (stdout or stderr) and (replay or stream):
         source = _attach_source(containers, cid, state, hijacked, stdout=stdout,
                                 stderr=stderr, replay=replay, stream=stream)
-        pump = OutputPump(source, name="skiffd-attach")
+        pump = OutputPump(source, name="skiffd-attach", closing=call.server.closing)
         try:
             async for kind, data in pump:
                 if (kind == STDOUT and stdout) or (kind == STDERR and stderr):

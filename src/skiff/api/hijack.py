@@ -30,9 +30,14 @@ from aiohttp import web
 
 from skiff.log import logger
 
+from collections.abc import Coroutine
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
     from skiff.api.server import Call
 
@@ -171,6 +176,25 @@ class Hijacked:
         self.transport.close()
 
 
+async def until_closing(waiting: Awaitable[T], closing: asyncio.Event, instead: T) -> T:
+    """What `waiting` gives, or `instead` if `closing` is set first (`waiting` is then
+    cancelled)."""
+    if closing.is_set():
+        if isinstance(waiting, Coroutine):
+            waiting.close()
+        return instead
+    task = asyncio.ensure_future(waiting)
+    closer = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait({task, closer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closer.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return instead
+
+
 async def in_own_thread(fn: Callable[..., object], *args: object) -> object:
     """``fn(*args)`` in a thread of its own: for engine calls that block for as long as a
     container runs (wait), which must not hold one of the server pool's few workers."""
@@ -207,8 +231,9 @@ class OutputPump:
     container's stop)."""
 
     def __init__(self, source: Callable[[], Iterable[tuple[int, bytes]]],
-                 name: str = "skiffd-stream") -> None:
+                 name: str = "skiffd-stream", closing: asyncio.Event | None = None) -> None:
         self.loop = asyncio.get_running_loop()
+        self.closing = closing  # once set (the daemon stops), the stream ends
         self.queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_DEPTH)
         self.stopped = threading.Event()
         self.error: BaseException | None = None
@@ -246,7 +271,10 @@ class OutputPump:
         return self
 
     async def __anext__(self) -> tuple[int, bytes]:
-        item = await self.queue.get()
+        if self.closing is None or not self.queue.empty():
+            item = await self.queue.get()
+        else:
+            item = await until_closing(self.queue.get(), self.closing, _DONE)
         if item is _DONE:
             raise StopAsyncIteration
         return item  # type: ignore[return-value]

@@ -112,6 +112,10 @@ class ApiServer:
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
         self.app.on_response_prepare.append(self._headers)
         self.app.on_cleanup.append(self._shutdown)
+        # set when the daemon stops: streams that could last as long as a container (attach,
+        # logs -f, wait) end then, rather than holding the stop up
+        self.closing = asyncio.Event()
+        self.app.on_shutdown.append(self._closing)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -151,6 +155,9 @@ class ApiServer:
         response.headers.setdefault("Api-Version", API_VERSION)
         response.headers.setdefault("Ostype", "linux")
         response.headers["Server"] = SERVER_HEADER
+
+    async def _closing(self, app: web.Application) -> None:
+        self.closing.set()
 
     async def _shutdown(self, app: web.Application) -> None:
         # running pulls finish in their threads; nothing new starts
