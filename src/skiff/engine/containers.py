@@ -409,6 +409,7 @@ class ContainerService:
         try:
             rootfs = self._mounted_rootfs(cid, row.image_id)
             user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
+            self._runtime_delete(cid)  # what the last run left, if its tidying is under way
             netns = None
             if host["NetworkMode"] != "host":
                 from skiff.engine.netns import make_netns
@@ -454,7 +455,7 @@ class ContainerService:
             self._cond.notify_all()
         _log.debug("container %s started: init %d, monitor %d", cid[:12], pid, monitor_pid)
         if monitor_pid:
-            self._watcher.watch(cid, monitor_pid)
+            self._watcher.watch(cid, monitor_pid, bundle)
         else:
             self._monitor_ended(cid, 0)  # no monitor to watch: it cannot be running
 
@@ -515,33 +516,50 @@ class ContainerService:
 
     # -- exits ------------------------------------------------------------------------------
     def _monitor_ended(self, cid: str, monitor_pid: int) -> None:
-        """The monitor of `cid`'s run is gone: record how the run ended (once)."""
+        """The run of `cid` under `monitor_pid` is over — its exit file came, or its monitor
+        is gone: record how it ended (once), then tidy up after it."""
         if monitor_pid > 0:
             _reap(monitor_pid)
-        from skiff.engine.monitor.launch import read_exit_file
+        from skiff.engine.monitor.launch import monitor_alive, read_exit_file
 
         row = self.db.get(cid)
         if row is None or not row.state.get("Running") or \
                 int(row.state.get("MonitorPid") or 0) != monitor_pid:
             return
         status = read_exit_file(self._exit_file(cid))
-        # whatever the monitor left, the runtime container must go: without a monitor
-        # nobody reads its output or records its end (and a monitor that died after its
-        # exit file may not have deleted it)
-        self._runtime_delete(cid)
-        self._release_netns(cid)
         if status is None:
+            if monitor_pid > 0 and monitor_alive(monitor_pid, cid):
+                return  # not over: an exit file being written, not yet whole
+            # a monitor gone without an exit record leaves a container nobody reads or
+            # watches: it is taken down before its end is told
             _log.warning("container %s: its monitor is gone without an exit record; "
                          "the container was taken down", cid[:12])
+            self._runtime_delete(cid)
+            self._release_netns(cid)
             ended = {"ExitCode": KILLED, "FinishedAt": _now(), "OOMKilled": False,
                      "Error": MONITOR_GONE}
         else:
             ended = {"ExitCode": status.exit_code, "FinishedAt": status.finished_at,
                      "OOMKilled": status.oom_killed, "Error": ""}
-        if self._record_exit(cid, monitor_pid, ended) and \
-                row.doc["HostConfig"].get("AutoRemove"):
-            threading.Thread(target=self._remove_quietly, args=(cid,), daemon=True,
-                             name="skiffd-autoremove").start()
+        if self._record_exit(cid, monitor_pid, ended):
+            # told at once; what the run leaves (the runtime container, which its monitor
+            # may still be deleting, and the network namespace) goes on another thread
+            threading.Thread(target=self._after_exit,
+                             args=(cid, bool(row.doc["HostConfig"].get("AutoRemove"))),
+                             daemon=True, name="skiffd-after-exit").start()
+
+    def _after_exit(self, cid: str, auto_remove: bool) -> None:
+        if auto_remove:
+            self._remove_quietly(cid)  # which takes everything down
+            return
+        try:
+            live = self._live_of(cid)
+        except NoSuchContainer:
+            return
+        with live.lock:
+            if not live.running:  # a new run has tidied up before starting
+                self._runtime_delete(cid)
+                self._release_netns(cid)
 
     def _record_exit(self, cid: str, monitor_pid: int, ended: dict[str, Any]) -> bool:
         with self._cond:
@@ -563,11 +581,14 @@ class ContainerService:
         return True
 
     def _runtime_delete(self, cid: str) -> None:
+        from skiff.errors import ContainerNotFound
         from skiff.runtime.delete import delete
         from skiff.runtime.state import StateStore
 
         try:
             delete(StateStore(self.runtime_root), cid, force=True)
+        except ContainerNotFound:
+            pass  # its monitor deleted it meanwhile
         except SkiffError as e:
             _log.warning("container %s: delete its runtime container: %s", cid[:12], e)
 
@@ -978,7 +999,7 @@ class ContainerService:
             elif row.state.get("Running"):
                 monitor_pid = int(row.state.get("MonitorPid") or 0)
                 if monitor_alive(monitor_pid, cid):
-                    self._watcher.watch(cid, monitor_pid)
+                    self._watcher.watch(cid, monitor_pid, self.bundle_dir(cid))
                 else:
                     self._monitor_ended(cid, monitor_pid)
             elif status in ("created", "exited"):
@@ -1011,7 +1032,7 @@ class ContainerService:
         _log.info("container %s: a run skiffd did not record (monitor %d)", cid[:12],
                   monitor_pid)
         if alive:
-            self._watcher.watch(cid, monitor_pid)
+            self._watcher.watch(cid, monitor_pid, self.bundle_dir(cid))
         else:
             self._monitor_ended(cid, monitor_pid)
 

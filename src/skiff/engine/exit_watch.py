@@ -1,15 +1,19 @@
-"""Learning, without polling, that a container's monitor has ended.
+"""Learning, without polling, that a container's run has ended.
 
-A monitor writes the container's exit file and then exits, so the end of the monitor
-process is the moment the exit is known. `ExitWatcher` holds a pidfd per watched monitor in
-one epoll set and one thread waits on it: a pidfd becomes readable when its process ends,
-whoever its parent is (the monitors are detached, not skiffd's children), so skiffd hears
-of an exit within microseconds and costs nothing while containers run. Watching a monitor
-that is already gone reports it at once. A pid is only taken for the monitor when its
-command line says it is that container's monitor (`monitor_alive`), so a pid reused by
-another process is never waited on.
-The callback runs on the watcher's thread (or the caller's, for a monitor already gone);
-it must not block for long.
+A monitor writes the container's exit file (renaming it into place whole), then tidies up —
+it deletes the runtime container, whose cgroup takes milliseconds to go — and exits.
+`ExitWatcher` hears of both moments from one thread waiting on one epoll set: an inotify
+watch on the folder of the exit file reports the file's arrival (the early moment, which
+is what `docker run --rm` waits for), and a pidfd per monitor reports the monitor's end —
+a pidfd becomes readable when its process ends, whoever its parent is (the monitors are
+detached, not skiffd's children) — which is the only news of a monitor killed before it
+could write anything. Nothing polls, and nothing costs while containers run. A run is
+reported once per moment; the callback tells a second report from a first (by the
+monitor pid the state holds). Watching a monitor that is already gone, or whose exit file
+is there already, reports it at once. A pid is only taken for the monitor when its command
+line says it is that container's monitor (`monitor_alive`), so a pid reused by another
+process is never waited on. The callback runs on the watcher's thread (or the caller's,
+for a run already over); it must not block for long.
 """
 
 from __future__ import annotations
@@ -24,22 +28,30 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from skiff.kernel.inotify import Inotify
+
 _log = logger("skiff.engine.exit_watch")
+EXIT_FILE = "exit.json"
 
 
 class ExitWatcher:
-    """Calls `on_exit(container_id, monitor_pid)` once per watched monitor, when it ends."""
+    """Calls `on_exit(container_id, monitor_pid)` when a watched run's exit file arrives
+    and when its monitor ends."""
 
     def __init__(self, on_exit: Callable[[str, int], None]) -> None:
         self.on_exit = on_exit
         self._lock = threading.Lock()
         self._epoll: select.epoll | None = None
+        self._inotify: Inotify | None = None
         self._wake_r = self._wake_w = -1
         self._watched: dict[int, tuple[str, int]] = {}  # pidfd → (container, monitor pid)
+        self._folders: dict[int, tuple[str, int]] = {}  # inotify wd → the same
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def watch(self, container_id: str, monitor_pid: int) -> None:
+    def watch(self, container_id: str, monitor_pid: int, folder: str | None = None) -> None:
+        """Watch the run of `container_id` under `monitor_pid`; `folder` holds its exit
+        file (without one, only the monitor's end is reported)."""
         from skiff.engine.monitor.launch import monitor_alive
 
         try:
@@ -52,13 +64,40 @@ class ExitWatcher:
         if pidfd < 0:
             self._report(container_id, monitor_pid)
             return
+        run = (container_id, monitor_pid)
         with self._lock:
             if self._closed:
                 os.close(pidfd)
                 return
             epoll = self._start()
-            self._watched[pidfd] = (container_id, monitor_pid)
+            self._watched[pidfd] = run
             epoll.register(pidfd, select.EPOLLIN)
+            watching_folder = folder is not None and self._watch_folder(folder, run)
+        if watching_folder and folder is not None and \
+                os.path.exists(os.path.join(folder, EXIT_FILE)):
+            self._report(*run)  # it ended before the watch was in place
+
+    def _watch_folder(self, folder: str, run: tuple[str, int]) -> bool:
+        # under the lock
+        from skiff.errors import KernelError
+        from skiff.kernel import inotify
+
+        if self._inotify is None:
+            try:
+                self._inotify = inotify.Inotify()
+            except KernelError as e:
+                _log.warning("no inotify (%s): exits are known when monitors end", e)
+                return False
+            assert self._epoll is not None
+            self._epoll.register(self._inotify.fileno(), select.EPOLLIN)
+        try:
+            wd = self._inotify.add_watch(folder, inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE
+                                         | inotify.IN_ONLYDIR)
+        except KernelError as e:
+            _log.warning("watch %s: %s", folder, e)
+            return False
+        self._folders[wd] = run
+        return True
 
     def watching(self) -> list[tuple[str, int]]:
         with self._lock:
@@ -78,6 +117,10 @@ class ExitWatcher:
             for pidfd in self._watched:
                 os.close(pidfd)
             self._watched.clear()
+            self._folders.clear()
+            if self._inotify is not None:
+                self._inotify.close()
+                self._inotify = None
             if self._epoll is not None:
                 self._epoll.close()
                 self._epoll = None
@@ -111,13 +154,32 @@ class ExitWatcher:
                         if self._closed:
                             return
                     continue
-                with self._lock:
-                    found = self._watched.pop(fd, None)
-                    if found is not None:
-                        epoll.unregister(fd)
-                        os.close(fd)
-                if found is not None:
-                    self._report(*found)
+                for run in self._take(fd):
+                    self._report(*run)
+
+    def _take(self, fd: int) -> list[tuple[str, int]]:
+        """The runs an event on `fd` reports (their watches removed)."""
+        with self._lock:
+            inotify, epoll = self._inotify, self._epoll
+            if inotify is not None and fd == inotify.fileno():
+                runs = []
+                for event in inotify.read(0):
+                    run = self._folders.get(event.wd)
+                    if run is not None and event.name == EXIT_FILE:
+                        del self._folders[event.wd]
+                        inotify.remove_watch(event.wd)
+                        runs.append(run)
+                return runs
+            run = self._watched.pop(fd, None)
+            if run is None or epoll is None:
+                return []
+            epoll.unregister(fd)
+            os.close(fd)
+            for wd, other in list(self._folders.items()):
+                if other == run and inotify is not None:
+                    del self._folders[wd]
+                    inotify.remove_watch(wd)
+            return [run]
 
     def _report(self, container_id: str, monitor_pid: int) -> None:
         try:
