@@ -12,10 +12,11 @@ monitor (`monitor.launch.start_monitor`), which runs the container and outlives 
 container down (killing it first when forced) with its snapshot, bundle, logs and row;
 `inspect`, `list`, `logs` and `prune` read it back in Docker's shapes (`container_views`).
 
-A monitor's end is the container's: the `ExitWatcher` sees it through a pidfd, and the exit
-file the monitor left becomes the container's state (exit code, time, OOM kill); a monitor
-that died without one (killed) leaves a container nobody supervises, which is taken down
-and reported as exited with ``monitor gone`` — never silently lost. `reconcile`, at engine
+The `ExitWatcher` tells of a run's end when the monitor's exit file arrives (and of a
+monitor's own end): the file becomes the container's state (exit code, time, OOM kill) and
+wakes the waiters; a monitor that died without writing one (killed) leaves a container
+nobody supervises, which is taken down and reported as exited with ``monitor gone`` —
+never silently lost. `reconcile`, at engine
 start, does the same for everything that happened while skiffd was away: running
 containers whose monitor lives are watched again (live restore), the others get their exit,
 and what a create or remove cut short is finished or cleared.
