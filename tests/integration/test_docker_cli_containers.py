@@ -297,6 +297,7 @@ def test_docker_py_runs_streams_waits_and_removes(daemon: Skiffd) -> None:
         attached = c.attach(stdout=True, stderr=True, stream=True, logs=True)
         c.start()
         assert b"".join(attached) == b"one\ntwo\n"
+        attached.close()  # docker-py leaves the hijacked socket to its caller
         assert c.attach(stdout=True, stderr=False, logs=True) == b"one\n"
         c.remove(force=True)
         with pytest.raises(docker_py.errors.ContainerError) as failed:
