@@ -1,0 +1,121 @@
+"""The exit watcher (`engine.exit_watch`): a run's end told when its exit file arrives and
+when its monitor ends, once per moment, never for a process that only has the pid.
+
+The monitors here are stand-ins: plain processes whose command line reads as a monitor's
+for a container ID (what `monitor_alive` looks for), each killed by the test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from skiff.engine.exit_watch import ExitWatcher
+from skiff.engine.monitor.launch import monitor_alive
+
+CID = "e" * 64
+
+
+class Told:
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, int]] = []
+        self.event = threading.Event()
+
+    def __call__(self, cid: str, pid: int) -> None:
+        self.runs.append((cid, pid))
+        self.event.set()
+
+    def wait(self, count: int = 1, timeout: float = 5) -> list[tuple[str, int]]:
+        deadline = time.monotonic() + timeout
+        while len(self.runs) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.runs
+
+
+@pytest.fixture
+def monitor() -> Iterator[subprocess.Popen[bytes]]:
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                          "skiff.engine.monitor", "--id", CID])
+    deadline = time.monotonic() + 5
+    while not monitor_alive(p.pid, CID):  # until it has exec'd: a fork still reads as us
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    yield p
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture
+def told() -> Iterator[tuple[ExitWatcher, Told]]:
+    t = Told()
+    w = ExitWatcher(t)
+    yield w, t
+    w.close()
+
+
+def test_the_monitors_end_is_told(monitor: subprocess.Popen[bytes],
+                                  told: tuple[ExitWatcher, Told]) -> None:
+    watcher, t = told
+    watcher.watch(CID, monitor.pid)
+    assert watcher.watching() == [(CID, monitor.pid)]
+    time.sleep(0.05)
+    assert t.runs == []
+    began = time.monotonic()
+    monitor.kill()
+    assert t.wait() == [(CID, monitor.pid)]
+    assert time.monotonic() - began < 1
+    assert watcher.watching() == []
+
+
+def test_the_exit_file_is_told_before_the_monitor_ends(
+        monitor: subprocess.Popen[bytes], told: tuple[ExitWatcher, Told],
+        tmp_path: Path) -> None:
+    watcher, t = told
+    watcher.watch(CID, monitor.pid, str(tmp_path))
+    (tmp_path / "other").write_text("x")  # not the exit file: nothing told
+    time.sleep(0.05)
+    assert t.runs == []
+    tmp = tmp_path / "exit.json.tmp"
+    tmp.write_text('{"ExitCode": 0}')
+    os.rename(tmp, tmp_path / "exit.json")
+    assert t.wait() == [(CID, monitor.pid)]
+    monitor.kill()  # then the monitor's end, told too (the service tells them apart)
+    assert t.wait(2) == [(CID, monitor.pid)] * 2
+
+
+def test_an_exit_file_there_already_is_told_at_once(
+        monitor: subprocess.Popen[bytes], told: tuple[ExitWatcher, Told],
+        tmp_path: Path) -> None:
+    watcher, t = told
+    (tmp_path / "exit.json").write_text("{}")
+    watcher.watch(CID, monitor.pid, str(tmp_path))
+    assert t.runs == [(CID, monitor.pid)]
+
+
+def test_a_gone_or_foreign_pid_is_told_at_once(told: tuple[ExitWatcher, Told]) -> None:
+    watcher, t = told
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    watcher.watch(CID, p.pid)  # gone
+    watcher.watch(CID, os.getpid())  # alive, but no monitor of this container
+    assert t.runs == [(CID, p.pid), (CID, os.getpid())]
+    assert watcher.watching() == []
+
+
+def test_close_stops_watching(monitor: subprocess.Popen[bytes],
+                              told: tuple[ExitWatcher, Told]) -> None:
+    watcher, t = told
+    watcher.watch(CID, monitor.pid)
+    watcher.close()
+    monitor.kill()
+    monitor.wait()
+    time.sleep(0.05)
+    assert t.runs == []
+    watcher.watch(CID, os.getpid())  # closed: a watch is a no-op now, or told at once
+    assert t.runs in ([], [(CID, os.getpid())])
