@@ -170,6 +170,17 @@ def test_other_checks() -> None:
     refused({"HostConfig": {"ShmSize": -1}}, "SHM size can not be less than 0")
 
 
+def test_sysctls_must_be_the_containers_own() -> None:
+    assert parse({"HostConfig": {"Sysctls": {"net.ipv4.ip_forward": "1",
+                                             "kernel.shmmax": "1000"}}}).host_config["Sysctls"]
+    refused({"HostConfig": {"NetworkMode": "host", "Sysctls": {"net.core.somaxconn": "9"}}},
+            'sysctl "net.core.somaxconn" not allowed in host network namespace')
+    refused({"HostConfig": {"IpcMode": "host", "Sysctls": {"kernel.sem": "1"}}},
+            "host IPC namespace")
+    refused({"HostConfig": {"Sysctls": {"vm.swappiness": "1"}}},
+            'sysctl "vm.swappiness" is not in a separate kernel namespace')
+
+
 def test_log_options() -> None:
     host = parse({"HostConfig": {"LogConfig": {"Type": "json-file",
                                                "Config": {"max-size": "10k",

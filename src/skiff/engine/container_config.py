@@ -341,6 +341,8 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
             raise InvalidArgument(f"invalid extra host entry: {entry!r} (name:address)")
         if address == "host-gateway":
             raise InvalidArgument(f"host-gateway in --add-host{NOT_YET} (no bridge network)")
+    for key in host["Sysctls"] or {}:
+        _check_sysctl(key, host)
     if host["CgroupParent"] and ".." in host["CgroupParent"].split("/"):
         raise InvalidArgument(f"invalid cgroup parent {host['CgroupParent']!r}")
     if host["Privileged"]:
@@ -362,6 +364,23 @@ def _normalize_capabilities(host: dict[str, Any], known: Sequence[str] | None) -
             host[key] = normalize_capabilities(host[key], known or all_capabilities())
         else:
             host[key] = None
+
+
+def _check_sysctl(key: str, host: dict[str, Any]) -> None:
+    """runc's rules: a sysctl must belong to a namespace the container has of its own."""
+    from skiff.runtime.create import _IPC_SYSCTLS
+
+    if key.startswith("net."):
+        if host["NetworkMode"] == "host":
+            raise InvalidArgument(f'sysctl "{key}" not allowed in host network namespace')
+    elif key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        if host["IpcMode"] == "host":
+            raise InvalidArgument(f'sysctl "{key}" not allowed with host IPC namespace')
+    elif key in ("kernel.hostname", "kernel.domainname"):
+        raise InvalidArgument(f'sysctl "{key}" is not allowed as it conflicts with the OCI '
+                              f'"{key.split(".")[1]}" field')
+    else:
+        raise InvalidArgument(f'sysctl "{key}" is not in a separate kernel namespace')
 
 
 def _copy(value: Any) -> Any:
