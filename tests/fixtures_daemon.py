@@ -30,7 +30,9 @@ does not name (a misspelt key would otherwise pass unseen).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import http.client
 import json
 import os
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -256,3 +259,21 @@ def check_api_shape(doc: Any, definition: str, *, strict: bool = True) -> None:
         known = set(definitions[definition].get("properties", {}))
         unknown = set(doc) - known
         assert not unknown, f"{definition}: fields the spec does not have: {sorted(unknown)}"
+
+
+@contextlib.contextmanager
+def docker_py_client(url: str, **options: Any) -> Iterator[Any]:
+    """A docker-py `DockerClient` of the daemon at `url`, closed at the end. docker-py
+    leaves the sockets of streamed and hijacked responses to the garbage collector, which
+    would report them (a ResourceWarning, an error in this suite) in whatever later test it
+    happens to run; they are collected here, in the test that made them."""
+    import docker
+
+    client = docker.DockerClient(base_url=url, **options)
+    try:
+        yield client
+    finally:
+        client.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import Skiffd
+from fixtures_daemon import Skiffd, docker_py_client
 
 DOCKER = shutil.which("docker", path="/usr/local/bin:/usr/bin") or "docker"
 
@@ -127,7 +127,6 @@ def test_docker_image_prune_keeps_tagged_images(skiffd: Skiffd) -> None:
 
 
 def test_docker_save_then_load(skiffd: Skiffd, tmp_path: Path) -> None:
-    pytest.importorskip("skiff.store.archive")
     image_id = busybox_id(skiffd)
     archive = tmp_path / "busybox.tar"
     docker(skiffd, "save", "-o", str(archive), "busybox")
@@ -173,7 +172,6 @@ def test_docker_import_with_changes(skiffd: Skiffd, tmp_path: Path) -> None:
 
 
 def test_docker_save_to_stdout_and_load_from_stdin(skiffd: Skiffd) -> None:
-    pytest.importorskip("skiff.store.archive")
     docker(skiffd, "tag", "busybox", "second:1")
     p = subprocess.run([DOCKER, "save", "busybox", "second:1"], env=skiffd.env,
                        capture_output=True, timeout=120)
@@ -184,9 +182,8 @@ def test_docker_save_to_stdout_and_load_from_stdin(skiffd: Skiffd) -> None:
 
 
 def test_docker_py_lists_and_gets(skiffd: Skiffd) -> None:
-    docker_py = pytest.importorskip("docker")
-    client = docker_py.DockerClient(base_url=skiffd.url, version="auto")
-    try:
+    import docker as docker_py
+    with docker_py_client(skiffd.url, version="auto") as client:
         assert client.version()["ApiVersion"] == "1.41"
         assert client.ping() is True
         images = client.images.list()
@@ -201,8 +198,6 @@ def test_docker_py_lists_and_gets(skiffd: Skiffd) -> None:
             client.images.get("nothing:here")
         client.images.remove("pyclient/thing:7")
         assert client.info()["Images"] == 1
-    finally:
-        client.close()
 
 
 def test_docker_system_df(skiffd: Skiffd) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import Skiffd, start_skiffd, stop_skiffd
+from fixtures_daemon import Skiffd, docker_py_client, start_skiffd, stop_skiffd
 from test_docker_cli import DOCKER, docker
 
 pytestmark = [pytest.mark.root,
@@ -279,8 +279,7 @@ def test_a_stopping_skiffd_lets_go_of_its_clients_and_the_containers_go_on(
 def test_docker_py_runs_streams_waits_and_removes(daemon: Skiffd) -> None:
     import docker as docker_py
 
-    client = docker_py.DockerClient(base_url=daemon.url, timeout=60)
-    try:
+    with docker_py_client(daemon.url, timeout=60) as client:
         assert client.containers.run("busybox", ["echo", "from py"], remove=True) == b"from py\n"
         c = client.containers.run("busybox", ["sh", "-c", "echo one; echo two >&2; sleep 0.2; "
                                               "echo three; exit 5"], detach=True, name="py")
@@ -303,5 +302,3 @@ def test_docker_py_runs_streams_waits_and_removes(daemon: Skiffd) -> None:
         with pytest.raises(docker_py.errors.ContainerError) as failed:
             client.containers.run("busybox", ["sh", "-c", "exit 2"], remove=True)
         assert failed.value.exit_status == 2
-    finally:
-        client.close()

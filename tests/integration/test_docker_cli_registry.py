@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fixtures_daemon import Skiffd
+from fixtures_daemon import Skiffd, docker_py_client
 from fixtures_registry import Registry, put_image, skopeo_inspect
 from test_docker_cli import busybox_id, docker
 
@@ -117,11 +117,10 @@ def test_docker_login_push_and_pull_with_credentials(skiffd: Skiffd,
 
 
 def test_docker_py_pulls(skiffd: Skiffd, registry: Registry, tmp_path: Path) -> None:
-    docker_py = pytest.importorskip("docker")
+    import docker as docker_py
     name = _name(registry, "py")
     layout = put_image(registry, name.partition("/")[2], tmp_path)
-    client = docker_py.DockerClient(base_url=skiffd.url, version="auto")
-    try:
+    with docker_py_client(skiffd.url, version="auto") as client:
         repo, _, tag = name.rpartition(":")
         image = client.images.pull(repo, tag=tag)
         assert image.id == layout.image.config_digest
@@ -129,5 +128,3 @@ def test_docker_py_pulls(skiffd: Skiffd, registry: Registry, tmp_path: Path) -> 
         assert f"{repo}@{layout.digest}" in image.attrs["RepoDigests"]
         with pytest.raises(docker_py.errors.NotFound):
             client.images.pull(repo, tag="missing")
-    finally:
-        client.close()
