@@ -41,8 +41,27 @@ def poststart(c: Container) -> None:
     if c.has_hooks("poststart"):
         hooks = c.spec.hooks
         assert hooks is not None
+        _await_exec(c)
         from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
         try:
             run_hooks("poststart", hooks.poststart, c.oci_state())
         except HookFailed as e:
             log.warning("%s", e)
+
+
+def _await_exec(c: Container) -> None:
+    """Wait until init has replaced itself with the user's program (or died): the spec has
+    poststart hooks run *after* the program is executed, and the fifo's byte only says that
+    init went on — its startContainer hooks and the execve are still ahead of it. Init runs
+    this runtime's interpreter until then; the program never is that (it is refused)."""
+    import time
+
+    mine = os.readlink("/proc/self/exe")
+    path = f"/proc/{c.state.pid}/exe"
+    while c.state.alive():
+        try:
+            if os.readlink(path) != mine:
+                return
+        except OSError:
+            return  # gone meanwhile
+        time.sleep(0.001)
