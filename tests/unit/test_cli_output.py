@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from skiff.cli.output import (TabWriter, ansic, bytes_size, display_width, ellipsis, go_json,
-                              go_time_string, human_duration, human_size, indent_json, rfc3339,
-                              since, table, truncate_id)
+from skiff.cli.output import (TabWriter, ansic, display_width, ellipsis, go_json, go_time_string,
+                              indent_json, rfc3339, since, table, truncate_id)
+from skiff.units import bytes_size, human_duration, human_size
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 WEEK, MONTH, YEAR = 7 * DAY, 30 * DAY, 365 * DAY

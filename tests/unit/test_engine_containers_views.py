@@ -11,11 +11,12 @@ import pytest
 from fixtures_daemon import ENGINE_API_SPEC, _nullable_fields, api_definitions, check_api_shape
 
 from skiff.engine.container_config import parse_create
-from skiff.engine.container_views import (ListFilter, command_text, human_duration,
-                                          inspect_doc, state_string, status_text, summary)
+from skiff.engine.container_views import (ListFilter, command_text, inspect_doc, state_string,
+                                          status_text, summary)
 from skiff.engine.filters import Filters
 from skiff.engine.state_db import ContainerRow
 from skiff.engine.times import rfc3339_nano
+from skiff.units import human_duration
 from skiff.errors import InvalidArgument, NoSuchContainer
 
 NOW = 1_800_000_000.0

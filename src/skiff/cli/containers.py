@@ -14,7 +14,8 @@ succeeded and gather the errors (exit 1), as docker does; ``rm -f`` only reports
 from __future__ import annotations
 
 from skiff.cli.flags import FORMAT_HELP, INSPECT_FORMAT_HELP, Command, Flag, filter_flag, flag, option
-from skiff.cli.output import ellipsis, go_time_string, human_size, since, truncate_id
+from skiff.cli.output import ellipsis, go_time_string, since, truncate_id
+from skiff.units import human_size
 from skiff.cli.template import Row, json_filters, render_rows
 from skiff.errors import APIError, SkiffError
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from skiff.cli.flags import (INSPECT_FORMAT_HELP, FORMAT_HELP, Command, filter_flag, flag,
                              option)
-from skiff.cli.output import (ellipsis, go_time_string, human_size, indent_json, rfc3339,
-                              since, truncate_id)
+from skiff.cli.output import ellipsis, go_time_string, indent_json, rfc3339, since, truncate_id
 from skiff.cli.template import Row, json_filters, parse, render_rows
 from skiff.errors import APIError, InvalidArgument, NotFound, SkiffError
+from skiff.units import human_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -1,8 +1,7 @@
 """What the docker CLI prints, reproduced: its units, its times, its tables, its JSON.
 
-Sizes are go-units' (`human_size`: 1000-based, ``4.26MB``, ``kB``; `bytes_size`:
-1024-based, ``7.451GiB``), durations its `HumanDuration` (``2 hours``, ``About a
-minute``), times Go's layouts (`go_time_string`: ``2024-01-02 15:04:05 +0000 UTC``,
+Sizes and durations are go-units', from `skiff.units`; `since` is ``2 hours ago``; times are
+Go's layouts (`go_time_string`: ``2024-01-02 15:04:05 +0000 UTC``,
 `rfc3339`, `ansic`). `TabWriter` is text/tabwriter's elastic tab stops as docker configures
 them (minwidth 10, padding 3, spaces; a column is as wide as its widest cell in a run of
 lines that have it; wide characters count two). `go_json` encodes as Go's encoding/json does
@@ -16,60 +15,11 @@ import time
 
 import _json
 
+from skiff.units import human_duration
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-_DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
-
-
-def _scaled(size: float, base: float, units: tuple[str, ...]) -> tuple[float, str]:
-    i = 0
-    while size >= base and i < len(units) - 1:
-        size /= base
-        i += 1
-    return size, units[i]
-
-
-def human_size(size: float, precision: int = 4) -> str:
-    """go-units HumanSizeWithPrecision (HumanSize is precision 4; docker's tables use 3)."""
-    value, unit = _scaled(float(size), 1000.0, _DECIMAL)
-    return "%.*g%s" % (precision, value, unit)
-
-
-def bytes_size(size: float) -> str:
-    value, unit = _scaled(float(size), 1024.0, _BINARY)
-    return "%.4g%s" % (value, unit)
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, case for case."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
 
 def since(timestamp: float, now: float | None = None) -> str:
     """``2 hours ago``: how docker shows a creation time."""

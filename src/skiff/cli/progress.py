@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from skiff.cli.output import human_size
+from skiff.units import human_size
 from skiff.errors import SkiffError
 
 TYPE_CHECKING = False

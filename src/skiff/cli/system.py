@@ -15,7 +15,8 @@ import sys
 
 from skiff import __version__
 from skiff.cli.flags import INSPECT_FORMAT_HELP, Command, option
-from skiff.cli.output import ansic, bytes_size, go_json
+from skiff.cli.output import ansic, go_json
+from skiff.units import bytes_size
 from skiff.errors import SkiffError
 
 TYPE_CHECKING = False

@@ -19,6 +19,7 @@ from skiff.engine.filters import Filters
 from skiff.engine.images import container_config
 from skiff.engine.times import GO_ZERO_TIME, parse_time
 from skiff.errors import InvalidArgument
+from skiff.units import human_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,34 +34,6 @@ LIST_FILTERS = ("ancestor", "before", "expose", "exited", "health", "id", "isola
 
 
 # -- times ----------------------------------------------------------------------------------
-def human_duration(seconds: float) -> str:
-    """go-units' HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
-
 def state_string(state: dict[str, Any]) -> str:
     """Docker's State.StateString: what ``State`` says in a list, and the status filter."""
     status = str(state.get("Status") or "created")

@@ -13,6 +13,7 @@ attributes) into the right one; `encode` gives the line.
 from __future__ import annotations
 
 from skiff import jsonfast
+from skiff.units import human_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,17 +21,7 @@ if TYPE_CHECKING:
 
     Message = dict[str, Any]
 
-_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BAR = 50  # the bar's cells at 100%
-
-
-def human_size(size: float) -> str:
-    """go-units' HumanSize: decimal units, four significant digits (``1.235MB``)."""
-    i = 0
-    while size >= 1000 and i < len(_UNITS) - 1:
-        size /= 1000
-        i += 1
-    return "%.4g%s" % (size, _UNITS[i])
 
 
 def progress_text(current: int | None, total: int | None) -> str:
