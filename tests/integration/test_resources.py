@@ -53,7 +53,10 @@ def test_pause_freezes_and_resume_thaws(runtime, bundle, work):
     counter.mkdir()
     bundle.config["mounts"].append({"destination": "/out", "type": "bind", "source": str(counter),
                                     "options": ["bind"]})
-    started(runtime, bundle, "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /out/n; sleep 0.02; done")
+    # written aside and renamed: a freeze (or a read) between the truncate and the write of
+    # `echo > n` would see an empty file
+    started(runtime, bundle, "sh", "-c",
+            "i=0; while :; do i=$((i+1)); echo $i > /out/t; mv /out/t /out/n; sleep 0.02; done")
     time.sleep(0.3)
     runtime("pause", bundle.id)
     assert runtime.state(bundle.id)["status"] == "paused"
