@@ -277,3 +277,18 @@ def docker_py_client(url: str, **options: Any) -> Iterator[Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
+
+
+def run_client(d: Skiffd, argv: list[str], *, input: bytes | None = b"", check: bool = True,
+               env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a client command (skiff's or docker's CLI) against `d`, output decoded; with
+    `check`, a failure shows its output and the end of skiffd's log."""
+    p = subprocess.run(argv, env=env or d.env, capture_output=True, timeout=timeout, input=input)
+    out = subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(errors="replace"),
+                                      p.stderr.decode(errors="replace"))
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {p.returncode}:\n"
+                             f"stdout: {out.stdout}\nstderr: {out.stderr}\n"
+                             f"skiffd log:\n{d.log_text()[-3000:]}")
+    return out

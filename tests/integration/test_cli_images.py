@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from fixtures_daemon import Skiffd
+from fixtures_daemon import Skiffd, run_client
 from test_docker_cli import docker as docker_cli
 
 SKIFF = str(Path(sys.executable).parent / "skiff")
@@ -22,15 +22,8 @@ DOCKER = shutil.which("docker", path="/usr/local/bin:/usr/bin")
 
 def skiff(d: Skiffd, *args: str, input: bytes | None = None, check: bool = True,
           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([SKIFF, *args], env=env or d.env, capture_output=True, timeout=120,
-                       input=input if input is not None else b"")
-    out = subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(errors="replace"),
-                                      p.stderr.decode(errors="replace"))
-    if check and p.returncode != 0:
-        raise AssertionError(f"skiff {' '.join(args)} exited {p.returncode}:\n"
-                             f"stdout: {out.stdout}\nstderr: {out.stderr}\n"
-                             f"skiffd log:\n{d.log_text()[-3000:]}")
-    return out
+    return run_client(d, [SKIFF, *args], input=input if input is not None else b"",
+                      check=check, env=env)
 
 
 def docker(d: Skiffd, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

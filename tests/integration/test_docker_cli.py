@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import Skiffd, docker_py_client
+from fixtures_daemon import Skiffd, docker_py_client, run_client
 
 DOCKER = shutil.which("docker", path="/usr/local/bin:/usr/bin") or "docker"
 
@@ -20,15 +20,7 @@ pytestmark = pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI"
 
 def docker(d: Skiffd, *args: str, check: bool = True, input: bytes | None = None,
            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([DOCKER, *args], env=d.env, capture_output=True, timeout=timeout,
-                       input=input)
-    out = subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(errors="replace"),
-                                      p.stderr.decode(errors="replace"))
-    if check and p.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {p.returncode}:\n"
-                             f"stdout: {out.stdout}\nstderr: {out.stderr}\n"
-                             f"skiffd log:\n{d.log_text()[-3000:]}")
-    return out
+    return run_client(d, [DOCKER, *args], input=input, check=check, timeout=timeout)
 
 
 def busybox_id(d: Skiffd) -> str:
