@@ -13,6 +13,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -166,6 +167,47 @@ def test_remove_dir(store: StateStore) -> None:
     assert store.ids() == []
     with pytest.raises(ContainerNotFound):
         store.load("c1")
+
+
+WAITER = """
+import sys
+from skiff.errors import ContainerNotFound
+from skiff.runtime.state import StateStore
+print("waiting", flush=True)
+try:
+    with StateStore(sys.argv[1]).locked("c1"):
+        print("locked")
+except ContainerNotFound:
+    print("gone")
+"""
+
+
+def test_a_waiter_for_the_lock_of_a_removed_container_finds_it_gone(store: StateStore) -> None:
+    # the waiter's O_CREAT of the lock file used to make a new one in the folder being
+    # emptied, so that its rmdir failed with ENOTEMPTY (seen in CI under skiffd)
+    store.make_dir("c1")
+    store.save(make_state("c1", 1, 1))
+    with store.locked("c1"):
+        waiter = subprocess.Popen([sys.executable, "-c", WAITER, store.root],
+                                  stdout=subprocess.PIPE, text=True)
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline() == "waiting\n"
+        time.sleep(0.2)  # it blocks in lockf
+        store.remove_dir("c1")
+    out, _ = waiter.communicate(timeout=30)
+    assert out == "gone\n"
+    assert os.listdir(store.root) == []
+    with pytest.raises(ContainerNotFound):  # and a later locker finds no folder to lock in
+        with store.locked("c1"):
+            pass
+    assert os.listdir(store.root) == []
+
+
+def test_ids_skip_a_folder_left_half_removed(store: StateStore) -> None:
+    store.make_dir("c1")
+    store.save(make_state("c1", 1, 1))
+    os.rename(store.dir("c1"), os.path.join(store.root, ".c1.99.removing"))
+    assert store.ids() == []
 
 
 def test_locked_on_a_missing_container(store: StateStore) -> None:

@@ -148,6 +148,9 @@ class _Lock:
             os.close(self.fd)
             self.fd = -1
             return False
+        if os.fstat(self.fd).st_nlink == 0:  # removed while this waited for it
+            self.__exit__()
+            raise ContainerNotFound(self.container_id)
         return True
 
     def __exit__(self, *exc: object) -> None:
@@ -200,7 +203,8 @@ class StateStore:
             names = sorted(os.listdir(self.root))
         except FileNotFoundError:
             return []
-        return [n for n in names if os.path.exists(os.path.join(self.root, n, "state.json"))]
+        return [n for n in names if not n.startswith(".")
+                and os.path.exists(os.path.join(self.root, n, "state.json"))]
 
     def make_dir(self, container_id: str) -> str:
         path = self.dir(container_id)
@@ -212,7 +216,16 @@ class StateStore:
         return path
 
     def remove_dir(self, container_id: str) -> None:
-        remove_tree(self.dir(container_id))
+        """The folder is first renamed out of the way, so that a process about to take the
+        lock cannot make a new lock file in it while it is emptied (the rmdir would fail):
+        it finds no container instead. A crash between leaves a hidden name `ids` skips."""
+        path = self.dir(container_id)
+        doomed = os.path.join(self.root, f".{container_id}.{os.getpid()}.removing")
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return
+        remove_tree(doomed)
 
     def locked(self, container_id: str) -> "_Lock":
         """Hold the container's lock: two operations on one container never interleave."""
