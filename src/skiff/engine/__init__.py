@@ -42,6 +42,7 @@ class Engine:
     def __init__(self, root: str | os.PathLike[str], run: str | os.PathLike[str],
                  options: EngineOptions | None = None) -> None:
         from skiff.engine.containers import ContainerService
+        from skiff.engine.events import EventLog
         from skiff.engine.images import ImageService
         from skiff.engine.system import SystemService
         from skiff.store.images import ImageStore
@@ -52,10 +53,13 @@ class Engine:
         self.state_dir = os.path.join(self.root, "engine")
         self.scratch_dir = os.path.join(self.state_dir, "tmp")  # spooled uploads, unlinked
         self.store = ImageStore(self.root)
+        self.events = EventLog()  # one for every service, as dockerd has one
         self.images = ImageService(self.store, self.state_dir, self.registry_options)
+        self.images.events = self.events
         self.system = SystemService(self)
         self.containers = ContainerService(self.store, self.root, self.run,
-                                           cgroup_parent=self.options.cgroup_parent)
+                                           cgroup_parent=self.options.cgroup_parent,
+                                           events=self.events)
         self.images.in_use = self.containers.image_users
         self.system.containers = self.containers.counts
         self._id: str | None = None

@@ -36,6 +36,7 @@ from contextlib import ExitStack, contextmanager
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
 from skiff.engine.container_files import files_in, write_files
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
+from skiff.engine.events import EventLog
 from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.filters import Filters, until_timestamp
 from skiff.engine.names import check_name, free_name, is_full_id, new_id
@@ -186,7 +187,8 @@ class ContainerService:
     starts a monitor for a run and gives its init's pid (a seam for tests)."""
 
     def __init__(self, store: ImageStore, root: str, run: str, *, cgroup_parent: str = "/skiff",
-                 start_monitor: Callable[[MonitorRun], int] | None = None) -> None:
+                 start_monitor: Callable[[MonitorRun], int] | None = None,
+                 events: EventLog | None = None) -> None:
         from skiff.store.snapshots import Snapshotter
 
         self.store = store
@@ -200,6 +202,7 @@ class ContainerService:
         self.runtime_root = os.path.join(run, "runtime")
         self.netns_dir = os.path.join(run, "netns")
         self.start_monitor = start_monitor or launch_monitor
+        self.events = events or EventLog()
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
         self._reserved: dict[str, str] = {}  # name → ID, while its create is under way

@@ -20,6 +20,7 @@ import threading
 
 from skiff import jsonfast
 from skiff.engine import jsonmessage
+from skiff.engine.events import EventLog
 from skiff.engine.filters import Filters, familiar_match, until_timestamp
 from skiff.engine.times import GO_ZERO_TIME, parse_time, rfc3339_nano, unix_seconds
 from skiff.errors import (
@@ -95,6 +96,7 @@ class ImageService:
         self.state_dir = state_dir
         self.registry_options = registry_options
         self.in_use: Callable[[str], list[ImageUser]] = _nobody_uses
+        self.events = EventLog()  # the engine's own, once the engine gives it
         self._raw: dict[str, dict[str, Any]] = {}  # image ID → its config JSON (never changes)
         self._tag_times_path = os.path.join(state_dir, "tag-times.json")
         self._tag_lock = threading.Lock()
