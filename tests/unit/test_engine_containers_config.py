@@ -114,8 +114,6 @@ def test_networks() -> None:
     ({"HostConfig": {"Mounts": [{"Type": "volume", "Target": "/x"}]}}, "mounts (--mount)"),
     ({"HostConfig": {"Tmpfs": {"/t": ""}}}, "tmpfs"),
     ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}, "published ports"),
-    ({"HostConfig": {"RestartPolicy": {"Name": "always"}}}, "restart policies"),
-    ({"Healthcheck": {"Test": ["CMD", "true"]}}, "health checks"),
     ({"HostConfig": {"Devices": [{"PathOnHost": "/dev/fuse"}]}}, "devices (--device)"),
     ({"HostConfig": {"Init": True}}, "--init"),
     ({"HostConfig": {"SecurityOpt": ["seccomp=/x.json"]}}, "security option"),

@@ -98,6 +98,59 @@ def integer(long: str, short: str, help: str, default: int = 0) -> Flag:
     return Flag(long, short, "int", help, default, "int")
 
 
+def duration(long: str, help: str) -> Flag:
+    """A Go time.Duration flag (its value kept as text, checked)."""
+    return Flag(long, "", "string", help, "0s", "duration", check=duration_ns)
+
+
+def duration_ns(text: str) -> int:
+    """Go's time.ParseDuration in nanoseconds; ValueError in pflag's words."""
+    from skiff.cli.containers import go_duration_seconds
+
+    seconds = go_duration_seconds(text)
+    if seconds is None:
+        raise ValueError(f'time: invalid duration "{text}"')
+    return round(seconds * 1e9)
+
+
+def restart_policy(text: str) -> dict[str, Any]:
+    """The docker CLI's opts.ParseRestartPolicy (the daemon checks the rest)."""
+    name, colon, count = text.partition(":")
+    if colon and not name:
+        raise InvalidArgument("invalid restart policy format: no policy provided before colon")
+    maximum = 0
+    if count:
+        try:
+            maximum = int(count)
+        except ValueError:
+            raise InvalidArgument("invalid restart policy format: maximum retry count must "
+                                  "be an integer") from None
+    return {"Name": name, "MaximumRetryCount": maximum}
+
+
+def healthcheck(opts: Namespace) -> dict[str, Any] | None:
+    """The docker CLI's health options: Config.Healthcheck, or None when none is given."""
+    values = {key: duration_ns(getattr(opts, f"health_{key.lower()}"))
+              for key in ("Interval", "Timeout")}
+    values["StartPeriod"] = duration_ns(opts.health_start_period)
+    for key, flag_name in (("Interval", "interval"), ("Timeout", "timeout"),
+                           ("StartPeriod", "start-period")):
+        if values[key] < 0:
+            raise InvalidArgument(f"--health-{flag_name} cannot be negative")
+    if opts.health_retries < 0:
+        raise InvalidArgument("--health-retries cannot be negative")
+    given = bool(opts.health_cmd) or opts.health_retries != 0 or any(values.values())
+    if opts.no_healthcheck:
+        if given:
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    test = ["CMD-SHELL", opts.health_cmd] if opts.health_cmd else None
+    return {"Test": test, "Interval": values["Interval"], "Timeout": values["Timeout"],
+            "StartPeriod": values["StartPeriod"], "Retries": opts.health_retries}
+
+
 def normalize_capability(cap: str) -> str:
     cap = cap.strip().upper()
     if cap in ("ALL", "RESET") or cap.startswith("CAP_"):
@@ -134,6 +187,13 @@ def container_flags() -> list[Flag]:
         option("entrypoint", "", "Overwrite the default ENTRYPOINT of the image"),
         repeated("env", "e", "Set environment variables", check=check_env),
         repeated("env-file", "", "Read in a file of environment variables"),
+        option("health-cmd", "", "Command to run to check health"),
+        duration("health-interval", "Time between running the check (ms|s|m|h) (default 0s)"),
+        integer("health-retries", "", "Consecutive failures needed to report unhealthy"),
+        duration("health-start-period", "Start period for the container to initialize "
+                 "before starting health-retries countdown (ms|s|m|h) (default 0s)"),
+        duration("health-timeout", "Maximum time to allow one check to run (ms|s|m|h) "
+                 "(default 0s)"),
         option("hostname", "h", "Container host name"),
         flag("interactive", "i", "Keep STDIN open even if not attached"),
         repeated("label", "l", "Set meta data on a container", check=check_label),
@@ -143,10 +203,12 @@ def container_flags() -> list[Flag]:
         Flag("net", "", "string", "Connect a container to a network", hidden=True,
              dest="network"),
         integer("pids-limit", "", "Tune container pids limit (set -1 for unlimited)"),
+        flag("no-healthcheck", "", "Disable any container-specified HEALTHCHECK"),
         flag("privileged", "", "Give extended privileges to this container"),
         flag("read-only", "", "Mount the container's root filesystem as read only"),
         flag("rm", "", "Automatically remove the container and its associated anonymous "
              "volumes when it exits"),
+        option("restart", "", "Restart policy to apply when a container exits", "no"),
         option("stop-signal", "", "Signal to stop the container"),
         integer("stop-timeout", "", "Timeout (in seconds) to stop a container"),
         flag("tty", "t", "Allocate a pseudo-TTY"),
@@ -252,13 +314,19 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
     }
     if opts.given("stop_signal"):
         config["StopSignal"] = opts.stop_signal
+    health = healthcheck(opts)
+    if health is not None:
+        config["Healthcheck"] = health
+    policy = restart_policy(opts.restart)
+    if opts.rm and policy["Name"] not in ("", "no"):
+        raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     if opts.given("stop_timeout"):
         config["StopTimeout"] = opts.stop_timeout
     config["StdinOnce"] = config["OpenStdin"] and config["AttachStdin"]
     config["HostConfig"] = {
         "Binds": None, "ContainerIDFile": opts.cidfile,
         "LogConfig": {"Type": "", "Config": {}}, "NetworkMode": _network_mode(opts.network),
-        "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "PortBindings": {}, "RestartPolicy": policy,
         "AutoRemove": opts.rm, "VolumeDriver": "", "VolumesFrom": None,
         "ConsoleSize": [0, 0], "CapAdd": cap_add, "CapDrop": cap_drop, "CgroupnsMode": "",
         "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,

@@ -11,8 +11,7 @@ Path and Args, and the warnings Docker would give. Everything malformed or out o
 an `InvalidArgument` with Docker's own words (``Minimum memory limit allowed is 6MB``).
 
 What skiff does not do yet is refused here by name rather than quietly dropped: a TTY,
-stdin, volumes and mounts, published ports, restart policies, health checks, devices,
-bridge and container networks, and the rest listed in `_UNSUPPORTED`. A field Docker does
+stdin, volumes and mounts, published ports, devices, bridge and container networks, and the rest listed in `_UNSUPPORTED`. A field Docker does
 not know is ignored, as Docker's JSON decoder ignores it (newer clients send fields of newer
 API versions).
 """
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import os
 
+from skiff.engine.supervision import check_healthcheck, check_restart_policy
 from skiff.errors import InvalidArgument
 from skiff.record import Record
 
@@ -229,6 +229,7 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
             if value is not None:
                 given[key] = value
     _refuse_unsupported(config, given)
+    check_healthcheck(config.get("Healthcheck"))
     if not config.get("Image"):
         raise InvalidArgument("No image specified: Config.Image is empty")
     warnings: list[str] = []
@@ -258,16 +259,6 @@ def _refuse_unsupported(config: dict[str, Any], host: dict[str, Any]) -> None:
         value = (config if section == "Config" else host).get(key)
         if not _zero(value):
             raise InvalidArgument(f"{what}{NOT_YET} ({section}.{key})")
-    health = config.get("Healthcheck")
-    if health is not None:
-        test = health.get("Test") if isinstance(health, dict) else None
-        if test not in (None, [], ["NONE"]):
-            raise InvalidArgument(f"health checks (--health-cmd){NOT_YET} "
-                                  f"(Config.Healthcheck)")
-    restart = host.get("RestartPolicy") or {}
-    if restart.get("Name") not in (None, "", "no"):
-        raise InvalidArgument(f"restart policies (--restart){NOT_YET} "
-                              f"(HostConfig.RestartPolicy)")
     for opt in host.get("SecurityOpt") or []:
         if opt not in _HARMLESS_SECURITY_OPTS and _no_new_privileges(opt) is None:
             raise InvalidArgument(f"the security option {opt!r}{NOT_YET} "
@@ -321,7 +312,8 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
     host["NetworkMode"] = mode
     host["IpcMode"] = host["IpcMode"] or "private"
     host["LogConfig"] = _log_config(given.get("LogConfig"))
-    host["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    host["RestartPolicy"] = check_restart_policy(given.get("RestartPolicy"),
+                                                 bool(host["AutoRemove"]))
     if host["Runtime"] not in RUNTIMES:
         raise InvalidArgument(f"unknown or invalid runtime name: {host['Runtime']}")
     host["Runtime"] = RUNTIME_NAME
@@ -561,9 +553,12 @@ def merge_image_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str,
                 out["ArgsEscaped"] = image["ArgsEscaped"]
         if out.get("Entrypoint") is None and image.get("Entrypoint"):
             out["Entrypoint"] = image["Entrypoint"]
-    for key in ("Healthcheck", "OnBuild"):
-        if out.get(key) is None and image.get(key):
-            out[key] = image[key]
+    if out.get("OnBuild") is None and image.get("OnBuild"):
+        out["OnBuild"] = image["OnBuild"]
+    if isinstance(image.get("Healthcheck"), dict):  # the user's fields over the image's
+        mine = out.get("Healthcheck") or {}
+        out["Healthcheck"] = {**image["Healthcheck"],
+                              **{k: v for k, v in mine.items() if not _zero(v)}}
     if out.get("Entrypoint") == [""]:
         out["Entrypoint"] = None
     return out

@@ -42,6 +42,11 @@ def state_string(state: dict[str, Any]) -> str:
     return status
 
 
+def health_word(state: dict[str, Any]) -> str:
+    """The health filter's value: the probe's status, ``none`` without a health check."""
+    return str(state.get("HealthStatus") or "none")
+
+
 def status_text(state: dict[str, Any], now: float | None = None) -> str:
     """Docker's State.String."""
     now = time.time() if now is None else now
@@ -49,7 +54,15 @@ def status_text(state: dict[str, Any], now: float | None = None) -> str:
     if state.get("Running"):
         started = parse_time(state.get("StartedAt")) or now
         up = human_duration(now - started)
-        return f"Up {up} (Paused)" if state.get("Paused") else f"Up {up}"
+        if state.get("Paused"):
+            return f"Up {up} (Paused)"
+        if state.get("Restarting"):
+            finished = parse_time(state.get("FinishedAt")) or now
+            return f"Restarting ({state.get('ExitCode', 0)}) {human_duration(now - finished)} ago"
+        health = state.get("HealthStatus")
+        if health:
+            return f"Up {up} ({'health: starting' if health == 'starting' else health})"
+        return f"Up {up}"
     if status == "removing":
         return "Removal In Progress"
     if status == "dead" or state.get("Dead"):
@@ -248,8 +261,8 @@ class ListFilter:
             exposed = {_port_key(p) for p in config.get("ExposedPorts") or {}}
             if not any(_port_key(v) in exposed for v in f.get("expose")):
                 return False
-        if f.contains("health") and "none" not in f.get("health"):
-            return False  # skiff runs no health checks yet: every container's is "none"
+        if f.contains("health") and health_word(row.state) not in f.get("health"):
+            return False
         if f.contains("is-task") and "false" not in f.get("is-task"):
             return False
         if f.contains("isolation") and not (set(f.get("isolation")) & {"default", ""}):

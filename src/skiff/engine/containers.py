@@ -35,6 +35,7 @@ from contextlib import ExitStack, contextmanager
 
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
 from skiff.engine.container_files import files_in, write_files
+from skiff.engine.container_supervision import Supervisor
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.events import EventLog
 from skiff.engine.exit_watch import ExitWatcher
@@ -209,7 +210,8 @@ class ContainerService:
         self._creating: dict[str, str] = {}  # ID → image ID, while its create is under way
         self._image_configs: dict[str, dict[str, Any]] = {}
         self._prune_lock = threading.Lock()
-        self._watcher = ExitWatcher(self._monitor_ended)
+        self.supervisor = Supervisor(self)
+        self._watcher = ExitWatcher(self._monitor_ended, self.supervisor.on_file)
         self._root_lock = -1
 
     def close(self) -> None:
@@ -434,6 +436,7 @@ class ContainerService:
             with open(tmp, "w") as f:
                 f.write(jsonfast.dumps(spec))
             os.replace(tmp, os.path.join(bundle, "config.json"))
+            fresh = self.supervisor.prepare(row, bundle)
             max_size, max_file = log_limits(host)
             started = _now()  # before: a quick program may be done before the call returns
             pid = self.start_monitor(MonitorRun(
@@ -453,7 +456,7 @@ class ContainerService:
             state = self._row(cid).state
             state.update(Status="running", Running=True, Paused=False, Restarting=False,
                          OOMKilled=False, Dead=False, Pid=pid, ExitCode=0, Error="",
-                         StartedAt=started, MonitorPid=monitor_pid)
+                         StartedAt=started, MonitorPid=monitor_pid, **fresh)
             self.db.set_state(cid, state)
             live.run, live.started = monitor_pid or -1, True
             self._cond.notify_all()
@@ -543,8 +546,10 @@ class ContainerService:
             ended = {"ExitCode": KILLED, "FinishedAt": _now(), "OOMKilled": False,
                      "Error": MONITOR_GONE}
         else:
+            self.supervisor.catch_up(cid, monitor_pid)  # the restarts before this end
             ended = {"ExitCode": status.exit_code, "FinishedAt": status.finished_at,
-                     "OOMKilled": status.oom_killed, "Error": ""}
+                     "OOMKilled": status.oom_killed, "Error": status.error,
+                     "RestartCount": status.restart_count}
         if self._record_exit(cid, monitor_pid, ended):
             # told at once; what the run leaves (the runtime container, which its monitor
             # may still be deleting, and the network namespace) goes on another thread
@@ -572,8 +577,8 @@ class ContainerService:
                     int(row.state.get("MonitorPid") or 0) != monitor_pid:
                 return False  # told already
             state = row.state
-            state.update(Status="exited", Running=False, Paused=False, Pid=0, MonitorPid=0,
-                         **ended)
+            state.update(Status="exited", Running=False, Paused=False, Restarting=False,
+                         Pid=0, MonitorPid=0, **ended)
             self.db.set_state(cid, state)
             live = self._live.get(cid)
             if live is not None:
@@ -649,6 +654,7 @@ class ContainerService:
                 given = config.get("StopTimeout")
                 timeout = DEFAULT_STOP_TIMEOUT if given is None else int(given)
             run = live.run
+            self.supervisor.cancel(row)
             self._signal(cid, sig)
         if self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
             return True
@@ -663,6 +669,9 @@ class ContainerService:
         with live.lock:
             if live.run != run:
                 return
+            row = self.db.get(cid)
+            if row is not None:
+                self.supervisor.cancel(row, _SIGKILL)
             self._signal(cid, _SIGKILL)
         if self._wait_run_over(cid, run, KILL_WAIT):
             return
@@ -684,10 +693,12 @@ class ContainerService:
         cid = self.resolve(ref)
         live = self._live_of(cid)
         with live.lock:
-            if not self._running(self._row(cid)):
+            row = self._row(cid)
+            if not self._running(row):
                 raise ContainerConflict(f"Container {cid} is not running")
             run = live.run
             if sig != _SIGKILL:
+                self.supervisor.cancel(row, sig)
                 self._signal(cid, sig)
                 return
         self._kill_run(cid, live, run)
@@ -714,7 +725,8 @@ class ContainerService:
             if ready is not None:
                 ready()
         if condition == "not-running":
-            self._await(cid, live, lambda: not live.running or live.removed, None)
+            self._await(cid, live, lambda: not live.running or live.exits > seen or
+                        live.removed, None)
         elif condition == "next-exit":
             self._await(cid, live, lambda: live.exits > seen or live.removed, None)
         else:
@@ -820,6 +832,9 @@ class ContainerService:
         if row.state.get("Running") and not self._running(row):
             row = self._row(row.id)  # its monitor was gone: the exit is recorded now
         doc = inspect_doc(row, self._paths(row.id), self._graph(row))
+        health = self.supervisor.health(row)
+        if health is not None:
+            doc["State"]["Health"] = health
         if size:
             doc["SizeRw"], doc["SizeRootFs"] = self._sizes(row)
         return doc
@@ -1004,11 +1019,14 @@ class ContainerService:
                 monitor_pid = int(row.state.get("MonitorPid") or 0)
                 if monitor_alive(monitor_pid, cid):
                     self._watcher.watch(cid, monitor_pid, self.bundle_dir(cid))
+                    self.supervisor.catch_up(cid, monitor_pid)
+                    self.supervisor.health_changed(cid)
                 else:
                     self._monitor_ended(cid, monitor_pid)
             elif status in ("created", "exited"):
                 self._adopt(row)
         self._sweep({row.id for row in rows})
+        self.supervisor.restart_on_start(rows)
 
     def _adopt(self, row: ContainerRow) -> None:
         """A run skiffd did not get to record (it died while starting the container): its

@@ -13,7 +13,9 @@ monitor pid the state holds). Watching a monitor that is already gone, or whose 
 is there already, reports it at once. A pid is only taken for the monitor when its command
 line says it is that container's monitor (`monitor_alive`), so a pid reused by another
 process is never waited on. The callback runs on the watcher's thread (or the caller's,
-for a run already over); it must not block for long.
+for a run already over); it must not block for long. The same folder watch also tells
+`on_file(container_id, monitor_pid, name)` when a monitor rewrites one of the files of
+`NEWS` (a restart's record, the health state), as often as it does, until the run ends.
 """
 
 from __future__ import annotations
@@ -32,14 +34,17 @@ if TYPE_CHECKING:
 
 _log = logger("skiff.engine.exit_watch")
 EXIT_FILE = "exit.json"
+NEWS = ("runs.jsonl", "health.json")  # what a monitor tells while its container runs
 
 
 class ExitWatcher:
     """Calls `on_exit(container_id, monitor_pid)` when a watched run's exit file arrives
     and when its monitor ends."""
 
-    def __init__(self, on_exit: Callable[[str, int], None]) -> None:
+    def __init__(self, on_exit: Callable[[str, int], None],
+                 on_file: Callable[[str, int, str], None] | None = None) -> None:
         self.on_exit = on_exit
+        self.on_file = on_file
         self._lock = threading.Lock()
         self._epoll: select.epoll | None = None
         self._inotify: Inotify | None = None
@@ -154,11 +159,15 @@ class ExitWatcher:
                         if self._closed:
                             return
                     continue
-                for run in self._take(fd):
-                    self._report(*run)
+                for run, name in self._take(fd):
+                    if name == EXIT_FILE:
+                        self._report(*run)
+                    elif self.on_file is not None:
+                        self._tell(*run, name)
 
-    def _take(self, fd: int) -> list[tuple[str, int]]:
-        """The runs an event on `fd` reports (their watches removed)."""
+    def _take(self, fd: int) -> list[tuple[tuple[str, int], str]]:
+        """The runs an event on `fd` reports, with the file that came (the watches of
+        ended runs removed)."""
         with self._lock:
             inotify, epoll = self._inotify, self._epoll
             if inotify is not None and fd == inotify.fileno():
@@ -168,7 +177,9 @@ class ExitWatcher:
                     if run is not None and event.name == EXIT_FILE:
                         del self._folders[event.wd]
                         inotify.remove_watch(event.wd)
-                        runs.append(run)
+                        runs.append((run, EXIT_FILE))
+                    elif run is not None and event.name in NEWS:
+                        runs.append((run, event.name))
                 return runs
             run = self._watched.pop(fd, None)
             if run is None or epoll is None:
@@ -179,7 +190,14 @@ class ExitWatcher:
                 if other == run and inotify is not None:
                     del self._folders[wd]
                     inotify.remove_watch(wd)
-            return [run]
+            return [(run, EXIT_FILE)]
+
+    def _tell(self, container_id: str, monitor_pid: int, name: str) -> None:
+        assert self.on_file is not None
+        try:
+            self.on_file(container_id, monitor_pid, name)
+        except Exception as e:  # noqa: BLE001 - as _report
+            _log.error("container %s: reading its %s failed: %s", container_id, name, e)
 
     def _report(self, container_id: str, monitor_pid: int) -> None:
         try:

@@ -35,6 +35,8 @@ class ExitStatus(Record):
     finished_at: str  # RFC 3339 with nanoseconds, Go's RFC3339Nano
     oom_killed: bool
     signal: int | None  # the signal that killed init (then exit_code is 128 + signal)
+    restart_count: int = 0  # the restarts the monitor made before this end
+    error: str = ""  # why a restart could not start the container
 
 
 def src_dir() -> str:
@@ -143,7 +145,9 @@ def read_exit_file(path: str) -> ExitStatus | None:
         signal = doc.get("Signal")
         return ExitStatus(exit_code=int(doc["ExitCode"]), finished_at=str(doc["FinishedAt"]),
                           oom_killed=bool(doc.get("OOMKilled", False)),
-                          signal=int(signal) if signal is not None else None)
+                          signal=int(signal) if signal is not None else None,
+                          restart_count=int(doc.get("RestartCount") or 0),
+                          error=str(doc.get("Error") or ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -119,15 +119,17 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     posix.rename(tmp, path)
 
 
-def exit_record(status: int, finished_ns: int, oom_killed: bool) -> bytes:
-    """The exit file's JSON for a wait status, with Docker's exit code rules."""
+def exit_record(status: int, finished_ns: int, oom_killed: bool, more: str = "") -> bytes:
+    """The exit file's JSON for a wait status, with Docker's exit code rules; `more`:
+    further members (``, "Key": value`` …)."""
     if posix.WIFSIGNALED(status):
         sig = posix.WTERMSIG(status)
         code, signal = 128 + sig, str(sig)
     else:
         code, signal = posix.WEXITSTATUS(status), "null"
     return (f'{{"ExitCode": {code}, "FinishedAt": "{go_time(finished_ns)}", '
-            f'"OOMKilled": {"true" if oom_killed else "false"}, "Signal": {signal}}}\n').encode()
+            f'"OOMKilled": {"true" if oom_killed else "false"}, "Signal": {signal}{more}}}\n'
+            ).encode()
 
 
 def oom_kills(path: str) -> int:
@@ -224,6 +226,13 @@ class Monitor:
             self.log = LogWriter(opts.log, opts.log_max_size, opts.log_max_file)
         except OSError as e:
             raise StartFailed(f"open the log file {opts.log}: {e.strerror}", 125) from None
+        return self.start_run()
+
+    def start_run(self) -> int:
+        """Create and start the container (through the helper); init's pid, or
+        StartFailed. Each run of a restarting container comes through here."""
+        opts = self.opts
+        assert self.log is not None
         out_r, out_w = posix.pipe()
         err_r, err_w = posix.pipe()
         res_r, res_w = posix.pipe()
@@ -248,9 +257,9 @@ class Monitor:
         self.streams = {out_r: "stdout", err_r: "stderr"}
         return self.init_pid
 
-    def run(self) -> None:
+    def run(self) -> tuple[int, int]:
         """Copy the output into the log until init has exited and the pipes are drained;
-        then the exit file, and the runtime container goes."""
+        init's wait status and when it ended (ns)."""
         log = self.log
         assert log is not None
         poller = select.poll()
@@ -293,12 +302,16 @@ class Monitor:
         self.streams = {}
         if log.error is not None:
             complain(f"{log.dropped} log writes failed: {log.error}")
+        return status, finished
+
+    def finish(self, record: bytes) -> None:
+        """The last run is over: the exit file, and the runtime container goes."""
         try:
-            write_atomic(self.opts.exit_file,
-                         exit_record(status, finished, oom_kills(self.oom_file) > 0))
+            write_atomic(self.opts.exit_file, record)
         except OSError as e:
             complain(f"write {self.opts.exit_file}: {e.strerror}")
-        log.close()  # after the exit file: what wakes a follower finds the container stopped
+        if self.log is not None:
+            self.log.close()  # after the exit file: a follower woken finds it stopped
         self.delete()
 
     def abort(self) -> None:
@@ -376,6 +389,8 @@ def main(argv: list[str]) -> NoReturn:
     if posix.fork() != 0:
         posix._exit(0)  # skiffd waits for this one only; the monitor goes on in the child
     posix.setsid()
+    from skiff.engine.monitor.restart import Wakeup, supervise
+    wakeup = Wakeup()  # before anyone knows our pid: SIGUSR1 must never end us
     monitor = Monitor(opts)
     try:
         pid = monitor.launch()
@@ -395,7 +410,7 @@ def main(argv: list[str]) -> NoReturn:
         posix._exit(1)
     report(opts.status_fd, f'{{"pid": {pid}}}')
     try:
-        monitor.run()
+        supervise(monitor, wakeup)
     except BaseException as e:  # noqa: BLE001
         complain(f"{type(e).__name__}: {e}")
         posix._exit(1)
