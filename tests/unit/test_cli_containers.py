@@ -470,3 +470,35 @@ def test_help_lists_the_container_commands(cli: Cli) -> None:
                  "start", "stop", "wait"):
         assert f"\n  {name} " in out
     assert cli("container", "list", "-q")[0] in (0, 1)
+
+
+def test_restart_and_health_flags_as_docker_sends_them(cli: Cli) -> None:
+    cli.engine.route("POST", "/containers/create", Response(201, json={"Id": CID, "Warnings": []}))
+    code, _, err = cli("create", "--restart", "on-failure:3", "--health-cmd", "test -e /ok",
+                       "--health-interval", "1s", "--health-timeout", "1m30s",
+                       "--health-retries", "2", "--health-start-period", "500ms", "busybox")
+    assert code == 0, err
+    body = cli.engine.last("POST", "/containers/create").json()
+    assert body["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert body["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /ok"], "Interval": 10**9,
+                                   "Timeout": 90 * 10**9, "StartPeriod": 500 * 10**6,
+                                   "Retries": 2}
+    cli("create", "--no-healthcheck", "busybox")
+    assert cli.engine.last("POST", "/containers/create").json()["Healthcheck"] == \
+        {"Test": ["NONE"]}
+    cli("create", "busybox")
+    body = cli.engine.last("POST", "/containers/create").json()
+    assert "Healthcheck" not in body
+    assert body["HostConfig"]["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+    made = len(cli.engine.requests)
+    for argv, words in ((["--health-interval", "-1s"], "--health-interval cannot be negative"),
+                        (["--health-retries", "-1"], "--health-retries cannot be negative"),
+                        (["--no-healthcheck", "--health-cmd", "x"],
+                         "--no-healthcheck conflicts with --health-* options"),
+                        (["--restart", "always", "--rm"],
+                         "conflicting options: cannot specify both --restart and --rm"),
+                        (["--restart", "on-failure:x"], "maximum retry count must be an integer"),
+                        (["--health-timeout", "soon"], 'time: invalid duration "soon"')):
+        code, _, err = cli("create", *argv, "busybox")
+        assert code == 125 and words in err, (argv, err)
+    assert len(cli.engine.requests) == made

@@ -175,12 +175,15 @@ def read_health(bundle: str) -> dict[str, Any] | None:
 
 def restarts_on_daemon_start(policy: dict[str, Any], state: dict[str, Any]) -> bool:
     """Docker's rule at daemon start for a container that is not running: `always`
-    restarts, `unless-stopped` unless stopped by the user, `on-failure` after a failure."""
+    restarts, `unless-stopped` unless stopped by the user, `on-failure` after a failure, while
+    its restarts are fewer than its maximum."""
     name = policy.get("Name") or "no"
     if name == "always":
         return True
     if name == "unless-stopped":
         return not state.get("ManuallyStopped")
-    if name == "on-failure":
-        return int(state.get("ExitCode") or 0) != 0
+    if name == "on-failure":  # the count goes on from the container's RestartCount
+        maximum = int(policy.get("MaximumRetryCount") or 0)
+        return int(state.get("ExitCode") or 0) != 0 and (
+            maximum == 0 or int(state.get("RestartCount") or 0) < maximum)
     return False

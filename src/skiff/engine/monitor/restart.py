@@ -136,13 +136,22 @@ def _append(path: str, line: bytes) -> None:
         posix.close(fd)
 
 
+def _start_prober(container_id: str, bundle: str, runtime_root: str, started: int) -> int:
+    """The run's health prober (0 without a health check: then `health` never loads)."""
+    try:
+        posix.stat(f"{bundle}/healthcheck")
+    except OSError:
+        return 0
+    from skiff.engine.monitor.health import start_prober
+    return start_prober(container_id, bundle, runtime_root, started)
+
+
 def supervise(monitor: Monitor, wakeup: Wakeup) -> None:
     """The monitor's life after the first start: each run to its end, then — as the policy
     file says — a back-off and a new run (the runtime container deleted and made again,
     the log kept), until one is not restarted; its exit goes to the exit file. Each exit
     followed by a restart, and each restart, is a line of the runs file (``Seq``, the
     ``Event`` die or start, and what the engine records of it)."""
-    from skiff.engine.monitor import health
     from skiff.engine.monitor.logfile import go_time, json_string
     from skiff.engine.monitor.main import StartFailed, exit_record, oom_kills, write_atomic
 
@@ -153,9 +162,11 @@ def supervise(monitor: Monitor, wakeup: Wakeup) -> None:
     seq = 0
     started = time.time_ns()
     while True:
-        prober = health.start_prober(opts.id, opts.bundle, opts.runtime_root, started)
+        prober = _start_prober(opts.id, opts.bundle, opts.runtime_root, started)
         status, finished = monitor.run()
-        health.stop_prober(prober)
+        if prober:
+            from skiff.engine.monitor.health import stop_prober
+            stop_prober(prober)
         oom = oom_kills(monitor.oom_file) > 0
         code = 128 + posix.WTERMSIG(status) if posix.WIFSIGNALED(status) \
             else posix.WEXITSTATUS(status)
