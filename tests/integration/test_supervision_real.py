@@ -19,6 +19,8 @@ import pytest
 from fixtures_daemon import Skiffd, start_skiffd, stop_skiffd
 from test_docker_cli import DOCKER, docker
 from test_docker_cli_containers import remove_all
+from test_engine_containers import Env, clean, env  # noqa: F401
+from unit.test_engine_containers_views import check_inspect_shape
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -220,3 +222,29 @@ def test_bad_values_are_dockers_errors_and_make_nothing(daemon: list[Skiffd]) ->
                              {"Image": "busybox", "Cmd": ["true"], **body})
         assert status == 400 and words in doc["message"], (status, doc)
     assert docker(d, "ps", "-aq").stdout == ""
+
+
+def test_the_engine_tells_each_restart_and_health_change(clean: Env) -> None:  # noqa: F811
+    c = clean.containers
+    seq = c.events.last_seq()
+    cid = clean.run(["sh", "-c", "echo x; exit 5"], name="twice",
+                    HostConfig={"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 1}})
+    assert c.wait(cid)["StatusCode"] == 5  # the first exit ends a wait, as moby's waitStop
+    until(lambda: c.inspect(cid)["State"]["Status"] == "exited")
+    ours = [(e.action, e.attributes.get("exitCode")) for e in c.events.since(seq)
+            if e.actor_id == cid and e.action in ("die", "start")]
+    assert ("die", "5") in ours and ("start", None) in ours
+    event = next(e for e in c.events.since(seq) if e.action == "die" and e.actor_id == cid)
+    assert event.attributes["name"] == "twice" and event.attributes["image"] == "busybox"
+    assert c.inspect(cid)["RestartCount"] == 1
+    c.remove(cid)
+    seq = c.events.last_seq()
+    probed = clean.run(["sh", "-c", "sleep 1.5; touch /ok; sleep 60"],
+                       Healthcheck={"Test": ["CMD", "test", "-e", "/ok"], "Interval": 500_000_000,
+                                    "Retries": 1})
+    until(lambda: c.inspect(probed)["State"]["Health"]["Status"] == "healthy")
+    actions = [e.action for e in c.events.since(seq) if e.actor_id == probed]
+    assert "health_status: unhealthy" in actions and "health_status: healthy" in actions
+    assert actions.index("health_status: unhealthy") < actions.index("health_status: healthy")
+    check_inspect_shape(c.inspect(probed))
+    c.remove(probed, force=True)

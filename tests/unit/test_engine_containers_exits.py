@@ -119,3 +119,34 @@ def test_close_stops_watching(monitor: subprocess.Popen[bytes],
     assert t.runs == []
     watcher.watch(CID, os.getpid())  # closed: a watch is a no-op now, or told at once
     assert t.runs in ([], [(CID, os.getpid())])
+
+
+def test_news_files_are_told_each_time_until_the_exit_file(
+        monitor: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    t = Told()
+    news: list[tuple[str, int, str]] = []
+    w = ExitWatcher(t, lambda cid, pid, name: news.append((cid, pid, name)))
+    try:
+        w.watch(CID, monitor.pid, str(tmp_path))
+        for _ in range(2):
+            with open(tmp_path / "runs.jsonl", "a") as f:
+                f.write("{}\n")
+        (tmp_path / "health.json.tmp").write_text("{}")
+        os.rename(tmp_path / "health.json.tmp", tmp_path / "health.json")
+        (tmp_path / "other").write_text("x")
+        deadline = time.monotonic() + 5
+        while (CID, monitor.pid, "health.json") not in news and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # (inotify merges a second event like one not read yet: news may come once for two)
+        assert set(news) == {(CID, monitor.pid, "runs.jsonl"), (CID, monitor.pid, "health.json")}
+        assert news[-1][2] == "health.json"
+        assert t.runs == []
+        (tmp_path / "exit.json").write_text("{}")
+        assert t.wait() == [(CID, monitor.pid)]
+        with open(tmp_path / "runs.jsonl", "a") as f:
+            f.write("{}\n")  # the run is over: no more news of it
+        told = len(news)
+        time.sleep(0.1)
+        assert len(news) == told
+    finally:
+        w.close()

@@ -57,8 +57,8 @@ def status_text(state: dict[str, Any], now: float | None = None) -> str:
         if state.get("Paused"):
             return f"Up {up} (Paused)"
         if state.get("Restarting"):
-            finished = parse_time(state.get("FinishedAt")) or now
-            return f"Restarting ({state.get('ExitCode', 0)}) {human_duration(now - finished)} ago"
+            died = parse_time(state.get("FinishedAt")) or now
+            return f"Restarting ({state.get('ExitCode', 0)}) {human_duration(now - died)} ago"
         health = state.get("HealthStatus")
         if health:
             return f"Up {up} ({'health: starting' if health == 'starting' else health})"
