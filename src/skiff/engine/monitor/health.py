@@ -1,18 +1,18 @@
-"""The monitor's health checks: a prober process per run that execs the probe into the
-container every interval and keeps Docker's Health object in the bundle's ``health.json``.
+"""The monitor's health checks: the probe exec'd into the container every interval, and
+Docker's Health object kept in the bundle's ``health.json``.
 
-`start_prober` forks the prober from the monitor when the bundle has a ``healthcheck``
-file (``INTERVAL_NS TIMEOUT_NS RETRIES START_PERIOD_NS``, a newline, the probe's argv
-NUL-separated: `engine.supervision.write_healthcheck`); `stop_prober` ends it with the run.
-The prober, a copy of the lean monitor that dies with it (PR_SET_PDEATHSIG), waits an
-interval, then forks a helper that runs the probe with the runtime library's exec (so the
-runtime's modules load only in that short-lived helper) and reads the first 4096 bytes of
-its output. moby's rules (daemon/health.go): status ``starting`` until the first success
-(``healthy``); a failure adds to the failing streak — not while ``starting`` within the
-start period — and ``Retries`` of them in a row make it ``unhealthy``; a probe running
-past the timeout is killed and is a failure with exit code -1 and ``Health check exceeded
-timeout (30s)``; the log keeps the last 5 results. `HealthState` is that state machine,
-free of processes, for the prober and for tests. Built-in modules only.
+`start_prober` reads the bundle's ``healthcheck`` file (``INTERVAL_NS TIMEOUT_NS RETRIES
+START_PERIOD_NS``, a newline, the probe's argv NUL-separated:
+`engine.supervision.write_healthcheck`) and schedules the probes (`Prober`) from the
+monitor itself, by signals, so nothing runs between probes. Each probe is a forked helper
+that forks once more to run the probe with the runtime library's exec (the runtime's
+modules load only there) and reads the first 4096 bytes of its output. moby's rules
+(daemon/health.go): status ``starting`` until the first success (``healthy``); a failure
+adds to the failing streak — not while ``starting`` within the start period — and
+``Retries`` of them in a row make it ``unhealthy``; a probe running past the timeout is
+killed and is a failure with exit code -1 and ``Health check exceeded timeout (30s)``; the
+log keeps the last 5 results. `HealthState` is that state machine, free of processes, for
+the helpers and for tests. Built-in modules only, but in the helpers.
 """
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ import time
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MAX_OUTPUT = 4096  # moby's maxOutputLen
 MAX_LOG = 5  # maxLogEntries
-_PR_SET_PDEATHSIG = 1
+_GRACE_S = 5  # past its timeout, a probe helper is taken for lost
 _SIGKILL = 9
+_SIGUSR2 = 12
+_SIGALRM = 14
 
 
 class Probe:
@@ -84,15 +89,17 @@ class HealthState:
     def __init__(self, retries: int, start_period_ns: int, started_ns: int) -> None:
         self.status = "starting"
         self.streak = 0
-        self.log: list[tuple[int, int, int, bytes]] = []  # start, end, exit code, output
+        self.log: list[tuple[str, str, int, bytes]] = []  # start, end, exit code, output
         self.retries = retries
         self.start_period_ns = start_period_ns
         self.started_ns = started_ns
 
     def record(self, start_ns: int, end_ns: int, exit_code: int, output: bytes) -> bool:
         """One probe's result; True when the status changed."""
+        from skiff.engine.monitor.logfile import go_time
         old = self.status
-        self.log = (self.log + [(start_ns, end_ns, exit_code, output[:MAX_OUTPUT])])[-MAX_LOG:]
+        entry = (go_time(start_ns), go_time(end_ns), exit_code, output[:MAX_OUTPUT])
+        self.log = (self.log + [entry])[-MAX_LOG:]
         if exit_code == 0:
             self.streak = 0
             self.status = "healthy"
@@ -103,41 +110,121 @@ class HealthState:
                 self.status = "unhealthy"
         return self.status != old
 
+    def load(self, path: str) -> None:
+        """(In a probe helper, which may load anything) the state as the last probe left
+        it in `path`."""
+        import json
+        try:
+            with open(path, "rb") as f:
+                doc = json.load(f)
+            self.status = str(doc["Status"])
+            self.streak = int(doc["FailingStreak"])
+            self.log = [(str(e["Start"]), str(e["End"]), int(e["ExitCode"]),
+                         str(e["Output"]).encode()) for e in doc.get("Log") or []]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # as it is in memory: the state at the run's start
+
     def json(self) -> bytes:
-        from skiff.engine.monitor.logfile import go_time, json_string
+        from skiff.engine.monitor.logfile import json_string
         entries = ", ".join(
-            f'{{"Start": "{go_time(s)}", "End": "{go_time(e)}", "ExitCode": {c}, '
+            f'{{"Start": "{s}", "End": "{e}", "ExitCode": {c}, '
             f'"Output": {json_string(o)}}}' for s, e, c, o in self.log)
         return (f'{{"Status": "{self.status}", "FailingStreak": {self.streak}, '
                 f'"Log": [{entries}]}}\n').encode()
 
 
-def start_prober(container_id: str, bundle: str, runtime_root: str, started_ns: int) -> int:
-    """Fork the prober of this run (0 when the container has no health check)."""
+class Prober:
+    """The run's probes, scheduled from the monitor itself by signals, so a health check
+    costs no process between probes: a one-shot SIGALRM timer forks a probe helper; the
+    helper runs the probe (`probe_once`), writes the new state, and tells the monitor with
+    SIGUSR2 that it is done, whose handler reaps it and sets the timer for the next
+    interval (moby waits the interval from one probe's end to the next one's start). A
+    timer that fires while a helper still runs (past its timeout by `_GRACE_S`) ends it."""
+
+    def __init__(self, container_id: str, bundle: str, runtime_root: str, probe: Probe,
+                 started_ns: int, drain: Callable[[], None]) -> None:
+        self.container_id = container_id
+        self.bundle = bundle
+        self.runtime_root = runtime_root
+        self.probe = probe
+        self.state = HealthState(probe.retries, probe.start_period_ns, started_ns)
+        self.drain = drain
+        self.helper = 0
+
+    def start(self) -> None:
+        import _signal
+        _write(f"{self.bundle}/health.json", self.state.json())
+        _signal.signal(_SIGALRM, self._tick)
+        _signal.signal(_SIGUSR2, self._done)
+        self._arm(self.probe.interval_ns)
+
+    def stop(self) -> None:
+        import _signal
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        self._end_helper()
+
+    def _arm(self, ns: int) -> None:
+        import _signal
+        _signal.setitimer(_signal.ITIMER_REAL, max(ns, 1000) / 1e9)
+
+    def _end_helper(self) -> None:
+        if self.helper:
+            try:
+                posix.kill(self.helper, _SIGKILL)
+                posix.waitpid(self.helper, 0)
+            except (OSError, ChildProcessError):
+                pass  # gone, and reaped with the run's orphans
+            self.helper = 0
+
+    def _tick(self, signum: int, frame: object) -> None:
+        self.drain()
+        self._end_helper()  # still there: it overran its own timeout
+        monitor = posix.getpid()
+        pid = posix.fork()
+        if pid == 0:
+            code = 1
+            try:
+                self.probe_once()
+                code = 0
+            finally:
+                try:
+                    if posix.getppid() == monitor:  # (not whoever took us in)
+                        posix.kill(monitor, _SIGUSR2)
+                finally:
+                    posix._exit(code)
+        self.helper = pid
+        self._arm(self.probe.timeout_ns + _GRACE_S * 1_000_000_000)
+
+    def _done(self, signum: int, frame: object) -> None:
+        self.drain()
+        if not self.helper:
+            return
+        try:
+            posix.waitpid(self.helper, 0)
+        except ChildProcessError:
+            pass
+        self.helper = 0
+        self._arm(self.probe.interval_ns)
+
+    def probe_once(self) -> None:
+        """(In the helper) one probe, its result added to the state in health.json."""
+        path = f"{self.bundle}/health.json"
+        self.state.load(path)
+        start = time.time_ns()
+        code, output = run_probe(self.container_id, self.bundle, self.runtime_root, self.probe)
+        self.state.record(start, time.time_ns(), code, output)
+        _write(path, self.state.json())
+
+
+def start_prober(container_id: str, bundle: str, runtime_root: str, started_ns: int,
+                 drain: Callable[[], None]) -> Prober | None:
+    """The probes of this run (None when the container has no health check)."""
     probe = Probe.read(f"{bundle}/healthcheck")
     if probe is None:
-        return 0
-    state = HealthState(probe.retries, probe.start_period_ns, started_ns)
-    _write(f"{bundle}/health.json", state.json())
-    pid = posix.fork()
-    if pid != 0:
-        return pid
-    try:
-        from skiff.kernel.prctl import prctl
-        prctl(_PR_SET_PDEATHSIG, _SIGKILL)
-        _probe_forever(container_id, bundle, runtime_root, probe, state)
-    finally:
-        posix._exit(0)
-
-
-def stop_prober(pid: int) -> None:
-    if pid <= 0:
-        return
-    try:
-        posix.kill(pid, _SIGKILL)
-        posix.waitpid(pid, 0)
-    except (OSError, ChildProcessError):
-        pass  # reaped already with the run's orphans
+        return None
+    prober = Prober(container_id, bundle, runtime_root, probe, started_ns, drain)
+    prober.start()
+    return prober
 
 
 def _write(path: str, data: bytes) -> None:
@@ -146,17 +233,6 @@ def _write(path: str, data: bytes) -> None:
         write_atomic(path, data)
     except OSError as e:
         complain(f"write {path}: {e.strerror}")
-
-
-def _probe_forever(container_id: str, bundle: str, runtime_root: str, probe: Probe,
-                   state: HealthState) -> None:
-    path = f"{bundle}/health.json"
-    while True:
-        time.sleep(probe.interval_ns / 1e9)
-        start = time.time_ns()
-        code, output = run_probe(container_id, bundle, runtime_root, probe)
-        state.record(start, time.time_ns(), code, output)
-        _write(path, state.json())
 
 
 def run_probe(container_id: str, bundle: str, runtime_root: str,

@@ -20,6 +20,7 @@ import time
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    from skiff.engine.monitor.health import Prober
     from skiff.engine.monitor.main import Monitor
 
 DEFAULT_DELAY_NS = 100_000_000  # moby's defaultTimeout
@@ -136,14 +137,15 @@ def _append(path: str, line: bytes) -> None:
         posix.close(fd)
 
 
-def _start_prober(container_id: str, bundle: str, runtime_root: str, started: int) -> int:
-    """The run's health prober (0 without a health check: then `health` never loads)."""
+def _start_prober(container_id: str, bundle: str, runtime_root: str, started: int,
+                  wakeup: Wakeup) -> Prober | None:
+    """The run's health probes (None without a health check: then `health` never loads)."""
     try:
         posix.stat(f"{bundle}/healthcheck")
     except OSError:
-        return 0
+        return None
     from skiff.engine.monitor.health import start_prober
-    return start_prober(container_id, bundle, runtime_root, started)
+    return start_prober(container_id, bundle, runtime_root, started, wakeup.drain)
 
 
 def supervise(monitor: Monitor, wakeup: Wakeup) -> None:
@@ -162,11 +164,10 @@ def supervise(monitor: Monitor, wakeup: Wakeup) -> None:
     seq = 0
     started = time.time_ns()
     while True:
-        prober = _start_prober(opts.id, opts.bundle, opts.runtime_root, started)
+        prober = _start_prober(opts.id, opts.bundle, opts.runtime_root, started, wakeup)
         status, finished = monitor.run()
-        if prober:
-            from skiff.engine.monitor.health import stop_prober
-            stop_prober(prober)
+        if prober is not None:
+            prober.stop()
         oom = oom_kills(monitor.oom_file) > 0
         code = 128 + posix.WTERMSIG(status) if posix.WIFSIGNALED(status) \
             else posix.WEXITSTATUS(status)
