@@ -19,6 +19,12 @@ ExitCode 128+N for death by signal N, OOMKilled from the cgroup's oom_kill count
 the log (a follower reading it is woken by that), deletes the runtime container and exits.
 It relays no signals: the engine signals the container through the runtime.
 
+With a restart policy (the bundle's ``restart`` file) the run is followed by others
+(`restart.supervise`): each exit then is a line of ``runs.jsonl``, the back-off is waited
+out, the runtime container made again and the pid file rewritten, until a run is not
+restarted; its exit is the exit file. A health check (the bundle's ``healthcheck``) is
+probed from here too (`health`). SIGUSR1 is the engine's word that the policy changed.
+
 Only built-in modules load here (posix, select, time, _ctypes through `kernel.prctl`):
 no `os`, no `json`, no `typing`.
 """
