@@ -168,15 +168,17 @@ class Supervisor:
     def _rewrite(self, row: ContainerRow, cancelled: bool, stopped: bool) -> None:
         svc = self.service
         bundle = svc.bundle_dir(row.id)
-        if os.path.exists(os.path.join(bundle, POLICY_FILE)):
-            write_policy(bundle, row.doc["HostConfig"].get("RestartPolicy") or {},
-                         cancelled=cancelled, stopped=stopped)
         with svc._cond:
             fresh = svc.db.get(row.id)
             if fresh is not None and bool(fresh.state.get("ManuallyStopped")) != stopped:
                 fresh.state["ManuallyStopped"] = stopped
                 svc.db.set_state(row.id, fresh.state)
-        self.poke(row)
+        # a run without the file is an older monitor's, which knows no policy (and which
+        # SIGUSR1 would end)
+        if os.path.exists(os.path.join(bundle, POLICY_FILE)):
+            write_policy(bundle, row.doc["HostConfig"].get("RestartPolicy") or {},
+                         cancelled=cancelled, stopped=stopped)
+            self.poke(row)
 
     def poke(self, row: ContainerRow) -> None:
         """Tell the run's monitor its policy file changed (a back-off under way ends)."""

@@ -180,7 +180,13 @@ class Prober:
         self.drain()
         self._end_helper()  # still there: it overran its own timeout
         monitor = posix.getpid()
-        pid = posix.fork()
+        try:
+            pid = posix.fork()
+        except OSError as e:  # a handler's exception would end the monitor's loop
+            from skiff.engine.monitor.main import complain
+            complain(f"health check: fork: {e.strerror}")
+            self._arm(self.probe.interval_ns)
+            return
         if pid == 0:
             code = 1
             try:
