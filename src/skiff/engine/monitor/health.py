@@ -11,8 +11,9 @@ modules load only there) and reads the first 4096 bytes of its output. moby's ru
 adds to the failing streak — not while ``starting`` within the start period — and
 ``Retries`` of them in a row make it ``unhealthy``; a probe running past the timeout is
 killed and is a failure with exit code -1 and ``Health check exceeded timeout (30s)``; the
-log keeps the last 5 results. `HealthState` is that state machine, free of processes, for
-the helpers and for tests. Built-in modules only, but in the helpers.
+log keeps the last 5 results; a paused container is not probed. `HealthState` is that state
+machine, free of processes, for the helpers and for tests. Built-in modules only, but in the
+helpers.
 """
 
 from __future__ import annotations
@@ -218,6 +219,8 @@ class Prober:
         self.state.load(path)
         start = time.time_ns()
         code, output = run_probe(self.container_id, self.bundle, self.runtime_root, self.probe)
+        if code == _PAUSED:
+            return  # moby probes only containers that run and are not paused
         self.state.record(start, time.time_ns(), code, output)
         _write(path, self.state.json())
 
@@ -285,10 +288,14 @@ def run_probe(container_id: str, bundle: str, runtime_root: str,
     code = posix.WEXITSTATUS(status) if posix.WIFEXITED(status) else 1
     if code == _HELPER_FAILED:
         return -1, output  # the exec could not be made: its error is the output
+    if code == _PAUSED_EXIT:
+        return _PAUSED, b""
     return code, output
 
 
-_HELPER_FAILED = 254  # the helper's own failure (the probe's 254 reads as a failure too)
+_HELPER_FAILED = 254  # the helper's own failure (a probe's own 254 reads as 1)
+_PAUSED_EXIT = 253  # the container is paused: no probe (a probe's own 253 reads as 1)
+_PAUSED = -2
 
 
 def _kill_probe(pid_file: str) -> None:
@@ -314,11 +321,15 @@ def _helper(container_id: str, runtime_root: str, argv: list[str], out_w: int,
         posix.dup2(out_w, 2)
         posix.close(null)
         posix.close(out_w)
+        from skiff.runtime.container import open_container
         from skiff.runtime.exec import ExecOptions, exec_process
         from skiff.runtime.state import StateStore
-        code = exec_process(StateStore(runtime_root), container_id,
+        store = StateStore(runtime_root)
+        if open_container(store, container_id).status() == "paused":
+            posix._exit(_PAUSED_EXIT)
+        code = exec_process(store, container_id,
                             ExecOptions(args=tuple(argv), pid_file=pid_file)) & 0xFF
-        if code == _HELPER_FAILED:
+        if code in (_HELPER_FAILED, _PAUSED_EXIT):
             code = 1
     except BaseException as e:  # noqa: BLE001 - every failure is the probe's result
         try:
