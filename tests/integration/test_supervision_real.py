@@ -117,7 +117,11 @@ def test_stop_and_rm_of_a_container_in_its_back_off(daemon: list[Skiffd]) -> Non
     cid = run_d(d, "--restart", "always", "busybox", "sh", "-c", "exit 2")
     # back-offs 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s: after 3 s it is mostly waiting
     until(lambda: inspect(d, cid)["RestartCount"] >= 5)
-    until(lambda: inspect(d, cid)["State"]["Status"] == "restarting")
+    doc = until(lambda: (lambda c: c if c["State"]["Status"] == "restarting" else None)(
+        inspect(d, cid)))
+    assert doc["State"]["Restarting"] and doc["State"]["Running"] and doc["State"]["Pid"] == 0
+    assert docker(d, "ps", "--format", "{{.Status}}", "-f", f"id={cid}").stdout.startswith(
+        "Restarting (2) ")
     started = time.monotonic()
     docker(d, "stop", cid)
     assert time.monotonic() - started < 3
@@ -183,6 +187,38 @@ def test_health_goes_starting_unhealthy_healthy(daemon: list[Skiffd]) -> None:
     last = health["Log"][-1]
     assert (last["ExitCode"], last["Output"]) == (0, "fine\n") and len(health["Log"]) <= 5
     assert ps().endswith("(healthy)")
+
+
+def test_the_images_healthcheck_and_the_flags_over_it(daemon: list[Skiffd]) -> None:
+    import io
+    import subprocess
+    import tarfile
+
+    d = daemon[0]
+    saved = subprocess.run([DOCKER, "save", "busybox"], env=d.env, capture_output=True,
+                           check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = tar.extractfile(manifest[0]["Layers"][0]).read()  # type: ignore[union-attr]
+    docker(d, "import", "-c", "HEALTHCHECK --interval=1s --retries=1 CMD test -e /tmp/ok",
+           "-c", 'CMD ["sh", "-c", "sleep 2.5; touch /tmp/ok; sleep 100"]', "-", "probed:1",
+           input=layer)
+    try:
+        cid = run_d(d, "probed:1")
+        until(lambda: inspect(d, cid)["State"]["Health"]["Status"] == "unhealthy")
+        until(lambda: inspect(d, cid)["State"]["Health"]["Status"] == "healthy")
+        none = run_d(d, "--no-healthcheck", "probed:1")
+        assert "Health" not in inspect(d, none)["State"]
+        slower = run_d(d, "--health-interval", "1h", "probed:1")
+        doc = inspect(d, slower)
+        assert doc["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "test -e /tmp/ok"]
+        assert doc["Config"]["Healthcheck"]["Interval"] == 3600 * 10**9
+        time.sleep(1.5)
+        assert inspect(d, slower)["State"]["Health"] == {"Status": "starting",
+                                                         "FailingStreak": 0, "Log": []}
+    finally:
+        remove_all(d)
+        docker(d, "rmi", "probed:1")
 
 
 def test_health_probe_past_its_timeout_is_a_failure(daemon: list[Skiffd]) -> None:
