@@ -203,3 +203,23 @@ def test_daemon_start_rule() -> None:
     assert not restarts_on_daemon_start({"Name": "on-failure", "MaximumRetryCount": 1}, failed)
     assert not restarts_on_daemon_start({"Name": "on-failure"}, {"ExitCode": 0})
     assert not restarts_on_daemon_start({"Name": "no"}, failed)
+
+
+def test_a_restart_keeps_the_health_log(tmp_path: Path) -> None:
+    import json
+
+    from skiff.engine.monitor.health import _kept_log
+
+    h = HealthState(retries=1, start_period_ns=0, started_ns=0)
+    h.record(S, S, 1, b'a "quoted" }] output')
+    path = tmp_path / "health.json"
+    path.write_bytes(h.json())
+    fresh = HealthState(retries=1, start_period_ns=0, started_ns=0)
+    doc = json.loads(fresh.json(_kept_log(str(path))))
+    assert doc["Status"] == "starting" and doc["FailingStreak"] == 0
+    assert doc["Log"] == json.loads(h.json())["Log"]
+    assert _kept_log(str(tmp_path / "none")) == b""
+    loaded = HealthState(retries=1, start_period_ns=0, started_ns=0)
+    loaded.load(str(path))
+    assert (loaded.status, loaded.streak, len(loaded.log)) == ("unhealthy", 1, 1)
+    assert json.loads(loaded.json()) == json.loads(h.json())

@@ -58,11 +58,10 @@ class Supervisor:
     def prepare(self, row: ContainerRow, bundle: str) -> dict[str, Any]:
         """Write the run's policy and probe for its monitor; the state a fresh start
         begins with (a user's start resets the restart count, as moby's)."""
-        for stale in (RUNS_FILE, HEALTH_FILE):
-            try:
-                os.unlink(os.path.join(bundle, stale))
-            except FileNotFoundError:
-                pass
+        try:
+            os.unlink(os.path.join(bundle, RUNS_FILE))  # (the health file's Log is kept)
+        except FileNotFoundError:
+            pass
         write_policy(bundle, row.doc["HostConfig"].get("RestartPolicy") or {})
         probed = write_healthcheck(bundle, row.doc["Config"])
         return {"RestartCount": 0, "ManuallyStopped": False, "RunsSeen": 0,

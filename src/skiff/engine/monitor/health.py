@@ -47,19 +47,9 @@ class Probe:
 
     @classmethod
     def read(cls, path: str) -> Probe | None:
-        try:
-            fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
-        except OSError:
+        data = _read_all(path)
+        if data is None:
             return None
-        try:
-            data = b""
-            while True:
-                chunk = posix.read(fd, 65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            posix.close(fd)
         head, _, tail = data.partition(b"\n")
         try:
             interval, timeout, retries, start = (int(w) for w in head.split())
@@ -125,13 +115,15 @@ class HealthState:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # as it is in memory: the state at the run's start
 
-    def json(self) -> bytes:
+    def json(self, log: bytes = b"") -> bytes:
+        """Docker's Health object; `log`: its Log as JSON text already (a previous run's,
+        which a restart keeps, as moby's)."""
         from skiff.engine.monitor.logfile import json_string
         entries = ", ".join(
             f'{{"Start": "{s}", "End": "{e}", "ExitCode": {c}, '
             f'"Output": {json_string(o)}}}' for s, e, c, o in self.log)
-        return (f'{{"Status": "{self.status}", "FailingStreak": {self.streak}, '
-                f'"Log": [{entries}]}}\n').encode()
+        head = f'{{"Status": "{self.status}", "FailingStreak": {self.streak}, "Log": '.encode()
+        return head + (log or f"[{entries}]".encode()) + b"}\n"
 
 
 class Prober:
@@ -154,7 +146,8 @@ class Prober:
 
     def start(self) -> None:
         import _signal
-        _write(f"{self.bundle}/health.json", self.state.json())
+        path = f"{self.bundle}/health.json"
+        _write(path, self.state.json(_kept_log(path)))
         _signal.signal(_SIGALRM, self._tick)
         _signal.signal(_SIGUSR2, self._done)
         self._arm(self.probe.interval_ns)
@@ -223,6 +216,30 @@ class Prober:
             return  # moby probes only containers that run and are not paused
         self.state.record(start, time.time_ns(), code, output)
         _write(path, self.state.json())
+
+
+def _read_all(path: str) -> bytes | None:
+    try:
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = b""
+        while True:
+            chunk = posix.read(fd, 65536)
+            if not chunk:
+                return data
+            data += chunk
+    finally:
+        posix.close(fd)
+
+
+def _kept_log(path: str) -> bytes:
+    """The Log array of the health file a previous run left (b"" when there is none): the
+    file is ours, so its Log is what follows its ``"Log": `` up to the closing brace."""
+    _, found, log = (_read_all(path) or b"").partition(b'"Log": ')
+    log = log.rstrip().removesuffix(b"}")
+    return log if found and log.startswith(b"[") and log.endswith(b"]") else b""
 
 
 def start_prober(container_id: str, bundle: str, runtime_root: str, started_ns: int,
