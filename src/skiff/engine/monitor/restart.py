@@ -128,13 +128,16 @@ def _ignore(signum: int, frame: object) -> None:
 def _append(path: str, line: bytes) -> None:
     """One record at the end of the runs file (one write: a reader sees it whole or not
     at all, and a line without its newline is left for later)."""
-    fd = posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC,
-                    0o644)
+    from skiff.engine.monitor.main import complain, write_all
     try:
-        from skiff.engine.monitor.main import write_all
-        write_all(fd, line)
-    finally:
-        posix.close(fd)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT
+                        | posix.O_CLOEXEC, 0o644)
+        try:
+            write_all(fd, line)
+        finally:
+            posix.close(fd)
+    except OSError as e:  # the engine misses a record; the container must not
+        complain(f"write {path}: {e.strerror}")
 
 
 def _start_prober(container_id: str, bundle: str, runtime_root: str, started: int,
@@ -155,7 +158,8 @@ def supervise(monitor: Monitor, wakeup: Wakeup) -> None:
     followed by a restart, and each restart, is a line of the runs file (``Seq``, the
     ``Event`` die or start, and what the engine records of it)."""
     from skiff.engine.monitor.logfile import go_time, json_string
-    from skiff.engine.monitor.main import StartFailed, exit_record, oom_kills, write_atomic
+    from skiff.engine.monitor.main import (StartFailed, complain, exit_record, oom_kills,
+                                           write_atomic)
 
     opts = monitor.opts
     policy_path = f"{opts.bundle}/restart"
@@ -200,7 +204,10 @@ def supervise(monitor: Monitor, wakeup: Wakeup) -> None:
                 f'"RestartCount": {backoff.count}, "Seq": {seq + 1}}}\n'.encode())
             return
         started = time.time_ns()
-        write_atomic(opts.pid_file, f"{posix.getpid()}\n{pid}\n".encode())
+        try:
+            write_atomic(opts.pid_file, f"{posix.getpid()}\n{pid}\n".encode())
+        except OSError as e:
+            complain(f"write {opts.pid_file}: {e.strerror}")
         seq += 1
         _append(runs_path, f'{{"Seq": {seq}, "Event": "start", "Pid": {pid}, '
                            f'"StartedAt": "{go_time(started)}", '
