@@ -284,3 +284,40 @@ def test_the_engine_tells_each_restart_and_health_change(clean: Env) -> None:  #
     assert actions.index("health_status: unhealthy") < actions.index("health_status: healthy")
     check_inspect_shape(c.inspect(probed))
     c.remove(probed, force=True)
+
+
+def test_kill_ends_restarts_as_moby_does(daemon: list[Skiffd]) -> None:
+    d = daemon[0]
+    cid = run_d(d, "--restart", "always", "busybox", "sleep", "100")
+    docker(d, "kill", cid)  # SIGKILL: moby's ExitOnNext
+    doc = inspect(d, cid)
+    assert (doc["State"]["Status"], doc["State"]["ExitCode"]) == ("exited", 137)
+    time.sleep(1)
+    assert inspect(d, cid)["State"]["Status"] == "exited"
+    # a signal that is not the container's stop signal leaves the policy on: the container
+    # dies of it and is restarted
+    other = run_d(d, "--restart", "always", "--stop-signal", "SIGUSR1", "busybox", "sh", "-c",
+                  "trap 'exit 143' TERM; sleep 100 & wait")
+    time.sleep(0.5)  # the trap in place
+    docker(d, "kill", "-s", "TERM", other)
+    doc = until(lambda: (lambda c: c if c["RestartCount"] == 1 and c["State"]["Status"] ==
+                         "running" else None)(inspect(d, other)))
+    assert doc["State"]["ExitCode"] == 143
+
+
+def test_a_changed_policy_holds_from_the_next_exit(clean: Env) -> None:  # noqa: F811
+    c = clean.containers
+    cid = clean.run(["sh", "-c", "sleep 0.5; exit 4"],
+                    HostConfig={"RestartPolicy": {"Name": "always"}})
+    until(lambda: c.inspect(cid)["RestartCount"] >= 1)
+    row = c.db.get(cid)
+    assert row is not None
+    row.doc["HostConfig"]["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    c.supervisor.set_policy(row)  # what ``update --restart no`` does once it is stored
+    doc = until(lambda: (lambda d: d if d["State"]["Status"] == "exited" else None)(
+        c.inspect(cid)))
+    count = doc["RestartCount"]
+    assert doc["State"]["ExitCode"] == 4
+    time.sleep(1)
+    assert c.inspect(cid)["RestartCount"] == count
+    c.remove(cid)
