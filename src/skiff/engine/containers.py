@@ -43,6 +43,7 @@ from skiff.engine.names import check_name, free_name, is_full_id, new_id
 from skiff.engine.oci_spec import compose_spec, compose_spec_json, resolve_user
 from skiff.engine.state_db import ContainerRow, NameTaken, StateDB
 from skiff.engine.times import parse_time, rfc3339_nano
+from skiff.engine.volumes import VolumeService
 from skiff.errors import (
     ContainerConflict,
     ImageNotFound,
@@ -55,6 +56,7 @@ from skiff.errors import (
 from skiff import jsonfast
 from skiff.log import logger
 from skiff.record import Record
+from skiff.store.volumes import tree_size as _tree_size  # Docker's SizeRw of an upper dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -145,26 +147,6 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _tree_size(path: str) -> int:
-    """The bytes of the files below `path` (Docker's SizeRw of an upper dir)."""
-    total = 0
-    stack = [path]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue
-    return total
-
-
 def _listing(folder: str) -> list[str]:
     try:
         return os.listdir(folder)
@@ -203,6 +185,8 @@ class ContainerService:
         self.netns_dir = os.path.join(run, "netns")
         self.start_monitor = start_monitor or launch_monitor
         self.events = events or EventLog()
+        self.volumes = VolumeService(root, self.events)
+        self.volumes.users = self.volume_users
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
         self._reserved: dict[str, str] = {}  # name → ID, while its create is under way
@@ -330,6 +314,10 @@ class ContainerService:
             with ExitStack() as undo:
                 rootfs = self.snapshots.prepare(cid, self.store.rootfs_layers(image))
                 undo.callback(self._drop_snapshot, cid)
+                points = self.volumes.attach(cid, request.mounts, rootfs)
+                undo.callback(self.volumes.drop_anonymous, points)
+                undo.callback(self.volumes.settle, cid)  # first: its claim goes before them
+                row.doc["MountPoints"] = points
                 os.makedirs(self.containers_dir, exist_ok=True)
                 os.mkdir(folder, 0o710)
                 undo.callback(_rmtree, folder)
@@ -343,6 +331,7 @@ class ContainerService:
                 except NameTaken as e:
                     raise self._name_conflict(e.name, e.holder) from None
                 undo.pop_all()
+                self.volumes.settle(cid)
             with self._cond:
                 self._live[cid] = _Live(row.state)
         _log.debug("container %s (%s) created from %s", cid[:12], chosen, image.id[:19])
@@ -423,7 +412,9 @@ class ContainerService:
                 make_netns(netns)
             spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
                                      files=files_in(self.container_dir(cid)),
-                                     cgroup_parent=self.cgroup_parent, netns=netns)
+                                     cgroup_parent=self.cgroup_parent, netns=netns,
+                                     mounts=self.volumes.start_mounts(
+                                         cid, row.doc.get("MountPoints") or ()))
             os.makedirs(bundle, 0o711, exist_ok=True)
             for stale in (self._exit_file(cid), self._pid_file(cid)):
                 try:
@@ -553,8 +544,11 @@ class ContainerService:
                              daemon=True, name="skiffd-after-exit").start()
 
     def _after_exit(self, cid: str, auto_remove: bool) -> None:
+        row = self.db.get(cid)
+        if row is not None:
+            self.volumes.stopped(cid, row.doc.get("MountPoints") or ())
         if auto_remove:
-            self._remove_quietly(cid)  # which takes everything down
+            self._remove_quietly(cid, volumes=True)  # which takes everything down
             return
         try:
             live = self._live_of(cid)
@@ -726,8 +720,8 @@ class ContainerService:
     # -- remove -----------------------------------------------------------------------------
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``DELETE /containers/{id}``: refused for a running container unless `force`
-        (which kills it first); the snapshot, bundle, logs and row go. `volumes`: there are
-        no volumes yet, so nothing more to remove."""
+        (which kills it first); the snapshot, bundle, logs and row go; with `volumes`, its
+        anonymous volumes too (named ones stay, as Docker's ``rm -v``)."""
         cid = self.resolve(ref)
         live = self._live_of(cid)
         with live.lock:
@@ -757,12 +751,14 @@ class ContainerService:
                 live.error = ""  # moby's SetRemoved clears it: a removal waiter sees no error
                 self._live.pop(cid, None)
                 self._cond.notify_all()
+        if volumes:
+            self.volumes.drop_anonymous(row.doc.get("MountPoints") or ())
         _log.debug("container %s removed", cid[:12])
 
-    def _remove_quietly(self, cid: str) -> None:
+    def _remove_quietly(self, cid: str, volumes: bool = False) -> None:
         """AutoRemove: remove `cid`, reporting (not raising) what goes wrong."""
         try:
-            self.remove(cid, force=True)
+            self.remove(cid, force=True, volumes=volumes)
         except NoSuchContainer:
             pass
         except (SkiffError, OSError) as e:
@@ -967,6 +963,14 @@ class ContainerService:
                       if image == image_id]
         return users
 
+    def volume_users(self) -> builtins.list[tuple[str, bool, builtins.list[str]]]:
+        """(ID, running, the volumes its mounts name) of every container
+        (VolumeService.users)."""
+        from skiff.engine.mounts import volume_names
+
+        return [(row.id, bool(row.state.get("Running")),
+                 volume_names(row.doc.get("MountPoints") or ())) for row in self.db.all()]
+
     def counts(self) -> ContainerCounts:
         """What /info says of containers (SystemService.containers)."""
         from skiff.engine.system import ContainerCounts
@@ -1009,6 +1013,7 @@ class ContainerService:
             elif status in ("created", "exited"):
                 self._adopt(row)
         self._sweep({row.id for row in rows})
+        self.volumes.store.sweep()
 
     def _adopt(self, row: ContainerRow) -> None:
         """A run skiffd did not get to record (it died while starting the container): its
