@@ -200,8 +200,8 @@ class VolumeService:
             for name in names:
                 used.setdefault(name, []).append(cid)
         with self._lock:
-            for cid, names in self._claims.items():
-                for name in names:
+            for cid, claimed in self._claims.items():
+                for name in claimed:
                     used.setdefault(name, []).append(cid)
         return used
 
@@ -253,7 +253,8 @@ class VolumeService:
             raise StoreError(f"copy {destination} of the image into the volume: "
                              f"{done.stderr.strip()}")
 
-    def start_mounts(self, cid: str, points: Iterable[MountPoint]) -> list[dict[str, Any]]:
+    def start_mounts(self, cid: str,
+                     points: Iterable[MountPoint]) -> builtins.list[dict[str, Any]]:
         """At start: the spec's mounts of `points`, with what they need on the host made
         (a ``-v`` bind's missing source folder, a device volume's mount), and a ``mount``
         event per volume."""
