@@ -318,3 +318,43 @@ def test_docker_py_volumes(daemon: Skiffd, tmp_path: Path) -> None:
         assert [v.name for v in client.volumes.list()] == ["pyvol"]
         vol.remove()
         assert client.volumes.list() == []
+
+
+# -- skiff's own CLI, beside docker's --------------------------------------------------------------
+def test_skiff_volume_commands_match_dockers(daemon: Skiffd) -> None:
+    from test_cli_images import skiff
+
+    assert skiff(daemon, "volume", "create", "--label", "x=y", "-o", "type=tmpfs", "-o",
+                 "device=tmpfs", "sv").stdout == "sv\n"
+    skiff(daemon, "volume", "create", "plain")
+    for args in (("volume", "ls"), ("volume", "ls", "-q"),
+                 ("volume", "ls", "--filter", "label=x", "--format", "{{.Name}} {{.Labels}}"),
+                 ("volume", "inspect", "sv"), ("volume", "inspect", "-f", "{{.Options}}", "sv")):
+        assert skiff(daemon, *args).stdout == docker(daemon, *args).stdout, args
+    p, q = (tool(daemon, "volume", "inspect", "nope", check=False) for tool in (skiff, docker))
+    assert (p.returncode, p.stderr.strip()) == (q.returncode, q.stderr.strip())
+    assert (p.returncode, p.stderr.strip()) == \
+        (1, "Error response from daemon: get nope: no such volume")
+    assert skiff(daemon, "volume", "rm", "sv").stdout == "sv\n"
+    out = skiff(daemon, "volume", "prune", "-f").stdout
+    assert out == "Deleted Volumes:\nplain\n\nTotal reclaimed space: 0B\n"
+
+
+def test_skiff_run_with_mounts(daemon: Skiffd, tmp_path: Path) -> None:
+    from test_cli_images import skiff
+
+    (tmp_path / "in").write_text("host\n")
+    out = skiff(daemon, "run", "--rm", "--network", "none", "-v", f"{tmp_path}:/h:ro",
+                "-v", "sk:/data", "--mount", "type=tmpfs,destination=/t,tmpfs-size=1m",
+                "--tmpfs", "/run:size=2m", "busybox", "sh", "-c",
+                "cat /h/in; echo v > /data/f; df -k /t /run | tail -2 | awk '{print $2}'"
+                ).stdout
+    assert out == "host\n1024\n2048\n"
+    assert (daemon.root / "volumes/sk/_data/f").read_text() == "v\n"
+    p = skiff(daemon, "run", "--rm", "--mount", "type=bind,target=/x,volume-nocopy", "busybox",
+              "true", check=False)
+    assert p.returncode == 125
+    assert "cannot mix 'volume-*' options with mount type 'bind'" in p.stderr
+    p = skiff(daemon, "run", "--rm", "--network", "none", "-v", "/a:/b:bad", "busybox", "true",
+              check=False)
+    assert p.returncode == 125 and "invalid mode: bad" in p.stderr

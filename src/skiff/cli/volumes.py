@@ -3,8 +3,9 @@
 Rows are docker's volume formatter context (cli/command/formatter/volume.go): ``{{.Name}}``,
 ``{{.Driver}}``, ``{{.Scope}}``, ``{{.Mountpoint}}``, ``{{.Labels}}``, ``{{.Links}}`` and
 ``{{.Size}}`` (the last two ``N/A`` outside ``system df``); the default table is DRIVER and
-VOLUME NAME. A missing volume reads ``Error: No such volume: NAME`` as the docker CLI
-words it; removal errors are collected and the command exits 1 after the others went.
+VOLUME NAME. The daemon's errors are shown as the docker CLI shows them (``Error response
+from daemon: get NAME: no such volume``), collected so that the other names are still
+done, and the command exits 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from skiff.cli.flags import (FORMAT_HELP, INSPECT_FORMAT_HELP, Command, filter_f
                              option, repeated)
 from skiff.cli.images import confirm, print_inspected
 from skiff.cli.template import Row, json_filters, render_rows
-from skiff.errors import APIError, InvalidArgument, NotFound, SkiffError
+from skiff.errors import APIError, InvalidArgument, SkiffError
 from skiff.units import human_size
 
 TYPE_CHECKING = False
@@ -119,8 +120,6 @@ def inspect(ctx: Context, path: str, argv: list[str]) -> int:
     for name in opts.args:
         try:
             found.append(ctx.client.open("GET", f"/volumes/{name}").read().decode().strip())
-        except NotFound:
-            errors.append(f"Error: No such volume: {name}")
         except APIError as exc:
             errors.append(str(exc))
     return print_inspected(ctx, found, errors, opts.format)

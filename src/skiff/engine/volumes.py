@@ -117,12 +117,14 @@ class VolumeService:
         return self._doc(self.get(name))
 
     def _doc(self, record: VolumeRecord, usage: dict[str, int] | None = None) -> dict[str, Any]:
+        # Go writes a map's keys sorted; an anonymous volume's empty maps are nil in moby
         doc: dict[str, Any] = {
             "CreatedAt": record.created, "Driver": record.driver,
-            "Labels": dict(record.labels) if record.labels or not record.anonymous else None,
+            "Labels": dict(sorted(record.labels.items()))
+            if record.labels or not record.anonymous else None,
             "Mountpoint": self.store.data_path(record.name), "Name": record.name,
-            "Options": dict(record.options) if record.options or not record.anonymous
-            else None,
+            "Options": dict(sorted(record.options.items()))
+            if record.options or not record.anonymous else None,
             "Scope": "local"}
         if usage is not None:
             doc["UsageData"] = usage
