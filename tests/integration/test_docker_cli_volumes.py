@@ -358,3 +358,23 @@ def test_skiff_run_with_mounts(daemon: Skiffd, tmp_path: Path) -> None:
     p = skiff(daemon, "run", "--rm", "--network", "none", "-v", "/a:/b:bad", "busybox", "true",
               check=False)
     assert p.returncode == 125 and "invalid mode: bad" in p.stderr
+
+
+def test_volumes_from(daemon: Skiffd, tmp_path: Path) -> None:
+    src = docker(daemon, "create", "--network", "none", "-v", "vf:/data",
+                 "-v", f"{tmp_path}:/host", "--tmpfs", "/scratch", "busybox",
+                 "true").stdout.strip()
+    run(daemon, "--volumes-from", src, "busybox", "sh", "-c", "echo shared > /data/f")
+    out = run(daemon, "--volumes-from", f"{src}:ro", "busybox", "sh", "-c",
+              "cat /data/f; touch /data/g 2>&1; touch /host/h 2>&1; grep -c ' /scratch ' "
+              "/proc/mounts", check=False).stdout
+    lines = out.splitlines()
+    assert lines[0] == "shared" and "Read-only file system" in lines[1]
+    assert "Read-only file system" in lines[2] and lines[3] == "0"  # no tmpfs inherited
+    # a 404, as dockerd's (through the docker CLI, which takes a 404 for a missing image)
+    status, body = daemon.json("POST", "/containers/create", {
+        "Image": "busybox", "HostConfig": {"VolumesFrom": ["nosuch"]}})
+    assert (status, body["message"]) == (404, "No such container: nosuch")
+    p = run(daemon, "--volumes-from", f"{src}:rshared", "busybox", "true", check=False)
+    assert p.returncode == 125 and "invalid mode: rshared" in p.stderr
+    docker(daemon, "rm", src)

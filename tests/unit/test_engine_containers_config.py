@@ -110,7 +110,6 @@ def test_networks() -> None:
     ({"Tty": True}, "a TTY (-t)"),
     ({"OpenStdin": True}, "(-i)"),
     ({"AttachStdin": True}, "(-i)"),
-    ({"HostConfig": {"VolumesFrom": ["other"]}}, "--volumes-from"),
     ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}, "published ports"),
     ({"HostConfig": {"RestartPolicy": {"Name": "always"}}}, "restart policies"),
     ({"Healthcheck": {"Test": ["CMD", "true"]}}, "health checks"),

@@ -12,7 +12,7 @@ an `InvalidArgument` with Docker's own words (``Minimum memory limit allowed is 
 
 The mounts (Binds, Mounts, Tmpfs and the image's Volumes) are read by `engine.mounts`
 into the request's mount points. What skiff does not do yet is refused here by name rather
-than quietly dropped: a TTY, stdin, --volumes-from, published ports, restart policies, health checks, devices,
+than quietly dropped: a TTY, stdin, published ports, restart policies, health checks, devices,
 bridge and container networks, and the rest listed in `_UNSUPPORTED`. A field Docker does
 not know is ignored, as Docker's JSON decoder ignores it (newer clients send fields of newer
 API versions).
@@ -101,7 +101,6 @@ _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
     ("Config", "StdinOnce", "stdin (-i)"),
     ("Config", "AttachStdin", "attaching stdin (-i)"),
     ("Config", "MacAddress", "a MAC address (--mac-address)"),
-    ("HostConfig", "VolumesFrom", "--volumes-from"),
     ("HostConfig", "PortBindings", "published ports (-p)"),
     ("HostConfig", "PublishAllPorts", "publishing all ports (-P)"),
     ("HostConfig", "Links", "links (--link)"),
@@ -203,11 +202,14 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
                  ncpu: int | None = None, swap_limit: bool = True,
                  host_hostname: Callable[[], str] | None = None,
                  known_caps: Sequence[str] | None = None,
-                 cgroup_v2: bool | None = None) -> CreateRequest:
+                 cgroup_v2: bool | None = None,
+                 mounts_of: Callable[[str], list[dict[str, Any]]] | None = None
+                 ) -> CreateRequest:
     """Check and complete `body` (Docker's ContainerCreate JSON) against the image's config
     (the ``config`` object of its image config JSON, or None). The host's facts — CPUs,
     swap accounting, hostname, the capabilities its kernel knows, whether it is a pure
-    cgroup v2 host — are read unless given."""
+    cgroup v2 host — are read unless given. `mounts_of(ref)`: the mount points of another
+    container, for VolumesFrom."""
     if not isinstance(body, dict) or not body:
         raise InvalidArgument("config cannot be empty in order to create a container")
     config: dict[str, Any] = {}
@@ -246,7 +248,8 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
     from skiff.engine.mounts import mount_points
 
     return CreateRequest(config=merged, host_config=host, path=path, args=tuple(args),
-                         warnings=tuple(warnings), mounts=tuple(mount_points(host, merged)))
+                         warnings=tuple(warnings),
+                         mounts=tuple(mount_points(host, merged, mounts_of=mounts_of)))
 
 
 def _uname_node() -> str:

@@ -294,7 +294,7 @@ class ContainerService:
         image = self.store.get(ref) if isinstance(ref, str) and ref else None
         image_config = self._image_config(image.id).get("config") if image else None
         request = parse_create(body, image_config if isinstance(image_config, dict) else None,
-                               swap_limit=_swap_limit())
+                               swap_limit=_swap_limit(), mounts_of=self._mounts_of)
         assert image is not None  # parse_create refuses a body without an image
         cid = new_id()
         config = dict(request.config)
@@ -336,6 +336,10 @@ class ContainerService:
                 self._live[cid] = _Live(row.state)
         _log.debug("container %s (%s) created from %s", cid[:12], chosen, image.id[:19])
         return {"Id": cid, "Warnings": list(request.warnings)}
+
+    def _mounts_of(self, ref: str) -> builtins.list[dict[str, Any]]:
+        """The mount points of the container `ref` (what --volumes-from takes)."""
+        return list(self._find(ref).doc.get("MountPoints") or [])
 
     @staticmethod
     def _name_conflict(name: str, holder: str) -> ContainerConflict:

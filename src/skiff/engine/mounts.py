@@ -228,9 +228,25 @@ def parse_tmpfs(destination: str, data: str) -> MountPoint:
 
 
 # -- all of a container's ---------------------------------------------------------------------
+def parse_volumes_from(spec: str) -> tuple[str, str]:
+    """linuxParser.ParseVolumesFrom: (container, mode) of ``c[:ro|rw]``."""
+    if not spec:
+        raise InvalidArgument("volumes-from specification cannot be an empty string")
+    ref, _, mode = spec.partition(":")
+    if not mode:
+        return ref, "rw"
+    words = mode.split(",")
+    if not _valid_mode(mode) or any(w in PROPAGATIONS or w in _COPY_MODES for w in words):
+        raise InvalidArgument(f"invalid mode: {mode}")
+    return ref, mode
+
+
 def mount_points(host: dict[str, Any], config: dict[str, Any],
-                 exists: Callable[[str], bool] = os.path.exists) -> list[MountPoint]:
-    """Every mount a create asks for, in moby's order and with its duplicate checks."""
+                 exists: Callable[[str], bool] = os.path.exists,
+                 mounts_of: Callable[[str], list[MountPoint]] | None = None
+                 ) -> list[MountPoint]:
+    """Every mount a create asks for, in moby's order and with its duplicate checks.
+    `mounts_of(ref)` gives the mount points of the container `ref` (for VolumesFrom)."""
     driver = host.get("VolumeDriver") or ""
     _check_driver(driver)
     points: list[MountPoint] = []
@@ -242,6 +258,24 @@ def mount_points(host: dict[str, Any], config: dict[str, Any],
         taken.add(point["Destination"])
         points.append(point)
 
+    inherited: dict[str, MountPoint] = {}  # moby: what a bind or mount names again wins
+    for spec in host.get("VolumesFrom") or []:
+        ref, mode = parse_volumes_from(spec)
+        if mounts_of is None:
+            raise InvalidArgument("--volumes-from: no containers to take volumes from")
+        for other in mounts_of(ref):
+            if other["Type"] == "tmpfs":
+                continue
+            inherited[other["Destination"]] = dict(
+                other, RW=bool(other["RW"]) and "ro" not in mode.split(","), CopyData=False,
+                CreateSource=False)
+    given = {p["Destination"] for p in (parse_bind(raw, driver)
+                                        for raw in host.get("Binds") or [])}
+    given |= {_clean(str(m.get("Target") or "")) for m in host.get("Mounts") or []
+              if isinstance(m, dict)}
+    for destination, point in inherited.items():
+        if destination not in given:
+            add(point)
     for raw in host.get("Binds") or []:
         add(parse_bind(raw, driver))
     for spec in host.get("Mounts") or []:
