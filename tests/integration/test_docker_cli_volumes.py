@@ -366,3 +366,24 @@ def test_volumes_from(daemon: Skiffd, tmp_path: Path) -> None:
     p = run(daemon, "--volumes-from", f"{src}:rshared", "busybox", "true", check=False)
     assert p.returncode == 125 and "invalid mode: rshared" in p.stderr
     docker(daemon, "rm", src)
+
+
+def test_shared_propagation_needs_a_shared_source(daemon: Skiffd, tmp_path: Path) -> None:
+    spot = tmp_path / "spot"
+    spot.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(spot)], check=True)
+    try:
+        subprocess.run(["mount", "--make-private", str(spot)], check=True)
+        p = run(daemon, "-v", f"{spot}:/x:rshared", "busybox", "true", check=False)
+        assert p.returncode == 125
+        assert f"path {spot} is mounted on {spot} but it is not a shared mount" in p.stderr
+        subprocess.run(["mount", "--make-shared", str(spot)], check=True)
+        # shared both ways: what the container mounts below /x appears on the host
+        out = run(daemon, "--privileged", "-v", f"{spot}:/x:rshared", "busybox", "sh", "-c",
+                  "mkdir /x/in && mount -t tmpfs t /x/in && grep -c ' /x/in ' /proc/mounts"
+                  ).stdout
+        assert out == "1\n"
+        assert os.path.ismount(spot / "in")
+        subprocess.run(["umount", str(spot / "in")], check=True)
+    finally:
+        subprocess.run(["umount", "-R", str(spot)], check=False)

@@ -263,9 +263,10 @@ class VolumeService:
         mounts = []
         for point in points:
             source = point["Source"]
-            if point["Type"] == "bind" and point.get("CreateSource") \
-                    and not os.path.lexists(source):
-                os.makedirs(source, 0o755, exist_ok=True)
+            if point["Type"] == "bind":
+                if point.get("CreateSource") and not os.path.lexists(source):
+                    os.makedirs(source, 0o755, exist_ok=True)
+                check_propagation(source, point["Propagation"])
             elif point["Type"] == "volume":
                 record = self.store.get(point["Name"])
                 if record is None:
@@ -334,6 +335,35 @@ class VolumeService:
                     syscall.umount(data, syscall.MNT_DETACH)
                 except KernelError as e:
                     raise StoreError(f"unmount volume {record.name}: {e}") from e
+
+
+def check_propagation(source: str, propagation: str) -> None:
+    """moby's ensureShared / ensureSharedOrSlave: a shared bind needs its source on a shared
+    mount (a slave one on a shared or slave mount), or the propagation asked for cannot
+    happen."""
+    if propagation not in ("shared", "rshared", "slave", "rslave"):
+        return
+    mountpoint, optional = _mount_of(os.path.realpath(source))
+    if "shared:" in optional:
+        return
+    if propagation in ("slave", "rslave") and "master:" in optional:
+        return
+    kind = "shared" if propagation in ("shared", "rshared") else "shared or slave"
+    raise InvalidArgument(f"path {source} is mounted on {mountpoint} but it is not a {kind} "
+                          f"mount")
+
+
+def _mount_of(path: str) -> tuple[str, str]:
+    """(the mount point holding `path`, its optional fields) from /proc/self/mountinfo."""
+    best, fields = "/", ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            point = parts[4].replace("\\040", " ")
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, fields = point, " ".join(parts[6:parts.index("-")])
+    return best, fields
 
 
 def _check_options(options: dict[str, str]) -> None:
