@@ -6,7 +6,8 @@ absolute first), those without one to ``Config.Volumes`` (anonymous volumes); ``
 ``key=value`` fields (``type``, ``source``/``src``, ``target``/``dst``/``destination``,
 ``readonly``/``ro``, ``bind-propagation``, ``bind-nonrecursive``, ``volume-nocopy``,
 ``volume-label``, ``volume-driver``, ``volume-opt``, ``tmpfs-size``, ``tmpfs-mode``) read
-into one API Mount object, with the CLI's words for a malformed one.
+into one API Mount object (a volume unless ``type`` says otherwise, as the CLI defaults it),
+with the CLI's words for a malformed one.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def parse_mount(value: str) -> dict[str, Any]:
         fields = next(csv.reader([value]))
     except (csv.Error, StopIteration) as e:
         raise InvalidArgument(str(e)) from None
-    mount: dict[str, Any] = {}
+    mount: dict[str, Any] = {"Type": "volume"}
     bind: dict[str, Any] = {}
     volume: dict[str, Any] = {}
     tmpfs: dict[str, Any] = {}
@@ -117,9 +118,7 @@ def parse_mount(value: str) -> dict[str, Any]:
                 raise InvalidArgument(f"invalid value for {key}: {val}") from None
         else:
             raise InvalidArgument(f"unexpected key '{key}' in '{field}'")
-    kind = mount.get("Type", "")
-    if not kind:
-        raise InvalidArgument("type is required")
+    kind = mount["Type"]
     if not mount.get("Target"):
         raise InvalidArgument("target is required")
     for options, prefix, wanted, api_key in ((bind, "bind", "bind", "BindOptions"),
