@@ -154,6 +154,9 @@ def test_read_only_bind_and_created_source(daemon: Skiffd, tmp_path: Path) -> No
     assert p.returncode != 0 and "Read-only file system" in p.stderr
     run(daemon, "-v", f"{host}:/x", "busybox", "sh", "-c", "echo back > /x/out")
     assert (host / "out").read_text() == "back\n"
+    # a file bound over a file
+    assert run(daemon, "-v", f"{host / 'in'}:/etc/motd:ro", "busybox", "cat", "/etc/motd"
+               ).stdout == "from the host\n"
     made = tmp_path / "made" / "here"
     run(daemon, "-v", f"{made}:/m", "busybox", "true")  # -v makes a missing source, as Docker
     assert made.is_dir()
@@ -261,6 +264,8 @@ def test_volume_in_use_is_409_and_its_data_stays(daemon: Skiffd) -> None:
     status, df = daemon.json("GET", "/system/df")
     (vol,) = df["Volumes"]
     assert vol["Name"] == "busy" and vol["UsageData"] == {"Size": 5, "RefCount": 0}
+    df = docker(daemon, "system", "df", "-v", "--format", "{{json .Volumes}}").stdout
+    assert '"Name":"busy"' in df and '"Size":"5B"' in df
     out = docker(daemon, "volume", "prune", "-f").stdout
     assert "busy" in out and "Total reclaimed space: 5B" in out
 

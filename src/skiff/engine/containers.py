@@ -544,13 +544,13 @@ class ContainerService:
             # told at once; what the run leaves (the runtime container, which its monitor
             # may still be deleting, and the network namespace) goes on another thread
             threading.Thread(target=self._after_exit,
-                             args=(cid, bool(row.doc["HostConfig"].get("AutoRemove"))),
+                             args=(cid, bool(row.doc["HostConfig"].get("AutoRemove")),
+                                   row.doc.get("MountPoints") or []),
                              daemon=True, name="skiffd-after-exit").start()
 
-    def _after_exit(self, cid: str, auto_remove: bool) -> None:
-        row = self.db.get(cid)
-        if row is not None:
-            self.volumes.stopped(cid, row.doc.get("MountPoints") or ())
+    def _after_exit(self, cid: str, auto_remove: bool,
+                    points: builtins.list[dict[str, Any]]) -> None:
+        self.volumes.stopped(cid, points)  # told even when a removal took the row already
         if auto_remove:
             self._remove_quietly(cid, volumes=True)  # which takes everything down
             return
