@@ -210,8 +210,23 @@ def test_local_driver_tmpfs_device_volume(daemon: Skiffd) -> None:
     out = run(daemon, "-v", "tv:/v", "busybox", "sh", "-c", "df -k /v | tail -1").stdout
     assert out.split()[1] == "10240"
     # the run is over: nothing of the volume stays mounted on the host
-    assert not os.path.ismount(doc["Mountpoint"])
+    assert mounts_under(daemon.root / "volumes") == []
     docker(daemon, "volume", "rm", "tv")
+
+
+def test_local_driver_bind_device_volume_gets_the_copy_up(daemon: Skiffd,
+                                                          tmp_path: Path) -> None:
+    host = tmp_path / "device"
+    host.mkdir()
+    docker(daemon, "volume", "create", "-o", "type=none", "-o", f"device={host}", "-o",
+           "o=bind", "bv")
+    out = run(daemon, "-v", "bv:/etc", "busybox", "sh", "-c",
+              "echo mine > /etc/added; cat /etc/group | head -1").stdout
+    assert out == "root:x:0:\n"
+    assert (host / "passwd").is_file() and (host / "added").read_text() == "mine\n"
+    assert mounts_under(daemon.root / "volumes") == []
+    docker(daemon, "volume", "rm", "bv")
+    assert (host / "added").exists() and (host / "passwd").exists()  # not the volume's to empty
 
 
 def test_anonymous_volumes_from_image_and_rm_v(daemon: Skiffd, tmp_path: Path) -> None:

@@ -1018,6 +1018,7 @@ class ContainerService:
                 self._adopt(row)
         self._sweep({row.id for row in rows})
         self.volumes.store.sweep()
+        self.volumes.unmount_idle()  # device volumes of runs that ended meanwhile
 
     def _adopt(self, row: ContainerRow) -> None:
         """A run skiffd did not get to record (it died while starting the container): its

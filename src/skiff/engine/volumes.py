@@ -26,7 +26,8 @@ from skiff.engine.filters import Filters
 from skiff.engine.mounts import LOCAL, oci_mount
 from skiff.errors import ContainerConflict, InvalidArgument, KernelError, NoSuchVolume, StoreError
 from skiff.log import logger
-from skiff.store.volumes import VolumeRecord, VolumeStore, check_name, created_now
+from skiff.store.volumes import (VolumeRecord, VolumeStore, check_name, created_now,
+                                 is_mountpoint)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -226,8 +227,8 @@ class VolumeService:
                         self._claims.setdefault(cid, set()).add(record.name)
                     point["Name"] = record.name
                     point["Source"] = self.store.data_path(record.name)
-                    if point.get("CopyData") and not record.options:
-                        self.copy_up(rootfs, point["Destination"], point["Source"])
+                    if point.get("CopyData"):
+                        self._copy_into(record, rootfs, point["Destination"])
                 out.append(point)
         except BaseException:
             self.drop_anonymous(out)
@@ -239,6 +240,29 @@ class VolumeService:
         """The create of `cid` is over (its row names the volumes now, or it failed)."""
         with self._lock:
             self._claims.pop(cid, None)
+
+    def _copy_into(self, record: VolumeRecord, rootfs: str, destination: str) -> None:
+        """The copy-up into `record`; a device volume is mounted for it and let go again
+        unless a running container uses it, as the local driver's refcount does (so a
+        tmpfs one keeps none of it, a bound folder all)."""
+        data = self.store.data_path(record.name)
+        if not record.options.get("device"):
+            self.copy_up(rootfs, destination, data)
+            return
+        self._mount_device(record)
+        try:
+            self.copy_up(rootfs, destination, data)
+        finally:
+            self.unmount_idle([record.name])
+
+    def unmount_idle(self, names: Iterable[str] | None = None) -> None:
+        """Unmount the device volumes (of `names`, or all) no running container uses: after
+        a copy-up, and at engine start for runs that ended while skiffd was away."""
+        running = {name for _, run, used in self.users() if run for name in used}
+        for name in self.store.names() if names is None else names:
+            record = self.store.get(name)
+            if record is not None and name not in running:
+                self._unmount_device(record)
 
     @staticmethod
     def copy_up(rootfs: str, destination: str, data: str) -> None:
@@ -283,16 +307,10 @@ class VolumeService:
     def stopped(self, cid: str, points: Iterable[MountPoint]) -> None:
         """After a run of `cid`: an ``unmount`` event per volume; device volumes no running
         container uses any more are unmounted."""
-        running = {name for other, run, names in self.users() if run and other != cid
-                   for name in names}
-        for point in points:
-            if point["Type"] != "volume":
-                continue
-            self.events.emit("volume", "unmount", point["Name"],
-                             {"driver": LOCAL, "container": cid})
-            record = self.store.get(point["Name"])
-            if record is not None and point["Name"] not in running:
-                self._unmount_device(record)
+        names = [p["Name"] for p in points if p["Type"] == "volume"]
+        for name in names:
+            self.events.emit("volume", "unmount", name, {"driver": LOCAL, "container": cid})
+        self.unmount_idle(names)
 
     def drop_anonymous(self, points: Iterable[MountPoint]) -> None:
         """``rm -v``: the anonymous volumes among `points` that nothing else uses."""
@@ -313,7 +331,7 @@ class VolumeService:
 
         data = self.store.data_path(record.name)
         with self._lock:
-            if os.path.ismount(data):
+            if is_mountpoint(data):
                 return
             opts = parse((record.options.get("o") or "").split(","))
             kind = record.options.get("type") or ""
@@ -330,7 +348,7 @@ class VolumeService:
 
         data = self.store.data_path(record.name)
         with self._lock:
-            if record.options.get("device") and os.path.ismount(data):
+            if record.options.get("device") and is_mountpoint(data):
                 try:
                     syscall.umount(data, syscall.MNT_DETACH)
                 except KernelError as e:

@@ -74,6 +74,14 @@ def created_now() -> str:
     return text[:-5] + ("Z" if offset == "+0000" else f"{offset[:3]}:{offset[3:]}")
 
 
+def is_mountpoint(path: str) -> bool:
+    """Whether something is mounted at `path`, by /proc/self/mountinfo: os.path.ismount
+    compares devices and so misses a bind from the same filesystem (``-o o=bind``)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4].replace("\\040", " ") == real for line in f)
+
+
 def tree_size(path: str) -> int:
     """The bytes of the files below `path` (symlinks counted as themselves)."""
     total = 0
@@ -171,7 +179,7 @@ class VolumeStore:
         """Take the volume away: renamed out of its name first, then emptied. A volume
         with something mounted on its ``_data`` is refused: emptying it would empty what is
         mounted there (a host folder bound by ``-o o=bind``)."""
-        if os.path.ismount(self.data_path(name)):
+        if is_mountpoint(self.data_path(name)):
             raise StoreError(f"remove volume {name}: {self.data_path(name)} is mounted")
         trash = os.path.join(self.dir, f"{_TRASH}{name}-{os.urandom(4).hex()}")
         try:
@@ -190,8 +198,10 @@ class VolumeStore:
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.startswith((_TRASH, ".new-")):
-                shutil.rmtree(os.path.join(self.dir, entry), ignore_errors=True)
+            path = os.path.join(self.dir, entry)
+            if entry.startswith((_TRASH, ".new-")) and \
+                    not is_mountpoint(os.path.join(path, DATA)):  # never empty a mount
+                shutil.rmtree(path, ignore_errors=True)
 
     def size(self, name: str) -> int:
         return tree_size(self.data_path(name))
