@@ -113,6 +113,7 @@ def test_prune_takes_every_unused_local_volume(service: VolumeService, tmp_path:
     assert service.prune({"all": ["true"]}) == {"VolumesDeleted": ["b1"], "SpaceReclaimed": 0}
     with pytest.raises(InvalidArgument, match="invalid filter 'dangling'"):
         service.prune({"dangling": ["true"]})
+    assert actions(service)[-1] == ("prune", "", {"reclaimed": "0"})
 
 
 def test_attach_names_copies_and_drops_anonymous(service: VolumeService,

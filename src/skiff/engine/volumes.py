@@ -12,7 +12,8 @@ made, a volume with driver options mounted as the local driver mounts it — ``-
 device mounts undone when no running container uses them) and `drop_anonymous` at ``rm -v``.
 Which containers use a volume is not counted separately: it is read from the containers'
 own mount points (`users`), so no count can drift from the truth; creates under way hold a
-claim on their volumes meanwhile. Events are moby's: volume create, mount, unmount, destroy.
+claim on their volumes meanwhile. Events are moby's: volume create, mount, unmount, destroy
+and prune.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ class VolumeService:
                 continue
             deleted.append(record.name)
             reclaimed += size
+        self.events.emit("volume", "prune", "", {"reclaimed": str(reclaimed)})
         return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def disk_usage(self) -> builtins.list[dict[str, Any]]:
