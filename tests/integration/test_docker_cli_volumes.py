@@ -176,7 +176,7 @@ def test_inspect_mounts_in_dockers_shape(daemon: Skiffd, tmp_path: Path) -> None
     assert set(by_dest) == {"/n", "/b", "/t"}  # --tmpfs is not listed, as in Docker
     assert by_dest["/n"] == {"Type": "volume", "Name": "named",
                              "Source": str(daemon.root / "volumes/named/_data"),
-                             "Destination": "/n", "Driver": "local", "Mode": "", "RW": True,
+                             "Destination": "/n", "Driver": "local", "Mode": "z", "RW": True,
                              "Propagation": ""}
     assert by_dest["/b"] == {"Type": "bind", "Source": str(tmp_path), "Destination": "/b",
                              "Mode": "ro,rslave", "RW": False, "Propagation": "rslave"}
@@ -324,7 +324,20 @@ def test_docker_py_volumes(daemon: Skiffd, tmp_path: Path) -> None:
                                     network_mode="none", remove=True)
         assert out == b"host\npy\n"
         assert [v.name for v in client.volumes.list()] == ["pyvol"]
-        vol.remove()
+        assert client.volumes.get("pyvol").attrs["Mountpoint"].endswith("/pyvol/_data")
+        assert [v.name for v in client.volumes.list(filters={"label": "k=v"})] == ["pyvol"]
+        import docker
+
+        with pytest.raises(docker.errors.NotFound):
+            client.volumes.get("nope")
+        c = client.containers.create("busybox", "true", network_mode="none",
+                                     mounts=[docker.types.Mount("/m", "pyvol", read_only=True)])
+        with pytest.raises(docker.errors.APIError) as info:
+            vol.remove()
+        assert info.value.status_code == 409
+        assert c.attrs["Mounts"][0]["Name"] == "pyvol" and c.attrs["Mounts"][0]["RW"] is False
+        c.remove()
+        assert client.volumes.prune()["VolumesDeleted"] == ["pyvol"]
         assert client.volumes.list() == []
 
 

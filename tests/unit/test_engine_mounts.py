@@ -122,8 +122,10 @@ def test_views_are_dockers_mount_points() -> None:
                                             "Propagation": "rprivate"}
     point = dict(parse_bind("n:/v"), Source="/root/volumes/n/_data")
     assert view(point) == {"Type": "volume", "Name": "n", "Source": "/root/volumes/n/_data",
-                           "Destination": "/v", "Driver": "local", "Mode": "", "RW": True,
+                           "Destination": "/v", "Driver": "local", "Mode": "z", "RW": True,
                            "Propagation": ""}
+    assert view(dict(parse_mount({"Type": "volume", "Source": "n", "Target": "/v"}),
+                     Source="/s"))["Mode"] == ""  # --mount's have none
 
 
 def test_tmpfs_options_merge_under_the_users() -> None:

@@ -128,8 +128,10 @@ def parse_bind(raw: str, volume_driver: str = "") -> MountPoint:
     if not source and not rw:
         problem = "must not set ReadOnly mode when using anonymous volumes"
         raise InvalidArgument(f"{_invalid_spec(raw)}: {_config_error(kind, problem)}")
+    # moby's setBindModeIfNull: a -v volume of the local driver without a mode shows "z"
     return _point("volume", _clean(target), Name=source, Driver=_check_driver(volume_driver),
-                  Mode=mode, RW=rw, CopyData="nocopy" not in words, Anonymous=not source)
+                  Mode=mode or "z", RW=rw, CopyData="nocopy" not in words,
+                  Anonymous=not source)
 
 
 def _field(obj: Any, key: str, kinds: type | tuple[type, ...], where: str) -> Any:
