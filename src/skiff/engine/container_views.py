@@ -255,6 +255,12 @@ class ListFilter:
             return False
         if f.contains("isolation") and not (set(f.get("isolation")) & {"default", ""}):
             return False
-        if f.contains("volume") or f.contains("publish"):
-            return False  # no volumes, no published ports yet
+        if f.contains("volume"):  # moby: a volume's name or a bind's source, or a target
+            shown = mount_views(row.doc.get("MountPoints"))
+            names = {m.get("Name") or m["Source"] for m in shown}
+            names |= {m["Destination"] for m in shown}
+            if not names & set(f.get("volume")):
+                return False
+        if f.contains("publish"):
+            return False  # no published ports yet
         return True
