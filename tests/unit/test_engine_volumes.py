@@ -123,6 +123,10 @@ def test_attach_names_copies_and_drops_anonymous(service: VolumeService,
     (rootfs / "etc/conf").write_text("c")
     os.symlink("conf", rootfs / "etc/link")
     os.chmod(rootfs / "etc/sub", 0o700)
+    os.setxattr(rootfs / "etc/conf", "user.skiff", b"kept")
+    owned = os.geteuid() == 0  # owners other than one's own need root
+    if owned:
+        os.lchown(rootfs / "etc/conf", 1234, 5678)
     cid = "e" * 64
     points = service.attach(cid, [parse_bind("/etc"), parse_bind("named:/etc2"),
                                   parse_bind("nc:/etc:nocopy")], str(rootfs))
@@ -131,6 +135,9 @@ def test_attach_names_copies_and_drops_anonymous(service: VolumeService,
     data = Path(anon["Source"])
     assert (data / "conf").read_text() == "c" and os.readlink(data / "link") == "conf"
     assert (os.stat(data / "sub").st_mode & 0o777) == 0o700
+    assert os.getxattr(data / "conf", "user.skiff") == b"kept"
+    if owned:
+        assert (os.stat(data / "conf").st_uid, os.stat(data / "conf").st_gid) == (1234, 5678)
     assert os.listdir(named["Source"]) == []  # nothing at /etc2 in the image
     assert os.listdir(nocopy["Source"]) == []
     assert service.store.get(anon["Name"]).labels == {"com.docker.volume.anonymous": ""}

@@ -2,11 +2,13 @@
 
 `ContainerService` answers the container endpoints in Docker's terms. `create` checks the
 request (`container_config`), takes a name (the user's, or a Docker-like random one), makes
-the container's rootfs snapshot over its image's layers, writes its /etc/hostname, hosts and
-resolv.conf and stores its row; if any step fails, what the earlier ones made is undone.
+the container's rootfs snapshot over its image's layers, gets its volumes from the
+`VolumeService` (made, copied up), writes its /etc/hostname, hosts and resolv.conf and stores
+its row; if any step fails, what the earlier ones made is undone.
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd), writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a
 monitor (`monitor.launch.start_monitor`), which runs the container and outlives skiffd.
+The volume service mounts what a start needs and is told of each run's end and of ``rm -v``.
 `stop`, `kill` and `restart` signal the container through the runtime library on
 ``$SKIFF_RUN/runtime``; `wait` blocks until Docker's conditions hold; `remove` takes the
 container down (killing it first when forced) with its snapshot, bundle, logs and row;
