@@ -278,6 +278,7 @@ def test_volume_in_use_is_409_and_its_data_stays(daemon: Skiffd) -> None:
     assert (daemon.root / "volumes/busy/_data/f").read_text() == "kept\n"
     status, df = daemon.json("GET", "/system/df")
     (vol,) = df["Volumes"]
+    check_api_shape(vol, "Volume")
     assert vol["Name"] == "busy" and vol["UsageData"] == {"Size": 5, "RefCount": 0}
     df = docker(daemon, "system", "df", "-v", "--format", "{{json .Volumes}}").stdout
     assert '"Name":"busy"' in df and '"Size":"5B"' in df
