@@ -32,6 +32,7 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      |                             (Docker's `No such container: …`, 404)
      +-- ContainerConflict         the container's state or name forbids the operation (a name in
      |                             use, removing a running container, killing a stopped one; 409)
+     +-- PathNotFound              a path asked of a container's files is not there (404)
      +-- ContainerStartError       a container's program could not be started (`exit_code`: 127 not
      |                             found, 126 not runnable, 125 anything else, as `docker run`)
      +-- APIError                  the Engine API answered with an error (`status`); prints as the
@@ -121,6 +122,11 @@ class NoSuchContainer(SkiffError):
     def __init__(self, reference: str) -> None:
         self.reference = reference
         super().__init__(f"No such container: {reference}")
+
+
+class PathNotFound(SkiffError):
+    """A path in a container's files does not exist (``docker cp``); the message is
+    Docker's ``Could not find the file … in container …``."""
 
 
 class ContainerConflict(SkiffError):
