@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 
 from skiff import jsonfast
-from skiff.engine.container_archive import OPAQUE_XATTR, walk_upper
+from skiff.engine.container_archive import OPAQUE_XATTR, changes, walk_upper
 from skiff.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -42,11 +42,27 @@ def _owner_only(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def write_layer(upper: str, out: IO[bytes]) -> int:
-    """The layer tar of the overlay upper dir `upper`; the number of entries written."""
+def _kept(upper: str, lowers: list[str]) -> set[str]:
+    """The upper dir's paths that belong in the layer: what `changes` reports (a directory
+    copied up only because skiff made a mount target in it is not) and their parents."""
+    kept: set[str] = set()
+    for change in changes(upper, lowers):
+        path = change["Path"]
+        while path not in kept and path != "/":
+            kept.add(path)
+            path = os.path.dirname(path)
+    return kept
+
+
+def write_layer(upper: str, lowers: list[str], out: IO[bytes]) -> int:
+    """The layer tar of the overlay upper dir `upper` over the layer trees `lowers`; the
+    number of entries written."""
     count = 0
+    kept = _kept(upper, lowers)
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, st in walk_upper(upper):
+            if path not in kept:
+                continue
             host = os.path.join(upper, path.lstrip("/"))
             name = path.lstrip("/")
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
@@ -154,7 +170,7 @@ def _store(containers: ContainerService, base: Any, base_doc: dict[str, Any], ci
     os.makedirs(tmp_dir, exist_ok=True)
     docker_types = base.manifest.media_type == DOCKER_MANIFEST
     with tempfile.TemporaryFile(dir=tmp_dir) as raw:
-        entries = write_layer(containers.snapshots.upper(cid), raw)
+        entries = write_layer(containers.snapshots.upper(cid), store.rootfs_layers(base), raw)
         raw.seek(0)
         blob = compress_layer(raw, tmp_dir) if entries else None
     try:
