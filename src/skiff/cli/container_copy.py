@@ -127,17 +127,11 @@ class _Counted:
 
 
 def _report(ctx: Context, quiet: bool, size: int, where: str) -> None:
+    from skiff.cli.archive import _isatty
     from skiff.units import human_size
 
     if not quiet and _isatty(ctx.err):
         ctx.err.write(f"Successfully copied {human_size(size, 3)} to {where}\n")
-
-
-def _isatty(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
-        return False
 
 
 # -- from a container ----------------------------------------------------------------------
