@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -132,6 +133,20 @@ def test_cp_with_tar_streams_and_errors(daemon: Skiffd, local: Path) -> None:
     assert p.returncode == 1 and "cannot copy directory" in p.stderr
 
 
+def test_cp_archive_mode_gives_the_files_to_the_containers_user(daemon: Skiffd,
+                                                                 local: Path) -> None:
+    docker(daemon, "create", "--name", "cpa", "-u", "1234:5678", "busybox", "true")
+    (local / "f").write_text("x")
+    docker(daemon, "cp", "-a", str(local / "f"), "cpa:/tmp/owned")
+    docker(daemon, "cp", str(local / "f"), "cpa:/tmp/plain")
+    for name, owner in (("owned", (1234, 5678)), ("plain", (os.getuid(), os.getgid()))):
+        data = subprocess.run([DOCKER, "cp", f"cpa:/tmp/{name}", "-"], env=daemon.env,
+                              capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.getmember(name)
+            assert (member.uid, member.gid) == owner, name
+
+
 def test_cp_stays_inside_the_container_root(daemon: Skiffd, local: Path) -> None:
     docker(daemon, "run", "--name", "cp3", "busybox", "sh", "-c",
            "ln -s / /tmp/root; ln -s ../../../../../etc/shadow /tmp/up; echo in > /etc/shadow; "
@@ -242,6 +257,9 @@ def test_docker_py_reads_stats(daemon: Skiffd) -> None:
         stream = container.stats(stream=True, decode=True)
         first, second = next(stream), next(stream)
         assert second["preread"] == first["read"]
+        container.kill()
+        after = [next(stream)["read"] for _ in range(3)]  # stopped: Docker's empty documents
+        assert after[-1] == "0001-01-01T00:00:00Z"
         stream.close()
 
 

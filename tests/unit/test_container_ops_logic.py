@@ -190,6 +190,22 @@ def test_stats_doc_is_dockers_shape() -> None:
     assert zero_stats("web", "c" * 64)["read"] == "0001-01-01T00:00:00Z"
 
 
+def test_stats_doc_of_a_v2_cgroup() -> None:
+    raw = {"cpu": {"usage": {"total": 5000, "user": 3000, "kernel": 2000},
+                   "throttling": {}},
+           "memory": {"usage": {"usage": 4 << 20, "limit": 64 << 20, "failcnt": 0},
+                      "raw": {"inactive_file": 1 << 20, "file": 2 << 20}},
+           "pids": {"current": 2, "limit": 100}}
+    doc = stats_doc(raw, name="v2", cid="d" * 64, read="", system_usage=1, online_cpus=4,
+                    host_memory=1 << 30, cgroup_v1=False)
+    assert "percpu_usage" not in doc["cpu_stats"]["cpu_usage"]
+    assert doc["cpu_stats"]["online_cpus"] == 4
+    assert doc["memory_stats"] == {"usage": 4 << 20, "limit": 64 << 20,
+                                   "stats": {"inactive_file": 1 << 20, "file": 2 << 20}}
+    assert doc["pids_stats"] == {"current": 2, "limit": 100}
+    assert StatsEntry("v2", doc).MemUsage() == "3MiB / 64MiB"
+
+
 def test_the_clis_numbers() -> None:
     doc = stats_doc(RAW_V1, name="web", cid="c" * 64, read="", system_usage=10**12,
                     online_cpus=2, host_memory=1 << 30, cgroup_v1=True)

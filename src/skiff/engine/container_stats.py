@@ -11,7 +11,8 @@ StatsJSON: ``cpu_stats`` with the host's ``system_cpu_usage`` (the ``cpu`` line 
 the raw ``memory.stat`` counters (the CLI subtracts the inactive file pages) and, for a
 container with no limit, the host's memory as its limit (dockerd's rule); a container
 that does not run gets Docker's zero document. `stream` samples once a second, each sample
-carrying the one before as ``precpu_stats``/``preread``.
+carrying the one before as ``precpu_stats``/``preread``; once the container stops, the
+stream goes on with Docker's empty documents until it is removed.
 """
 
 from __future__ import annotations
@@ -226,9 +227,12 @@ def _stream(sampler: StatsSampler, name: str, stream: bool,
     while not stopped():
         doc = sampler.sample()
         if doc is None:
-            if previous is None:
-                yield zero_stats(name, sampler.cid)
-            return  # dockerd ends the stream when the container stops
+            if not stream or sampler.svc.db.get(sampler.cid) is None:
+                if previous is None or not stream:
+                    yield zero_stats(name, sampler.cid)
+                return  # gone: the stream ends
+            # stopped: dockerd's collector goes on publishing empty stats (name and ID)
+            doc = zero_stats(name, sampler.cid)
         if previous is not None:
             doc["precpu_stats"] = previous["cpu_stats"]
             doc["preread"] = previous["read"]
