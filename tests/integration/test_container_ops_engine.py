@@ -122,3 +122,24 @@ def test_commit_of_a_directory_made_again(clean: Env) -> None:
     c.remove(out)
     c.remove(cid)
     clean.engine.images.remove(image, force=True)
+
+
+def test_files_of_a_stopped_container_whose_snapshot_was_unmounted(clean: Env) -> None:
+    import io
+    import tarfile
+
+    from skiff.engine.container_archive import ContainerFiles
+    from skiff.kernel import syscall
+
+    c = clean.containers
+    cid = clean.run(["sh", "-c", "echo kept > /root/f"])
+    c.wait(cid)
+    syscall.umount(c.snapshots.rootfs(cid))  # what a reboot leaves
+    assert not c.snapshots.mounted(cid)
+    files = ContainerFiles(c)
+    assert files.stat(cid, "/root/f")["size"] == 5
+    out = io.BytesIO()
+    files.archive(cid, "/root/f", out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        f = tar.extractfile("f")
+        assert f is not None and f.read() == b"kept\n"

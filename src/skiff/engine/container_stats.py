@@ -84,9 +84,9 @@ def top(svc: ContainerService, ref: str, ps_args: str = "") -> dict[str, Any]:
         done = subprocess.run(["ps", *args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SkiffError(f"Error running ps: {e}") from None
-    if done.returncode != 0:
-        raise InvalidArgument(f"Error running ps: exit status {done.returncode}: "
-                              f"{done.stderr.strip()}")
+    if done.returncode != 0:  # moby's words (and its 500) for ps refusing its options
+        raise SkiffError(f"Error running ps: exit status {done.returncode}: "
+                         f"{done.stderr.strip()}")
     return parse_ps(done.stdout, pids)
 
 
