@@ -348,3 +348,30 @@ def test_skiff_cp_both_ways(daemon: Skiffd, local: Path) -> None:
     assert _tar_file(data) == "skiff\n"
     top = skiff(daemon, "top", "scp1").stdout.splitlines()
     assert top[0].split()[:2] == ["UID", "PID"] and top[1].endswith("sleep 60")
+
+
+def _stderr_with_a_terminal(d: Skiffd, argv: list[str]) -> str:
+    """What `argv` writes to stderr when its stdout is a terminal (docker cp's report)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run(argv, env=d.env, stdin=subprocess.DEVNULL, stdout=follower,
+                           stderr=subprocess.PIPE, check=True, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    return p.stderr.decode()
+
+
+def test_cp_reports_what_it_copied_as_docker_does(daemon: Skiffd, local: Path) -> None:
+    import sys
+
+    launcher = str(Path(sys.executable).parent / "skiff")
+    docker(daemon, "create", "--name", "cpr", "busybox", "true")
+    (local / "f").write_text("x" * 100)
+    for client in ([DOCKER], [launcher, "-H", daemon.url]):
+        to = _stderr_with_a_terminal(daemon, [*client, "cp", str(local / "f"), "cpr:/tmp/f"])
+        back = _stderr_with_a_terminal(daemon, [*client, "cp", "cpr:/tmp/f", str(local / "g")])
+        assert (to, back) == ("Successfully copied 2.05kB to cpr:/tmp/f\n",
+                              f"Successfully copied 2.05kB to {local / 'g'}\n"), client

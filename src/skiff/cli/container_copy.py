@@ -10,7 +10,8 @@ directory cannot replace a file, and a path ending in ``/`` must be an existing 
 To a container, the local tree is tarred with its top entry already named so and sent with
 ``noOverwriteDirNonDir`` (``-a``: ``copyUIDGID``); from a container, the archive's entries
 are renamed as they are unpacked (owners not kept: the CLI's NoLchown). With a terminal on
-stderr, "Successfully copied 2.05kB to …" tells the size of the tar that went over.
+stdout, "Successfully copied 2.05kB to …" on stderr tells the size of the tar that went
+over, as docker's does.
 """
 
 from __future__ import annotations
@@ -104,13 +105,12 @@ def _stat(ctx: Context, container: str, path: str) -> dict[str, Any]:
     return _decode_stat(resp.headers.get("x-docker-container-path-stat"))
 
 
-class _Counted:
-    """A response body as a file to read, counting its bytes."""
+class _Body:
+    """A response body as a file to read."""
 
     def __init__(self, resp: Any) -> None:
         self.chunks = iter(resp.iter_raw())
         self.pending = b""
-        self.count = 0
 
     def read(self, n: int = -1) -> bytes:
         while n < 0 or len(self.pending) < n:
@@ -122,7 +122,6 @@ class _Counted:
             data, self.pending = self.pending, b""
         else:
             data, self.pending = self.pending[:n], self.pending[n:]
-        self.count += len(data)
         return data
 
 
@@ -130,7 +129,7 @@ def _report(ctx: Context, quiet: bool, size: int, where: str) -> None:
     from skiff.cli.archive import _isatty
     from skiff.units import human_size
 
-    if not quiet and _isatty(ctx.err):
+    if not quiet and _isatty(ctx.out):  # docker's rule: told when stdout is a terminal
         ctx.err.write(f"Successfully copied {human_size(size, 3)} to {where}\n")
 
 
@@ -148,13 +147,13 @@ def _copy_from(ctx: Context, container: str, src: str, dst: str, follow: bool,
             src = str(info["linkTarget"])
     resp = ctx.client.open("GET", f"/containers/{container}/archive", {"path": src})
     info = _decode_stat(resp.headers.get("x-docker-container-path-stat"))
-    counted = _Counted(resp)
+    body = _Body(resp)
     if dst == "-":
         from skiff.cli.archive import _binary
 
         out = _binary(ctx.out)
         ctx.out.flush()
-        while data := counted.read(_CHUNK):
+        while data := body.read(_CHUNK):
             out.write(data)
         out.flush()
         return 0
@@ -163,8 +162,8 @@ def _copy_from(ctx: Context, container: str, src: str, dst: str, follow: bool,
     dst_dir, old, new = prepare_copy(src, src_is_dir, dst, exists, is_dir, rebase)
     if rebase:
         old = split_dir_entry(src)[1]  # the archive's entries still carry the target's name
-    _unpack(counted, dst_dir, old, new)
-    _report(ctx, quiet, counted.count, dst)
+    size = _unpack(body, dst_dir, old, new)
+    _report(ctx, quiet, size, dst)
     return 0
 
 
@@ -182,9 +181,10 @@ def _local_dest(dst: str) -> tuple[bool, bool]:
     return False, False
 
 
-def _unpack(stream: Any, dst_dir: str, old: str, new: str) -> None:
+def _unpack(stream: Any, dst_dir: str, old: str, new: str) -> int:
     """Unpack into `dst_dir` with the top name renamed; an entry that would land outside
-    it (absolute, ``..``) is refused; owners are the caller's (docker's NoLchown)."""
+    it (absolute, ``..``) is refused; owners are the caller's (docker's NoLchown). The
+    archive's size up to its end marker (what docker counts) is returned."""
     uid, gid = os.getuid(), os.getgid()
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -199,6 +199,7 @@ def _unpack(stream: Any, dst_dir: str, old: str, new: str) -> None:
                 member.name, member.uid, member.gid = name, uid, gid
                 member.uname = member.gname = ""
                 tar.extract(member, dst_dir, numeric_owner=True)
+            return tar.offset + 2 * tarfile.BLOCKSIZE
     except (tarfile.TarError, OSError) as e:
         raise SkiffError(f"Error: {e}") from None
 
@@ -233,7 +234,9 @@ def _copy_to(ctx: Context, src: str, container: str, dst: str, follow: bool,
     with tempfile.TemporaryFile() as spool:
         with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar.add(host, arcname=new, recursive=True, filter=_numeric)
-        size = spool.tell()
+            end = tar.offset
+        size = end + 2 * tarfile.BLOCKSIZE
+        spool.truncate(size)  # no padding to tar's 10 KiB records: Go's writer has none
         spool.seek(0)
         ctx.client.open("PUT", f"/containers/{container}/archive", query, body=spool,
                         headers=headers).read()
@@ -242,7 +245,9 @@ def _copy_to(ctx: Context, src: str, container: str, dst: str, follow: bool,
 
 
 def _numeric(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # numeric owners and whole seconds, as the docker CLI's tar (Go's writer) has them
     info.uname = info.gname = ""
+    info.mtime = int(info.mtime)
     return info
 
 

@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 
 from skiff import jsonfast
-from skiff.engine.container_archive import OPAQUE_XATTR, changes, walk_upper
+from skiff.engine.container_archive import OPAQUE_XATTR, _tar_filter, changes, walk_upper
 from skiff.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 
-
-def _owner_only(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uname = info.gname = ""
-    return info
 
 
 def _kept(upper: str, lowers: list[str]) -> set[str]:
@@ -72,7 +68,7 @@ def write_layer(upper: str, lowers: list[str], out: IO[bytes]) -> int:
                 tar.addfile(info)
                 count += 1
                 continue
-            tar.add(host, arcname=name, recursive=False, filter=_owner_only)
+            tar.add(host, arcname=name, recursive=False, filter=_tar_filter)
             count += 1
             if stat.S_ISDIR(st.st_mode) and _is_opaque(host):
                 marker = tarfile.TarInfo(os.path.join(name, _OPAQUE))

@@ -146,8 +146,10 @@ def encode_stat(doc: dict[str, Any]) -> str:
 
 
 def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    # numeric owners only: the host's user names mean nothing in the container
+    """Numeric owners only (the host's user names mean nothing in the container) and whole
+    seconds, as Go's tar writer rounds them: no PAX header where Docker writes none."""
     info.uname = info.gname = ""
+    info.mtime = int(info.mtime)
     return info
 
 
