@@ -375,3 +375,33 @@ def test_cp_reports_what_it_copied_as_docker_does(daemon: Skiffd, local: Path) -
         back = _stderr_with_a_terminal(daemon, [*client, "cp", "cpr:/tmp/f", str(local / "g")])
         assert (to, back) == ("Successfully copied 2.05kB to cpr:/tmp/f\n",
                               f"Successfully copied 2.05kB to {local / 'g'}\n"), client
+
+
+def test_docker_py_drives_the_verbs(daemon: Skiffd) -> None:
+    with docker_py_client(daemon.url) as client:
+        c = client.containers.run("busybox", ["sleep", "60"], detach=True, name="dpy1")
+        assert c.top()["Titles"][:2] == ["UID", "PID"]
+        upload = io.BytesIO()
+        with tarfile.open(fileobj=upload, mode="w") as tar:
+            info = tarfile.TarInfo("hello")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+        assert c.put_archive("/tmp", upload.getvalue()) is True
+        bits, stat_doc = c.get_archive("/tmp/hello")
+        assert stat_doc == {"name": "hello", "size": 3, "mode": 0o644,
+                            "mtime": "1970-01-01T00:00:00Z", "linkTarget": ""}
+        assert _tar_file(b"".join(bits)) == "abc"
+        assert c.diff() == [{"Path": "/tmp", "Kind": 0}, {"Path": "/tmp/hello", "Kind": 1}]
+        c.pause()
+        c.reload()
+        assert c.status == "paused"
+        c.unpause()
+        c.rename("dpy2")
+        c.reload()
+        assert c.name == "dpy2"
+        assert c.update(mem_limit="64m", memswap_limit="128m") == {"Warnings": []}
+        image = c.commit(repository="ops-commit", tag="v1", changes=["ENV X=1"])
+        assert "ops-commit:v1" in image.tags and "X=1" in image.attrs["Config"]["Env"]
+        with tarfile.open(fileobj=io.BytesIO(b"".join(c.export()))) as tar:
+            assert "tmp/hello" in tar.getnames()
+        c.remove(force=True)

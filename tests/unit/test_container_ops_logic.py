@@ -86,6 +86,12 @@ def test_upload_checks_no_overwrite_dir_non_dir_before_writing(tmp_path: Path) -
     with pytest.raises(SkiffError, match='cannot overwrite directory "/d" with non-directory'):
         ca.extract(str(tmp_path), "/", spool, "c", no_overwrite_dir_non_dir=True)
     assert not (tmp_path / "new").exists()  # nothing written
+    whiteout = io.BytesIO()
+    with tarfile.open(fileobj=whiteout, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("d/.wh.x"))
+    whiteout.seek(0)
+    with pytest.raises(InvalidArgument, match="is a whiteout name"):
+        ca.extract(str(tmp_path), "/", whiteout, "c")
     (tmp_path / "f").write_text("")
     with pytest.raises(InvalidArgument, match="extraction point is not a directory"):
         ca.extract(str(tmp_path), "/f", io.BytesIO(), "c")

@@ -13,7 +13,8 @@ JSON in ``X-Docker-Container-Path-Stat``. An archive is the resolved path's tree
 entry renamed to the base name the caller asked for (moby's TarResourceRebase); an upload
 is unpacked by the layer unpacker (`store.layers.apply_layer`: nothing is ever written
 through a symlink) into a directory that must exist, after the whole tar was checked against
-``noOverwriteDirNonDir`` — so a refused upload changes nothing. `changes` is moby's
+``noOverwriteDirNonDir`` and for ``.wh.`` names (which that unpacker would make deletions)
+— so a refused upload changes nothing. `changes` is moby's
 overlay diff of the upper dir against the image's layers: a 0/0 character device is a
 deletion, an opaque directory that the layers have is one too, an entry the layers have a
 modification, anything else an addition, each parent of an addition or deletion reported
@@ -183,9 +184,14 @@ def check_upload(src: IO[bytes], dest: str, no_overwrite_dir_non_dir: bool) -> N
     try:
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
+                parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                if parts and parts[-1].startswith(".wh."):
+                    # the layer unpacker would make it an overlay whiteout: a deletion
+                    raise InvalidArgument(f"the archive entry {member.name!r} is a whiteout "
+                                          f"name, which skiffd does not copy into "
+                                          f"containers")
                 if not no_overwrite_dir_non_dir:
                     continue
-                parts = [p for p in member.name.split("/") if p not in ("", ".")]
                 if not parts or ".." in parts:
                     continue
                 target = os.path.join(dest, *parts)
