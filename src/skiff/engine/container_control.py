@@ -235,9 +235,11 @@ def _check_policy(policy: dict[str, Any]) -> None:
         raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'; use one of "
                               f"'no', 'always', 'on-failure', or 'unless-stopped'")
     if name not in ("", "no"):
+        from skiff.engine.container_config import NOT_YET
+
         # the monitor does not restart containers yet: a stored policy would be a lie
-        raise InvalidArgument("restart policies (--restart) are not supported by skiffd "
-                              "yet (HostConfig.RestartPolicy)")
+        raise InvalidArgument(f"restart policies (--restart){NOT_YET} "
+                              f"(HostConfig.RestartPolicy)")
 
 
 def update(svc: ContainerService, ref: str, body: Any) -> dict[str, Any]:
