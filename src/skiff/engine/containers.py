@@ -627,6 +627,9 @@ class ContainerService:
         except RuntimeError_ as e:
             # it is exiting (or just exited) meanwhile: its monitor will tell
             _log.debug("container %s: signal %d: %s", cid[:12], sig, e)
+        from skiff.engine.container_control import thaw_for_signal
+
+        thaw_for_signal(self, cid)  # a frozen container gets the signal once thawed
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
         """``POST /containers/{id}/stop``: the stop signal, then SIGKILL after `timeout`
