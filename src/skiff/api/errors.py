@@ -23,6 +23,8 @@ from skiff.errors import (
     InvalidState,
     ManifestUnknown,
     NoSuchContainer,
+    NoSuchVolume,
+    PathNotFound,
     ReferenceError_,
     SpecError,
     UsageError,
@@ -33,6 +35,8 @@ STATUS: dict[type[BaseException], int] = {
     ManifestUnknown: 404,
     ContainerNotFound: 404,
     NoSuchContainer: 404,
+    NoSuchVolume: 404,
+    PathNotFound: 404,
     ImageConflict: 409,          # errdefs.Conflict
     ContainerExists: 409,
     ContainerConflict: 409,
