@@ -321,3 +321,16 @@ def test_a_changed_policy_holds_from_the_next_exit(clean: Env) -> None:  # noqa:
     time.sleep(1)
     assert c.inspect(cid)["RestartCount"] == count
     c.remove(cid)
+
+
+def test_docker_update_restart_reaches_the_running_monitor(daemon: list[Skiffd]) -> None:
+    d = daemon[0]
+    cid = run_d(d, "busybox", "sh", "-c", "sleep 1.5; exit 1")
+    docker(d, "update", "--restart", "on-failure:1", cid)
+    assert inspect(d, cid)["HostConfig"]["RestartPolicy"] == {"Name": "on-failure",
+                                                              "MaximumRetryCount": 1}
+    doc = until(lambda: (lambda c: c if c["State"]["Status"] == "exited" and
+                         c["RestartCount"] == 1 else None)(inspect(d, cid)))
+    assert doc["State"]["ExitCode"] == 1
+    p = docker(d, "update", "--restart", "bogus", cid, check=False)
+    assert p.returncode != 0 and "invalid restart policy: unknown policy 'bogus'" in p.stderr

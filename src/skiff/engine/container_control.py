@@ -230,16 +230,9 @@ def merge_update(cid: str, host: dict[str, Any], given: dict[str, Any],
 
 
 def _check_policy(policy: dict[str, Any]) -> None:
-    name = policy.get("Name") or ""
-    if name not in ("", "no", "always", "unless-stopped", "on-failure"):
-        raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'; use one of "
-                              f"'no', 'always', 'on-failure', or 'unless-stopped'")
-    if name not in ("", "no"):
-        from skiff.engine.container_config import NOT_YET
+    from skiff.engine.supervision import check_restart_policy
 
-        # the monitor does not restart containers yet: a stored policy would be a lie
-        raise InvalidArgument(f"restart policies (--restart){NOT_YET} "
-                              f"(HostConfig.RestartPolicy)")
+    check_restart_policy(policy, False)
 
 
 def update(svc: ContainerService, ref: str, body: Any) -> dict[str, Any]:
@@ -263,6 +256,10 @@ def update(svc: ContainerService, ref: str, body: Any) -> dict[str, Any]:
         doc = dict(row.doc)
         doc["HostConfig"] = host
         svc.db.set_doc(cid, doc)
+        if policy is not None:
+            updated = svc.db.get(cid)
+            if updated is not None:
+                svc.supervisor.set_policy(updated)  # the monitor's, from its next exit
     _emit(svc, cid, "update")
     return {"Warnings": warnings}
 
