@@ -107,9 +107,6 @@ def test_networks() -> None:
 
 
 @pytest.mark.parametrize("body, what", [
-    ({"Tty": True}, "a TTY (-t)"),
-    ({"OpenStdin": True}, "(-i)"),
-    ({"AttachStdin": True}, "(-i)"),
     ({"HostConfig": {"Binds": ["/a:/b"]}}, "volumes and bind mounts (-v)"),
     ({"HostConfig": {"Mounts": [{"Type": "volume", "Target": "/x"}]}}, "mounts (--mount)"),
     ({"HostConfig": {"Tmpfs": {"/t": ""}}}, "tmpfs"),

@@ -95,10 +95,6 @@ HOST_CONFIG_FIELDS: tuple[tuple[str, str, Any], ...] = (
 
 # What is refused until skiff does it: (section, field, the option as a user knows it)
 _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
-    ("Config", "Tty", "a TTY (-t)"),
-    ("Config", "OpenStdin", "keeping stdin open (-i)"),
-    ("Config", "StdinOnce", "stdin (-i)"),
-    ("Config", "AttachStdin", "attaching stdin (-i)"),
     ("Config", "MacAddress", "a MAC address (--mac-address)"),
     ("HostConfig", "Binds", "volumes and bind mounts (-v)"),
     ("HostConfig", "Mounts", "mounts (--mount)"),

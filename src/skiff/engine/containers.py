@@ -33,10 +33,12 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 
+from skiff.engine.attach import stdio_of
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
 from skiff.engine.container_files import files_in, write_files
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.events import EventLog
+from skiff.engine.monitor.launch import Stdio
 from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.filters import Filters, until_timestamp
 from skiff.engine.names import check_name, free_name, is_full_id, new_id
@@ -90,6 +92,7 @@ class MonitorRun(Record):
     log_max_size: int = -1
     log_max_file: int = 1
     monitor_log: str | None = None
+    stdio: Stdio | None = None  # -t, -i and the attach socket
 
 
 def launch_monitor(run: MonitorRun) -> int:
@@ -99,7 +102,7 @@ def launch_monitor(run: MonitorRun) -> int:
     return start_monitor(run.container_id, bundle=run.bundle, runtime_root=run.runtime_root,
                          log_path=run.log, exit_file=run.exit_file, pid_file=run.pid_file,
                          log_max_size=run.log_max_size, log_max_file=run.log_max_file,
-                         monitor_log=run.monitor_log)
+                         monitor_log=run.monitor_log, stdio=run.stdio)
 
 
 class _Live:
@@ -440,7 +443,8 @@ class ContainerService:
                 container_id=cid, bundle=bundle, runtime_root=self.runtime_root,
                 log=self.log_path(cid), exit_file=self._exit_file(cid),
                 pid_file=self._pid_file(cid), log_max_size=max_size, log_max_file=max_file,
-                monitor_log=os.path.join(bundle, "monitor.log")))
+                monitor_log=os.path.join(bundle, "monitor.log"),
+                stdio=stdio_of(config, bundle)))
         except SkiffError as e:
             code = getattr(e, "exit_code", None) or EXIT_UNKNOWN
             self._start_failed(cid, str(e), int(code))

@@ -431,6 +431,9 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     }
     if no_new_privileges(host):
         process["noNewPrivileges"] = True
+    size = host.get("ConsoleSize") or [0, 0]
+    if config.get("Tty") and size[0] and size[1]:  # the client's terminal, from the start
+        process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
     rlimits = [{"type": "RLIMIT_" + u["Name"].upper(), "soft": u.get("Soft", 0),
                 "hard": u.get("Hard", 0)} for u in host.get("Ulimits") or []]
     if rlimits:
