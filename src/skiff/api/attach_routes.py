@@ -163,7 +163,8 @@ async def _feed_stdin(call: Call, target: AttachTarget, hijacked: Hijacked,
         await asyncio.sleep(_RUN_POLL)
     writer: asyncio.StreamWriter | None = None
     try:
-        _, writer = await asyncio.open_unix_connection(target.socket)
+        with engine_attach.reachable(target.socket) as name:
+            _, writer = await asyncio.open_unix_connection(name)
     except OSError as e:
         _log.debug("attach %s: no monitor to take stdin (%s)", target.id, e)
 

@@ -13,6 +13,7 @@ is Docker's 409 ``Container <id> is not running``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -23,12 +24,29 @@ from skiff.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from skiff.engine.containers import ContainerService
 
 ATTACH_SOCKET = "attach.sock"
+SUN_PATH_MAX = 100  # (as monitor.attach_server's: that module loads _socket, not for us)
 _CONNECT_TIMEOUT = 5.0
+
+
+@contextlib.contextmanager
+def reachable(path: str) -> Iterator[str]:
+    """A name to connect to the unix socket at `path` by, while the block lasts: the path,
+    or when it is too long for a socket address, the same through its folder's fd (the
+    monitor binds it that way too: `attach_server.short_name`)."""
+    if len(path.encode()) < SUN_PATH_MAX:
+        yield path
+        return
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{os.path.basename(path)}"
+    finally:
+        os.close(fd)
 
 
 def stdio_of(config: dict[str, Any], bundle: str) -> Stdio | None:
@@ -90,7 +108,8 @@ def resize(service: ContainerService, ref: str, height: int, width: int) -> None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(_CONNECT_TIMEOUT)
-            sock.connect(target.socket)
+            with reachable(target.socket) as name:
+                sock.connect(name)
             sock.sendall(frame)
         except OSError:
             # the run ended meanwhile: Docker's answer for a container that is not running

@@ -25,6 +25,20 @@ from skiff.engine.monitor import control
 _READ = 65536
 
 
+SUN_PATH_MAX = 100  # sun_path holds 108 bytes; a longer path is reached through its folder
+
+
+def short_name(path: str) -> tuple[str, int]:
+    """A name of `path` that fits a unix socket address, and the fd it needs open (-1 for
+    none): the path itself, or ``/proc/self/fd/<its folder>/<name>`` (a child forked
+    meanwhile may use it too: it has the same fd)."""
+    if len(path.encode()) < SUN_PATH_MAX:
+        return path, -1
+    folder, _, name = path.rpartition("/")
+    fd = posix.open(folder or "/", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{name}", fd
+
+
 def listen(path: str) -> _socket.socket:
     """A listening unix socket at `path` (a stale one there is replaced), mode 0600."""
     try:
@@ -32,11 +46,14 @@ def listen(path: str) -> _socket.socket:
     except FileNotFoundError:
         pass
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    name, folder = short_name(path)
     old = posix.umask(0o177)
     try:
-        sock.bind(path)
+        sock.bind(name)
     finally:
         posix.umask(old)
+        if folder >= 0:
+            posix.close(folder)
     sock.listen(16)
     return sock
 

@@ -253,18 +253,20 @@ class Monitor:
         in_r, in_w = posix.pipe() if opts.open_stdin and not opts.terminal else (-1, -1)
         res_r, res_w = posix.pipe()
         console = None
-        console_path = ""
+        console_path = console_name = ""
+        console_folder = -1
         if opts.terminal:
-            from skiff.engine.monitor.attach_server import listen
+            from skiff.engine.monitor.attach_server import listen, short_name
             console_path = opts.bundle.rstrip("/") + "/console.sock"
             console = listen(console_path)
+            console_name, console_folder = short_name(console_path)  # for the helper
         helper = posix.fork()
         if helper == 0:
             from skiff.engine.monitor.startup import helper_main
             ours = (out_r, err_r, in_w, res_r, self.log.fd,
                     console.fileno() if console is not None else -1)
             helper_main(opts.id, opts.bundle, opts.runtime_root, ours, out_w, err_w, res_w,
-                        stdin_r=in_r, console_socket=console_path)
+                        stdin_r=in_r, console_socket=console_name)
         for fd in (out_w, err_w, in_r, res_w):
             if fd >= 0:
                 posix.close(fd)
@@ -273,6 +275,8 @@ class Monitor:
         finally:
             posix.close(res_r)
             posix.waitpid(helper, 0)  # once it is gone, init is our child
+            if console_folder >= 0:
+                posix.close(console_folder)
         if answer[0] != "ok":
             for fd in (out_r, err_r, in_w):
                 if fd >= 0:
