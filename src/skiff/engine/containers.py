@@ -36,7 +36,7 @@ from contextlib import ExitStack, contextmanager
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
 from skiff.engine.container_files import files_in, write_files
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
-from skiff.engine.events import EventLog
+from skiff.engine.events import EventLog, actor_attributes
 from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.filters import Filters, until_timestamp
 from skiff.engine.names import check_name, free_name, is_full_id, new_id
@@ -345,6 +345,7 @@ class ContainerService:
                 undo.pop_all()
             with self._cond:
                 self._live[cid] = _Live(row.state)
+            self._event(row, "create")
         _log.debug("container %s (%s) created from %s", cid[:12], chosen, image.id[:19])
         return {"Id": cid, "Warnings": list(request.warnings)}
 
@@ -456,6 +457,7 @@ class ContainerService:
                          StartedAt=started, MonitorPid=monitor_pid)
             self.db.set_state(cid, state)
             live.run, live.started = monitor_pid or -1, True
+            self._event(row, "start")  # under the condition: before any die of this run
             self._cond.notify_all()
         _log.debug("container %s started: init %d, monitor %d", cid[:12], pid, monitor_pid)
         if monitor_pid:
@@ -580,6 +582,9 @@ class ContainerService:
                 live.run = 0
                 live.exits += 1
                 live.exit_code, live.error = int(ended["ExitCode"]), str(ended["Error"])
+            if ended["OOMKilled"]:
+                self._event(row, "oom")
+            self._event(row, "die", {"exitCode": str(ended["ExitCode"])})
             self._cond.notify_all()
         _log.debug("container %s exited %d", cid[:12], ended["ExitCode"])
         return True
@@ -623,15 +628,16 @@ class ContainerService:
         return self._await(cid, live, lambda: live.run != run or live.removed, timeout)
 
     # -- signals ----------------------------------------------------------------------------
-    def _signal(self, cid: str, sig: int) -> None:
+    def _signal(self, row: ContainerRow, sig: int) -> None:
         from skiff.runtime.kill import kill
         from skiff.runtime.state import StateStore
 
         try:
-            kill(StateStore(self.runtime_root), cid, sig)
+            kill(StateStore(self.runtime_root), row.id, sig)
         except RuntimeError_ as e:
             # it is exiting (or just exited) meanwhile: its monitor will tell
-            _log.debug("container %s: signal %d: %s", cid[:12], sig, e)
+            _log.debug("container %s: signal %d: %s", row.id[:12], sig, e)
+        self._event(row, "kill", {"signal": str(sig)})  # told either way, as dockerd does
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
         """``POST /containers/{id}/stop``: the stop signal, then SIGKILL after `timeout`
@@ -649,21 +655,22 @@ class ContainerService:
                 given = config.get("StopTimeout")
                 timeout = DEFAULT_STOP_TIMEOUT if given is None else int(given)
             run = live.run
-            self._signal(cid, sig)
-        if self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
-            return True
-        _log.debug("container %s: no exit %ds after signal %d; killing it", cid[:12],
-                   timeout, sig)
-        self._kill_run(cid, live, run)
+            self._signal(row, sig)
+        if not self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
+            _log.debug("container %s: no exit %ds after signal %d; killing it", cid[:12],
+                       timeout, sig)
+            self._kill_run(row, live, run)
+        self._event(row, "stop")
         return True
 
-    def _kill_run(self, cid: str, live: _Live, run: int) -> None:
+    def _kill_run(self, row: ContainerRow, live: _Live, run: int) -> None:
         """SIGKILL the run `run` and wait for its end; a monitor that does not report it in
         time is killed too, and the container reported gone."""
+        cid = row.id
         with live.lock:
             if live.run != run:
                 return
-            self._signal(cid, _SIGKILL)
+            self._signal(row, _SIGKILL)
         if self._wait_run_over(cid, run, KILL_WAIT):
             return
         from skiff.engine.monitor.launch import monitor_alive
@@ -684,19 +691,21 @@ class ContainerService:
         cid = self.resolve(ref)
         live = self._live_of(cid)
         with live.lock:
-            if not self._running(self._row(cid)):
+            row = self._row(cid)
+            if not self._running(row):
                 raise ContainerConflict(f"Container {cid} is not running")
             run = live.run
             if sig != _SIGKILL:
-                self._signal(cid, sig)
+                self._signal(row, sig)
                 return
-        self._kill_run(cid, live, run)
+        self._kill_run(row, live, run)
 
     def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         """``POST /containers/{id}/restart``: stop (if running), then start."""
-        cid = self.resolve(ref)
-        self.stop(cid, timeout, signal)
-        self.start(cid)
+        row = self._find(ref)
+        self.stop(row.id, timeout, signal)
+        self.start(row.id)
+        self._event(row, "restart")
 
     # -- wait -------------------------------------------------------------------------------
     def wait(self, ref: str, condition: str = "not-running",
@@ -739,7 +748,7 @@ class ContainerService:
                     raise ContainerConflict(
                         f"You cannot remove a running container {cid}. Stop the container "
                         f"before attempting removal or force remove")
-                self._kill_run(cid, live, live.run)
+                self._kill_run(row, live, live.run)
             live.removing = True
             self._set_status(cid, "removing")
             try:
@@ -757,6 +766,7 @@ class ContainerService:
                 live.error = ""  # moby's SetRemoved clears it: a removal waiter sees no error
                 self._live.pop(cid, None)
                 self._cond.notify_all()
+            self._event(row, "destroy")
         _log.debug("container %s removed", cid[:12])
 
     def _remove_quietly(self, cid: str) -> None:
@@ -767,6 +777,16 @@ class ContainerService:
             pass
         except (SkiffError, OSError) as e:
             _log.warning("container %s: auto-remove: %s", cid[:12], e)
+
+    def _event(self, row: ContainerRow, action: str, more: dict[str, str] | None = None) -> None:
+        """Docker's container event: the labels, ``image`` (as the user named it) and
+        ``name`` of the container, over the event's own attributes."""
+        config = row.doc["Config"]
+        named = {"name": row.name}
+        if config.get("Image"):
+            named["image"] = str(config["Image"])
+        self.events.emit("container", action, row.id,
+                         actor_attributes(config.get("Labels"), more, **named))
 
     def _set_status(self, cid: str, status: str, **more: Any) -> None:
         with self._cond:
@@ -951,6 +971,7 @@ class ContainerService:
                     continue
                 deleted.append(row.id)
                 reclaimed += size
+            self.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
             return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
         finally:
             self._prune_lock.release()

@@ -118,7 +118,7 @@ class SystemService:
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cgroup_version,
-            "NEventsListener": 0,
+            "NEventsListener": engine.events.listeners(),
             "KernelVersion": uname.release,
             "OperatingSystem": release.get("PRETTY_NAME", "Linux"),
             "OSVersion": release.get("VERSION_ID", ""),
