@@ -2,8 +2,8 @@
 
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
-it (`images`, `containers`, `run`, `transfer`, `archive`, `auth`, `system`), so `skiff
---version` imports next to nothing and `skiff images` no more than it needs. Management
+it (`images`, `containers`, `run`, `transfer`, `archive`, `auth`, `system`, `events`,
+`disk`), so `skiff --version` imports next to nothing and `skiff images` no more than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
 command line (which also prints the usage lines), 130 on Ctrl-C; `run` returns the
@@ -44,6 +44,7 @@ COMMON = {
 }
 OTHERS = {
     "create": ("run", "create", "Create a new container"),
+    "events": ("events", "events", "Get real time events from the server"),
     "history": ("images", "history", "Show the history of an image"),
     "import": ("archive", "import_", "Import the contents from a tarball to create a filesystem image"),
     "inspect": ("images", "inspect", "Return low-level information on Docker objects"),
@@ -87,7 +88,10 @@ IMAGE = {
     "tag": OTHERS["tag"],
 }
 SYSTEM = {
+    "df": ("disk", "df", "Show docker disk usage"),
+    "events": OTHERS["events"],
     "info": COMMON["info"],
+    "prune": ("disk", "prune", "Remove unused data"),
 }
 GROUPS = {
     "container": ("Manage containers", CONTAINER, {"list": "ls", "ps": "ls", "remove": "rm"}),
