@@ -88,4 +88,5 @@ def event_time(text: str, now: float | None = None) -> int | None:
     found = _UNIX.fullmatch(text)
     if found:
         return int(found[1]) * 1_000_000_000 + int((found[2] or "").ljust(9, "0"))
-    return round(until_timestamp(text, now) * 1e9)
+    # datetime and a float of seconds hold microseconds exactly, not nanoseconds
+    return round(until_timestamp(text, now) * 1e6) * 1000
