@@ -21,6 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from fixtures_daemon import Skiffd, check_api_shape, docker_py_client, run_client
+from fixtures_registry import Registry
 from test_docker_cli import DOCKER, docker
 from test_docker_cli_containers import daemon, module_skiffd, remove_all  # noqa: F401
 
@@ -284,3 +285,57 @@ def test_an_exit_while_skiffd_was_away_is_told_once_and_streams_end_at_stop(
     time.sleep(0.6)  # a wait's recheck, an inspect: nothing tells it twice
     docker(d, "inspect", "ev-away")
     assert actions(replay(d, "0", "container=ev-away")) == ["die"]
+
+
+def test_an_oom_kill_is_told_before_its_die(daemon: Skiffd) -> None:  # noqa: F811
+    since = now()
+    p = docker(daemon, "run", "--name", "ev-oom", "--memory", "16m", "--memory-swap", "16m",
+               "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
+               check=False)
+    assert p.returncode == 137, p.stderr
+    assert docker(daemon, "inspect", "-f", "{{.State.OOMKilled}}", "ev-oom").stdout == "true\n"
+    found = replay(daemon, since, "container=ev-oom", "event=oom", "event=die")
+    assert actions(found) == ["oom", "die"]
+    assert found[1]["Actor"]["Attributes"]["exitCode"] == "137"
+    assert found[0]["Actor"]["Attributes"]["name"] == "ev-oom"
+
+
+def test_save_load_import_delete_and_prune_tell_image_events(
+        daemon: Skiffd, tmp_path: Path) -> None:  # noqa: F811
+    image_id = json.loads(docker(daemon, "inspect", "busybox").stdout)[0]["Id"]
+    since = now()
+    archive = tmp_path / "busybox.tar"
+    docker(daemon, "save", "-o", str(archive), "busybox")
+    docker(daemon, "load", "-i", str(archive))
+    docker(daemon, "create", "--name", "ev-export", "busybox", "true")
+    rootfs = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(tmp_path), "-cf", str(rootfs), "busybox.tar"], check=True)
+    new_id = docker(daemon, "import", str(rootfs), "ev-imported:1").stdout.strip()
+    docker(daemon, "rmi", "ev-imported:1")
+    docker(daemon, "image", "prune", "-f")
+    found = replay(daemon, since, "type=image")
+    assert actions(found) == ["save", "load", "import", "untag", "delete", "prune"]
+    for event in found[:2]:
+        assert event["Actor"] == {"ID": image_id, "Attributes": {"name": image_id}}
+    assert found[2]["Actor"]["ID"] == new_id == found[2]["Actor"]["Attributes"]["name"]
+    assert [e["Actor"]["ID"] for e in found[3:5]] == [new_id, new_id]
+    assert found[5]["Actor"]["Attributes"] == {"reclaimed": "0"}
+    for event in found:
+        shape(event)
+
+
+def test_push_and_pull_tell_their_reference(daemon: Skiffd,  # noqa: F811
+                                           registry: Registry) -> None:
+    name = registry.ref(f"skiff-events/{uuid.uuid4().hex[:8]}:v1")
+    repo = name.rpartition(":")[0]
+    docker(daemon, "tag", "busybox", name)
+    since = now()
+    docker(daemon, "push", name)
+    docker(daemon, "rmi", name)
+    docker(daemon, "pull", name)
+    found = replay(daemon, since, "type=image", "event=push", "event=pull")
+    # dockerd's actor is the reference as the CLI prints it, its name the repository
+    assert [(e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"]["name"])
+            for e in found] == [("push", name, repo), ("pull", name, repo)]
+    assert actions(replay(daemon, since, f"image={repo}", "event=pull")) == ["pull"]
+    docker(daemon, "rmi", name)
