@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from skiff.cli.flags import Command, filter_flag, option
-from skiff.cli.output import go_json
+from skiff.cli.output import go_json, rfc3339
 from skiff.cli.template import Row, json_filters, parse
 
 TYPE_CHECKING = False
@@ -93,14 +93,7 @@ def event_line(message: dict[str, Any]) -> str:
 def rfc3339_nano_fixed(nanos: int) -> str:
     """Go's ``2006-01-02T15:04:05.000000000Z07:00`` of a moment, in local time."""
     seconds, fraction = divmod(nanos, 1_000_000_000)
-    local = time.localtime(seconds)
-    offset = local.tm_gmtoff or 0
-    if offset == 0:
-        zone = "Z"
-    else:
-        sign = "+" if offset > 0 else "-"
-        zone = f"{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{fraction:09d}{zone}"
+    return rfc3339(seconds, fraction)
 
 
 def events(ctx: Context, path: str, argv: list[str]) -> int:
