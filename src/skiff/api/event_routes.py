@@ -5,7 +5,9 @@ as it comes. `since` replays the kept events from that moment — and only `unti
 replays all of them up to it; with neither, nothing is replayed — then new events follow,
 until the `until` moment (at once if it has passed: the replay, then the end), the client
 leaving, or skiffd stopping (the stream then ends cleanly, as it does when dockerd stops).
-The subscription is taken before the replay is read, so no event falls between the two.
+The subscription is taken before the replay is read, so no event falls between the two. A
+client that reads so slowly that `BACKLOG` events wait for it has its stream ended rather
+than events silently skipped (or the daemon's memory filled).
 Bad times, ``since`` after ``until`` and bad filters are 400 before the stream starts.
 """
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 _log = logger("skiff.api.events")
 _GONE = ConnectionError
 _CHECK = 1.0  # seconds between looks at whether an idle subscriber's client is still there
+BACKLOG = 4096  # events a subscriber may fall behind by before its stream is ended
 
 
 async def events(call: Call) -> web.StreamResponse:
@@ -96,6 +99,10 @@ async def _follow(call: Call, response: web.StreamResponse, queue: asyncio.Queue
                 return
             continue
         event = getting.result()
+        if queue.qsize() >= BACKLOG:
+            _log.warning("events: a subscriber fell %d events behind; its stream ends",
+                         queue.qsize())
+            return
         if until is not None and event.time_nano > until:
             return
         if chosen.include(event):
