@@ -488,19 +488,10 @@ class ContainerService:
             return rootfs
         if not self.snapshots.exists(cid):
             raise StoreError(f"container {cid}: its rootfs snapshot is gone")
-        from skiff.errors import KernelError
-        from skiff.kernel import syscall
-        from skiff.store.snapshots import overlay_options
-
-        snap = self.snapshots.path(cid)
-        image = self.store.get(image_id)
-        lowers = self.store.rootfs_layers(image) or [os.path.join(snap, "lower")]
-        data = overlay_options(lowers, os.path.join(snap, "upper"), os.path.join(snap, "work"))
         try:
-            syscall.mount("overlay", rootfs, "overlay", 0, data)
-        except KernelError as e:
-            raise StoreError(f"container {cid}: mount its rootfs again: {e}") from e
-        return rootfs
+            return self.snapshots.mount(cid)
+        except StoreError:  # a snapshot that records no stack: its image's, if still there
+            return self.snapshots.mount(cid, self.store.rootfs_layers(self.store.get(image_id)))
 
     def _read_pid_file(self, cid: str) -> tuple[int, int] | None:
         from skiff.engine.monitor.launch import read_pid_file
@@ -802,7 +793,12 @@ class ContainerService:
         self._runtime_delete(cid)
         self._release_netns(cid)
         if self.snapshots.exists(cid):
+            try:
+                lowers = self.snapshots.lower_dirs(cid)
+            except StoreError:
+                lowers = []
             self.snapshots.remove(cid)
+            self.store.release_layers(lowers)  # those only this container still held
         _rmtree(self.bundle_dir(cid))
         _rmtree(self.container_dir(cid))
         self.db.delete(cid)
@@ -818,8 +814,8 @@ class ContainerService:
     def _graph(self, row: ContainerRow) -> dict[str, str]:
         snap = self.snapshots.path(row.id)
         try:
-            lowers = self.store.rootfs_layers(self.store.get(row.image_id))
-        except ImageNotFound:
+            lowers = self.snapshots.lower_dirs(row.id)
+        except StoreError:
             lowers = []
         data = {"LowerDir": ":".join(lowers) or os.path.join(snap, "lower"),
                 "MergedDir": os.path.join(snap, "rootfs"),
