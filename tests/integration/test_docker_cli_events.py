@@ -314,12 +314,14 @@ def test_save_load_import_delete_and_prune_tell_image_events(
     docker(daemon, "rmi", "ev-imported:1")
     docker(daemon, "image", "prune", "-f")
     found = replay(daemon, since, "type=image")
-    assert actions(found) == ["save", "load", "import", "untag", "delete", "prune"]
+    # an import with a name tags it, as moby's TagImageWithReference tells
+    assert actions(found) == ["save", "load", "tag", "import", "untag", "delete", "prune"]
     for event in found[:2]:
         assert event["Actor"] == {"ID": image_id, "Attributes": {"name": image_id}}
-    assert found[2]["Actor"]["ID"] == new_id == found[2]["Actor"]["Attributes"]["name"]
-    assert [e["Actor"]["ID"] for e in found[3:5]] == [new_id, new_id]
-    assert found[5]["Actor"]["Attributes"] == {"reclaimed": "0"}
+    assert found[2]["Actor"] == {"ID": new_id, "Attributes": {"name": "ev-imported:1"}}
+    assert found[3]["Actor"]["ID"] == new_id == found[3]["Actor"]["Attributes"]["name"]
+    assert [e["Actor"]["ID"] for e in found[4:6]] == [new_id, new_id]
+    assert found[6]["Actor"]["Attributes"] == {"reclaimed": "0"}
     for event in found:
         shape(event)
 

@@ -477,6 +477,7 @@ class ImageService:
                 stream.close()
         if target is not None:
             self._touch_tag(image.id)
+            self._event("tag", image.id, parse_reference(target).familiar(), image)
         self._event("import", image.id, image.id, image)
         _say(emit, jsonmessage.status(image.id))
         return str(image.id)
