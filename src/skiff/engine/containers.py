@@ -619,16 +619,18 @@ class ContainerService:
         return self._await(cid, live, lambda: live.run != run or live.removed, timeout)
 
     # -- signals ----------------------------------------------------------------------------
-    def _signal(self, row: ContainerRow, sig: int) -> None:
+    def _signal(self, cid: str, sig: int) -> None:
         from skiff.runtime.kill import kill
         from skiff.runtime.state import StateStore
 
         try:
-            kill(StateStore(self.runtime_root), row.id, sig)
+            kill(StateStore(self.runtime_root), cid, sig)
         except RuntimeError_ as e:
             # it is exiting (or just exited) meanwhile: its monitor will tell
-            _log.debug("container %s: signal %d: %s", row.id[:12], sig, e)
-        self._event(row, "kill", {"signal": str(sig)})  # told either way, as dockerd does
+            _log.debug("container %s: signal %d: %s", cid[:12], sig, e)
+        row = self.db.get(cid)
+        if row is not None:  # told either way, as dockerd does
+            self._event(row, "kill", {"signal": str(sig)})
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
         """``POST /containers/{id}/stop``: the stop signal, then SIGKILL after `timeout`
@@ -646,22 +648,21 @@ class ContainerService:
                 given = config.get("StopTimeout")
                 timeout = DEFAULT_STOP_TIMEOUT if given is None else int(given)
             run = live.run
-            self._signal(row, sig)
+            self._signal(cid, sig)
         if not self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
             _log.debug("container %s: no exit %ds after signal %d; killing it", cid[:12],
                        timeout, sig)
-            self._kill_run(row, live, run)
+            self._kill_run(cid, live, run)
         self._event(row, "stop")
         return True
 
-    def _kill_run(self, row: ContainerRow, live: _Live, run: int) -> None:
+    def _kill_run(self, cid: str, live: _Live, run: int) -> None:
         """SIGKILL the run `run` and wait for its end; a monitor that does not report it in
         time is killed too, and the container reported gone."""
-        cid = row.id
         with live.lock:
             if live.run != run:
                 return
-            self._signal(row, _SIGKILL)
+            self._signal(cid, _SIGKILL)
         if self._wait_run_over(cid, run, KILL_WAIT):
             return
         from skiff.engine.monitor.launch import monitor_alive
@@ -682,14 +683,13 @@ class ContainerService:
         cid = self.resolve(ref)
         live = self._live_of(cid)
         with live.lock:
-            row = self._row(cid)
-            if not self._running(row):
+            if not self._running(self._row(cid)):
                 raise ContainerConflict(f"Container {cid} is not running")
             run = live.run
             if sig != _SIGKILL:
-                self._signal(row, sig)
+                self._signal(cid, sig)
                 return
-        self._kill_run(row, live, run)
+        self._kill_run(cid, live, run)
 
     def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         """``POST /containers/{id}/restart``: stop (if running), then start."""
@@ -739,7 +739,7 @@ class ContainerService:
                     raise ContainerConflict(
                         f"You cannot remove a running container {cid}. Stop the container "
                         f"before attempting removal or force remove")
-                self._kill_run(row, live, live.run)
+                self._kill_run(cid, live, live.run)
             live.removing = True
             self._set_status(cid, "removing")
             try:
