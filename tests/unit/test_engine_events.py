@@ -55,6 +55,9 @@ def test_an_image_event_has_no_from_and_a_prune_no_legacy_fields_but_its_own() -
     prune = log.emit("volume", "prune", "", {"reclaimed": "0"}).message()
     assert not set(LEGACY) & set(prune)
     check_api_shape(prune, "EventMessage")
+    # a container prune has no actor: its empty id is left out, as Go's omitempty does
+    prune = log.emit("container", "prune", "", {"reclaimed": "0"}).message()
+    assert prune["status"] == "prune" and "id" not in prune and "from" not in prune
 
 
 def test_labels_override_event_attributes_and_image_and_name_override_labels() -> None:

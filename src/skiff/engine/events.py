@@ -48,10 +48,10 @@ class Event:
     def message(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
         if self.type in ("container", "image"):  # the pre-1.22 fields, still sent by dockerd
-            doc["status"] = self.action
-            doc["id"] = self.actor_id
-            if self.type == "container" and "image" in self.attributes:
-                doc["from"] = self.attributes["image"]
+            legacy = {"status": self.action, "id": self.actor_id,
+                      "from": self.attributes.get("image", "") if self.type == "container"
+                      else ""}
+            doc.update((k, v) for k, v in legacy.items() if v)  # Go's omitempty
         doc.update(Type=self.type, Action=self.action,
                    Actor={"ID": self.actor_id, "Attributes": dict(self.attributes)},
                    scope="local", time=self.time_nano // 1_000_000_000, timeNano=self.time_nano)
