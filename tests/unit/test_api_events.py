@@ -125,3 +125,19 @@ def test_bad_requests_are_400_before_any_stream() -> None:
         assert log.listeners() == 0
 
     serve(log, scenario)
+
+
+def test_a_client_that_leaves_is_unsubscribed_within_a_check() -> None:
+    log = EventLog()
+
+    async def scenario(client: Client, server: ApiServer) -> None:
+        resp = await client.get("/events")
+        assert resp.status == 200
+        assert log.listeners() == 1
+        resp.close()  # the connection goes, with no event ever written to it
+        deadline = time.monotonic() + 5
+        while log.listeners():
+            assert time.monotonic() < deadline, "the stream outlived its client"
+            await asyncio.sleep(0.05)
+
+    serve(log, scenario)

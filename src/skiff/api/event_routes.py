@@ -94,8 +94,7 @@ async def _follow(call: Call, response: web.StreamResponse, queue: asyncio.Queue
             stopping.cancel()
         if not getting.done():
             getting.cancel()
-            transport = call.request.transport
-            if transport is None or transport.is_closing():
+            if call.over():  # the client went away
                 return
             continue
         event = getting.result()
