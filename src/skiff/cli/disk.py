@@ -126,7 +126,7 @@ def summary_rows(usage: dict[str, Any]) -> list[UsageRow]:
 
 
 def df(ctx: Context, path: str, argv: list[str]) -> int:
-    cmd = Command(path, "[OPTIONS]", "Show docker disk usage", [
+    cmd = Command(path, "[OPTIONS]", "Show skiff disk usage", [
         option("format", "", "Pretty-print images using a Go template"),
         flag("verbose", "v", "Show detailed information on space usage"),
     ], (0, 0))

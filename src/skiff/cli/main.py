@@ -88,7 +88,7 @@ IMAGE = {
     "tag": OTHERS["tag"],
 }
 SYSTEM = {
-    "df": ("disk", "df", "Show docker disk usage"),
+    "df": ("disk", "df", "Show skiff disk usage"),
     "events": OTHERS["events"],
     "info": COMMON["info"],
     "prune": ("disk", "prune", "Remove unused data"),
