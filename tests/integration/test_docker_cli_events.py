@@ -341,3 +341,46 @@ def test_push_and_pull_tell_their_reference(daemon: Skiffd,  # noqa: F811
             for e in found] == [("push", name, repo), ("pull", name, repo)]
     assert actions(replay(daemon, since, f"image={repo}", "event=pull")) == ["pull"]
     docker(daemon, "rmi", name)
+
+
+def test_concurrent_runs_each_tell_one_die_with_their_code(daemon: Skiffd) -> None:  # noqa: F811
+    import threading
+
+    since = now()
+    codes = {f"ev-many-{n}": n for n in range(10)}
+    failures: list[str] = []
+
+    def run(name: str, code: int) -> None:
+        p = docker(daemon, "run", "--rm", "--name", name, "busybox", "sh", "-c",
+                   f"exit {code}", check=False)
+        if p.returncode != code:
+            failures.append(f"{name}: {p.returncode} {p.stderr}")
+
+    threads = [threading.Thread(target=run, args=item) for item in codes.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    found = replay(daemon, since, "type=container")
+    for name, code in codes.items():
+        mine = [e for e in found if e["Actor"]["Attributes"].get("name") == name]
+        assert [a for a in actions(mine) if a in ("create", "start", "die", "destroy")] == [
+            "create", "start", "die", "destroy"], (name, actions(mine))
+        assert [e["Actor"]["Attributes"]["exitCode"] for e in mine
+                if e["Action"] == "die"] == [str(code)]
+
+
+def test_a_killed_monitor_tells_one_die(daemon: Skiffd) -> None:  # noqa: F811
+    import os
+    import signal
+
+    since = now()
+    cid = docker(daemon, "run", "-d", "--name", "ev-orphan", "busybox", "sleep",
+                 "100").stdout.strip()
+    pid_file = daemon.run / "containers" / cid / "monitor.pid"
+    os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)  # the monitor skiffd made
+    assert docker(daemon, "wait", "ev-orphan").stdout == "137\n"
+    docker(daemon, "inspect", "ev-orphan")  # a second look finds it told already
+    dies = replay(daemon, since, "container=ev-orphan", "event=die")
+    assert [e["Actor"]["Attributes"]["exitCode"] for e in dies] == ["137"]
