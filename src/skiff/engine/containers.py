@@ -11,6 +11,8 @@ monitor (`monitor.launch.start_monitor`), which runs the container and outlives 
 ``$SKIFF_RUN/runtime``; `wait` blocks until Docker's conditions hold; `remove` takes the
 container down (killing it first when forced) with its snapshot, bundle, logs and row;
 `inspect`, `list`, `logs` and `prune` read it back in Docker's shapes (`container_views`).
+Each step tells dockerd's event to `events` (`_event`: the labels, image and name), ``die``
+once per run, where the exit is recorded.
 
 The `ExitWatcher` tells of a run's end when the monitor's exit file arrives (and of a
 monitor's own end): the file becomes the container's state (exit code, time, OOM kill) and

@@ -10,7 +10,8 @@ which call the registry client and the archive code and report progress as Docke
 streamed JSON messages through an `Emit` callback. Which containers use an image is not
 known here: `in_use` is a hook the container service fills (by default nothing uses any).
 The raw config JSON of an image is read for inspect and history, so that fields skiff's
-records do not model (OnBuild, Shell…) still come back as they were pushed.
+records do not model (OnBuild, Shell…) still come back as they were pushed. Each operation
+tells dockerd's image event (LogImageEvent's actor and name, the image's labels) to `events`.
 """
 
 from __future__ import annotations
