@@ -217,6 +217,17 @@ def test_docker_system_df_and_prune(daemon: Skiffd) -> None:  # noqa: F811
     ours = skiff(daemon, "system", "df", "-v").stdout
     assert [line.split()[:1] for line in ours.splitlines()] == \
         [line.split()[:1] for line in verbose.splitlines()]
+    def verbose_json(p: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(p.stdout)
+        for rows in doc.values():
+            for row in rows:  # ages move on between the two commands
+                for age in ("RunningFor", "CreatedSince"):
+                    row.pop(age, None)
+        return doc
+
+    theirs = verbose_json(docker(daemon, "system", "df", "-v", "--format", "{{json .}}"))
+    assert verbose_json(skiff(daemon, "system", "df", "-v", "--format", "json")) == theirs
+    assert {c["Names"] for c in theirs["Containers"]} == {"ev-up", "ev-down"}
     down = rows["/ev-down"]["Id"]
     out = docker(daemon, "system", "prune", "-f").stdout
     assert out.startswith(f"Deleted Containers:\n{down}\n\n")

@@ -5,7 +5,7 @@ as the docker CLI prints them (cli/command/system/df.go, prune.go, formatter/dis
 ACTIVE SIZE RECLAIMABLE`` (an image is active while a container uses it, a container while
 it runs, is paused or restarting, a volume while a container mounts it) — through
 ``--format`` too; ``-v`` lists every image, container, volume and build cache entry in its
-own table. `prune` asks once (unless ``-f``), then calls the prune route of each kind in
+own table (or hands the four lists, IDs whole, to ``--format``). `prune` asks once (unless ``-f``), then calls the prune route of each kind in
 docker's order — containers, networks, volumes (with ``--volumes``), images (dangling ones,
 every unused one with ``-a``), the build cache — and prints what each removed and the space
 reclaimed in all. A daemon without a volumes route (404) gets a warning that no volumes were
@@ -15,7 +15,7 @@ pruned, and the rest goes on.
 from __future__ import annotations
 
 from skiff.cli.flags import Command, filter_flag, flag, option
-from skiff.cli.template import Row, json_filters, render_rows
+from skiff.cli.template import Row, json_filters, parse, render_rows
 from skiff.errors import APIError
 from skiff.units import human_size
 
@@ -132,40 +132,76 @@ def df(ctx: Context, path: str, argv: list[str]) -> int:
     ], (0, 0))
     opts = cmd.parse(argv)
     usage = ctx.client.get("/system/df") or {}
-    if opts.verbose and opts.format in ("", "table"):
-        ctx.out.write(_verbose(usage))
+    if opts.verbose:
+        if opts.format in ("", "table"):
+            ctx.out.write(VerboseUsage(usage, trunc=True).tables())
+        else:  # the template sees the four lists, IDs whole, and no newline follows
+            source = "{{json .}}" if opts.format == "json" else opts.format
+            ctx.out.write(parse(source.replace("\\t", "\t").replace("\\n", "\n"))
+                          .execute(VerboseUsage(usage, trunc=False)))
         return 0
     ctx.out.write(render_rows(opts.format or DF_TABLE, list(summary_rows(usage)), DF_HEADERS))
     return 0
 
 
-def _verbose(usage: dict[str, Any]) -> str:
-    from skiff.cli.containers import PS_HEADERS, ContainerRow
-    from skiff.cli.images import IMAGE_HEADERS, ImageRow, _dangling
-    from skiff.reference import familiar_parts
+class VerboseUsage(Row):
+    """df -v: every image (by its first tag), container, volume and build cache entry."""
 
-    images: list[Row] = []
-    for image in usage.get("Images") or []:
-        repo = tag = "<none>"
-        tags = image.get("RepoTags") or []
-        if tags and not _dangling(image):
-            name, first_tag, _ = familiar_parts(tags[0])  # the first tag only, as docker
-            if first_tag is not None:
-                repo, tag = name, first_tag
-        images.append(ImageRow(image, repo, tag, "", True))
-    # docker shows no virtual size here: only what each container wrote
-    containers: list[Row] = [ContainerRow({**c, "SizeRootFs": 0}, True)
-                             for c in usage.get("Containers") or []]
-    volumes: list[Row] = [VolumeRow(v) for v in usage.get("Volumes") or []]
-    cache_size = sum(int(c.get("Size") or 0) for c in usage.get("BuildCache") or []
-                     if not c.get("Shared"))
-    return "".join([
-        "Images space usage:\n\n", render_rows(IMAGES_TABLE, images, IMAGE_HEADERS),
-        "\nContainers space usage:\n\n", render_rows(CONTAINERS_TABLE, containers, PS_HEADERS),
-        "\nLocal Volumes space usage:\n\n", render_rows(VOLUMES_TABLE, volumes, VOLUME_HEADERS),
-        f"\nBuild cache usage: {human_size(cache_size)}\n\n",
-        render_rows(CACHE_TABLE, [], CACHE_HEADERS),
-    ])
+    fields = ("BuildCache", "Containers", "Images", "Volumes")
+    type_name = "*formatter.diskUsageContext"
+
+    def __init__(self, usage: dict[str, Any], trunc: bool) -> None:
+        from skiff.cli.containers import ContainerRow
+        from skiff.cli.images import ImageRow, _dangling
+        from skiff.reference import familiar_parts
+
+        self.images: list[Row] = []
+        for image in usage.get("Images") or []:
+            repo = tag = "<none>"
+            tags = image.get("RepoTags") or []
+            if tags and not _dangling(image):
+                name, first_tag, _ = familiar_parts(tags[0])  # the first tag only, as docker
+                if first_tag is not None:
+                    repo, tag = name, first_tag
+            self.images.append(ImageRow(image, repo, tag, "", trunc))
+        # docker shows no virtual size here: only what each container wrote
+        self.containers: list[Row] = [ContainerRow({**c, "SizeRootFs": 0}, trunc)
+                                      for c in usage.get("Containers") or []]
+        self.volumes: list[Row] = [VolumeRow(v) for v in usage.get("Volumes") or []]
+        self.cache_size = sum(int(c.get("Size") or 0) for c in usage.get("BuildCache") or []
+                              if not c.get("Shared"))
+
+    def Images(self) -> list[Row]:
+        return self.images
+
+    def Containers(self) -> list[Row]:
+        return self.containers
+
+    def Volumes(self) -> list[Row]:
+        return self.volumes
+
+    def BuildCache(self) -> list[Row]:
+        return []  # skiff keeps no build cache yet
+
+    def as_json(self) -> str:
+        parts = [f'"{name}":[' + ",".join(r.as_json() for r in rows) + "]"
+                 for name, rows in (("Images", self.images), ("Containers", self.containers),
+                                    ("Volumes", self.volumes), ("BuildCache", []))]
+        return "{" + ",".join(parts) + "}"
+
+    def tables(self) -> str:
+        from skiff.cli.containers import PS_HEADERS
+        from skiff.cli.images import IMAGE_HEADERS
+
+        return "".join([
+            "Images space usage:\n\n", render_rows(IMAGES_TABLE, self.images, IMAGE_HEADERS),
+            "\nContainers space usage:\n\n",
+            render_rows(CONTAINERS_TABLE, self.containers, PS_HEADERS),
+            "\nLocal Volumes space usage:\n\n",
+            render_rows(VOLUMES_TABLE, self.volumes, VOLUME_HEADERS),
+            f"\nBuild cache usage: {human_size(self.cache_size)}\n\n",
+            render_rows(CACHE_TABLE, [], CACHE_HEADERS),
+        ])
 
 
 def _warning(opts: Any) -> str:
