@@ -50,8 +50,10 @@ async def info(call: Call) -> web.Response:
 async def disk_usage(call: Call) -> web.Response:
     usage = await call.run(call.engine.images.disk_usage)
     containers = await call.run(call.engine.containers.list, all=True, size=True)
-    # volumes and the build cache are not kept yet: they use no space
-    return json_response({**usage, "Containers": containers, "Volumes": [], "BuildCache": []})
+    volumes = await call.run(call.engine.volumes.disk_usage)
+    # the build cache is not kept yet: it uses no space
+    return json_response({**usage, "Containers": containers, "Volumes": volumes,
+                          "BuildCache": []})
 
 
 async def prune_build_cache(call: Call) -> web.Response:

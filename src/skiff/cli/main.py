@@ -2,8 +2,9 @@
 
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
-it (`images`, `containers`, `run`, `transfer`, `archive`, `auth`, `system`, `events`,
-`disk`), so `skiff --version` imports next to nothing and `skiff images` no more than it needs. Management
+it (`images`, `containers`, `run`, `transfer`, `archive`, `auth`, `system`, `volumes`,
+`events`, `disk`), so `skiff --version` imports next to nothing and `skiff images` no more
+than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
 command line (which also prints the usage lines), 130 on Ctrl-C; `run` returns the
@@ -93,10 +94,18 @@ SYSTEM = {
     "info": COMMON["info"],
     "prune": ("disk", "prune", "Remove unused data"),
 }
+VOLUME = {
+    "create": ("volumes", "create", "Create a volume"),
+    "inspect": ("volumes", "inspect", "Display detailed information on one or more volumes"),
+    "ls": ("volumes", "ls", "List volumes"),
+    "prune": ("volumes", "prune", "Remove unused local volumes"),
+    "rm": ("volumes", "rm", "Remove one or more volumes"),
+}
 GROUPS = {
     "container": ("Manage containers", CONTAINER, {"list": "ls", "ps": "ls", "remove": "rm"}),
     "image": ("Manage images", IMAGE, {"list": "ls", "remove": "rm"}),
     "system": ("Manage skiff", SYSTEM, {}),
+    "volume": ("Manage volumes", VOLUME, {"list": "ls", "remove": "rm"}),
 }
 
 
