@@ -115,3 +115,16 @@ def test_prunes_warning_names_what_goes_and_the_filters() -> None:
         "  - all images without at least one container associated to them\n"
         "  - all build cache\n\n  Items to be pruned will be filtered with:\n"
         "  - label=a=b\n  - until=24h\n")
+
+
+def test_df_verbose_lists_take_json_whole_or_by_section() -> None:
+    from skiff.cli.disk import VerboseUsage
+
+    usage = VerboseUsage({"Volumes": [{"Name": "v1", "Driver": "local",
+                                       "UsageData": {"Size": 6, "RefCount": 0}}]}, trunc=False)
+    whole = parse("{{json .}}").execute(usage)
+    assert whole.startswith('{"Images":[],"Containers":[],"Volumes":[{') and \
+        whole.endswith('}],"BuildCache":[]}')
+    section = parse("{{json .Volumes}}").execute(usage)
+    assert section.startswith('[{"Driver":"local",') and '"Size":"6B"' in section
+    assert parse("{{range .Volumes}}{{.Name}} {{.Links}}{{end}}").execute(usage) == "v1 0"

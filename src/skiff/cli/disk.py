@@ -33,7 +33,6 @@ IMAGES_TABLE = ("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{
 CONTAINERS_TABLE = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t"
                     "{{.RunningFor}}\t{{.Status}}\t{{.Names}}")
 VOLUMES_TABLE = "table {{.Name}}\t{{.Links}}\t{{.Size}}"
-VOLUME_HEADERS = {"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}
 CACHE_TABLE = ("table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t"
                "{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}")
 CACHE_HEADERS = {"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE",
@@ -71,26 +70,6 @@ class UsageRow(Row):
         if self.percent and self.size > 0:
             return f"{text} ({self.reclaimable * 100 // self.size}%)"
         return text
-
-
-class VolumeRow(Row):
-    fields = ("Links", "Name", "Size")
-    headers = VOLUME_HEADERS
-    type_name = "*formatter.volumeContext"
-
-    def __init__(self, volume: dict[str, Any]) -> None:
-        self.v = volume
-
-    def Name(self) -> str:
-        return str(self.v.get("Name") or "")
-
-    def Links(self) -> str:
-        usage = self.v.get("UsageData")
-        return "N/A" if usage is None else str(usage.get("RefCount", -1))
-
-    def Size(self) -> str:
-        usage = self.v.get("UsageData")
-        return "N/A" if usage is None else human_size(usage.get("Size", -1))
 
 
 def summary_rows(usage: dict[str, Any]) -> list[UsageRow]:
@@ -153,6 +132,7 @@ class VerboseUsage(Row):
     def __init__(self, usage: dict[str, Any], trunc: bool) -> None:
         from skiff.cli.containers import ContainerRow
         from skiff.cli.images import ImageRow, _dangling
+        from skiff.cli.volumes import VolumeRow
         from skiff.reference import familiar_parts
 
         self.images: list[Row] = []
@@ -187,11 +167,12 @@ class VerboseUsage(Row):
         parts = [f'"{name}":[' + ",".join(r.as_json() for r in rows) + "]"
                  for name, rows in (("Images", self.images), ("Containers", self.containers),
                                     ("Volumes", self.volumes), ("BuildCache", []))]
-        return "{" + ",".join(parts) + "}"
+        return "{" + ",".join(parts) + "}"  # diskUsageContext's fields, in its order
 
     def tables(self) -> str:
         from skiff.cli.containers import PS_HEADERS
         from skiff.cli.images import IMAGE_HEADERS
+        from skiff.cli.volumes import VOLUME_HEADERS
 
         return "".join([
             "Images space usage:\n\n", render_rows(IMAGES_TABLE, self.images, IMAGE_HEADERS),
