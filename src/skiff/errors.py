@@ -33,6 +33,7 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      +-- NoSuchVolume              no volume has that name (Docker's `get …: no such volume`, 404)
      +-- ContainerConflict         the container's state or name forbids the operation (a name in
      |                             use, removing a running container, killing a stopped one; 409)
+     +-- PathNotFound              a path asked of a container's files is not there (404)
      +-- ContainerStartError       a container's program could not be started (`exit_code`: 127 not
      |                             found, 126 not runnable, 125 anything else, as `docker run`)
      +-- APIError                  the Engine API answered with an error (`status`); prints as the
@@ -126,6 +127,11 @@ class NoSuchContainer(SkiffError):
 
 class NoSuchVolume(SkiffError):
     """No volume has that name; the message is Docker's (``get NAME: no such volume``)."""
+
+
+class PathNotFound(SkiffError):
+    """A path in a container's files does not exist (``docker cp``); the message is
+    Docker's ``Could not find the file … in container …``."""
 
 
 class ContainerConflict(SkiffError):

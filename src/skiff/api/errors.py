@@ -24,6 +24,7 @@ from skiff.errors import (
     ManifestUnknown,
     NoSuchContainer,
     NoSuchVolume,
+    PathNotFound,
     ReferenceError_,
     SpecError,
     UsageError,
@@ -35,6 +36,7 @@ STATUS: dict[type[BaseException], int] = {
     ContainerNotFound: 404,
     NoSuchContainer: 404,
     NoSuchVolume: 404,
+    PathNotFound: 404,
     ImageConflict: 409,          # errdefs.Conflict
     ContainerExists: 409,
     ContainerConflict: 409,

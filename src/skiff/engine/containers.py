@@ -634,6 +634,9 @@ class ContainerService:
         except RuntimeError_ as e:
             # it is exiting (or just exited) meanwhile: its monitor will tell
             _log.debug("container %s: signal %d: %s", cid[:12], sig, e)
+        from skiff.engine.container_control import thaw_for_signal
+
+        thaw_for_signal(self, cid)  # a frozen container gets the signal once thawed
         row = self.db.get(cid)
         if row is not None:  # told either way, as dockerd does
             self._event(row, "kill", {"signal": str(sig)})
@@ -783,7 +786,8 @@ class ContainerService:
 
     def _event(self, row: ContainerRow, action: str, more: dict[str, str] | None = None) -> None:
         """Docker's container event: the labels, ``image`` (as the user named it) and
-        ``name`` of the container, over the event's own attributes."""
+        ``name`` of the container, over the event's own attributes. The other container
+        modules (container_control) tell theirs through it too."""
         config = row.doc["Config"]
         named = {"name": row.name}
         if config.get("Image"):
