@@ -629,6 +629,11 @@ class ContainerService:
         from skiff.runtime.kill import kill
         from skiff.runtime.state import StateStore
 
+        row = self.db.get(cid)
+        if row is not None:
+            # told whether or not the signal lands, as dockerd does; before it is sent, so
+            # that the die it may cause (told by the exit watcher's thread) comes after
+            self._event(row, "kill", {"signal": str(sig)})
         try:
             kill(StateStore(self.runtime_root), cid, sig)
         except RuntimeError_ as e:
@@ -637,9 +642,6 @@ class ContainerService:
         from skiff.engine.container_control import thaw_for_signal
 
         thaw_for_signal(self, cid)  # a frozen container gets the signal once thawed
-        row = self.db.get(cid)
-        if row is not None:  # told either way, as dockerd does
-            self._event(row, "kill", {"signal": str(sig)})
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
         """``POST /containers/{id}/stop``: the stop signal, then SIGKILL after `timeout`
