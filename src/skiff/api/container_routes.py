@@ -349,7 +349,6 @@ ROUTES = (
     ("POST", "/containers/{name:.*}/wait", wait),
     ("POST", "/containers/{name:.*}/resize", _not_yet("resizing a container's TTY")),
     ("POST", "/containers/{name:.*}/attach", attach),
-    ("POST", "/containers/{name:.*}/exec", _not_yet("exec")),
     ("POST", "/containers/{name:.*}/rename", _not_yet("container rename")),
     ("POST", "/containers/{name:.*}/update", _not_yet("container update")),
     ("PUT", "/containers/{name:.*}/archive", _not_yet("copying into a container")),

@@ -23,6 +23,7 @@ from skiff.errors import (
     InvalidState,
     ManifestUnknown,
     NoSuchContainer,
+    NoSuchExec,
     ReferenceError_,
     SpecError,
     UsageError,
@@ -33,6 +34,7 @@ STATUS: dict[type[BaseException], int] = {
     ManifestUnknown: 404,
     ContainerNotFound: 404,
     NoSuchContainer: 404,
+    NoSuchExec: 404,
     ImageConflict: 409,          # errdefs.Conflict
     ContainerExists: 409,
     ContainerConflict: 409,
