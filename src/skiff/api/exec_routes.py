@@ -126,6 +126,9 @@ async def _relay(call: Call, execs: ExecService, exec_id: str, streams: ExecStre
         except RuntimeError:
             pass  # the loop is closed: nobody waits any more
 
+    if streams.stdin >= 0:  # no input side yet: the process reads its stdin's end
+        os.close(streams.stdin)
+        streams.stdin = -1
     sources = [(streams.terminal, STDOUT)] if streams.terminal >= 0 else \
         [(fd, kind) for fd, kind in ((streams.stdout, STDOUT), (streams.stderr, STDERR))
          if fd >= 0]

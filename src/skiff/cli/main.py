@@ -44,6 +44,7 @@ COMMON = {
 }
 OTHERS = {
     "create": ("run", "create", "Create a new container"),
+    "exec": ("exec", "exec_", "Execute a command in a running container"),
     "history": ("images", "history", "Show the history of an image"),
     "import": ("archive", "import_", "Import the contents from a tarball to create a filesystem image"),
     "inspect": ("images", "inspect", "Return low-level information on Docker objects"),
@@ -61,6 +62,7 @@ OTHERS = {
 }
 CONTAINER = {
     "create": OTHERS["create"],
+    "exec": OTHERS["exec"],
     "inspect": ("containers", "container_inspect", "Display detailed information on one or more containers"),
     "kill": OTHERS["kill"],
     "logs": OTHERS["logs"],
