@@ -156,7 +156,7 @@ async def _pump(fd: int, kind: int, hijacked: Hijacked, tty: bool) -> None:
             data = os.read(fd, _READ)
         except BlockingIOError:
             ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+            loop.add_reader(fd, _settle, ready)
             try:
                 await ready
             finally:
@@ -172,6 +172,11 @@ async def _pump(fd: int, kind: int, hijacked: Hijacked, tty: bool) -> None:
             await hijacked.write(data if tty else frame(kind, data))
         except ConnectionError:
             _log.debug("exec output: the client went away")
+
+
+def _settle(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 ROUTES = (
