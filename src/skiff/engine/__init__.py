@@ -4,10 +4,10 @@
 the API layer calls it from worker threads. Its parts are services, one per kind of Docker
 object — `images` (ImageService), `containers` (ContainerService), `execs` (ExecService)
 and `system` (version, info, login); volumes and networks join them later. The container
-service fills the hooks the image and system services leave for it (`images.in_use`, `system.containers`). `start`
-makes sure the built-in ``busybox:latest`` is in the store, so that a machine with no
-registry still has an image, and reconciles the containers with what really runs (they
-outlive skiffd). The engine's own small state (its ID, tag times) lives in
+service fills the hooks the image and system services leave for it (`images.in_use`,
+`system.containers`). `start` makes sure the built-in ``busybox:latest`` is in the store, so
+that a machine with no registry still has an image, and reconciles the containers with what
+really runs (they outlive skiffd). The engine's own small state (its ID, tag times) lives in
 ``<root>/engine/``, the containers' in ``<root>/skiff.db``.
 """
 
