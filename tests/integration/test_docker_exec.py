@@ -1,6 +1,7 @@
 """`docker exec` through skiffd, with the real docker CLI, docker-py and skiff's own CLI:
 output and exit codes (the process's own, 126 and 127 for one that cannot start, 1 for the
-daemon's errors), -e/-u/-w/--privileged reaching the process, -d, -t through a pty, the
+daemon's errors), -e/-u/-w/--privileged reaching the process, -d, -t through a pty, stdin
+(-i, and -it with its detach keys), the
 exec inspect shape, resize, removing the container under a running exec, many execs at
 once. One skiffd and one long-running container serve the module."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -131,7 +133,62 @@ def test_tty_through_a_pty(daemon: Skiffd) -> None:
         code, out = _on_a_pty(daemon, [client, "exec", "-t", "box", "sh", "-c",
                                        "tty; stty size; echo $TERM; exit 4"])
         assert code == 4
-        assert out.replace("\r", "").splitlines() == ["/dev/pts/0", "33 99", "xterm"], out
+        lines = out.replace("\r", "").splitlines()
+        assert re.fullmatch(r"/dev/pts/\d+", lines[0]) and lines[1:] == ["33 99", "xterm"], out
+
+
+def test_stdin(daemon: Skiffd) -> None:
+    for client in (docker, skiff):
+        p = client(daemon, "exec", "-i", "box", "sh", "-c", "cat; echo done", input=b"hello\n")
+        assert (p.returncode, p.stdout) == (0, "hello\ndone\n")
+        data = os.urandom(3 << 20)
+        p = client(daemon, "exec", "-i", "box", "wc", "-c", input=data)
+        assert p.stdout.strip() == str(len(data))
+        # without -i the process reads an empty stdin, whatever the client sends
+        p = client(daemon, "exec", "box", "cat", input=b"ignored\n")
+        assert (p.returncode, p.stdout) == (0, "")
+
+
+def _session(argv: list[str], env: dict[str, str], keys: list[bytes]) -> tuple[int, bytes]:
+    """`argv` on a pty, typing each of `keys` once the output has been quiet a moment."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execvpe(argv[0], argv, env)
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.3)[0]:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+            elif keys:
+                os.write(fd, keys.pop(0))
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_interactive_tty_and_detach_keys(daemon: Skiffd) -> None:
+    for client in (DOCKER, SKIFF):
+        code, out = _session([client, "exec", "-it", "box", "sh"], daemon.env,
+                             [b"echo hi $((1+2))\r", b"exit 5\r"])
+        assert code == 5 and b"hi 3\r\n" in out, out
+        marker = f"sleep {900000 + int(uuid.uuid4().hex[:4], 16)}"
+        code, out = _session([client, "exec", "-it", "--detach-keys", "ctrl-x", "box", "sh",
+                              "-c", f"{marker} & sh"], daemon.env,
+                             [b"echo before\r", b"\x18"])
+        assert code == 1 and b"read escape sequence" in out, out
+        # the process goes on after the detach (until the module's container goes)
+        assert marker in docker(daemon, "exec", "box", "ps", "-o", "args").stdout
 
 
 def test_a_stopped_or_missing_container(daemon: Skiffd) -> None:
@@ -150,6 +207,9 @@ def test_a_stopped_or_missing_container(daemon: Skiffd) -> None:
 def test_the_api_shapes_and_codes(daemon: Skiffd) -> None:
     status, answer = daemon.json("POST", "/containers/box/exec", {"Cmd": []})
     assert (status, answer) == (400, {"message": "No exec command specified"})
+    status, answer = daemon.json("POST", "/containers/box/exec", {"Cmd": ["true"],
+                                                                  "DetachKeys": "ctrl-1"})
+    assert (status, answer) == (500, {"message": "Invalid escape keys (ctrl-1) provided"})
     status, answer = daemon.json("POST", "/containers/box/exec", {
         "Cmd": ["sh", "-c", "exit 2"], "User": "nobody", "DetachKeys": "ctrl-p,ctrl-q",
         "AttachStdout": True})
@@ -204,7 +264,7 @@ def test_docker_py_exec_run(daemon: Skiffd) -> None:
         result = box.exec_run("id -un", user="nobody", environment={"A": "1"}, workdir="/tmp")
         assert (result.exit_code, result.output) == (0, b"nobody\n")
         result = box.exec_run("tty", tty=True)
-        assert (result.exit_code, result.output) == (0, b"/dev/pts/0\r\n")
+        assert result.exit_code == 0 and re.fullmatch(rb"/dev/pts/\d+\r\n", result.output)
 
 
 def _collect_streams() -> None:

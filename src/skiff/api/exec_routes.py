@@ -8,8 +8,10 @@ on the stream, ``<error>\\r\\n`` as stdout, and the exec's exit code (126, 127) 
 client reads next from ``GET /exec/{id}/json``. Output is read from the exec's pipes (or
 pty) by the event loop itself — no thread per exec — and the stream ends once the process
 has exited and its output is drained, so the exit code is there for the client's inspect
-that follows. A detached start answers 200 at once, its errors as plain HTTP errors.
-"""
+that follows. With ``AttachStdin`` the client's input goes to the process: to its stdin
+pipe, closed at the input's end, or to its pty, watched for the detach keys (the exec's
+DetachKeys, else ctrl-p ctrl-q), which end the stream while the process goes on. A detached
+start answers 200 at once, its errors as plain HTTP errors."""
 
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ import os
 from aiohttp import web
 
 from skiff.api.errors import message_of
-from skiff.api.hijack import (STDERR, STDOUT, Hijacked, frame, stream_media_type,
-                              until_closing)
+from skiff.api.hijack import STDERR, STDOUT, Hijacked, frame, stream_media_type
+from skiff.api.detach_keys import DEFAULT as DEFAULT_DETACH_KEYS
 from skiff.api.server import json_response
 from skiff.errors import InvalidArgument, SkiffError
 from skiff.log import logger
@@ -50,8 +52,16 @@ async def _body(call: Call) -> dict[str, Any]:
 
 
 async def create(call: Call) -> web.Response:
+    from skiff.api.detach_keys import to_bytes
+
     body = await _body(call)
-    return json_response(await call.run(_execs(call).create, call.params["name"], body), 201)
+    keys = body.get("DetachKeys") or ""
+    try:
+        detach_keys = to_bytes(keys) if isinstance(keys, str) and keys else b""
+    except ValueError:
+        raise SkiffError(f"Invalid escape keys ({keys}) provided") from None  # moby: a 500
+    return json_response(await call.run(_execs(call).create, call.params["name"], body,
+                                        detach_keys), 201)
 
 
 async def inspect(call: Call) -> web.Response:
@@ -85,9 +95,10 @@ async def start(call: Call) -> web.StreamResponse:
     if body.get("Detach"):
         await call.run(execs.start, exec_id, detach=True, console_size=console_size)
         return web.Response(status=200)
-    await call.run(execs.get, exec_id)  # 404 before the connection is taken
+    instance = await call.run(execs.get, exec_id)  # 404 before the connection is taken
     tty = bool(body.get("Tty"))
-    hijacked = Hijacked.open(call, stream_media_type(call.version, not tty))
+    hijacked = Hijacked.open(call, stream_media_type(call.version, not tty),
+                             takes_input=instance.stdin)
     started = asyncio.ensure_future(call.run(execs.start, exec_id,
                                              console_size=console_size))
     await asyncio.wait({started, asyncio.ensure_future(asyncio.sleep(_HEAD_ALONE))})
@@ -102,7 +113,8 @@ async def start(call: Call) -> web.StreamResponse:
         hijacked.close()
         return hijacked.response
     try:
-        await _relay(call, execs, exec_id, streams, hijacked, tty)
+        await _relay(call, execs, exec_id, streams, hijacked, tty,
+                     instance.detach_keys or DEFAULT_DETACH_KEYS)
     finally:
         streams.close()
         hijacked.close()
@@ -110,9 +122,10 @@ async def start(call: Call) -> web.StreamResponse:
 
 
 async def _relay(call: Call, execs: ExecService, exec_id: str, streams: ExecStreams,
-                 hijacked: Hijacked, tty: bool) -> None:
-    """The exec's output to the client until the exec has exited and its output is
-    drained (or the daemon stops)."""
+                 hijacked: Hijacked, tty: bool, detach_keys: bytes) -> None:
+    """The exec's output to the client, and the client's input to the exec's stdin, until
+    the exec has exited and its output is drained — or the client detached (a TTY's
+    detach keys), or the daemon stops: then the stream ends and the exec goes on."""
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[int] = loop.create_future()
 
@@ -126,24 +139,69 @@ async def _relay(call: Call, execs: ExecService, exec_id: str, streams: ExecStre
         except RuntimeError:
             pass  # the loop is closed: nobody waits any more
 
-    if streams.stdin >= 0:  # no input side yet: the process reads its stdin's end
-        os.close(streams.stdin)
-        streams.stdin = -1
     sources = [(streams.terminal, STDOUT)] if streams.terminal >= 0 else \
         [(fd, kind) for fd, kind in ((streams.stdout, STDOUT), (streams.stderr, STDERR))
          if fd >= 0]
     pumps = [asyncio.ensure_future(_pump(fd, kind, hijacked, tty)) for fd, kind in sources]
+    feeder: asyncio.Future[str] | None = None
+    target = streams.terminal if tty else streams.stdin
+    if hijacked.protocol.takes_input and target >= 0:
+        feeder = asyncio.ensure_future(_feed(hijacked, streams, target, tty, detach_keys))
     execs.when_exited(exec_id, on_exit)
+    ends: set[asyncio.Future[Any]] = {exited, asyncio.ensure_future(call.server.closing.wait())}
     try:
-        if await until_closing(asyncio.shield(exited), call.server.closing, None) is None:
+        while True:
+            if feeder is not None:
+                ends.add(feeder)
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                break
+            if feeder is not None and feeder.done():
+                if feeder.result() == "detached":
+                    return  # the client detached: the exec goes on, its stream ends
+                ends.discard(feeder)
+                feeder = None
+                continue
             return  # the daemon stops: the exec goes on, its stream ends
         if pumps:
             await asyncio.wait(pumps, timeout=_DRAIN)
     finally:
-        for pump in pumps:
-            pump.cancel()
-        if pumps:
-            await asyncio.gather(*pumps, return_exceptions=True)
+        for task in (*pumps, *ends):
+            task.cancel()
+        await asyncio.gather(*pumps, *ends, return_exceptions=True)
+
+
+async def _feed(hijacked: Hijacked, streams: ExecStreams, fd: int, tty: bool,
+                detach_keys: bytes) -> str:
+    """The client's input to the exec (its stdin pipe, or the pty), watched for the
+    detach keys on a TTY as moby watches them; at the input's end a pipe is closed (the
+    process reads EOF), a pty stays (moby's CloseStdin is for streams without a TTY)."""
+    from skiff.api.detach_keys import DetachScanner
+
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+
+    async def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_writer(fd, _settle, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_writer(fd)
+
+    try:
+        how = await hijacked.copy_input(write, DetachScanner(detach_keys) if tty else None)
+    except OSError:  # EPIPE: the process closed its stdin, or is gone
+        how = "eof"
+    if not tty and streams.stdin >= 0:
+        os.close(streams.stdin)
+        streams.stdin = -1
+    return how
 
 
 async def _pump(fd: int, kind: int, hijacked: Hijacked, tty: bool) -> None:

@@ -9,7 +9,9 @@ connection is half-closed. With ``-t`` on a terminal the pty follows this termin
 (``POST /exec/{id}/resize`` at start and on SIGWINCH). The exit code is the process's
 own, read from ``GET /exec/{id}/json`` once the stream ends — 126 or 127 when it could not
 be started, as the daemon sets them; errors of the daemon exit 1 and a malformed command
-line 125, as docker's.
+line 125, as docker's. The detach keys (``--detach-keys``, else ctrl-p ctrl-q) are the
+daemon's to see: a stream that ends while the process still runs was detached, which docker
+reports as ``read escape sequence``, exit 1.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ def exec_(ctx: Context, path: str, argv: list[str]) -> int:
     stream = client.open("POST", f"/exec/{exec_id}/start", json=start, upgrade=True)
     _attached(ctx, client, exec_id, stream, opts.tty, opts.interactive)
     doc = client.get(f"/exec/{exec_id}/json")
+    if opts.interactive and opts.tty and isinstance(doc, dict) and doc.get("Running"):
+        # the stream ended with the process still running: the daemon saw the detach keys
+        ctx.err.write("read escape sequence\n")
+        return 1
     code = doc.get("ExitCode") if isinstance(doc, dict) else None
     return int(code) if isinstance(code, int) else 0
 

@@ -50,27 +50,6 @@ if TYPE_CHECKING:
 _log = logger("skiff.engine.exec")
 RESIZE_WAIT = 10.0  # seconds a resize waits for its exec to start, as moby's
 KEEP_EXITED = 600.0  # seconds an exited exec stays inspectable (moby's GC: 5 to 10 min)
-_CTRL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-
-
-def parse_detach_keys(keys: str) -> bytes:
-    """moby's term.ToBytes: comma-separated single characters or ``ctrl-X``."""
-    codes = bytearray()
-    for key in keys.split(","):
-        if len(key) == 1:
-            codes.append(ord(key) & 0xFF)
-            continue
-        low = key.lower()
-        if len(low) == 6 and low.startswith("ctrl-"):
-            c = low[5]
-            if "a" <= c <= "z":
-                codes.append(ord(c) - ord("a") + 1)
-                continue
-            if c in _CTRL:
-                codes.append(_CTRL[c])
-                continue
-        raise SkiffError(f"Invalid escape keys ({keys}) provided")
-    return bytes(codes)
 
 
 def _strings(body: dict[str, Any], name: str) -> list[str]:
@@ -101,7 +80,8 @@ class ExecInstance:
                  "running", "exit_code", "pid", "parent", "exited_at", "terminal",
                  "waiters", "started")
 
-    def __init__(self, exec_id: str, container_id: str, body: dict[str, Any]) -> None:
+    def __init__(self, exec_id: str, container_id: str, body: dict[str, Any],
+                 detach_keys: bytes = b"") -> None:
         self.id = exec_id
         self.container_id = container_id
         self.cmd = _strings(body, "Cmd")
@@ -113,8 +93,7 @@ class ExecInstance:
         self.stdin = bool(body.get("AttachStdin"))
         self.stdout = bool(body.get("AttachStdout"))
         self.stderr = bool(body.get("AttachStderr"))
-        keys = body.get("DetachKeys") or ""
-        self.detach_keys = parse_detach_keys(keys) if keys else b""
+        self.detach_keys = detach_keys  # DetachKeys as bytes (the API reads the notation)
         self.console_size = _console_size(body.get("ConsoleSize"))
         self.running = False
         self.exit_code: int | None = None
@@ -210,8 +189,10 @@ class ExecService:
         return cid, {"image": str(row.doc["Config"].get("Image") or ""), "name": row.name,
                      **(row.doc["Config"].get("Labels") or {})}
 
-    def create(self, ref: str, body: dict[str, Any]) -> dict[str, str]:
-        """``POST /containers/{id}/exec``: ``{"Id": …}``."""
+    def create(self, ref: str, body: dict[str, Any],
+               detach_keys: bytes = b"") -> dict[str, str]:
+        """``POST /containers/{id}/exec``: ``{"Id": …}``. `detach_keys`: the body's
+        DetachKeys as bytes ("" for the daemon's default)."""
         if not isinstance(body, dict):
             raise InvalidArgument("invalid JSON: the request body must be an ExecConfig "
                                   "object")
@@ -221,7 +202,7 @@ class ExecService:
         # the kernel's cgroup-migration toll (an RCU grace period, 10-20 ms), paid now
         # while the client sends the start: the exec's own move into the cgroup then passes
         cgroup_warmup.start()
-        instance = ExecInstance(new_id(), cid, body)
+        instance = ExecInstance(new_id(), cid, body, detach_keys)
         if not instance.cmd:
             raise InvalidArgument("No exec command specified")
         if not self._warm:
