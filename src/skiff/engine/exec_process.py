@@ -112,7 +112,12 @@ def _parent_main(container: Container, process: Process, stdio: tuple[int, int, 
     thread held at the fork is held forever here)."""
     code = 255
     try:
+        import gc
         import signal
+
+        # a collection would walk every object of skiffd's heap, copying each page it
+        # touches: the forked parent lives on what it inherited, collected by nobody
+        gc.disable()
 
         signal.set_wakeup_fd(-1)  # the daemon's event loop must not hear our signals
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
