@@ -30,8 +30,10 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      +-- InvalidArgument           a request (API parameter, CLI value) is malformed
      +-- NoSuchContainer           the engine has no container of that ID, prefix or name
      |                             (Docker's `No such container: …`, 404)
+     +-- NoSuchVolume              no volume has that name (Docker's `get …: no such volume`, 404)
      +-- ContainerConflict         the container's state or name forbids the operation (a name in
      |                             use, removing a running container, killing a stopped one; 409)
+     +-- PathNotFound              a path asked of a container's files is not there (404)
      +-- NoSuchExec                the engine has no exec instance of that ID (Docker's `No such
      |                             exec instance: …`, 404)
      +-- ContainerStartError       a container's program could not be started (`exit_code`: 127 not
@@ -123,6 +125,15 @@ class NoSuchContainer(SkiffError):
     def __init__(self, reference: str) -> None:
         self.reference = reference
         super().__init__(f"No such container: {reference}")
+
+
+class NoSuchVolume(SkiffError):
+    """No volume has that name; the message is Docker's (``get NAME: no such volume``)."""
+
+
+class PathNotFound(SkiffError):
+    """A path in a container's files does not exist (``docker cp``); the message is
+    Docker's ``Could not find the file … in container …``."""
 
 
 class ContainerConflict(SkiffError):

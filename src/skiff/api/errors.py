@@ -24,6 +24,8 @@ from skiff.errors import (
     ManifestUnknown,
     NoSuchContainer,
     NoSuchExec,
+    NoSuchVolume,
+    PathNotFound,
     ReferenceError_,
     SpecError,
     UsageError,
@@ -35,6 +37,8 @@ STATUS: dict[type[BaseException], int] = {
     ContainerNotFound: 404,
     NoSuchContainer: 404,
     NoSuchExec: 404,
+    NoSuchVolume: 404,
+    PathNotFound: 404,
     ImageConflict: 409,          # errdefs.Conflict
     ContainerExists: 409,
     ContainerConflict: 409,
