@@ -68,6 +68,9 @@ def test_output_and_exit_codes(daemon: Skiffd) -> None:
     assert (p.returncode, p.stdout.strip()) == (127, NOT_FOUND)
     p = docker(daemon, "exec", "box", "/etc", check=False)
     assert p.returncode == 126 and '"/etc": permission denied' in p.stdout
+    p = docker(daemon, "exec", "-u", "nosuch", "box", "true", check=False)
+    assert (p.returncode, p.stdout.strip()) == (
+        126, "unable to find user nosuch: no matching entries in passwd file")
     for client in (docker, skiff):
         p = client(daemon, "exec", "box", "sh", "-c", "exit 3", check=False)
         assert p.returncode == 3
@@ -191,7 +194,7 @@ def test_interactive_tty_and_detach_keys(daemon: Skiffd) -> None:
         assert marker in docker(daemon, "exec", "box", "ps", "-o", "args").stdout
 
 
-def test_a_stopped_or_missing_container(daemon: Skiffd) -> None:
+def test_a_stopped_paused_or_missing_container(daemon: Skiffd) -> None:
     docker(daemon, "run", "--name", "over", "--network", "none", "busybox", "true")
     cid = docker(daemon, "inspect", "-f", "{{.Id}}", "over").stdout.strip()
     for client in (docker, skiff):
@@ -202,6 +205,14 @@ def test_a_stopped_or_missing_container(daemon: Skiffd) -> None:
         assert p.returncode == 1
         assert p.stderr.strip() == "Error response from daemon: No such container: nosuch"
     docker(daemon, "rm", "over")
+    docker(daemon, "pause", "box")
+    try:
+        p = docker(daemon, "exec", "box", "true", check=False)
+        assert (p.returncode, p.stderr.strip()) == (
+            1, "Error response from daemon: Container box is paused, unpause the container "
+               "before exec")
+    finally:
+        docker(daemon, "unpause", "box")
 
 
 def test_the_api_shapes_and_codes(daemon: Skiffd) -> None:

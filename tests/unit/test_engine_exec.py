@@ -197,6 +197,20 @@ def test_a_start_that_fails_sets_dockers_code(setup: Any) -> None:
     assert "exec_die" not in [e.action for e in containers.events.since()]
 
 
+def test_any_other_failed_start_is_126(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, _, launcher = setup
+
+    def no_user(instance: Any, container: Any, size: Any) -> Any:
+        raise InvalidArgument("unable to find user x: no matching entries in passwd file")
+
+    monkeypatch.setattr(service, "_process", no_user)
+    eid = service.create("box", {"Cmd": ["true"], "User": "x"})["Id"]
+    with pytest.raises(InvalidArgument):
+        service.start(eid)
+    assert service.inspect(eid)["ExitCode"] == 126 and launcher.calls == []
+    assert exited(service, eid) == 126
+
+
 def test_execs_go_with_their_container(setup: Any) -> None:
     service, containers, launcher = setup
     eid = service.create("box", {"Cmd": ["true"]})["Id"]

@@ -9,7 +9,8 @@ the exec's own TTY) with the exec's Env over it, its user and working folder unl
 names them, every capability skiffd holds with ``Privileged`` — and starts it under an exec
 parent (`exec_process`), its output on pipes (or a pty) whose ends go to the caller. A
 program that cannot be started fails the start with Docker's words and sets the exec's exit
-code: 127 when it is not found, 126 otherwise (moby's translateContainerdStartErr). The
+code: 127 when it is not found, 126 otherwise (moby's translateContainerdStartErr), as
+any other failed start does (a user not in the container's passwd, a container gone). The
 exit arrives from the reaper's thread; `when_exited` hands it on. Events: ``exec_create:
 CMD``, ``exec_start: CMD`` (attribute execID) and ``exec_die`` (execID, exitCode), with the
 container's image, name and labels, as moby logs them.
@@ -267,23 +268,29 @@ class ExecService:
             if instance.running:
                 raise ContainerConflict(f"Error: Exec command {exec_id} is already running")
             instance.running = True
-        try:
-            container = self._runtime_container(instance)
-            process = self._process(instance, container, console_size)
-        except BaseException:
-            with self._lock:
-                instance.running = False
-            raise
         self._event(instance, "exec_start: " + " ".join(instance.cmd))
         streams = ExecStreams()
         try:
+            container = self._runtime_container(instance)
+            process = self._process(instance, container, console_size)
             return self._launch(instance, container, process, streams, detach)
         except BaseException:
             streams.close()
-            with self._lock:
-                if instance.exit_code is None and not instance.parent:
-                    instance.running = False  # it did not start: it may be started again
+            self._failed(instance, 126)  # moby's code for any start that went wrong
             raise
+
+    def _failed(self, instance: ExecInstance, code: int) -> None:
+        """A start that did not get the process running: the exec is over, with `code`."""
+        with self._lock:
+            if instance.exit_code is not None or instance.parent:
+                return
+            instance.running = False
+            instance.exit_code = code
+            instance.exited_at = time.monotonic()
+            waiters, instance.waiters = instance.waiters, []
+        instance.started.set()
+        for waiter in waiters:
+            waiter(code)
 
     def _runtime_container(self, instance: ExecInstance) -> Container:
         from skiff.runtime.container import open_container
@@ -358,11 +365,7 @@ class ExecService:
                                        term)
             except RuntimeError_ as e:
                 failure = start_failure(str(e), instance.cmd[0])
-                with self._lock:
-                    instance.running = False
-                    instance.exit_code = failure.exit_code
-                    instance.exited_at = time.monotonic()
-                instance.started.set()
+                self._failed(instance, failure.exit_code)
                 raise failure from None
             if ours is not None:
                 from skiff.runtime.console import receive_master
