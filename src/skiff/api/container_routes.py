@@ -341,6 +341,5 @@ ROUTES = (
     ("POST", "/containers/{name:.*}/wait", wait),
     ("POST", "/containers/{name:.*}/resize", _not_yet("resizing a container's TTY")),
     ("POST", "/containers/{name:.*}/attach", attach),
-    ("POST", "/containers/{name:.*}/exec", _not_yet("exec")),
     ("DELETE", "/containers/{name:.*}", remove),
 )
