@@ -162,7 +162,7 @@ async def wait(call: Call) -> web.StreamResponse:
         loop.call_soon_threadsafe(ready.set)
 
     def block() -> Any:
-        return containers.wait(cid, condition, ready=registered)
+        return containers.wait(cid, condition, ready=registered, cancelled=call.over)
 
     cid = await call.run(containers.resolve, call.params["name"])
     waiting = asyncio.ensure_future(in_own_thread(block))
@@ -216,7 +216,7 @@ async def logs(call: Call) -> web.StreamResponse:
     options: dict[str, Any] = dict(
         stdout=stdout, stderr=stderr, follow=call.flag("follow"), since=call.query("since"),
         until=call.query("until"), timestamps=call.flag("timestamps"),
-        tail=call.query("tail") or "all")
+        tail=call.query("tail") or "all", cancelled=call.over)
     if not options["follow"]:
         # a bounded answer: read it in the pool, so a bad `since` is still a plain 400
         items = await call.run(lambda: list(containers.logs(cid, **options)))
@@ -267,29 +267,17 @@ def _not_yet(what: str) -> Callable[[Call], Any]:
 
 ROUTES = (
     ("GET", "/containers/json", list_containers),
-    ("GET", "/containers/{name:.*}/export", _not_yet("container export")),
-    ("GET", "/containers/{name:.*}/changes", _not_yet("container diff")),
     ("GET", "/containers/{name:.*}/json", inspect),
-    ("GET", "/containers/{name:.*}/top", _not_yet("container top")),
     ("GET", "/containers/{name:.*}/logs", logs),
-    ("GET", "/containers/{name:.*}/stats", _not_yet("container stats")),
     ("GET", "/containers/{name:.*}/attach/ws", _not_yet("attach over a websocket")),
-    ("GET", "/containers/{name:.*}/archive", _not_yet("copying from a container")),
-    ("HEAD", "/containers/{name:.*}/archive", _not_yet("copying from a container")),
     ("POST", "/containers/create", create),
     ("POST", "/containers/prune", prune),
     ("POST", "/containers/{name:.*}/kill", kill),
-    ("POST", "/containers/{name:.*}/pause", _not_yet("container pause")),
-    ("POST", "/containers/{name:.*}/unpause", _not_yet("container unpause")),
     ("POST", "/containers/{name:.*}/restart", restart),
     ("POST", "/containers/{name:.*}/start", start),
     ("POST", "/containers/{name:.*}/stop", stop),
     ("POST", "/containers/{name:.*}/wait", wait),
     ("POST", "/containers/{name:.*}/resize", resize),
     ("POST", "/containers/{name:.*}/attach", attach),
-    ("POST", "/containers/{name:.*}/exec", _not_yet("exec")),
-    ("POST", "/containers/{name:.*}/rename", _not_yet("container rename")),
-    ("POST", "/containers/{name:.*}/update", _not_yet("container update")),
-    ("PUT", "/containers/{name:.*}/archive", _not_yet("copying into a container")),
     ("DELETE", "/containers/{name:.*}", remove),
 )

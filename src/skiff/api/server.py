@@ -79,6 +79,14 @@ class Call:
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
 
+    def over(self) -> bool:
+        """Whether nobody will take this call's answer any more: the client went away or
+        the daemon is stopping. Safe to ask from a worker thread (two attribute reads), so
+        an engine call blocked for the client (a wait, a followed log) can end early rather
+        than hold its thread until the container exits."""
+        transport = self.request.transport
+        return transport is None or transport.is_closing() or self.server.closing.is_set()
+
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in the server's thread pool."""
         loop = asyncio.get_running_loop()
@@ -99,14 +107,17 @@ class ApiServer:
     """The API on top of `engine`; `app` is the aiohttp application to serve."""
 
     def __init__(self, engine: Engine, *, workers: int = 16) -> None:
-        from skiff.api import container_routes, image_routes, system_routes
+        from skiff.api import (container_ops_routes, container_routes, event_routes,
+                               exec_routes, image_routes, system_routes, volume_routes)
 
         self.engine = engine
         self.executor = ThreadPoolExecutor(max_workers=workers,
                                            thread_name_prefix="skiffd-engine")
         self.router = Router()
         for method, pattern, handler in (*system_routes.ROUTES, *container_routes.ROUTES,
-                                         *image_routes.ROUTES):
+                                         *container_ops_routes.ROUTES, *exec_routes.ROUTES,
+                                         *image_routes.ROUTES, *volume_routes.ROUTES,
+                                         *event_routes.ROUTES):
             self.router.add(method, pattern, handler)
         self.app = web.Application(client_max_size=16 << 20)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)

@@ -17,6 +17,7 @@ import contextlib
 import os
 import socket
 
+from skiff.engine.events import actor_attributes
 from skiff.engine.monitor import control
 from skiff.engine.monitor.launch import Stdio
 from skiff.errors import ContainerConflict
@@ -90,11 +91,11 @@ def emit(service: ContainerService, cid: str, action: str,
     container's ``image`` and ``name`` (moby's LogContainerEventWithAttributes)."""
     doc = service.inspect(cid)
     config = doc.get("Config") or {}
-    attributes = dict(more or {})
-    attributes.update({str(k): str(v) for k, v in (config.get("Labels") or {}).items()})
-    attributes["image"] = str(config.get("Image") or "")
-    attributes["name"] = str(doc.get("Name") or "").lstrip("/")
-    service.events.emit("container", action, doc["Id"], attributes)
+    named = {"name": str(doc.get("Name") or "").lstrip("/")}
+    if config.get("Image"):
+        named["image"] = str(config["Image"])
+    service.events.emit("container", action, doc["Id"],
+                        actor_attributes(config.get("Labels"), more, **named))
 
 
 def resize(service: ContainerService, ref: str, height: int, width: int) -> None:

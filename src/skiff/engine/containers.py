@@ -2,15 +2,19 @@
 
 `ContainerService` answers the container endpoints in Docker's terms. `create` checks the
 request (`container_config`), takes a name (the user's, or a Docker-like random one), makes
-the container's rootfs snapshot over its image's layers, writes its /etc/hostname, hosts and
-resolv.conf and stores its row; if any step fails, what the earlier ones made is undone.
+the container's rootfs snapshot over its image's layers, gets its volumes from the
+`VolumeService` (made, copied up), writes its /etc/hostname, hosts and resolv.conf and stores
+its row; if any step fails, what the earlier ones made is undone.
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd), writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a
 monitor (`monitor.launch.start_monitor`), which runs the container and outlives skiffd.
+The volume service mounts what a start needs and is told of each run's end and of ``rm -v``.
 `stop`, `kill` and `restart` signal the container through the runtime library on
 ``$SKIFF_RUN/runtime``; `wait` blocks until Docker's conditions hold; `remove` takes the
 container down (killing it first when forced) with its snapshot, bundle, logs and row;
 `inspect`, `list`, `logs` and `prune` read it back in Docker's shapes (`container_views`).
+Each step tells dockerd's event to `events` (`_event`: the labels, image and name), ``die``
+once per run, where the exit is recorded.
 
 The `ExitWatcher` tells of a run's end when the monitor's exit file arrives (and of a
 monitor's own end): the file becomes the container's state (exit code, time, OOM kill) and
@@ -37,7 +41,7 @@ from skiff.engine.attach import stdio_of
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
 from skiff.engine.container_files import files_in, write_files
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
-from skiff.engine.events import EventLog
+from skiff.engine.events import EventLog, actor_attributes
 from skiff.engine.monitor.launch import Stdio
 from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.filters import Filters, until_timestamp
@@ -45,6 +49,7 @@ from skiff.engine.names import check_name, free_name, is_full_id, new_id
 from skiff.engine.oci_spec import compose_spec, compose_spec_json, resolve_user
 from skiff.engine.state_db import ContainerRow, NameTaken, StateDB
 from skiff.engine.times import parse_time, rfc3339_nano
+from skiff.engine.volumes import VolumeService
 from skiff.errors import (
     ContainerConflict,
     ImageNotFound,
@@ -57,6 +62,7 @@ from skiff.errors import (
 from skiff import jsonfast
 from skiff.log import logger
 from skiff.record import Record
+from skiff.store.volumes import tree_size as _tree_size  # Docker's SizeRw of an upper dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -127,6 +133,10 @@ class _Live:
         return self.run != 0
 
 
+def _never() -> bool:
+    return False
+
+
 def _created_state() -> dict[str, Any]:
     return {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
             "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
@@ -146,26 +156,6 @@ def _rmtree(path: str) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _tree_size(path: str) -> int:
-    """The bytes of the files below `path` (Docker's SizeRw of an upper dir)."""
-    total = 0
-    stack = [path]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue
-    return total
 
 
 def _listing(folder: str) -> list[str]:
@@ -206,6 +196,8 @@ class ContainerService:
         self.netns_dir = os.path.join(run, "netns")
         self.start_monitor = start_monitor or launch_monitor
         self.events = events or EventLog()
+        self.volumes = VolumeService(root, self.events)
+        self.volumes.users = self.volume_users
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
         self._reserved: dict[str, str] = {}  # name → ID, while its create is under way
@@ -313,7 +305,7 @@ class ContainerService:
         image = self.store.get(ref) if isinstance(ref, str) and ref else None
         image_config = self._image_config(image.id).get("config") if image else None
         request = parse_create(body, image_config if isinstance(image_config, dict) else None,
-                               swap_limit=_swap_limit())
+                               swap_limit=_swap_limit(), mounts_of=self._mounts_of)
         assert image is not None  # parse_create refuses a body without an image
         cid = new_id()
         config = dict(request.config)
@@ -333,6 +325,10 @@ class ContainerService:
             with ExitStack() as undo:
                 rootfs = self.snapshots.prepare(cid, self.store.rootfs_layers(image))
                 undo.callback(self._drop_snapshot, cid)
+                points = self.volumes.attach(cid, request.mounts, rootfs)
+                undo.callback(self.volumes.drop_anonymous, points)
+                undo.callback(self.volumes.settle, cid)  # first: its claim goes before them
+                row.doc["MountPoints"] = points
                 os.makedirs(self.containers_dir, exist_ok=True)
                 os.mkdir(folder, 0o710)
                 undo.callback(_rmtree, folder)
@@ -346,10 +342,16 @@ class ContainerService:
                 except NameTaken as e:
                     raise self._name_conflict(e.name, e.holder) from None
                 undo.pop_all()
+                self.volumes.settle(cid)
             with self._cond:
                 self._live[cid] = _Live(row.state)
+            self._event(row, "create")
         _log.debug("container %s (%s) created from %s", cid[:12], chosen, image.id[:19])
         return {"Id": cid, "Warnings": list(request.warnings)}
+
+    def _mounts_of(self, ref: str) -> builtins.list[dict[str, Any]]:
+        """The mount points of the container `ref` (what --volumes-from takes)."""
+        return list(self._find(ref).doc.get("MountPoints") or [])
 
     @staticmethod
     def _name_conflict(name: str, holder: str) -> ContainerConflict:
@@ -426,7 +428,9 @@ class ContainerService:
                 make_netns(netns)
             spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
                                      files=files_in(self.container_dir(cid)),
-                                     cgroup_parent=self.cgroup_parent, netns=netns)
+                                     cgroup_parent=self.cgroup_parent, netns=netns,
+                                     mounts=self.volumes.start_mounts(
+                                         cid, row.doc.get("MountPoints") or ()))
             os.makedirs(bundle, 0o711, exist_ok=True)
             for stale in (self._exit_file(cid), self._pid_file(cid)):
                 try:
@@ -460,6 +464,7 @@ class ContainerService:
                          StartedAt=started, MonitorPid=monitor_pid)
             self.db.set_state(cid, state)
             live.run, live.started = monitor_pid or -1, True
+            self._event(row, "start")  # under the condition: before any die of this run
             self._cond.notify_all()
         _log.debug("container %s started: init %d, monitor %d", cid[:12], pid, monitor_pid)
         if monitor_pid:
@@ -490,19 +495,10 @@ class ContainerService:
             return rootfs
         if not self.snapshots.exists(cid):
             raise StoreError(f"container {cid}: its rootfs snapshot is gone")
-        from skiff.errors import KernelError
-        from skiff.kernel import syscall
-        from skiff.store.snapshots import overlay_options
-
-        snap = self.snapshots.path(cid)
-        image = self.store.get(image_id)
-        lowers = self.store.rootfs_layers(image) or [os.path.join(snap, "lower")]
-        data = overlay_options(lowers, os.path.join(snap, "upper"), os.path.join(snap, "work"))
         try:
-            syscall.mount("overlay", rootfs, "overlay", 0, data)
-        except KernelError as e:
-            raise StoreError(f"container {cid}: mount its rootfs again: {e}") from e
-        return rootfs
+            return self.snapshots.mount(cid)
+        except StoreError:  # a snapshot that records no stack: its image's, if still there
+            return self.snapshots.mount(cid, self.store.rootfs_layers(self.store.get(image_id)))
 
     def _read_pid_file(self, cid: str) -> tuple[int, int] | None:
         from skiff.engine.monitor.launch import read_pid_file
@@ -553,12 +549,15 @@ class ContainerService:
             # told at once; what the run leaves (the runtime container, which its monitor
             # may still be deleting, and the network namespace) goes on another thread
             threading.Thread(target=self._after_exit,
-                             args=(cid, bool(row.doc["HostConfig"].get("AutoRemove"))),
+                             args=(cid, bool(row.doc["HostConfig"].get("AutoRemove")),
+                                   row.doc.get("MountPoints") or []),
                              daemon=True, name="skiffd-after-exit").start()
 
-    def _after_exit(self, cid: str, auto_remove: bool) -> None:
+    def _after_exit(self, cid: str, auto_remove: bool,
+                    points: builtins.list[dict[str, Any]]) -> None:
+        self.volumes.stopped(cid, points)  # told even when a removal took the row already
         if auto_remove:
-            self._remove_quietly(cid)  # which takes everything down
+            self._remove_quietly(cid, volumes=True)  # which takes everything down
             return
         try:
             live = self._live_of(cid)
@@ -584,6 +583,9 @@ class ContainerService:
                 live.run = 0
                 live.exits += 1
                 live.exit_code, live.error = int(ended["ExitCode"]), str(ended["Error"])
+            if ended["OOMKilled"]:
+                self._event(row, "oom")
+            self._event(row, "die", {"exitCode": str(ended["ExitCode"])})
             self._cond.notify_all()
         _log.debug("container %s exited %d", cid[:12], ended["ExitCode"])
         return True
@@ -631,11 +633,19 @@ class ContainerService:
         from skiff.runtime.kill import kill
         from skiff.runtime.state import StateStore
 
+        row = self.db.get(cid)
+        if row is not None:
+            # told whether or not the signal lands, as dockerd does; before it is sent, so
+            # that the die it may cause (told by the exit watcher's thread) comes after
+            self._event(row, "kill", {"signal": str(sig)})
         try:
             kill(StateStore(self.runtime_root), cid, sig)
         except RuntimeError_ as e:
             # it is exiting (or just exited) meanwhile: its monitor will tell
             _log.debug("container %s: signal %d: %s", cid[:12], sig, e)
+        from skiff.engine.container_control import thaw_for_signal
+
+        thaw_for_signal(self, cid)  # a frozen container gets the signal once thawed
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
         """``POST /containers/{id}/stop``: the stop signal, then SIGKILL after `timeout`
@@ -654,11 +664,11 @@ class ContainerService:
                 timeout = DEFAULT_STOP_TIMEOUT if given is None else int(given)
             run = live.run
             self._signal(cid, sig)
-        if self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
-            return True
-        _log.debug("container %s: no exit %ds after signal %d; killing it", cid[:12],
-                   timeout, sig)
-        self._kill_run(cid, live, run)
+        if not self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
+            _log.debug("container %s: no exit %ds after signal %d; killing it", cid[:12],
+                       timeout, sig)
+            self._kill_run(cid, live, run)
+        self._event(row, "stop")
         return True
 
     def _kill_run(self, cid: str, live: _Live, run: int) -> None:
@@ -698,17 +708,20 @@ class ContainerService:
 
     def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         """``POST /containers/{id}/restart``: stop (if running), then start."""
-        cid = self.resolve(ref)
-        self.stop(cid, timeout, signal)
-        self.start(cid)
+        row = self._find(ref)
+        self.stop(row.id, timeout, signal)
+        self.start(row.id)
+        self._event(row, "restart")
 
     # -- wait -------------------------------------------------------------------------------
     def wait(self, ref: str, condition: str = "not-running",
-             ready: Callable[[], None] | None = None) -> dict[str, Any]:
+             ready: Callable[[], None] | None = None,
+             cancelled: Callable[[], bool] = _never) -> dict[str, Any]:
         """``POST /containers/{id}/wait``: block until `condition` holds — ``not-running``
         (at once for a container that does not run), ``next-exit`` (its next exit, or failed
         start), ``removed`` — and give its exit code. `ready` is called once the waiter is
-        in place (the API sends its head then)."""
+        in place (the API sends its head then). `cancelled` (asked every RECHECK seconds)
+        ends the wait early, its answer then meaningless: the waiter went away."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise InvalidArgument(f'invalid condition: "{condition}"')
         cid = self.resolve(ref)
@@ -718,11 +731,13 @@ class ContainerService:
             if ready is not None:
                 ready()
         if condition == "not-running":
-            self._await(cid, live, lambda: not live.running or live.removed, None)
+            self._await(cid, live, lambda: not live.running or live.removed or cancelled(),
+                        None)
         elif condition == "next-exit":
-            self._await(cid, live, lambda: live.exits > seen or live.removed, None)
+            self._await(cid, live, lambda: live.exits > seen or live.removed or cancelled(),
+                        None)
         else:
-            self._await(cid, live, lambda: live.removed, None)
+            self._await(cid, live, lambda: live.removed or cancelled(), None)
         with self._cond:
             code, error = live.exit_code, live.error
         return {"StatusCode": code, "Error": {"Message": error} if error else None}
@@ -730,8 +745,8 @@ class ContainerService:
     # -- remove -----------------------------------------------------------------------------
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``DELETE /containers/{id}``: refused for a running container unless `force`
-        (which kills it first); the snapshot, bundle, logs and row go. `volumes`: there are
-        no volumes yet, so nothing more to remove."""
+        (which kills it first); the snapshot, bundle, logs and row go; with `volumes`, its
+        anonymous volumes too (named ones stay, as Docker's ``rm -v``)."""
         cid = self.resolve(ref)
         live = self._live_of(cid)
         with live.lock:
@@ -761,16 +776,30 @@ class ContainerService:
                 live.error = ""  # moby's SetRemoved clears it: a removal waiter sees no error
                 self._live.pop(cid, None)
                 self._cond.notify_all()
+            self._event(row, "destroy")
+        if volumes:  # after the destroy event, as moby's ContainerRm removes them
+            self.volumes.drop_anonymous(row.doc.get("MountPoints") or ())
         _log.debug("container %s removed", cid[:12])
 
-    def _remove_quietly(self, cid: str) -> None:
+    def _remove_quietly(self, cid: str, volumes: bool = False) -> None:
         """AutoRemove: remove `cid`, reporting (not raising) what goes wrong."""
         try:
-            self.remove(cid, force=True)
+            self.remove(cid, force=True, volumes=volumes)
         except NoSuchContainer:
             pass
         except (SkiffError, OSError) as e:
             _log.warning("container %s: auto-remove: %s", cid[:12], e)
+
+    def _event(self, row: ContainerRow, action: str, more: dict[str, str] | None = None) -> None:
+        """Docker's container event: the labels, ``image`` (as the user named it) and
+        ``name`` of the container, over the event's own attributes. The other container
+        modules (container_control) tell theirs through it too."""
+        config = row.doc["Config"]
+        named = {"name": row.name}
+        if config.get("Image"):
+            named["image"] = str(config["Image"])
+        self.events.emit("container", action, row.id,
+                         actor_attributes(config.get("Labels"), more, **named))
 
     def _set_status(self, cid: str, status: str, **more: Any) -> None:
         with self._cond:
@@ -786,7 +815,12 @@ class ContainerService:
         self._runtime_delete(cid)
         self._release_netns(cid)
         if self.snapshots.exists(cid):
+            try:
+                lowers = self.snapshots.lower_dirs(cid)
+            except StoreError:
+                lowers = []
             self.snapshots.remove(cid)
+            self.store.release_layers(lowers)  # those only this container still held
         _rmtree(self.bundle_dir(cid))
         _rmtree(self.container_dir(cid))
         self.db.delete(cid)
@@ -802,8 +836,8 @@ class ContainerService:
     def _graph(self, row: ContainerRow) -> dict[str, str]:
         snap = self.snapshots.path(row.id)
         try:
-            lowers = self.store.rootfs_layers(self.store.get(row.image_id))
-        except ImageNotFound:
+            lowers = self.snapshots.lower_dirs(row.id)
+        except StoreError:
             lowers = []
         data = {"LowerDir": ":".join(lowers) or os.path.join(snap, "lower"),
                 "MergedDir": os.path.join(snap, "rootfs"),
@@ -873,12 +907,14 @@ class ContainerService:
     # -- logs -------------------------------------------------------------------------------
     def logs(self, ref: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: str = "", until: str = "", timestamps: bool = False,
-             tail: str = "all") -> Iterator[tuple[int, bytes]]:
+             tail: str = "all", cancelled: Callable[[], bool] = _never
+             ) -> Iterator[tuple[int, bytes]]:
         """``GET /containers/{id}/logs``: (stream 1 or 2, bytes) per log entry. `follow`
         goes on while the container runs — from a created container, until its coming run
         ends — and ends with it; `since`/`until` take Docker's forms (Unix time, RFC 3339,
         a duration before now); `tail` a count or ``all``; `timestamps` puts each entry's
-        time before it, as ``docker logs -t`` shows."""
+        time before it, as ``docker logs -t`` shows. `cancelled` ends a follow early (the
+        reader went away), checked as often as the log is."""
         from skiff.engine.monitor.logread import read_log
 
         if not (stdout or stderr):
@@ -893,7 +929,7 @@ class ContainerService:
             count = None  # as Docker: a tail that is not a number means all
         if count is not None and count < 0:
             count = None
-        follow_until = self._follow_until(cid) if follow else None
+        follow_until = self._follow_until(cid, cancelled) if follow else None
         path = self.log_path(cid)
         return self._log_items(read_log(path, follow_until=follow_until, since=since_s,
                                         until=until_s, tail=count), stdout, stderr, timestamps)
@@ -908,9 +944,9 @@ class ContainerService:
             yield stream, (entry.time.encode() + b" " + entry.data if timestamps
                            else entry.data)
 
-    def _follow_until(self, cid: str) -> Callable[[], bool]:
+    def _follow_until(self, cid: str, cancelled: Callable[[], bool]) -> Callable[[], bool]:
         """When a followed log is over: the run going on now (or, for a container not
-        started yet, its first run) has ended, or the container is gone."""
+        started yet, its first run) has ended, or the container is gone, or the reader."""
         live = self._live_of(cid)
         with self._cond:
             seen = live.exits
@@ -920,7 +956,7 @@ class ContainerService:
 
         def over() -> bool:
             with self._cond:
-                return live.removed or live.exits > seen
+                return live.removed or live.exits > seen or cancelled()
         return over
 
     # -- prune ------------------------------------------------------------------------------
@@ -955,6 +991,7 @@ class ContainerService:
                     continue
                 deleted.append(row.id)
                 reclaimed += size
+            self.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
             return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
         finally:
             self._prune_lock.release()
@@ -970,6 +1007,14 @@ class ContainerService:
             users += [ImageUser(cid, False) for cid, image in self._creating.items()
                       if image == image_id]
         return users
+
+    def volume_users(self) -> builtins.list[tuple[str, bool, builtins.list[str]]]:
+        """(ID, running, the volumes its mounts name) of every container
+        (VolumeService.users)."""
+        from skiff.engine.mounts import volume_names
+
+        return [(row.id, bool(row.state.get("Running")),
+                 volume_names(row.doc.get("MountPoints") or ())) for row in self.db.all()]
 
     def counts(self) -> ContainerCounts:
         """What /info says of containers (SystemService.containers)."""
@@ -1013,6 +1058,8 @@ class ContainerService:
             elif status in ("created", "exited"):
                 self._adopt(row)
         self._sweep({row.id for row in rows})
+        self.volumes.store.sweep()
+        self.volumes.unmount_idle()  # device volumes of runs that ended meanwhile
 
     def _adopt(self, row: ContainerRow) -> None:
         """A run skiffd did not get to record (it died while starting the container): its

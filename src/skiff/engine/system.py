@@ -96,7 +96,7 @@ class SystemService:
             "DriverStatus": [["Backing Filesystem", _filesystem_of(engine.root)],
                              ["Supports d_type", "true"]],
             "DockerRootDir": engine.root,
-            "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
+            "Plugins": {"Volume": ["local"], "Network": [], "Authorization": None, "Log": []},
             "MemoryLimit": True,
             "SwapLimit": cgroup_version == "2" or os.path.exists(
                 "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
@@ -118,7 +118,7 @@ class SystemService:
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cgroup_version,
-            "NEventsListener": 0,
+            "NEventsListener": engine.events.listeners(),
             "KernelVersion": uname.release,
             "OperatingSystem": release.get("PRETTY_NAME", "Linux"),
             "OSVersion": release.get("VERSION_ID", ""),
