@@ -373,12 +373,24 @@ def test_a_failed_start_is_400_for_a_missing_program_else_500(
     serve(engine, scenario)
 
 
-def test_routes_not_served_yet_answer_501(engine: FakeEngine) -> None:
+def test_resize_answers_as_dockerd(engine: FakeEngine) -> None:
+    c = engine.containers
+
     async def scenario(client: Client) -> None:
-        for method, path in (("POST", "/containers/web/resize"),):
-            resp = await client.request(method, "/v1.41" + path)
-            assert resp.status == 501, path
-            assert "not supported by skiffd yet" in (await resp.json())["message"]
+        resp = await client.post("/containers/web/resize?h=x&w=80")
+        assert (resp.status, await resp.json()) == (
+            400, {"message": 'strconv.Atoi: parsing "x": invalid syntax'})
+        resp = await client.post("/containers/web/resize?h=24&w=80")
+        assert (resp.status, await resp.json()) == (
+            409, {"message": f"Container {ID} is not running"})
+        resp = await client.post("/containers/nothing/resize?h=24&w=80")
+        assert resp.status == 404
+        c.start(ID)
+        resp = await client.post("/containers/web/resize?h=24&w=80")  # no TTY: nothing to do
+        assert resp.status == 200
+        event = c.events.since()[-1]
+        assert (event.action, event.attributes) == (
+            "resize", {"height": "24", "width": "80", "name": "web"})
 
     serve(engine, scenario)
 
