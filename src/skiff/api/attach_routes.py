@@ -130,7 +130,9 @@ def _output_source(containers: ContainerService, target: AttachTarget, hijacked:
     since = ""
     tail = "all" if replay or target.status == "created" else "0"
     waits = stream and not replay and target.status not in ("created", "running")
-    if waits:
+    if stream and not replay and target.status != "created":
+        # from the attach's moment, not from wherever the log ends once the follower has
+        # opened it: what the attach's own stdin makes the container print comes in between
         moment = time.time()
         since, tail = f"{int(moment)}.{int(moment % 1 * 1e9):09d}", "all"
 
