@@ -16,14 +16,21 @@ writable) and
 the host's devices, which sysctls exist) comes in as arguments with defaults that read the
 host. `resolve_user` is runc's GetExecUser over the container's own /etc/passwd and
 /etc/group, with Docker's additional groups; it reads the rootfs, so it runs at start, as in
-Docker. Seccomp is not set yet: skiff has no default profile of its own so far.
+Docker. Seccomp is skiff's default profile (`engine.seccomp_profile`) for the container's
+capabilities, or the profile of ``--security-opt seccomp=<json>``, or none for
+``seccomp=unconfined`` and ``--privileged``; ``--device`` nodes and ``--device-cgroup-rule``
+rules come from `engine.container_devices`, ``--init`` from `engine.container_init`.
 """
 
 from __future__ import annotations
 
 import os
 
-from skiff.engine.container_config import entrypoint_and_args, no_new_privileges
+from skiff.engine.container_config import entrypoint_and_args
+from skiff.engine.container_devices import spec_devices
+from skiff.engine.container_init import INIT_PATH, init_binary, wants_init
+from skiff.engine.seccomp_profile import oci_seccomp
+from skiff.engine.security_opts import UNCONFINED, no_new_privileges, seccomp_profile
 from skiff.errors import InvalidArgument
 from skiff.oci.codec import decode_object
 from skiff.oci.runtime_spec import Spec
@@ -286,6 +293,12 @@ def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
     return out
 
 
+def _seccomp_available() -> bool:
+    from skiff.kernel import seccomp
+
+    return seccomp.available()
+
+
 def _sysctl_exists(name: str) -> bool:
     return os.path.exists(os.path.join("/proc/sys", name.replace(".", "/")))
 
@@ -379,6 +392,11 @@ def _resources(host: dict[str, Any], privileged: bool) -> dict[str, Any]:
     return res
 
 
+def _rlimit(value: int) -> int:
+    """Docker's -1 (unlimited) as the spec's uint64 RLIM_INFINITY."""
+    return (1 << 64) - 1 if value < 0 else value
+
+
 def cgroups_path(parent: str, container_id: str) -> str:
     """``<parent>/<id>``, always absolute (skiff never nests under a caller's cgroup)."""
     return "/" + "/".join(p for p in (*parent.split("/"), container_id) if p)
@@ -390,13 +408,14 @@ def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any]
                  known_caps: Sequence[str] | None = None,
                  bounding: int | None = -1, netns: str | None = None,
                  devices: Callable[[], list[dict[str, Any]]] = host_devices,
-                 sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> Spec:
+                 sysctl_exists: Callable[[str], bool] = _sysctl_exists,
+                 seccomp_available: Callable[[], bool] = _seccomp_available) -> Spec:
     """The OCI runtime spec of a container (Config and HostConfig as `parse_create` left
     them) whose rootfs is mounted at `rootfs`."""
     return decode_object(Spec, compose_spec_json(
         container_id, config, host, rootfs=rootfs, user=user, files=files,
         cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding, netns=netns,
-        devices=devices, sysctl_exists=sysctl_exists))
+        devices=devices, sysctl_exists=sysctl_exists, seccomp_available=seccomp_available))
 
 
 def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str, Any], *,
@@ -405,7 +424,9 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                       known_caps: Sequence[str] | None = None,
                       bounding: int | None = -1, netns: str | None = None,
                       devices: Callable[[], list[dict[str, Any]]] = host_devices,
-                      sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> dict[str, Any]:
+                      sysctl_exists: Callable[[str], bool] = _sysctl_exists,
+                      seccomp_available: Callable[[], bool] = _seccomp_available
+                      ) -> dict[str, Any]:
     """`compose_spec` as the config.json document. `bounding`: skiffd's own capability
     bounding set (-1: read it; None: no limit). `netns`: the network namespace made for
     the container to join (`engine.netns`); without one, the runtime makes a bare one."""
@@ -423,7 +444,7 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "terminal": bool(config.get("Tty")),
         "user": {"uid": user.uid, "gid": user.gid,
                  "additionalGids": list(user.additional_gids)},
-        "args": [path, *args],
+        "args": [INIT_PATH, "--", path, *args] if wants_init(host) else [path, *args],
         "env": container_env(config),
         "cwd": config.get("WorkingDir") or "/",
         "capabilities": capabilities,
@@ -431,8 +452,8 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     }
     if no_new_privileges(host):
         process["noNewPrivileges"] = True
-    rlimits = [{"type": "RLIMIT_" + u["Name"].upper(), "soft": u.get("Soft", 0),
-                "hard": u.get("Hard", 0)} for u in host.get("Ulimits") or []]
+    rlimits = [{"type": "RLIMIT_" + u["Name"].upper(), "soft": _rlimit(u.get("Soft", 0)),
+                "hard": _rlimit(u.get("Hard", 0))} for u in host.get("Ulimits") or []]
     if rlimits:
         process["rlimits"] = rlimits
     mounts = default_mounts(host.get("ShmSize") or 0, host.get("IpcMode") == "none")
@@ -446,6 +467,9 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                 m["options"] = [o for o in m["options"] if o != "ro"]
     if files is not None:
         mounts += _network_mounts(files, readonly)
+    if wants_init(host):
+        mounts.append({"destination": INIT_PATH, "type": "bind", "source": init_binary(),
+                       "options": ["bind", "ro"]})
     linux: dict[str, Any] = {
         "namespaces": _namespaces(host, netns),
         "cgroupsPath": cgroups_path(host.get("CgroupParent") or cgroup_parent, container_id),
@@ -459,8 +483,20 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     sysctl.update(host.get("Sysctls") or {})
     if sysctl:
         linux["sysctl"] = sysctl
-    if privileged:
-        linux["devices"] = devices()
+    nodes, rules = spec_devices(host)
+    if privileged or nodes:
+        listed = devices() if privileged else []
+        paths = {d["path"] for d in nodes}
+        linux["devices"] = [d for d in listed if d["path"] not in paths] + nodes
+    if rules and not privileged:
+        linux["resources"]["devices"] += rules
+    profile = seccomp_profile(host)
+    if profile != UNCONFINED:
+        if seccomp_available():
+            linux["seccomp"] = oci_seccomp(profile, caps)
+        elif profile is not None:
+            raise InvalidArgument("seccomp is not enabled in your kernel, cannot run a custom "
+                                  "seccomp profile.")
     doc: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process,

@@ -152,13 +152,18 @@ def refuse_runtime_binary(path: str, depth: int = 0) -> None:
             refuse_runtime_binary(os.fsdecode(words[0]), depth + 1)
 
 
+def _rlim(value: int) -> int:
+    """A spec limit (uint64) as setrlimit takes it: RLIM_INFINITY is 2**64-1 in the spec."""
+    return resource.RLIM_INFINITY if value >= 1 << 63 or value < 0 else value
+
+
 def apply_rlimits(process: Process) -> None:
     for r in process.rlimits:
         which = getattr(resource, r.type, None)
         if which is None:
             raise SpecError("process.rlimits", f"unknown rlimit {r.type}")
         try:
-            resource.setrlimit(which, (r.soft, r.hard))
+            resource.setrlimit(which, (_rlim(r.soft), _rlim(r.hard)))
         except OSError as e:
             raise KernelError("setrlimit", e.errno or errno.EPERM,
                               detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
