@@ -80,7 +80,8 @@ def devices_from_path(mapping: dict[str, str]) -> tuple[list[dict[str, Any]],
         st = os.stat(host)
     except OSError as e:
         raise InvalidArgument(f"error gathering device information while adding custom "
-                              f"device "{host}": {(e.strerror or str(e)).lower()}") from None
+                              f'device "{host}": '
+                              f"{(e.strerror or str(e)).lower()}") from None
     found: list[dict[str, Any]] = []
     if stat.S_ISDIR(st.st_mode):
         for folder, _, names in os.walk(host):
@@ -96,7 +97,7 @@ def devices_from_path(mapping: dict[str, str]) -> tuple[list[dict[str, Any]],
         node = _node(host, inside, st)
         if node is None:
             raise InvalidArgument(f"error gathering device information while adding custom "
-                                  f"device "{host}": not a device node")
+                                  f'device "{host}": not a device node')
         found.append(node)
     rules = [{"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
               "access": perms} for d in found]
