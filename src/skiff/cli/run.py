@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 
 from skiff.cli.flags import Command, Flag, flag, option, repeated
+from skiff.cli.run_security import apply_flags, security_flags
 from skiff.errors import APIError, InvalidArgument, NotFound, SkiffError
 
 TYPE_CHECKING = False
@@ -152,6 +153,7 @@ def container_flags() -> list[Flag]:
         flag("tty", "t", "Allocate a pseudo-TTY"),
         option("user", "u", "Username or UID (format: <name|uid>[:<group|gid>])"),
         option("workdir", "w", "Working directory inside the container"),
+        *security_flags(),
     ]
 
 
@@ -276,6 +278,7 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None,
         "ReadonlyPaths": None,
     }
+    apply_flags(opts, config["HostConfig"])
     config["NetworkingConfig"] = {"EndpointsConfig": {}}
     return config
 

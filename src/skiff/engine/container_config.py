@@ -304,6 +304,7 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
     if not -1000 <= host["OomScoreAdj"] <= 1000:
         raise InvalidArgument(f"Invalid value {host['OomScoreAdj']}, range for oom score adj "
                               f"is [-1000, 1000]")
+    _check_oom_score_adj(host["OomScoreAdj"])
     for ulimit in host["Ulimits"] or []:
         _check_ulimit(ulimit)
     if host["OomKillDisable"]:
@@ -448,25 +449,39 @@ def _check_ulimit(ulimit: Any) -> None:
     _check_raisable(name, hard)
 
 
-def _check_raisable(name: str, hard: int) -> None:
-    """A hard limit above skiffd's own needs CAP_SYS_RESOURCE, which hosts (this one among
-    them) may withhold even from root: say so now rather than fail the start with EPERM."""
-    import resource
-
+def _holds_sys_resource() -> bool:
     from skiff.kernel.capabilities import CAPABILITIES
 
-    which = getattr(resource, "RLIMIT_" + name.upper(), None)
-    if which is None:
-        return
-    own = resource.getrlimit(which)[1]
-    if own == resource.RLIM_INFINITY or (hard != -1 and hard <= own):
-        return
     try:
         with open("/proc/self/status") as f:
             eff = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
     except OSError:
         eff = 0
-    if eff >> CAPABILITIES["CAP_SYS_RESOURCE"] & 1:
+    return bool(eff >> CAPABILITIES["CAP_SYS_RESOURCE"] & 1)
+
+
+def _check_oom_score_adj(value: int) -> None:
+    """Below skiffd's own score needs CAP_SYS_RESOURCE too (the kernel answers EACCES)."""
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            own = int(f.read())
+    except (OSError, ValueError):
+        return
+    if value < own and not _holds_sys_resource():
+        raise InvalidArgument(f"oom score adj {value}: below skiffd's own {own}, and skiffd "
+                              f"lacks CAP_SYS_RESOURCE to lower it")
+
+
+def _check_raisable(name: str, hard: int) -> None:
+    """A hard limit above skiffd's own needs CAP_SYS_RESOURCE, which hosts (this one among
+    them) may withhold even from root: say so now rather than fail the start with EPERM."""
+    import resource
+
+    which = getattr(resource, "RLIMIT_" + name.upper(), None)
+    if which is None:
+        return
+    own = resource.getrlimit(which)[1]
+    if own == resource.RLIM_INFINITY or (hard != -1 and hard <= own) or _holds_sys_resource():
         return
     wanted = "unlimited" if hard == -1 else str(hard)
     raise InvalidArgument(f"ulimit {name}: the hard limit {wanted} is above this host's "
