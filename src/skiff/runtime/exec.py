@@ -93,7 +93,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
     spec = c.spec
     assert spec.process is not None and spec.linux is not None
     proc = build_process(spec.process, opts)
-    filt = process.compile_seccomp(spec.linux.seccomp)
+    filt = process.compile_seccomp(spec.linux.seccomp, os.path.join(store.root, ".seccomp"))
     term: socket.socket | None = None
     ours: socket.socket | None = None
     if proc.terminal:

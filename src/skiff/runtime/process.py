@@ -20,7 +20,7 @@ from skiff.errors import KernelError, RuntimeError_, SpecError
 from skiff.kernel import capabilities as caps
 from skiff.kernel import signals
 from skiff.kernel import syscall as sc
-from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
+from skiff.kernel.seccomp import ArgRule, Filter, Program, SyscallRule
 from skiff.oci.runtime_spec import Process, Seccomp
 from skiff.log import logger
 
@@ -53,13 +53,23 @@ def preserve_fds(count: int, ours: tuple[int, ...]) -> set[int]:
     return keep
 
 
-def compile_seccomp(seccomp: Seccomp | None) -> Filter | None:
+def compile_seccomp(seccomp: Seccomp | None,
+                    cache_dir: str | None = None) -> Filter | Program | None:
     """Check and build the filter in the runtime, before anything is created; the forked
-    container process inherits it and only has to load it."""
+    container process inherits it and only has to load it. With `cache_dir`, a filter
+    compiled before is taken from there as BPF (`runtime.seccomp_cache`)."""
     if seccomp is None:
         return None
     if seccomp.listener_path:
         raise SpecError("linux.seccomp.listenerPath", "seccomp user notification is not supported")
+    if cache_dir is None:
+        return _compile(seccomp)
+    from skiff.runtime.seccomp_cache import cached_program
+
+    return cached_program(seccomp, cache_dir, _compile)
+
+
+def _compile(seccomp: Seccomp) -> Filter:
     rules = [SyscallRule(s.names, s.action, s.errno_ret,
                          tuple(ArgRule(a.index, a.op, a.value, a.value_two) for a in s.args))
              for s in seccomp.syscalls]
@@ -226,7 +236,8 @@ def _masks(process: Process) -> dict[str, int]:
     return out
 
 
-def become(process: Process, filt: Filter | None, lsms: frozenset[str] = frozenset()) -> None:
+def become(process: Process, filt: Filter | Program | None,
+           lsms: frozenset[str] = frozenset()) -> None:
     """Every step up to (not including) the last-moment seccomp load and execve."""
     apply_rlimits(process)
     if process.oom_score_adj is not None:
@@ -272,7 +283,8 @@ def become(process: Process, filt: Filter | None, lsms: frozenset[str] = frozens
     os.umask(user.umask if user.umask is not None else 0o022)  # runc's default
 
 
-def execute(process: Process, filt: Filter | None, path: str, env: dict[str, str]) -> None:
+def execute(process: Process, filt: Filter | Program | None, path: str,
+            env: dict[str, str]) -> None:
     signals.unignore_all()  # the program gets default dispositions, as from runc
     if filt is not None and process.no_new_privileges:
         filt.load()
