@@ -31,6 +31,7 @@ from skiff.engine.container_devices import spec_devices
 from skiff.engine.container_init import INIT_PATH, init_binary, wants_init
 from skiff.engine.seccomp_profile import oci_seccomp
 from skiff.engine.security_opts import UNCONFINED, no_new_privileges, seccomp_profile
+from skiff.engine.userns_remap import spec_mappings
 from skiff.errors import InvalidArgument
 from skiff.oci.codec import decode_object
 from skiff.oci.runtime_spec import Spec
@@ -41,6 +42,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any
+
+    from skiff.kernel.idmap import IdMaps
 
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPABILITIES = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
@@ -409,13 +412,15 @@ def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any]
                  bounding: int | None = -1, netns: str | None = None,
                  devices: Callable[[], list[dict[str, Any]]] = host_devices,
                  sysctl_exists: Callable[[str], bool] = _sysctl_exists,
-                 seccomp_available: Callable[[], bool] = _seccomp_available) -> Spec:
+                 seccomp_available: Callable[[], bool] = _seccomp_available,
+                 idmaps: IdMaps | None = None) -> Spec:
     """The OCI runtime spec of a container (Config and HostConfig as `parse_create` left
     them) whose rootfs is mounted at `rootfs`."""
     return decode_object(Spec, compose_spec_json(
         container_id, config, host, rootfs=rootfs, user=user, files=files,
         cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding, netns=netns,
-        devices=devices, sysctl_exists=sysctl_exists, seccomp_available=seccomp_available))
+        devices=devices, sysctl_exists=sysctl_exists, seccomp_available=seccomp_available,
+        idmaps=idmaps))
 
 
 def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str, Any], *,
@@ -425,11 +430,12 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                       bounding: int | None = -1, netns: str | None = None,
                       devices: Callable[[], list[dict[str, Any]]] = host_devices,
                       sysctl_exists: Callable[[str], bool] = _sysctl_exists,
-                      seccomp_available: Callable[[], bool] = _seccomp_available
-                      ) -> dict[str, Any]:
+                      seccomp_available: Callable[[], bool] = _seccomp_available,
+                      idmaps: IdMaps | None = None) -> dict[str, Any]:
     """`compose_spec` as the config.json document. `bounding`: skiffd's own capability
     bounding set (-1: read it; None: no limit). `netns`: the network namespace made for
-    the container to join (`engine.netns`); without one, the runtime makes a bare one."""
+    the container to join (`engine.netns`); without one, the runtime makes a bare one.
+    `idmaps`: the user namespace mappings of a remapped container (``--userns-remap``)."""
     known = list(known_caps) if known_caps is not None else all_capabilities()
     every = grantable(known, own_bounding_set() if bounding == -1 else bounding)
     privileged = bool(host.get("Privileged"))
@@ -477,9 +483,21 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "maskedPaths": list(host.get("MaskedPaths") or []),
         "readonlyPaths": list(host.get("ReadonlyPaths") or []),
     }
+    hooks: dict[str, list[dict[str, Any]]] = {}
+    if idmaps is not None:
+        linux["namespaces"].insert(0, {"type": "user"})
+        linux.update(spec_mappings(idmaps))
+        if host["NetworkMode"] != "host":  # its own, made by the runtime in its userns
+            from skiff.engine.netns import loopback_hook_spec
+
+            hooks["createRuntime"] = [loopback_hook_spec()]
     sysctl: dict[str, str] = {}
     if host["NetworkMode"] != "host":
         sysctl.update((k, v) for k, v in _PRIVATE_NET_SYSCTLS if sysctl_exists(k))
+        if idmaps is not None and "net.ipv4.ping_group_range" in sysctl:
+            # the kernel takes only gids mapped in the container's user namespace
+            top = sum(size for _, _, size in idmaps.gids) - 1
+            sysctl["net.ipv4.ping_group_range"] = f"0 {top}"
     sysctl.update(host.get("Sysctls") or {})
     if sysctl:
         linux["sysctl"] = sysctl
@@ -504,6 +522,8 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "mounts": mounts,
         "linux": linux,
     }
+    if hooks:
+        doc["hooks"] = hooks
     if host.get("UTSMode") != "host":
         doc["hostname"] = config.get("Hostname") or container_id[:12]
         if config.get("Domainname"):

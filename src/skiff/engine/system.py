@@ -146,7 +146,8 @@ class SystemService:
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "SecurityOptions": ["name=seccomp,profile=builtin",
+                                *(["name=userns"] if self.engine.options.userns_remap else [])],
             "Warnings": None,
         }
 

@@ -183,11 +183,33 @@ def apply_rlimits(process: Process) -> None:
 
 
 def _oom_score_adj(value: int) -> None:
+    path = "/proc/self/oom_score_adj"
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(value))
+        with open(path) as f:
+            if int(f.read()) == value:
+                return  # nothing to change (and in a user namespace, maybe no right to)
+    except (OSError, ValueError):
+        pass
+    try:
+        _write_oom_score_adj(path, value)
+    except PermissionError:
+        # in a user namespace, a non-dumpable process's /proc files belong to the host's
+        # root; dumpable again, they are its own (as runc's init makes itself)
+        sc.prctl(_PR_SET_DUMPABLE, 1)
+        try:
+            _write_oom_score_adj(path, value)
+        except OSError as e:
+            raise KernelError.from_os("write oom_score_adj", e, path) from None
     except OSError as e:
-        raise KernelError.from_os("write oom_score_adj", e, "/proc/self/oom_score_adj") from None
+        raise KernelError.from_os("write oom_score_adj", e, path) from None
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def _write_oom_score_adj(path: str, value: int) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
 
 
 def host_lsms() -> frozenset[str]:
