@@ -443,7 +443,7 @@ def _check_ulimit(ulimit: Any) -> None:
     soft, hard = ulimit.get("Soft", 0), ulimit.get("Hard", 0)
     if not isinstance(soft, int) or not isinstance(hard, int):
         raise InvalidArgument(f"invalid ulimit {name}: Soft and Hard must be numbers")
-    if (hard != -1 and (soft == -1 or soft > hard)):
+    if hard != -1 and (soft == -1 or soft > hard):  # -1: unlimited
         raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: "
                               f"{soft} > {hard}")
     _check_raisable(name, hard)
