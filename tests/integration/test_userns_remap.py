@@ -95,12 +95,13 @@ def test_inside_the_container(daemon: Skiffd) -> None:
     out = docker(daemon, "run", "--rm", "busybox", "sh", "-c",
                  "id -u; cat /proc/self/uid_map; ls -ln /bin/sh | cut -c1-40; "
                  "grep Seccomp: /proc/self/status; ip link show lo | head -1; "
-                 "touch /etc/x && echo writable").stdout
+                 "touch /etc/x && echo writable; ls -ln /etc/hosts").stdout
     lines = out.splitlines()
     assert lines[0] == "0"
     assert lines[1].split() == ["0", str(uid), "65536"]
     assert lines[2].split()[2:4] == ["0", "0"]  # the layer's root files are root's inside
     assert "Seccomp:\t2" in out and "UP" in lines[4] and "writable" in out
+    assert lines[-1].split()[2:4] == ["0", "0"]  # /etc/hosts is the container root's
 
 
 def test_userns_host_opts_out(daemon: Skiffd) -> None:

@@ -345,6 +345,10 @@ class ContainerService:
                 if idmaps is not None:  # as Docker: its root may reach the files bound in
                     os.chown(folder, 0, idmaps.host_ids()[1])
                 write_files(files_in(folder), config, host)
+                if idmaps is not None:  # root's inside, as Docker chowns them
+                    bound = files_in(folder)
+                    for path in (bound.hostname, bound.hosts, bound.resolv_conf):
+                        os.chown(path, *idmaps.host_ids())
                 if config.get("WorkingDir"):
                     from skiff.runtime.secure_path import make_target
 
