@@ -142,7 +142,7 @@ class SystemService:
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": False,
             "Isolation": "",
-            "InitBinary": "",
+            "InitBinary": "docker-init",  # what --init runs (engine.container_init)
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
