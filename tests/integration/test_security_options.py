@@ -251,3 +251,13 @@ def test_docker_py_sets_them_all(daemon: Skiffd) -> None:
             assert host["ShmSize"] == 8 * 1024 * 1024
         finally:
             c.remove(force=True)
+
+
+def test_exec_runs_under_the_containers_filter(daemon: Skiffd) -> None:
+    docker(daemon, "run", "-d", "--name", "sec-exec", "busybox", "sleep", "60")
+    try:
+        out = docker(daemon, "exec", "sec-exec", "sh", "-c",
+                     "grep Seccomp: /proc/self/status; unshare -U true; echo rc=$?").stdout
+        assert "Seccomp:\t2" in out and "rc=1" in out
+    finally:
+        docker(daemon, "rm", "-f", "sec-exec")

@@ -85,6 +85,9 @@ def test_root_inside_is_the_remapped_user_outside(daemon: Skiffd) -> None:
         lower = next((daemon.root / "layers").glob("*/diff"))
         assert (lower / "bin").stat().st_uid == 0
         assert mounts_under(daemon.root / "snapshots" / cid)  # the rootfs and idmapped lower
+        # an exec joins the container's user namespace: root inside, the mapped uid outside
+        assert docker(daemon, "exec", cid, "sh", "-c", "id -u; cat /written").stdout \
+            == "0\nhi\n"
     finally:
         docker(daemon, "rm", "-f", cid)
     assert mounts_under(daemon.root / "snapshots") == []
