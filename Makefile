@@ -3,7 +3,7 @@ PY        ?= /usr/bin/python3
 VENV      ?= .venv
 BIN       ?= /usr/local/bin
 # what skiff needs at run time / what the tests and benchmarks need on top
-APT_RUN   := busybox-static libseccomp2 iproute2 procps
+APT_RUN   := busybox-static libseccomp2 iproute2 procps tini
 APT_TEST  := $(APT_RUN) runc podman docker-registry skopeo apache2-utils openssl
 APT_BENCH := $(APT_RUN) runc crun hyperfine time docker.io docker-registry skopeo
 SCRIPTS   := skiff-runtime skiff skiffd
