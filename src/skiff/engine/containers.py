@@ -34,7 +34,7 @@ import time
 from contextlib import ExitStack, contextmanager
 
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
-from skiff.engine.container_files import files_in, write_files
+from skiff.engine.container_files import files_in, make_working_dir, write_files
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.events import EventLog
 from skiff.engine.exit_watch import ExitWatcher
@@ -335,9 +335,7 @@ class ContainerService:
                 undo.callback(_rmtree, folder)
                 write_files(files_in(folder), config, host)
                 if config.get("WorkingDir"):
-                    from skiff.runtime.secure_path import make_target
-
-                    make_target(rootfs, config["WorkingDir"], is_dir=True)
+                    make_working_dir(rootfs, config["WorkingDir"])
                 try:
                     self.db.insert(row)
                 except NameTaken as e:
