@@ -57,7 +57,8 @@ ENGINES = ("skiff", "docker", "podman")
 TOOLS = ("dockerd", DOCKER_CLI, "podman", "crun", "conmon", "hyperfine")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENTS = {"docker": "skiff-bench-docker", "podman": "skiff-bench-podman"}
-MONITOR_MARK = "skiff.engine.monitor"       # in a skiff monitor's cmdline (engine/monitor/launch.py)
+# in a skiff monitor's cmdline (engine/monitor/launch.py)
+MONITOR_MARK = "skiff.engine.monitor"
 IMAGE = "busybox:latest"
 SLEEP = ["sleep", "1000000"]
 MIB = 1024.0
@@ -155,7 +156,8 @@ class Bench:
         (w / "docker-config").mkdir()                                 # not ~/.docker (podman
         (w / "docker-config" / "config.json").write_text("{}")       # reads it too, for auth)
         os.environ["DOCKER_CONFIG"] = str(w / "docker-config")
-        self.podman = ["podman", "--root", str(w / "podman-root"), "--runroot", str(w / "podman-run"),
+        self.podman = ["podman", "--root", str(w / "podman-root"),
+                       "--runroot", str(w / "podman-run"),
                        "--tmpdir", str(w / "podman-tmp"), "--runtime", "crun",
                        "--cgroup-manager", "cgroupfs", "--events-backend", "file",
                        "--storage-driver", "overlay"]
@@ -364,7 +366,8 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
           f"{run['skiff']:.3f} s vs {run['docker'] / 4:.3f} s"),
         t("per-container PSS < containerd-shim's", lambda: pc["skiff"]["keeper_mib"]
           < pc["docker"]["keeper_mib"],
-          f"monitor {pc['skiff']['keeper_mib']:.2f} MiB vs shim {pc['docker']['keeper_mib']:.2f} MiB"),
+          f"monitor {pc['skiff']['keeper_mib']:.2f} MiB vs "
+          f"shim {pc['docker']['keeper_mib']:.2f} MiB"),
         t("skiffd idle < dockerd + containerd", lambda: idle["skiffd"] < idle["dockerd"],
           f"{idle['skiffd'] / MIB:.1f} MiB vs {idle['dockerd'] / MIB:.1f} MiB"),
     ]

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 VENV_BIN = Path(sys.executable).parent
-DOCKER_CLI = "/usr/bin/docker"   # Debian's 20.10 CLI; /usr/local/bin may hold a newer one first on PATH
+# Debian's 20.10 CLI; /usr/local/bin may hold a newer one, first on PATH
+DOCKER_CLI = "/usr/bin/docker"
 
 
 def log(msg: str) -> None:
