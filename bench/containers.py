@@ -441,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure(b, a, doc, failures)
     except (RuntimeError, subprocess.CalledProcessError) as e:
         failures.append(str(e))
+    except KeyboardInterrupt:
+        failures.append("interrupted")
     finally:
         log("cleaning up")
         doc["forced_cleanup"] = b.cleanup()
