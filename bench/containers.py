@@ -13,14 +13,15 @@ podman's default rlimits are lowered to the host's hard limits, as ../shared/pee
 does). The image is the same in all three: skiff's built-in busybox, ``skiff save``-d and
 ``docker load``-ed / ``podman load``-ed. Every container runs with ``--network none``.
 
-Figures, in this order, all three engines in the same run:
+Figures, in this order, all three engines in the same run, each after a wait (at most
+``--quiet-timeout`` s) for the machine's busy share to fall below ``--max-busy``:
 
 1. ``run --rm busybox true``: one hyperfine call (``-N``) with the three commands.
 2. ``run -d busybox sleep`` N times in a row (default 50): a timed loop, the engines take
    turns (container i of each engine, then i+1), each call timed with ``perf_counter``.
 3. ``ps`` with N running in each engine: one hyperfine call.
 4. ``exec CONTAINER true``: one hyperfine call (skiff's is "unsupported" while skiff has no
-   ``exec``).
+   ``exec``); then 1. again with the N running.
 5. Memory, PSS from ``/proc/PID/smaps_rollup``: the daemon (skiffd and what it spawned;
    dockerd + containerd) fresh, after the ``run --rm`` runs, and with N running; per container
    the engine's process that stays beside it (skiff's monitor, containerd-shim-runc-v2,
@@ -133,6 +134,7 @@ class Bench:
         self.docker: list[str] = []
         self.podman: list[str] = []
         self.skiff_env: dict[str, str] = {}
+        self.busy_before: dict[str, float] = {}   # the machine's busy share before a figure
         self.made_by_podman = [d for d in PODMAN_RUN_DIRS if not d.exists()]
 
     def cli(self, engine: str) -> list[str]:
@@ -222,13 +224,34 @@ def call(argv: list[str], env: dict[str, str] | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------ figures
+def busy_jiffies() -> int:
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+def wait_quiet(max_busy: float, timeout: float) -> float:
+    """Wait (up to `timeout` s) until the machine's busy share over one second is below
+    `max_busy` — others' work on a 2-CPU VM moves every figure — and return the last share."""
+    ncpu, hz = os.cpu_count() or 1, os.sysconf("SC_CLK_TCK")
+    deadline, busy = time.monotonic() + timeout, 1.0
+    while time.monotonic() < deadline:
+        before = busy_jiffies()
+        time.sleep(1.0)
+        busy = (busy_jiffies() - before) / hz / ncpu
+        if busy < max_busy:
+            break
+    return round(busy, 3)
+
+
 def median(xs: Sequence[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-def timed(b: Bench, what: str, commands: dict[str, list[str]], runs: int, warmup: int,
-          verbose: bool, failures: list[str]) -> dict[str, Any]:
-    res = hyperfine("hyperfine", commands, runs, warmup, b.work / f"{what}.json", verbose)
+def timed(b: Bench, what: str, commands: dict[str, list[str]], a: argparse.Namespace,
+          failures: list[str]) -> dict[str, Any]:
+    b.busy_before[what] = wait_quiet(a.max_busy, a.quiet_timeout)
+    res = hyperfine("hyperfine", commands, a.runs, a.warmup, b.work / f"{what}.json", a.verbose)
     out: dict[str, Any] = {}
     for name, r in res.items():
         bad = [c for c in r["exit_codes"] if c != 0]
@@ -239,9 +262,10 @@ def timed(b: Bench, what: str, commands: dict[str, list[str]], runs: int, warmup
     return out
 
 
-def run_rm(b: Bench, a: argparse.Namespace, failures: list[str]) -> dict[str, Any]:
+def run_rm(b: Bench, a: argparse.Namespace, failures: list[str],
+           what: str = "run_rm") -> dict[str, Any]:
     cmds = {e: b.cli(e) + b.run_args(e) + ["--rm", IMAGE, "true"] for e in ENGINES}
-    return timed(b, "run_rm", cmds, a.runs, a.warmup, a.verbose, failures)
+    return timed(b, what, cmds, a, failures)
 
 
 def run_detached(b: Bench, n: int, failures: list[str]) -> dict[str, Any]:
@@ -266,7 +290,7 @@ def exec_true(b: Bench, a: argparse.Namespace, failures: list[str]) -> dict[str,
     if probe.returncode != 0:
         unsupported = probe.stderr.strip().splitlines()[0] if probe.stderr.strip() else "failed"
         del cmds["skiff"]
-    out = timed(b, "exec", cmds, a.runs, a.warmup, a.verbose, failures)
+    out = timed(b, "exec", cmds, a, failures)
     if unsupported is not None:
         out["skiff"] = {"median_s": None, "unsupported": unsupported}
     return out
@@ -313,6 +337,8 @@ def report(doc: dict[str, Any]) -> str:
     n = doc["args"]["containers"]
     rows: list[tuple[str, str, dict[str, float | None]]] = [
         ("run --rm true", "s", {e: doc["run_rm"][e]["median_s"] for e in ENGINES}),
+        (f"run --rm true ({n} running)", "s", {e: doc["run_rm_busy"][e]["median_s"]
+                                               for e in ENGINES}),
         (f"run -d (median of {n})", "s", {e: doc["run_d"][e]["median_s"] for e in ENGINES}),
         (f"run -d x{n} total", "s", {e: doc["run_d"][e]["total_s"] for e in ENGINES}),
         (f"ps ({n} running)", "s", {e: doc["ps"][e]["median_s"] for e in ENGINES}),
@@ -332,8 +358,9 @@ def report(doc: dict[str, Any]) -> str:
                                                    for e in ENGINES}),
     ]
     m = doc["machine"]
+    busy = " ".join(f"{k} {v:.0%}" for k, v in doc["busy_before"].items())
     out = [f"machine: kernel {m['kernel']}, {m['nproc']} cpus, cgroup {m['cgroup_mode']}, "
-           f"loadavg {' '.join(m['loadavg'])}", "",
+           f"loadavg {' '.join(m['loadavg'])}", f"busy before each figure: {busy}", "",
            f"{'figure (median; PSS)':36} {'skiff':>10} {'docker':>10} {'podman':>10}"
            f"  {'skiff/docker':>12} {'skiff/podman':>12}"]
     for label, unit, v in rows:
@@ -384,6 +411,7 @@ def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any], failures: list
     time.sleep(1)
     daemon["after_runs"] = daemon_pss(b)
     log(f"run -d x{n} each, in turns")
+    b.busy_before["run_d"] = wait_quiet(a.max_busy, a.quiet_timeout)
     doc["run_d"] = run_detached(b, n, failures)
     time.sleep(2)                       # let the daemons' and shims' start-up garbage settle
     daemon["running"] = daemon_pss(b)
@@ -399,10 +427,11 @@ def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any], failures: list
             failures.append(f"{engine}: {p['keepers']} per-container processes for {n} containers")
     doc["memory"] = {"daemon_kib": daemon, "per_container": per}
     log(f"ps and exec with {n} running")
-    doc["ps"] = timed(b, "ps", {e: b.cli(e) + ["ps"] for e in ENGINES}, a.runs, a.warmup,
-                      a.verbose, failures)
+    doc["ps"] = timed(b, "ps", {e: b.cli(e) + ["ps"] for e in ENGINES}, a, failures)
     doc["exec"] = exec_true(b, a, failures)
+    doc["run_rm_busy"] = run_rm(b, a, failures, "run_rm_busy")
     doc["targets"] = targets(doc)
+    doc["busy_before"] = b.busy_before
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -411,6 +440,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="hyperfine warm-up runs (default 3)")
     p.add_argument("-n", "--containers", type=int, default=50, help="containers kept running")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--max-busy", type=float, default=0.25,
+                   help="before each figure, wait for the machine's busy share (0-1) over one "
+                        "second to drop below this (default 0.25)")
+    p.add_argument("--quiet-timeout", type=float, default=30.0,
+                   help="... but for at most this many seconds (default 30)")
     p.add_argument("-v", "--verbose", action="store_true", help="show hyperfine's own output")
     a = p.parse_args(argv)
     if a.runs < 1 or a.warmup < 0 or a.containers < 1:
