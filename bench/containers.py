@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -150,7 +151,7 @@ class Bench:
         log(f"starting skiffd, dockerd in {w}")
         self.skiff, self.skiff_env = start_skiffd(self.procs, w)
         self.docker = start_dockerd(self.procs, w, f"--cgroup-parent=/{CGROUP_PARENTS['docker']}")
-        nofile = os.sysconf("SC_OPEN_MAX")
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]   # the hard limit, as peers.sh
         (w / "containers.conf").write_text(
             "# no CAP_SYS_RESOURCE for root here: podman's default rlimits cannot be set\n"
             f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc=32768:32768"]\n')
