@@ -9,7 +9,9 @@ before the daemon stops, since containers outlive skiffd."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -302,3 +304,27 @@ def test_docker_py_runs_streams_waits_and_removes(daemon: Skiffd) -> None:
         with pytest.raises(docker_py.errors.ContainerError) as failed:
             client.containers.run("busybox", ["sh", "-c", "exit 2"], remove=True)
         assert failed.value.exit_status == 2
+
+
+def _threads(d: Skiffd) -> int:
+    return len(os.listdir(f"/proc/{d.pid}/task"))
+
+
+def test_clients_that_leave_a_wait_or_a_followed_log_free_its_thread(daemon: Skiffd) -> None:
+    docker(daemon, "run", "-d", "--name", "forever", "busybox", "sleep", "100")
+    clients = []
+    for path in ("/containers/forever/wait", "/containers/forever/logs?stdout=1&follow=1") * 3:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(daemon.socket))
+        method = "POST" if path.endswith("wait") else "GET"
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")  # the head: the engine call is on
+        clients.append(s)
+    time.sleep(0.3)
+    held = _threads(daemon)  # a thread each, blocked for the container (and pool workers)
+    for s in clients:
+        s.close()
+    deadline = time.monotonic() + 5
+    while _threads(daemon) > held - 6:
+        assert time.monotonic() < deadline, f"{_threads(daemon) - held + 6} threads linger"
+        time.sleep(0.1)

@@ -9,8 +9,10 @@ session's leftover check sees anything that escaped.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import tarfile
 import signal
 import threading
 import time
@@ -25,6 +27,7 @@ from fixtures_daemon import check_api_shape
 from unit.test_engine_containers_views import check_inspect_shape
 
 from skiff.engine import Engine, EngineOptions
+from skiff.kernel import syscall
 from skiff.errors import (ContainerConflict, ContainerStartError, ImageConflict, ImageNotFound,
                           InvalidArgument, NoSuchContainer, StoreError)
 
@@ -262,6 +265,36 @@ def test_image_in_use_cannot_go(clean: Env) -> None:
     assert images.in_use(image_id) == []
 
 
+def _busybox_rootfs_tar() -> io.BytesIO:
+    """A rootfs tar of the host's static busybox and its `sh`: an image of its own."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        tar.add("/bin/busybox", "bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tar.addfile(link)
+    out.seek(0)
+    return out
+
+
+def test_a_forced_rmi_leaves_a_stopped_containers_layers(clean: Env) -> None:
+    # Docker deletes the image but its layer store keeps what a container stands on
+    c, images, store = clean.containers, clean.engine.images, clean.engine.store
+    image_id = images.import_(_busybox_rootfs_tar(), repo="forgettable", tag="1")
+    chains = list(store.get(image_id).chain_ids)
+    cid = c.create({"Image": "forgettable:1", "Cmd": ["sh", "-c", "echo ran"],
+                    "HostConfig": {"NetworkMode": "none"}})["Id"]
+    report = images.remove("forgettable:1", force=True)
+    assert {"Deleted": image_id} in report
+    assert all(store.layers.exists(chain) for chain in chains)
+    syscall.umount(c.snapshots.rootfs(cid))  # and it mounts again without its image
+    c.start(cid)
+    assert c.wait(cid)["StatusCode"] == 0
+    assert clean.output(cid) == b"ran\n"
+    c.remove(cid)
+    assert not any(store.layers.exists(chain) for chain in chains)  # the last holder went
+
+
 # -- what the container sees ----------------------------------------------------------------
 def test_the_options_reach_the_container(clean: Env) -> None:
     c = clean.containers
@@ -440,8 +473,6 @@ def test_one_engine_per_root(clean: Env) -> None:
 
 
 def test_a_rootfs_unmounted_meanwhile_is_mounted_again(clean: Env) -> None:
-    from skiff.kernel import syscall
-
     c = clean.containers
     cid = clean.run(["sh", "-c", "cat /file 2>/dev/null; echo kept > /file"])
     assert c.wait(cid)["StatusCode"] == 0

@@ -89,6 +89,18 @@ def test_two_snapshots_share_the_layers(layers: LayerStore, snapshotter: Snapsho
     (a / "etc/new.conf").write_text("a's\n")
     assert (b / "etc/new.conf").read_text() == "new\n"
     assert snapshotter.list() == ["a", "b"]
+    assert snapshotter.lower_dirs("a") == lowers  # recorded, for remounts and the layer GC
+    assert snapshotter.held_dirs() == set(lowers)
+
+
+def test_a_snapshot_mounts_again_over_its_recorded_stack(layers: LayerStore,
+                                                          snapshotter: Snapshotter) -> None:
+    rootfs = Path(snapshotter.prepare("again", layers.lower_dirs(two_layers(layers))))
+    (rootfs / "mine").write_text("kept")
+    syscall.umount(str(rootfs))
+    assert Path(snapshotter.mount("again")) == rootfs
+    assert (rootfs / "mine").read_text() == "kept"
+    assert (rootfs / "etc/new.conf").read_text() == "new\n"
 
 
 def test_no_layers_gives_an_empty_rootfs(snapshotter: Snapshotter) -> None:

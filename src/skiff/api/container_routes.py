@@ -164,7 +164,7 @@ async def wait(call: Call) -> web.StreamResponse:
         loop.call_soon_threadsafe(ready.set)
 
     def block() -> Any:
-        return containers.wait(cid, condition, ready=registered)
+        return containers.wait(cid, condition, ready=registered, cancelled=call.over)
 
     cid = await call.run(containers.resolve, call.params["name"])
     waiting = asyncio.ensure_future(in_own_thread(block))
@@ -217,7 +217,7 @@ async def logs(call: Call) -> web.StreamResponse:
     options: dict[str, Any] = dict(
         stdout=stdout, stderr=stderr, follow=call.flag("follow"), since=call.query("since"),
         until=call.query("until"), timestamps=call.flag("timestamps"),
-        tail=call.query("tail") or "all")
+        tail=call.query("tail") or "all", cancelled=call.over)
     if not options["follow"]:
         # a bounded answer: read it in the pool, so a bad `since` is still a plain 400
         items = await call.run(lambda: list(containers.logs(cid, **options)))

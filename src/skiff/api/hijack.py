@@ -14,6 +14,14 @@ client's EOF, applies the transport's flow control to the writer, and hands the 
 connection back to aiohttp's handler so its server forgets it. The handler then returns a
 `HijackedResponse`, which aiohttp "prepares" without writing anything.
 
+The input side (a container's stdin, an exec's): a handler that takes it opens with
+``Hijacked.open(call, media_type, takes_input=True)`` and then reads what the client sends
+with `Hijacked.read` (b"" once the client half-closed or went away) or copies it all with
+`Hijacked.copy_input`, which watches for detach keys (`api.detach_keys`) and says how the
+input ended. Taken input is held back by TCP, not by the daemon's memory: past 64 KiB
+unread the transport stops reading. A stream that takes no input keeps at most 64 KiB of it
+and drops the rest, still reading, so it sees the client leave.
+
 The engine is synchronous and a followed stream may wait for output for as long as the
 container runs, so `OutputPump` runs the engine's iterator in a thread of its own (not in the
 server's pool, which 50 attached containers would otherwise fill), handing items to the event
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
+    from skiff.api.detach_keys import DetachScanner
     from skiff.api.server import Call
 
 _log = logger("skiff.api.hijack")
@@ -48,6 +57,7 @@ RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 _HEADER = struct.Struct(">BxxxL")
 _QUEUE_DEPTH = 64  # items in flight between the engine's thread and the connection
+_INPUT_LIMIT = 1 << 16  # unread client input held before the transport stops reading
 _DONE = object()
 
 
@@ -69,24 +79,48 @@ def stream_media_type(api_version: str, multiplexed: bool) -> str:
 
 class HijackProtocol(asyncio.Protocol):
     """The transport's protocol once a connection is hijacked: what the client sends is kept
-    (stdin, for when attach takes it), its EOF does not end the connection, and the end of
-    the connection is passed on to aiohttp's handler."""
+    for `Hijacked.read` (or, when the stream takes no input, a little of it, the rest
+    dropped), its EOF does not end the connection, and the end of the connection is passed
+    on to aiohttp's handler."""
 
-    def __init__(self, previous: asyncio.BaseProtocol) -> None:
+    def __init__(self, previous: asyncio.BaseProtocol, transport: asyncio.Transport,
+                 takes_input: bool = False) -> None:
         self.previous = previous
+        self.transport = transport
+        self.takes_input = takes_input
         self.input = bytearray()
-        self.input_closed = False
+        self.input_closed = False  # the client half-closed, or the connection is gone
         self.lost = asyncio.Event()
+        self._input_ready = asyncio.Event()
+        self._reading_paused = False
         self._can_write: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
-        # no stdin yet (attach without it): keep at most a little, so a client cannot fill
-        # the daemon's memory by writing into an output-only stream
-        if len(self.input) < 1 << 16:
-            self.input += data[:(1 << 16) - len(self.input)]
+        if not self.takes_input:
+            # an output-only stream: keep at most a little, so a client cannot fill the
+            # daemon's memory, and go on reading to see it leave
+            self.input += data[:max(0, _INPUT_LIMIT - len(self.input))]
+            return
+        self.input += data
+        self._input_ready.set()
+        if len(self.input) >= _INPUT_LIMIT and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()  # TCP holds the client back until we read
+
+    async def read(self) -> bytes:
+        while not self.input and not self.input_closed:
+            self._input_ready.clear()
+            await self._input_ready.wait()
+        data = bytes(self.input)
+        self.input.clear()
+        if self._reading_paused and not self.transport.is_closing():
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
 
     def eof_received(self) -> bool:
         self.input_closed = True
+        self._input_ready.set()
         return True  # half-closed: keep the transport open for our output
 
     def pause_writing(self) -> None:
@@ -99,6 +133,8 @@ class HijackProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
+        self.input_closed = True
+        self._input_ready.set()
         self.resume_writing()
         # aiohttp's handler no longer hears from the transport; tell it, so its server
         # drops the connection from its list
@@ -135,14 +171,17 @@ class Hijacked:
         self.response = response
 
     @classmethod
-    def open(cls, call: Call, content_type: str) -> Hijacked:
+    def open(cls, call: Call, content_type: str, takes_input: bool = False) -> Hijacked:
         """Take `call`'s connection and write the head: ``101 UPGRADED`` to a client that
-        asked for ``Upgrade: tcp``, else ``200 OK`` (both as dockerd writes them)."""
+        asked for ``Upgrade: tcp``, else ``200 OK`` (both as dockerd writes them).
+        `takes_input`: what the client sends from now on is the handler's (`read`,
+        `copy_input`); clients send nothing before they have read the head (the docker
+        CLI and docker-py wait for it), and aiohttp's parser would take it for a request."""
         request = call.request
         transport = request.transport
         if not isinstance(transport, asyncio.Transport) or transport.is_closing():
             raise ConnectionResetError("the client went away before the stream started")
-        protocol = HijackProtocol(request.protocol)
+        protocol = HijackProtocol(request.protocol, transport, takes_input)
         transport.set_protocol(protocol)
         if "Upgrade" in request.headers:
             head = (f"HTTP/1.1 101 UPGRADED\r\nContent-Type: {content_type}\r\n"
@@ -157,6 +196,33 @@ class Hijacked:
     @property
     def gone(self) -> bool:
         return self.protocol.lost.is_set() or self.transport.is_closing()
+
+    async def read(self) -> bytes:
+        """What the client sent since the last read (at least one byte), or b"" once its
+        input has ended: half-closed, or the connection is gone (see `gone`). Only for a
+        stream opened with `takes_input`."""
+        assert self.protocol.takes_input, "this stream was opened without input"
+        return await self.protocol.read()
+
+    async def copy_input(self, write: Callable[[bytes], Awaitable[object]],
+                         scanner: DetachScanner | None = None) -> str:
+        """Copy the client's input to `write` until it ends: "eof" (it half-closed),
+        "gone" (the connection ended) or "detached" (`scanner` saw the detach keys; the
+        keys and what followed them are not written)."""
+        while True:
+            data = await self.read()
+            if not data:
+                if scanner is not None and scanner.held:
+                    await write(scanner.flush())
+                return "gone" if self.gone else "eof"
+            if scanner is not None:
+                data, detached = scanner.feed(data)
+                if data:
+                    await write(data)
+                if detached:
+                    return "detached"
+            else:
+                await write(data)
 
     async def write(self, data: bytes) -> None:
         if self.gone:

@@ -79,6 +79,14 @@ class Call:
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
 
+    def over(self) -> bool:
+        """Whether nobody will take this call's answer any more: the client went away or
+        the daemon is stopping. Safe to ask from a worker thread (two attribute reads), so
+        an engine call blocked for the client (a wait, a followed log) can end early rather
+        than hold its thread until the container exits."""
+        transport = self.request.transport
+        return transport is None or transport.is_closing() or self.server.closing.is_set()
+
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in the server's thread pool."""
         loop = asyncio.get_running_loop()

@@ -124,6 +124,10 @@ class _Live:
         return self.run != 0
 
 
+def _never() -> bool:
+    return False
+
+
 def _created_state() -> dict[str, Any]:
     return {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
             "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
@@ -484,19 +488,10 @@ class ContainerService:
             return rootfs
         if not self.snapshots.exists(cid):
             raise StoreError(f"container {cid}: its rootfs snapshot is gone")
-        from skiff.errors import KernelError
-        from skiff.kernel import syscall
-        from skiff.store.snapshots import overlay_options
-
-        snap = self.snapshots.path(cid)
-        image = self.store.get(image_id)
-        lowers = self.store.rootfs_layers(image) or [os.path.join(snap, "lower")]
-        data = overlay_options(lowers, os.path.join(snap, "upper"), os.path.join(snap, "work"))
         try:
-            syscall.mount("overlay", rootfs, "overlay", 0, data)
-        except KernelError as e:
-            raise StoreError(f"container {cid}: mount its rootfs again: {e}") from e
-        return rootfs
+            return self.snapshots.mount(cid)
+        except StoreError:  # a snapshot that records no stack: its image's, if still there
+            return self.snapshots.mount(cid, self.store.rootfs_layers(self.store.get(image_id)))
 
     def _read_pid_file(self, cid: str) -> tuple[int, int] | None:
         from skiff.engine.monitor.launch import read_pid_file
@@ -698,11 +693,13 @@ class ContainerService:
 
     # -- wait -------------------------------------------------------------------------------
     def wait(self, ref: str, condition: str = "not-running",
-             ready: Callable[[], None] | None = None) -> dict[str, Any]:
+             ready: Callable[[], None] | None = None,
+             cancelled: Callable[[], bool] = _never) -> dict[str, Any]:
         """``POST /containers/{id}/wait``: block until `condition` holds — ``not-running``
         (at once for a container that does not run), ``next-exit`` (its next exit, or failed
         start), ``removed`` — and give its exit code. `ready` is called once the waiter is
-        in place (the API sends its head then)."""
+        in place (the API sends its head then). `cancelled` (asked every RECHECK seconds)
+        ends the wait early, its answer then meaningless: the waiter went away."""
         if condition not in ("not-running", "next-exit", "removed"):
             raise InvalidArgument(f'invalid condition: "{condition}"')
         cid = self.resolve(ref)
@@ -712,11 +709,13 @@ class ContainerService:
             if ready is not None:
                 ready()
         if condition == "not-running":
-            self._await(cid, live, lambda: not live.running or live.removed, None)
+            self._await(cid, live, lambda: not live.running or live.removed or cancelled(),
+                        None)
         elif condition == "next-exit":
-            self._await(cid, live, lambda: live.exits > seen or live.removed, None)
+            self._await(cid, live, lambda: live.exits > seen or live.removed or cancelled(),
+                        None)
         else:
-            self._await(cid, live, lambda: live.removed, None)
+            self._await(cid, live, lambda: live.removed or cancelled(), None)
         with self._cond:
             code, error = live.exit_code, live.error
         return {"StatusCode": code, "Error": {"Message": error} if error else None}
@@ -780,7 +779,12 @@ class ContainerService:
         self._runtime_delete(cid)
         self._release_netns(cid)
         if self.snapshots.exists(cid):
+            try:
+                lowers = self.snapshots.lower_dirs(cid)
+            except StoreError:
+                lowers = []
             self.snapshots.remove(cid)
+            self.store.release_layers(lowers)  # those only this container still held
         _rmtree(self.bundle_dir(cid))
         _rmtree(self.container_dir(cid))
         self.db.delete(cid)
@@ -796,8 +800,8 @@ class ContainerService:
     def _graph(self, row: ContainerRow) -> dict[str, str]:
         snap = self.snapshots.path(row.id)
         try:
-            lowers = self.store.rootfs_layers(self.store.get(row.image_id))
-        except ImageNotFound:
+            lowers = self.snapshots.lower_dirs(row.id)
+        except StoreError:
             lowers = []
         data = {"LowerDir": ":".join(lowers) or os.path.join(snap, "lower"),
                 "MergedDir": os.path.join(snap, "rootfs"),
@@ -867,12 +871,14 @@ class ContainerService:
     # -- logs -------------------------------------------------------------------------------
     def logs(self, ref: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: str = "", until: str = "", timestamps: bool = False,
-             tail: str = "all") -> Iterator[tuple[int, bytes]]:
+             tail: str = "all", cancelled: Callable[[], bool] = _never
+             ) -> Iterator[tuple[int, bytes]]:
         """``GET /containers/{id}/logs``: (stream 1 or 2, bytes) per log entry. `follow`
         goes on while the container runs — from a created container, until its coming run
         ends — and ends with it; `since`/`until` take Docker's forms (Unix time, RFC 3339,
         a duration before now); `tail` a count or ``all``; `timestamps` puts each entry's
-        time before it, as ``docker logs -t`` shows."""
+        time before it, as ``docker logs -t`` shows. `cancelled` ends a follow early (the
+        reader went away), checked as often as the log is."""
         from skiff.engine.monitor.logread import read_log
 
         if not (stdout or stderr):
@@ -887,7 +893,7 @@ class ContainerService:
             count = None  # as Docker: a tail that is not a number means all
         if count is not None and count < 0:
             count = None
-        follow_until = self._follow_until(cid) if follow else None
+        follow_until = self._follow_until(cid, cancelled) if follow else None
         path = self.log_path(cid)
         return self._log_items(read_log(path, follow_until=follow_until, since=since_s,
                                         until=until_s, tail=count), stdout, stderr, timestamps)
@@ -902,9 +908,9 @@ class ContainerService:
             yield stream, (entry.time.encode() + b" " + entry.data if timestamps
                            else entry.data)
 
-    def _follow_until(self, cid: str) -> Callable[[], bool]:
+    def _follow_until(self, cid: str, cancelled: Callable[[], bool]) -> Callable[[], bool]:
         """When a followed log is over: the run going on now (or, for a container not
-        started yet, its first run) has ended, or the container is gone."""
+        started yet, its first run) has ended, or the container is gone, or the reader."""
         live = self._live_of(cid)
         with self._cond:
             seen = live.exits
@@ -914,7 +920,7 @@ class ContainerService:
 
         def over() -> bool:
             with self._cond:
-                return live.removed or live.exits > seen
+                return live.removed or live.exits > seen or cancelled()
         return over
 
     # -- prune ------------------------------------------------------------------------------

@@ -271,6 +271,57 @@ class ImageStore:
             return report
 
     # -- inside -----------------------------------------------------------------------------
+    def release_layers(self, lower_dirs: builtins.list[str]) -> builtins.list[str]:
+        """A container's snapshot stood on `lower_dirs` (topmost first) and is gone: delete
+        those of its layers that no image and no other snapshot uses any more (their images
+        were removed while it held them); return their chain IDs, top-down."""
+        by_dir = {self.layers.diff_dir(c): c for c in self.layers.list()}
+        chains = [by_dir[d] for d in reversed(lower_dirs) if d in by_dir]
+        if not chains:
+            return []
+        with self._locked():
+            _, kept_chains = self._kept(self._load())
+            return self._drop_layers(chains, kept_chains, "release layers")
+
+    def _kept(self, state: _State) -> tuple[set[str], set[str]]:
+        """The blobs and the layers (chain IDs) still in use: by the images in `state`, and
+        (layers only) by the snapshots of containers, which keep their stack whatever
+        happens to the image they were made from, as Docker's layer store does."""
+        from skiff.store.snapshots import Snapshotter
+
+        kept_blobs: set[str] = set()
+        kept_chains: set[str] = set()
+        for other in state.images.values():
+            for m in other:
+                kept_blobs.add(m)
+                try:
+                    doc, cfg = self._parts(m)
+                except StoreError:  # gone, or an index (a blob with no layers of its own)
+                    continue
+                kept_blobs.add(doc.config.digest)
+                kept_blobs.update(d.digest for d in doc.layers)
+                kept_chains.update(chain_ids(cfg.rootfs.diff_ids))
+        held = Snapshotter(self.root).held_dirs()
+        for chain in self.layers.list():
+            if self.layers.diff_dir(chain) in held:
+                kept_chains.add(chain)
+        return kept_blobs, kept_chains
+
+    def _drop_layers(self, chains: builtins.list[str], kept_chains: set[str],
+                     why: str) -> builtins.list[str]:
+        """Delete the layers of the stack `chains` (bottom to top) from the top down to the
+        first one kept; return what went."""
+        deleted = []
+        for chain in reversed(chains):
+            if chain in kept_chains or not self.layers.exists(chain):
+                break  # chains share their bottoms: everything below is kept too
+            if self.layers.children(chain):
+                _log.warning("%s: layer %s still has layers on it; kept", why, chain)
+                break
+            self.layers.remove(chain)
+            deleted.append(chain)
+        return deleted
+
     def _resolve(self, state: _State, text: str) -> tuple[str, str, str | None]:
         """(image ID, manifest digest, the reference key matched or None for an ID)."""
         if not isinstance(text, str) or not text:
@@ -376,18 +427,7 @@ class ImageStore:
     def _collect(self, state: _State, image_id: str, manifests: set[str]) -> builtins.list[str]:
         """Delete what only the image `image_id` (already out of `state`) used; return the
         chain IDs of the layers deleted, top-down."""
-        kept_blobs: set[str] = set()
-        kept_chains: set[str] = set()
-        for other in state.images.values():
-            for m in other:
-                kept_blobs.add(m)
-                try:
-                    doc, cfg = self._parts(m)
-                except StoreError:  # gone, or an index (a blob with no layers of its own)
-                    continue
-                kept_blobs.add(doc.config.digest)
-                kept_blobs.update(d.digest for d in doc.layers)
-                kept_chains.update(chain_ids(cfg.rootfs.diff_ids))
+        kept_blobs, kept_chains = self._kept(state)
         layer_blobs: set[str] = set()
         chains: list[str] = []
         for m in manifests:
@@ -397,16 +437,7 @@ class ImageStore:
                 continue
             layer_blobs.update(d.digest for d in doc.layers)
             chains = chain_ids(cfg.rootfs.diff_ids)
-        deleted = []
-        for chain in reversed(chains):
-            if chain in kept_chains or not self.layers.exists(chain):
-                break  # chains share their bottoms: everything below is kept too
-            if self.layers.children(chain):
-                _log.warning("remove image %s: layer %s still has layers on it; kept",
-                             image_id, chain)
-                break
-            self.layers.remove(chain)
-            deleted.append(chain)
+        deleted = self._drop_layers(chains, kept_chains, f"remove image {image_id}")
         for digest in sorted(manifests | {image_id} | layer_blobs):
             if digest in kept_blobs:
                 continue

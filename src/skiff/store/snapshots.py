@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _log = logger("skiff.store.snapshots")
 _UNSAFE = (",", ":", "\\")
+LOWERS = "lowers"  # the snapshot's lower dirs, one per line, topmost first
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -182,12 +183,66 @@ class Snapshotter:
                                  f"`{e.filename}`") from e
             data = overlay_options(lowers, upper, work)
             try:
+                # the stack is the snapshot's own from now on: remounting it never needs the
+                # image again, and the image store keeps the layers it names
+                # (not fsynced: nor is the new folder it is in; a snapshot that a crash cut
+                # short records nothing, and its container falls back on its image)
+                with open(os.path.join(snap, LOWERS), "x") as f:
+                    f.write("".join(d + "\n" for d in lowers))
                 syscall.mount("overlay", rootfs, "overlay", 0, data)
+            except OSError as e:
+                raise StoreError(f"prepare snapshot `{key}`: {_why(e)}: "
+                                 f"`{e.filename}`") from e
             except KernelError as e:
                 raise StoreError(f"prepare snapshot `{key}`: {e}") from e
             undo.callback(_umount, rootfs)
             _log.debug("snapshot %s mounted at %s over %d lower dirs", key, rootfs, len(lowers))
             undo.pop_all()
+        return rootfs
+
+    def lower_dirs(self, key: str) -> builtins.list[str]:
+        """The lower dirs `key` was prepared over, topmost first (what `prepare` recorded)."""
+        try:
+            with open(os.path.join(self.path(key), LOWERS)) as f:
+                found = f.read().splitlines()
+        except FileNotFoundError:
+            found = []
+        if not found:
+            raise StoreError(f"snapshot `{key}`: it does not exist or records no lower "
+                             f"dirs")
+        return found
+
+    def held_dirs(self) -> set[str]:
+        """Every lower dir some snapshot stands on."""
+        held: set[str] = set()
+        for key in self.list():
+            try:
+                held.update(self.lower_dirs(key))
+            except StoreError:
+                continue  # removed meanwhile
+        return held
+
+    def mount(self, key: str, lower_dirs: builtins.list[str] | None = None) -> str:
+        """Mount the rootfs of `key` again over its recorded stack (after a reboot, or once
+        something unmounted it); return the rootfs path. A snapshot that records no stack
+        (an older skiff's, or one a crash cut short) is mounted over `lower_dirs`, which it
+        records from then on."""
+        snap = self.path(key)
+        upper, work, rootfs = (os.path.join(snap, n) for n in ("upper", "work", "rootfs"))
+        try:
+            lowers = self.lower_dirs(key)
+        except StoreError:
+            if lower_dirs is None:
+                raise
+            lowers = [os.path.abspath(d) for d in lower_dirs] or [os.path.join(snap, "lower")]
+            os.makedirs(lowers[-1], exist_ok=True)
+            with open(os.path.join(snap, LOWERS), "w") as f:
+                f.write("".join(d + "\n" for d in lowers))
+        data = overlay_options(lowers, upper, work)
+        try:
+            syscall.mount("overlay", rootfs, "overlay", 0, data)
+        except KernelError as e:
+            raise StoreError(f"snapshot `{key}`: mount its rootfs again: {e}") from e
         return rootfs
 
     def remove(self, key: str) -> None:
