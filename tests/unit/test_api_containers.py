@@ -110,19 +110,26 @@ class FakeContainers:
             self.exits += 1
             self.cond.notify_all()
 
+    def _block(self, done: Callable[[], bool], cancelled: Callable[[], bool]) -> None:
+        """Under the condition: until `done()`, or `cancelled()` (asked now and then, as the
+        engine asks it)."""
+        while not (done() or cancelled()):
+            self.cond.wait(0.05)
+
     def wait(self, cid: str, condition: str = "not-running",
-             ready: Callable[[], None] | None = None) -> dict[str, Any]:
+             ready: Callable[[], None] | None = None,
+             cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         self._call("wait", cid, condition)
         with self.cond:
             seen = self.exits
             if ready is not None:
                 ready()
             if condition == "removed":
-                self.cond.wait_for(lambda: self.removed)
+                self._block(lambda: self.removed, cancelled)
             elif condition == "next-exit":
-                self.cond.wait_for(lambda: self.exits > seen)
+                self._block(lambda: self.exits > seen, cancelled)
             else:
-                self.cond.wait_for(lambda: self.state != "running")
+                self._block(lambda: self.state != "running", cancelled)
         return {"StatusCode": self.exit_code, "Error": None}
 
     # -- looking
@@ -150,7 +157,8 @@ class FakeContainers:
 
     def logs(self, cid: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: str = "", until: str = "", timestamps: bool = False,
-             tail: str = "all") -> Iterator[tuple[int, bytes]]:
+             tail: str = "all", cancelled: Callable[[], bool] = lambda: False
+             ) -> Iterator[tuple[int, bytes]]:
         if since == "bad":
             raise InvalidArgument("bad since")
         with self.cond:
@@ -164,11 +172,12 @@ class FakeContainers:
         while True:
             with self.cond:
                 if follow:
-                    self.cond.wait_for(lambda: len(self.output) > start or
-                                       (self.state == "exited" and len(self.output) <= start))
+                    self._block(lambda: len(self.output) > start or
+                                (self.state == "exited" and len(self.output) <= start),
+                                cancelled)
                 items = self.output[start:]
                 start = len(self.output)
-                over = not follow or self.state == "exited"
+                over = not follow or self.state == "exited" or cancelled()
             for kind, data in items:
                 if (kind == 1 and stdout) or (kind == 2 and stderr):
                     yield kind, (b"2026-01-01T00:00:00.000000000Z " + data if timestamps
