@@ -370,8 +370,7 @@ def test_a_failed_start_is_400_for_a_missing_program_else_500(
 
 def test_routes_not_served_yet_answer_501(engine: FakeEngine) -> None:
     async def scenario(client: Client) -> None:
-        for method, path in (("POST", "/containers/web/pause"), ("GET", "/containers/web/stats"),
-                             ("POST", "/containers/web/exec"), ("GET", "/containers/web/top")):
+        for method, path in (("POST", "/containers/web/resize"),):
             resp = await client.request(method, "/v1.41" + path)
             assert resp.status == 501, path
             assert "not supported by skiffd yet" in (await resp.json())["message"]

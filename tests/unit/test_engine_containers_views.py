@@ -189,6 +189,14 @@ def test_filters(rows: list[ContainerRow]) -> None:
     assert names(rows, {"is-task": ["false"]}) == ["web", "db", "job", "fresh"]
     assert names(rows, {"volume": ["data"]}) == [] and names(rows, {"publish": ["80"]}) == []
 
+    binds = {"HostConfig": {"Binds": ["data:/d", "/srv:/s"]}}
+    with_mounts = make_row("vols", 5, binds)
+    points = parse_create({"Image": "busybox", "Cmd": ["true"], **binds}, None).mounts
+    with_mounts.doc["MountPoints"] = [dict(p) for p in points]  # what a create stores
+    for value in ("data", "/srv", "/d", "/s"):  # a volume's name, a bind's source, a target
+        assert names([*rows, with_mounts], {"volume": [value]}) == ["vols"], value
+    assert names([*rows, with_mounts], {"volume": ["/elsewhere"]}) == []
+
 
 def test_bad_filters_get_dockers_texts(rows: list[ContainerRow]) -> None:
     for filters, text in (({"bogus": ["x"]}, "invalid filter 'bogus'"),

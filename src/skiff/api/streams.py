@@ -136,14 +136,15 @@ class _ThreadWriter:
 class TarStream:
     """An ``application/x-tar`` answer written by a worker (``docker save``)."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, headers: dict[str, str] | None = None) -> None:
         self.call = call
         self.loop = asyncio.get_running_loop()
         self.response: web.StreamResponse | None = None
+        self.headers = {"Content-Type": "application/x-tar", **(headers or {})}
 
     async def send(self, chunk: bytes) -> None:
         if self.response is None:
-            self.response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+            self.response = web.StreamResponse(headers=self.headers)
             await self.response.prepare(self.call.request)
         await self.response.write(chunk)  # a ConnectionError here stops the worker's save
 

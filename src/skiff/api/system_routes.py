@@ -43,8 +43,9 @@ async def info(call: Call) -> web.Response:
 
 async def disk_usage(call: Call) -> web.Response:
     usage = await call.run(call.engine.images.disk_usage)
-    # containers, volumes and the build cache are not kept yet: none of them use any space
-    return json_response({**usage, "Containers": [], "Volumes": [], "BuildCache": []})
+    volumes = await call.run(call.engine.volumes.disk_usage)
+    # the containers and the build cache are not counted yet: none of them use any space
+    return json_response({**usage, "Containers": [], "Volumes": volumes, "BuildCache": []})
 
 
 async def auth(call: Call) -> web.Response:

@@ -2,8 +2,8 @@
 
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
-it (`images`, `containers`, `run`, `transfer`, `archive`, `auth`, `system`), so `skiff
---version` imports next to nothing and `skiff images` no more than it needs. Management
+it (`images`, `containers`, `container_ops`, `container_copy`, `run`, `transfer`,
+`archive`, `auth`, `system`, `volumes`), so `skiff --version` imports next to nothing and `skiff images` no more than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
 command line (which also prints the usage lines), 130 on Ctrl-C; `run` returns the
@@ -43,34 +43,58 @@ COMMON = {
     "info": ("system", "info", "Display system-wide information"),
 }
 OTHERS = {
+    "commit": ("container_ops", "commit", "Create a new image from a container's changes"),
+    "cp": ("container_copy", "cp", "Copy files/folders between a container and the local filesystem"),
     "create": ("run", "create", "Create a new container"),
+    "diff": ("container_ops", "diff", "Inspect changes to files or directories on a container's filesystem"),
+    "exec": ("exec", "exec_", "Execute a command in a running container"),
+    "export": ("container_ops", "export", "Export a container's filesystem as a tar archive"),
     "history": ("images", "history", "Show the history of an image"),
     "import": ("archive", "import_", "Import the contents from a tarball to create a filesystem image"),
     "inspect": ("images", "inspect", "Return low-level information on Docker objects"),
     "kill": ("containers", "kill", "Kill one or more running containers"),
     "load": ("archive", "load", "Load an image from a tar archive or STDIN"),
     "logs": ("containers", "logs", "Fetch the logs of a container"),
+    "pause": ("container_ops", "pause", "Pause all processes within one or more containers"),
+    "port": ("container_ops", "port", "List port mappings or a specific mapping for the container"),
+    "rename": ("container_ops", "rename", "Rename a container"),
     "restart": ("containers", "restart", "Restart one or more containers"),
     "rm": ("containers", "rm", "Remove one or more containers"),
     "rmi": ("images", "rmi", "Remove one or more images"),
     "save": ("archive", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
     "start": ("containers", "start", "Start one or more stopped containers"),
+    "stats": ("container_ops", "stats", "Display a live stream of container(s) resource usage statistics"),
     "stop": ("containers", "stop", "Stop one or more running containers"),
     "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "top": ("container_ops", "top", "Display the running processes of a container"),
+    "unpause": ("container_ops", "unpause", "Unpause all processes within one or more containers"),
+    "update": ("container_ops", "update", "Update configuration of one or more containers"),
     "wait": ("containers", "wait", "Block until one or more containers stop, then print their exit codes"),
 }
 CONTAINER = {
+    "commit": OTHERS["commit"],
+    "cp": OTHERS["cp"],
     "create": OTHERS["create"],
+    "diff": OTHERS["diff"],
+    "exec": OTHERS["exec"],
+    "export": OTHERS["export"],
     "inspect": ("containers", "container_inspect", "Display detailed information on one or more containers"),
     "kill": OTHERS["kill"],
     "logs": OTHERS["logs"],
     "ls": ("containers", "ps", "List containers"),
+    "pause": OTHERS["pause"],
+    "port": OTHERS["port"],
     "prune": ("containers", "prune", "Remove all stopped containers"),
+    "rename": OTHERS["rename"],
     "restart": OTHERS["restart"],
     "rm": OTHERS["rm"],
     "run": COMMON["run"],
     "start": OTHERS["start"],
+    "stats": OTHERS["stats"],
     "stop": OTHERS["stop"],
+    "top": OTHERS["top"],
+    "unpause": OTHERS["unpause"],
+    "update": OTHERS["update"],
     "wait": OTHERS["wait"],
 }
 IMAGE = {
@@ -89,10 +113,18 @@ IMAGE = {
 SYSTEM = {
     "info": COMMON["info"],
 }
+VOLUME = {
+    "create": ("volumes", "create", "Create a volume"),
+    "inspect": ("volumes", "inspect", "Display detailed information on one or more volumes"),
+    "ls": ("volumes", "ls", "List volumes"),
+    "prune": ("volumes", "prune", "Remove unused local volumes"),
+    "rm": ("volumes", "rm", "Remove one or more volumes"),
+}
 GROUPS = {
     "container": ("Manage containers", CONTAINER, {"list": "ls", "ps": "ls", "remove": "rm"}),
     "image": ("Manage images", IMAGE, {"list": "ls", "remove": "rm"}),
     "system": ("Manage skiff", SYSTEM, {}),
+    "volume": ("Manage volumes", VOLUME, {"list": "ls", "remove": "rm"}),
 }
 
 

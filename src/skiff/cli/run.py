@@ -94,6 +94,15 @@ def check_attach(value: str) -> None:
         raise ValueError("valid streams are STDIN, STDOUT and STDERR")
 
 
+def _check_mount(value: str) -> None:
+    from skiff.cli.mount_flags import parse_mount
+
+    try:
+        parse_mount(value)
+    except InvalidArgument as e:
+        raise ValueError(str(e)) from None
+
+
 def integer(long: str, short: str, help: str, default: int = 0) -> Flag:
     return Flag(long, short, "int", help, default, "int")
 
@@ -139,6 +148,8 @@ def container_flags() -> list[Flag]:
         repeated("label", "l", "Set meta data on a container", check=check_label),
         repeated("label-file", "", "Read in a line delimited file of labels"),
         Flag("memory", "m", "string", "Memory limit", type_name="bytes", check=ram_in_bytes),
+        repeated("mount", "", "Attach a filesystem mount to the container", type_name="mount",
+                 check=_check_mount),
         option("network", "", "Connect a container to a network", type_name="network"),
         Flag("net", "", "string", "Connect a container to a network", hidden=True,
              dest="network"),
@@ -148,9 +159,13 @@ def container_flags() -> list[Flag]:
         flag("rm", "", "Automatically remove the container and its associated anonymous "
              "volumes when it exits"),
         option("stop-signal", "", "Signal to stop the container"),
+        repeated("tmpfs", "", "Mount a tmpfs directory"),
         integer("stop-timeout", "", "Timeout (in seconds) to stop a container"),
         flag("tty", "t", "Allocate a pseudo-TTY"),
         option("user", "u", "Username or UID (format: <name|uid>[:<group|gid>])"),
+        repeated("volume", "v", "Bind mount a volume"),
+        option("volume-driver", "", "Optional volume driver for the container"),
+        repeated("volumes-from", "", "Mount volumes from the specified container(s)"),
         option("workdir", "w", "Working directory inside the container"),
     ]
 
@@ -240,13 +255,16 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
     elif opts.given("entrypoint"):
         entrypoint = [""]  # `--entrypoint=`: the image's is reset
     cap_add, cap_drop = effective_caps(opts.cap_add, opts.cap_drop)
+    from skiff.cli.mount_flags import parse_mount, split_volumes, tmpfs_map
+
+    binds, volumes = split_volumes(opts.volume)
     config: dict[str, Any] = {
         "Hostname": opts.hostname, "Domainname": "", "User": opts.user,
         "AttachStdin": "stdin" in attach or opts.interactive,
         "AttachStdout": "stdout" in attach or not attach,
         "AttachStderr": "stderr" in attach or not attach,
         "Tty": opts.tty, "OpenStdin": opts.interactive, "StdinOnce": False,
-        "Env": env or None, "Cmd": list(args) or None, "Image": image, "Volumes": {},
+        "Env": env or None, "Cmd": list(args) or None, "Image": image, "Volumes": volumes,
         "WorkingDir": opts.workdir, "Entrypoint": entrypoint, "OnBuild": None,
         "Labels": _labels(labels),
     }
@@ -256,10 +274,11 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         config["StopTimeout"] = opts.stop_timeout
     config["StdinOnce"] = config["OpenStdin"] and config["AttachStdin"]
     config["HostConfig"] = {
-        "Binds": None, "ContainerIDFile": opts.cidfile,
+        "Binds": binds, "ContainerIDFile": opts.cidfile,
         "LogConfig": {"Type": "", "Config": {}}, "NetworkMode": _network_mode(opts.network),
         "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-        "AutoRemove": opts.rm, "VolumeDriver": "", "VolumesFrom": None,
+        "AutoRemove": opts.rm, "VolumeDriver": opts.volume_driver,
+        "VolumesFrom": list(opts.volumes_from) or None,
         "ConsoleSize": [0, 0], "CapAdd": cap_add, "CapDrop": cap_drop, "CgroupnsMode": "",
         "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
         "IpcMode": "", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
@@ -276,6 +295,12 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None,
         "ReadonlyPaths": None,
     }
+    # omitempty fields of docker's HostConfig: sent only when given
+    tmpfs, mounts = tmpfs_map(opts.tmpfs), [parse_mount(m) for m in opts.mount]
+    if tmpfs:
+        config["HostConfig"]["Tmpfs"] = tmpfs
+    if mounts:
+        config["HostConfig"]["Mounts"] = mounts
     config["NetworkingConfig"] = {"EndpointsConfig": {}}
     return config
 

@@ -10,8 +10,9 @@ Docker's defaults filled in (NetworkMode ``default``, ``json-file`` logs, restar
 Path and Args, and the warnings Docker would give. Everything malformed or out of range is
 an `InvalidArgument` with Docker's own words (``Minimum memory limit allowed is 6MB``).
 
-What skiff does not do yet is refused here by name rather than quietly dropped: a TTY,
-stdin, volumes and mounts, published ports, restart policies, health checks, devices,
+The mounts (Binds, Mounts, Tmpfs and the image's Volumes) are read by `engine.mounts`
+into the request's mount points. What skiff does not do yet is refused here by name rather
+than quietly dropped: a TTY, stdin, published ports, restart policies, health checks, devices,
 bridge and container networks, and the rest listed in `_UNSUPPORTED`. A field Docker does
 not know is ignored, as Docker's JSON decoder ignores it (newer clients send fields of newer
 API versions).
@@ -100,11 +101,6 @@ _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
     ("Config", "StdinOnce", "stdin (-i)"),
     ("Config", "AttachStdin", "attaching stdin (-i)"),
     ("Config", "MacAddress", "a MAC address (--mac-address)"),
-    ("HostConfig", "Binds", "volumes and bind mounts (-v)"),
-    ("HostConfig", "Mounts", "mounts (--mount)"),
-    ("HostConfig", "Tmpfs", "tmpfs mounts (--tmpfs)"),
-    ("HostConfig", "VolumesFrom", "--volumes-from"),
-    ("HostConfig", "VolumeDriver", "a volume driver (--volume-driver)"),
     ("HostConfig", "PortBindings", "published ports (-p)"),
     ("HostConfig", "PublishAllPorts", "publishing all ports (-P)"),
     ("HostConfig", "Links", "links (--link)"),
@@ -143,6 +139,7 @@ class CreateRequest(Record):
     path: str                     # the program (Docker's Path)
     args: tuple[str, ...]         # its arguments (Docker's Args)
     warnings: tuple[str, ...] = ()
+    mounts: tuple[dict[str, Any], ...] = ()  # `engine.mounts` points, volumes not made yet
 
     @property
     def network_mode(self) -> str:
@@ -205,11 +202,14 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
                  ncpu: int | None = None, swap_limit: bool = True,
                  host_hostname: Callable[[], str] | None = None,
                  known_caps: Sequence[str] | None = None,
-                 cgroup_v2: bool | None = None) -> CreateRequest:
+                 cgroup_v2: bool | None = None,
+                 mounts_of: Callable[[str], list[dict[str, Any]]] | None = None
+                 ) -> CreateRequest:
     """Check and complete `body` (Docker's ContainerCreate JSON) against the image's config
     (the ``config`` object of its image config JSON, or None). The host's facts — CPUs,
     swap accounting, hostname, the capabilities its kernel knows, whether it is a pure
-    cgroup v2 host — are read unless given."""
+    cgroup v2 host — are read unless given. `mounts_of(ref)`: the mount points of another
+    container, for VolumesFrom."""
     if not isinstance(body, dict) or not body:
         raise InvalidArgument("config cannot be empty in order to create a container")
     config: dict[str, Any] = {}
@@ -245,8 +245,11 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
     if not merged.get("Hostname") and host["NetworkMode"] == "host":
         merged["Hostname"] = (host_hostname or _uname_node)()
     path, args = entrypoint_and_args(merged.get("Entrypoint"), merged.get("Cmd"))
+    from skiff.engine.mounts import mount_points
+
     return CreateRequest(config=merged, host_config=host, path=path, args=tuple(args),
-                         warnings=tuple(warnings))
+                         warnings=tuple(warnings),
+                         mounts=tuple(mount_points(host, merged, mounts_of=mounts_of)))
 
 
 def _uname_node() -> str:

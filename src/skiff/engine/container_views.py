@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 
+from skiff.engine.mounts import views as mount_views
 from skiff.engine.filters import Filters
 from skiff.engine.images import container_config
 from skiff.engine.times import GO_ZERO_TIME, parse_time
@@ -135,7 +136,7 @@ def inspect_doc(row: ContainerRow, paths: dict[str, str],
         "ExecIDs": None,
         "HostConfig": host,
         "GraphDriver": {"Data": graph, "Name": "overlay2"},
-        "Mounts": [],
+        "Mounts": mount_views(doc.get("MountPoints")),
         "Config": container_config(doc["Config"]),
         "NetworkSettings": network_settings(host["NetworkMode"], paths.get("SandboxKey", "")),
     }
@@ -159,7 +160,7 @@ def summary(row: ContainerRow, image: str, now: float | None = None) -> dict[str
         "Status": status_text(row.state, now),
         "HostConfig": {"NetworkMode": mode},
         "NetworkSettings": {"Networks": networks(mode)},
-        "Mounts": [],
+        "Mounts": mount_views(doc.get("MountPoints")),
     }
 
 
@@ -254,6 +255,12 @@ class ListFilter:
             return False
         if f.contains("isolation") and not (set(f.get("isolation")) & {"default", ""}):
             return False
-        if f.contains("volume") or f.contains("publish"):
-            return False  # no volumes, no published ports yet
+        if f.contains("volume"):  # moby: a volume's name or a bind's source, or a target
+            shown = mount_views(row.doc.get("MountPoints"))
+            names = {m.get("Name") or m["Source"] for m in shown}
+            names |= {m["Destination"] for m in shown}
+            if not names & set(f.get("volume")):
+                return False
+        if f.contains("publish"):
+            return False  # no published ports yet
         return True

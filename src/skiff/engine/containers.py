@@ -2,11 +2,13 @@
 
 `ContainerService` answers the container endpoints in Docker's terms. `create` checks the
 request (`container_config`), takes a name (the user's, or a Docker-like random one), makes
-the container's rootfs snapshot over its image's layers, writes its /etc/hostname, hosts and
-resolv.conf and stores its row; if any step fails, what the earlier ones made is undone.
+the container's rootfs snapshot over its image's layers, gets its volumes from the
+`VolumeService` (made, copied up), writes its /etc/hostname, hosts and resolv.conf and stores
+its row; if any step fails, what the earlier ones made is undone.
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd), writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a
 monitor (`monitor.launch.start_monitor`), which runs the container and outlives skiffd.
+The volume service mounts what a start needs and is told of each run's end and of ``rm -v``.
 `stop`, `kill` and `restart` signal the container through the runtime library on
 ``$SKIFF_RUN/runtime``; `wait` blocks until Docker's conditions hold; `remove` takes the
 container down (killing it first when forced) with its snapshot, bundle, logs and row;
@@ -43,6 +45,7 @@ from skiff.engine.names import check_name, free_name, is_full_id, new_id
 from skiff.engine.oci_spec import compose_spec, compose_spec_json, resolve_user
 from skiff.engine.state_db import ContainerRow, NameTaken, StateDB
 from skiff.engine.times import parse_time, rfc3339_nano
+from skiff.engine.volumes import VolumeService
 from skiff.errors import (
     ContainerConflict,
     ImageNotFound,
@@ -55,6 +58,7 @@ from skiff.errors import (
 from skiff import jsonfast
 from skiff.log import logger
 from skiff.record import Record
+from skiff.store.volumes import tree_size as _tree_size  # Docker's SizeRw of an upper dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,26 +153,6 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _tree_size(path: str) -> int:
-    """The bytes of the files below `path` (Docker's SizeRw of an upper dir)."""
-    total = 0
-    stack = [path]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue
-    return total
-
-
 def _listing(folder: str) -> list[str]:
     try:
         return os.listdir(folder)
@@ -207,6 +191,8 @@ class ContainerService:
         self.netns_dir = os.path.join(run, "netns")
         self.start_monitor = start_monitor or launch_monitor
         self.events = events or EventLog()
+        self.volumes = VolumeService(root, self.events)
+        self.volumes.users = self.volume_users
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
         self._reserved: dict[str, str] = {}  # name → ID, while its create is under way
@@ -314,7 +300,7 @@ class ContainerService:
         image = self.store.get(ref) if isinstance(ref, str) and ref else None
         image_config = self._image_config(image.id).get("config") if image else None
         request = parse_create(body, image_config if isinstance(image_config, dict) else None,
-                               swap_limit=_swap_limit())
+                               swap_limit=_swap_limit(), mounts_of=self._mounts_of)
         assert image is not None  # parse_create refuses a body without an image
         cid = new_id()
         config = dict(request.config)
@@ -334,6 +320,10 @@ class ContainerService:
             with ExitStack() as undo:
                 rootfs = self.snapshots.prepare(cid, self.store.rootfs_layers(image))
                 undo.callback(self._drop_snapshot, cid)
+                points = self.volumes.attach(cid, request.mounts, rootfs)
+                undo.callback(self.volumes.drop_anonymous, points)
+                undo.callback(self.volumes.settle, cid)  # first: its claim goes before them
+                row.doc["MountPoints"] = points
                 os.makedirs(self.containers_dir, exist_ok=True)
                 os.mkdir(folder, 0o710)
                 undo.callback(_rmtree, folder)
@@ -345,10 +335,15 @@ class ContainerService:
                 except NameTaken as e:
                     raise self._name_conflict(e.name, e.holder) from None
                 undo.pop_all()
+                self.volumes.settle(cid)
             with self._cond:
                 self._live[cid] = _Live(row.state)
         _log.debug("container %s (%s) created from %s", cid[:12], chosen, image.id[:19])
         return {"Id": cid, "Warnings": list(request.warnings)}
+
+    def _mounts_of(self, ref: str) -> builtins.list[dict[str, Any]]:
+        """The mount points of the container `ref` (what --volumes-from takes)."""
+        return list(self._find(ref).doc.get("MountPoints") or [])
 
     @staticmethod
     def _name_conflict(name: str, holder: str) -> ContainerConflict:
@@ -425,7 +420,9 @@ class ContainerService:
                 make_netns(netns)
             spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
                                      files=files_in(self.container_dir(cid)),
-                                     cgroup_parent=self.cgroup_parent, netns=netns)
+                                     cgroup_parent=self.cgroup_parent, netns=netns,
+                                     mounts=self.volumes.start_mounts(
+                                         cid, row.doc.get("MountPoints") or ()))
             os.makedirs(bundle, 0o711, exist_ok=True)
             for stale in (self._exit_file(cid), self._pid_file(cid)):
                 try:
@@ -542,12 +539,15 @@ class ContainerService:
             # told at once; what the run leaves (the runtime container, which its monitor
             # may still be deleting, and the network namespace) goes on another thread
             threading.Thread(target=self._after_exit,
-                             args=(cid, bool(row.doc["HostConfig"].get("AutoRemove"))),
+                             args=(cid, bool(row.doc["HostConfig"].get("AutoRemove")),
+                                   row.doc.get("MountPoints") or []),
                              daemon=True, name="skiffd-after-exit").start()
 
-    def _after_exit(self, cid: str, auto_remove: bool) -> None:
+    def _after_exit(self, cid: str, auto_remove: bool,
+                    points: builtins.list[dict[str, Any]]) -> None:
+        self.volumes.stopped(cid, points)  # told even when a removal took the row already
         if auto_remove:
-            self._remove_quietly(cid)  # which takes everything down
+            self._remove_quietly(cid, volumes=True)  # which takes everything down
             return
         try:
             live = self._live_of(cid)
@@ -625,6 +625,9 @@ class ContainerService:
         except RuntimeError_ as e:
             # it is exiting (or just exited) meanwhile: its monitor will tell
             _log.debug("container %s: signal %d: %s", cid[:12], sig, e)
+        from skiff.engine.container_control import thaw_for_signal
+
+        thaw_for_signal(self, cid)  # a frozen container gets the signal once thawed
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> bool:
         """``POST /containers/{id}/stop``: the stop signal, then SIGKILL after `timeout`
@@ -723,8 +726,8 @@ class ContainerService:
     # -- remove -----------------------------------------------------------------------------
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``DELETE /containers/{id}``: refused for a running container unless `force`
-        (which kills it first); the snapshot, bundle, logs and row go. `volumes`: there are
-        no volumes yet, so nothing more to remove."""
+        (which kills it first); the snapshot, bundle, logs and row go; with `volumes`, its
+        anonymous volumes too (named ones stay, as Docker's ``rm -v``)."""
         cid = self.resolve(ref)
         live = self._live_of(cid)
         with live.lock:
@@ -754,12 +757,14 @@ class ContainerService:
                 live.error = ""  # moby's SetRemoved clears it: a removal waiter sees no error
                 self._live.pop(cid, None)
                 self._cond.notify_all()
+        if volumes:
+            self.volumes.drop_anonymous(row.doc.get("MountPoints") or ())
         _log.debug("container %s removed", cid[:12])
 
-    def _remove_quietly(self, cid: str) -> None:
+    def _remove_quietly(self, cid: str, volumes: bool = False) -> None:
         """AutoRemove: remove `cid`, reporting (not raising) what goes wrong."""
         try:
-            self.remove(cid, force=True)
+            self.remove(cid, force=True, volumes=volumes)
         except NoSuchContainer:
             pass
         except (SkiffError, OSError) as e:
@@ -971,6 +976,14 @@ class ContainerService:
                       if image == image_id]
         return users
 
+    def volume_users(self) -> builtins.list[tuple[str, bool, builtins.list[str]]]:
+        """(ID, running, the volumes its mounts name) of every container
+        (VolumeService.users)."""
+        from skiff.engine.mounts import volume_names
+
+        return [(row.id, bool(row.state.get("Running")),
+                 volume_names(row.doc.get("MountPoints") or ())) for row in self.db.all()]
+
     def counts(self) -> ContainerCounts:
         """What /info says of containers (SystemService.containers)."""
         from skiff.engine.system import ContainerCounts
@@ -1013,6 +1026,8 @@ class ContainerService:
             elif status in ("created", "exited"):
                 self._adopt(row)
         self._sweep({row.id for row in rows})
+        self.volumes.store.sweep()
+        self.volumes.unmount_idle()  # device volumes of runs that ended meanwhile
 
     def _adopt(self, row: ContainerRow) -> None:
         """A run skiffd did not get to record (it died while starting the container): its

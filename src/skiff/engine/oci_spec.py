@@ -390,13 +390,14 @@ def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any]
                  known_caps: Sequence[str] | None = None,
                  bounding: int | None = -1, netns: str | None = None,
                  devices: Callable[[], list[dict[str, Any]]] = host_devices,
-                 sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> Spec:
+                 sysctl_exists: Callable[[str], bool] = _sysctl_exists,
+                 mounts: Sequence[dict[str, Any]] = ()) -> Spec:
     """The OCI runtime spec of a container (Config and HostConfig as `parse_create` left
     them) whose rootfs is mounted at `rootfs`."""
     return decode_object(Spec, compose_spec_json(
         container_id, config, host, rootfs=rootfs, user=user, files=files,
         cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding, netns=netns,
-        devices=devices, sysctl_exists=sysctl_exists))
+        devices=devices, sysctl_exists=sysctl_exists, mounts=mounts))
 
 
 def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str, Any], *,
@@ -405,10 +406,14 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                       known_caps: Sequence[str] | None = None,
                       bounding: int | None = -1, netns: str | None = None,
                       devices: Callable[[], list[dict[str, Any]]] = host_devices,
-                      sysctl_exists: Callable[[str], bool] = _sysctl_exists) -> dict[str, Any]:
+                      sysctl_exists: Callable[[str], bool] = _sysctl_exists,
+                      mounts: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """`compose_spec` as the config.json document. `bounding`: skiffd's own capability
     bounding set (-1: read it; None: no limit). `netns`: the network namespace made for
-    the container to join (`engine.netns`); without one, the runtime makes a bare one."""
+    the container to join (`engine.netns`); without one, the runtime makes a bare one.
+    `mounts`: the container's own (volumes, binds, tmpfs, as `engine.mounts` makes them),
+    which replace a default or network-file mount at the same destination and go, with
+    the network files, in Docker's order of destination depth."""
     known = list(known_caps) if known_caps is not None else all_capabilities()
     every = grantable(known, own_bounding_set() if bounding == -1 else bounding)
     privileged = bool(host.get("Privileged"))
@@ -435,17 +440,23 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                 "hard": u.get("Hard", 0)} for u in host.get("Ulimits") or []]
     if rlimits:
         process["rlimits"] = rlimits
-    mounts = default_mounts(host.get("ShmSize") or 0, host.get("IpcMode") == "none")
+    own = {m["destination"] for m in mounts}
+    defaults = [m for m in default_mounts(host.get("ShmSize") or 0, host.get("IpcMode") == "none")
+                if m["destination"] not in own]
     if readonly:
-        for m in mounts:
+        for m in defaults:
             if m["destination"] not in _WRITABLE_ON_READONLY and "ro" not in m["options"]:
                 m["options"].append("ro")
     if privileged:
-        for m in mounts:
+        for m in defaults:
             if m["type"] in ("sysfs", "cgroup"):
                 m["options"] = [o for o in m["options"] if o != "ro"]
+    added = [dict(m) for m in mounts]
     if files is not None:
-        mounts += _network_mounts(files, readonly)
+        added += [m for m in _network_mounts(files, readonly) if m["destination"] not in own]
+    from skiff.engine.mounts import by_depth
+
+    all_mounts = defaults + by_depth(added)
     linux: dict[str, Any] = {
         "namespaces": _namespaces(host, netns),
         "cgroupsPath": cgroups_path(host.get("CgroupParent") or cgroup_parent, container_id),
@@ -453,6 +464,9 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "maskedPaths": list(host.get("MaskedPaths") or []),
         "readonlyPaths": list(host.get("ReadonlyPaths") or []),
     }
+    words = {o for m in added for o in m.get("options", ())}
+    if words & {"shared", "rshared"}:  # moby: a shared mount needs a shared rootfs
+        linux["rootfsPropagation"] = "rshared"
     sysctl: dict[str, str] = {}
     if host["NetworkMode"] != "host":
         sysctl.update((k, v) for k, v in _PRIVATE_NET_SYSCTLS if sysctl_exists(k))
@@ -465,7 +479,7 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": rootfs, "readonly": readonly},
-        "mounts": mounts,
+        "mounts": all_mounts,
         "linux": linux,
     }
     if host.get("UTSMode") != "host":

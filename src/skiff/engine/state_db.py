@@ -144,6 +144,21 @@ class StateDB:
                            (jsonfast.dumps(state), cid))
         return cursor.rowcount > 0
 
+    def set_doc(self, cid: str, doc: dict[str, Any]) -> bool:
+        """Replace the settings of `cid` (``docker update`` changes its HostConfig)."""
+        cursor = self._run("UPDATE containers SET doc = ? WHERE id = ?",
+                           (jsonfast.dumps(doc), cid))
+        return cursor.rowcount > 0
+
+    def rename(self, cid: str, name: str) -> bool:
+        """Give `cid` the name `name`; NameTaken when another container holds it."""
+        try:
+            cursor = self._run("UPDATE containers SET name = ? WHERE id = ?", (name, cid))
+        except sqlite3.IntegrityError as e:
+            holder = self.by_name(name)
+            raise NameTaken(name, holder.id if holder is not None else "") from e
+        return cursor.rowcount > 0
+
     def delete(self, cid: str) -> bool:
         return self._run("DELETE FROM containers WHERE id = ?", (cid,)).rowcount > 0
 

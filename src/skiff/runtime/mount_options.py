@@ -66,5 +66,11 @@ def parse(options: tuple[str, ...] | list[str]) -> MountOptions:
     return MountOptions(flags, tuple(propagation), ",".join(data))
 
 
+def flag_of(word: str) -> int:
+    """The mount flag a word sets or clears (``exec`` and ``noexec`` both give MS_NOEXEC);
+    0 for a word that is no flag."""
+    return _FLAGS.get(word, (False, 0))[1]
+
+
 def propagation_flags(word: str) -> int:
     return _PROPAGATION[word]

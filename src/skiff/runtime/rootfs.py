@@ -105,8 +105,11 @@ class RootfsBuilder:
         """runc's rootfsParentMountPrivate: if the mount holding the rootfs is still shared
         (a non-recursive or shared rootfsPropagation, an overlay `merged` dir under a shared
         mount), our binds and mounts would propagate to its host peers, and pivot_root
-        refuses a shared parent. Found in mountinfo: os.path.ismount misses binds."""
-        parent = os.path.dirname(self.rootfs)
+        refuses a shared parent. Found in mountinfo: os.path.ismount misses binds. The
+        rootfs itself counts, as in runc's getParentMount: a rootfs that is a mount of its
+        own (an overlay) under an rshared ``/`` would give its self-bind a shared peer, and
+        pivot_root refuses a shared new root as well."""
+        parent = self.rootfs
         best, shared = "", False
         with open("/proc/self/mountinfo") as f:
             for line in f:

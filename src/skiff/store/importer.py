@@ -44,7 +44,7 @@ def import_rootfs(store: ImageStore, src: IO[bytes], *, ref: str | None = None,
     target = _platform(platform)
     config = apply_changes({}, list(changes), target.os)
     tmp_dir = os.path.join(store.root, "tmp")
-    path, diff_id, blob_digest, blob_size = _compress(src, tmp_dir)
+    path, diff_id, blob_digest, blob_size = compress_layer(src, tmp_dir)
     try:
         created = _now()
         comment = message or f"Imported from {source}"
@@ -84,9 +84,10 @@ def _platform(text: str | None) -> Platform:
     return target
 
 
-def _compress(src: IO[bytes], tmp_dir: str) -> tuple[str, str, str, int]:
+def compress_layer(src: IO[bytes], tmp_dir: str) -> tuple[str, str, str, int]:
     """The tarball `src` gzip'd into a new file in `tmp_dir`: (its path, the diff ID, the
-    blob's digest and size). The caller removes the file."""
+    blob's digest and size). The caller removes the file. ``docker commit`` makes its
+    layer with it too."""
     import hashlib
     import tempfile
     import zlib

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 
-def start_error(message: str, command: str) -> tuple[int, str]:
+def start_error(message: str, command: str, operation: str = "create") -> tuple[int, str]:
     """The exit code and text Docker gives a container whose start failed with the
     runtime's `message`: moby's translateContainerdStartErr, on runc's wording (which
-    skiff.runtime shares: ``exec: "foo": executable file not found in $PATH``)."""
+    skiff.runtime shares: ``exec: "foo": executable file not found in $PATH``).
+    `operation` "exec": the words of a process that could not join a running one."""
     low = message.lower()
     code = 125
     if command and command.lower() in low and (
@@ -36,7 +37,11 @@ def start_error(message: str, command: str) -> tuple[int, str]:
         message += (": Are you trying to mount a directory onto a file (or vice-versa)? "
                     "Check if the specified host path exists and is the expected type")
         code = 127
-    return code, f"OCI runtime create failed: unable to start container process: {message}: unknown"
+    if operation == "exec":
+        message = f"exec failed: unable to start container process: {message}"
+    else:
+        message = f"unable to start container process: {message}"
+    return code, f"OCI runtime {operation} failed: {message}: unknown"
 
 
 def describe(exc: BaseException) -> str:

@@ -1,0 +1,408 @@
+"""A container's files as tar streams: ``docker cp`` both ways, ``docker export`` and
+``docker diff``, over the container's overlay snapshot.
+
+The rootfs is the snapshot's merged dir, seen from the host's mount namespace (the
+container's own mounts — /proc, the /etc/hosts binds — are not in it); a stopped
+container's snapshot is mounted again when a reboot took it down. Paths resolve as moby's
+``ResolvePath`` does: every component but the last is followed *within* the rootfs
+(`runtime.secure_path.secure_join` clamps ``..`` and absolute links at the root), the last
+is followed only for a path ending in ``/`` or ``/.`` — so a stat of a symlink describes the
+link, with its target resolved in the container as ``linkTarget``. The stat is Docker's
+ContainerPathStat with the mode in Go's ``os.FileMode`` bits (`go_file_mode`), sent base64
+JSON in ``X-Docker-Container-Path-Stat``. An archive is the resolved path's tree, its top
+entry renamed to the base name the caller asked for (moby's TarResourceRebase); an upload
+is unpacked by the layer unpacker (`store.layers.apply_layer`: nothing is ever written
+through a symlink) into a directory that must exist, after the whole tar was checked against
+``noOverwriteDirNonDir`` and for ``.wh.`` names (which that unpacker would make deletions)
+— so a refused upload changes nothing. `changes` is moby's
+overlay diff of the upper dir against the image's layers: a 0/0 character device is a
+deletion, an opaque directory that the layers have is one too, an entry the layers have a
+modification, anything else an addition, each parent of an addition or deletion reported
+modified; what Docker keeps in its init layer (/etc/hostname, /etc/hosts, /proc…) is not
+shown, since skiff makes those mount targets in the upper dir itself.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+
+from skiff.errors import InvalidArgument, PathNotFound, SkiffError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import IO, Any
+
+    from skiff.engine.containers import ContainerService
+
+# moby's initlayer: what every container's init layer holds, hidden from diff and commit
+INIT_PATHS = frozenset({"/dev/pts", "/dev/shm", "/proc", "/sys", "/.dockerenv",
+                        "/etc/resolv.conf", "/etc/hosts", "/etc/hostname", "/dev/console",
+                        "/etc/mtab"})
+# their parents, whose times change when skiff makes the mount targets in them
+_INIT_PARENTS = frozenset({"/", "/dev", "/etc"})
+CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+# Go's os.FileMode bits
+MODE_DIR = 1 << 31
+MODE_SYMLINK = 1 << 27
+MODE_DEVICE = 1 << 26
+MODE_NAMED_PIPE = 1 << 25
+MODE_SOCKET = 1 << 24
+MODE_SETUID = 1 << 23
+MODE_SETGID = 1 << 22
+MODE_CHAR_DEVICE = 1 << 21
+MODE_STICKY = 1 << 20
+MODE_IRREGULAR = 1 << 19
+
+
+def go_file_mode(st_mode: int) -> int:
+    """Go's os.FileMode of a stat's st_mode (fillFileStatFromSys)."""
+    mode = st_mode & 0o777
+    kind = stat.S_IFMT(st_mode)
+    if kind == stat.S_IFDIR:
+        mode |= MODE_DIR
+    elif kind == stat.S_IFLNK:
+        mode |= MODE_SYMLINK
+    elif kind == stat.S_IFBLK:
+        mode |= MODE_DEVICE
+    elif kind == stat.S_IFCHR:
+        mode |= MODE_DEVICE | MODE_CHAR_DEVICE
+    elif kind == stat.S_IFIFO:
+        mode |= MODE_NAMED_PIPE
+    elif kind == stat.S_IFSOCK:
+        mode |= MODE_SOCKET
+    if st_mode & stat.S_ISUID:
+        mode |= MODE_SETUID
+    if st_mode & stat.S_ISGID:
+        mode |= MODE_SETGID
+    if st_mode & stat.S_ISVTX:
+        mode |= MODE_STICKY
+    return mode
+
+
+def _trailing(path: str) -> bool:
+    """Whether the path says "the directory itself" (moby's PreserveTrailingDotOrSeparator)."""
+    return path.endswith("/") or path.endswith("/.") or path == "."
+
+
+def abs_path(path: str) -> str:
+    """The path as an absolute one in the container, its trailing ``/`` or ``/.`` kept."""
+    joined = os.path.normpath(os.path.join("/", path))
+    if path.endswith("/."):
+        return joined.rstrip("/") + "/."
+    if _trailing(path) and joined != "/":
+        return joined + "/"
+    return joined
+
+
+def resolve(rootfs: str, path: str) -> tuple[str, str]:
+    """(host path, absolute container path) of `path`: the last component is followed
+    only when the path ends with ``/`` or ``/.``."""
+    from skiff.runtime.secure_path import secure_join
+
+    absolute = abs_path(path)
+    directory, base = os.path.split(absolute)
+    try:
+        resolved_dir = secure_join(rootfs, directory)
+        if base in ("", "."):
+            return secure_join(rootfs, absolute), absolute
+    except SkiffError as e:
+        raise PathNotFound(f"Could not find the file {path} in container: {e}") from None
+    return os.path.join(resolved_dir, base), absolute
+
+
+def path_stat(rootfs: str, path: str, container: str) -> dict[str, Any]:
+    """Docker's ContainerPathStat of `path`; 404 (Docker's words) when it is missing."""
+    from skiff.engine.times import rfc3339_nano
+    from skiff.runtime.secure_path import secure_join
+
+    host, absolute = resolve(rootfs, path)
+    try:
+        st = os.lstat(host)
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathNotFound(f"Could not find the file {path} in container {container}"
+                           ) from None
+    link = ""
+    if stat.S_ISLNK(st.st_mode):
+        target = secure_join(rootfs, absolute)
+        link = "/" + os.path.relpath(target, os.path.abspath(rootfs)).removeprefix(".")
+        link = os.path.normpath(link)
+    name = os.path.basename(absolute.rstrip("/")) if absolute != "/" else "/"
+    if absolute.endswith("/."):
+        name = "."
+    return {"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode),
+            "mtime": rfc3339_nano(st.st_mtime), "linkTarget": link}
+
+
+def encode_stat(doc: dict[str, Any]) -> str:
+    import base64
+
+    from skiff import jsonfast
+
+    return base64.b64encode(jsonfast.dumps(doc).encode()).decode()
+
+
+def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Numeric owners only (the host's user names mean nothing in the container) and whole
+    seconds, as Go's tar writer rounds them: no PAX header where Docker writes none."""
+    info.uname = info.gname = ""
+    info.mtime = int(info.mtime)
+    return info
+
+
+def write_path(rootfs: str, path: str, stat_doc: dict[str, Any], out: IO[bytes]) -> None:
+    """The tar of `path` (stat'ed as `stat_doc`), its top entry named as the path's base
+    (``.`` for a ``/.`` path), as ``GET /containers/{id}/archive`` sends it."""
+    host, absolute = resolve(rootfs, path)
+    rebase = os.path.basename(absolute.rstrip("/")) or "."
+    if absolute.endswith("/.") or absolute == "/":
+        rebase = "."
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(host, arcname=rebase, recursive=True, filter=_tar_filter)
+
+
+def write_rootfs(rootfs: str, out: IO[bytes]) -> None:
+    """The tar of a whole rootfs (``docker export``), its entries relative to its root."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(os.listdir(rootfs)):
+            tar.add(os.path.join(rootfs, name), arcname=name, recursive=True,
+                    filter=_tar_filter)
+
+
+# -- upload --------------------------------------------------------------------------------
+def check_upload(src: IO[bytes], dest: str, no_overwrite_dir_non_dir: bool) -> None:
+    """Read the whole upload (plain or compressed) before anything is written: a tar that
+    is broken, or that would replace a directory by a file (or the reverse) under
+    ``noOverwriteDirNonDir``, is refused here."""
+    from skiff.store.layers import _open_stream
+
+    reader = _open_stream(src)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                if parts and parts[-1].startswith(".wh."):
+                    # the layer unpacker would make it an overlay whiteout: a deletion
+                    raise InvalidArgument(f"the archive entry {member.name!r} is a whiteout "
+                                          f"name, which skiffd does not copy into "
+                                          f"containers")
+                if not no_overwrite_dir_non_dir:
+                    continue
+                if not parts or ".." in parts:
+                    continue
+                target = os.path.join(dest, *parts)
+                try:
+                    st = os.lstat(target)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode) and not member.isdir():
+                    raise SkiffError(f'cannot overwrite directory "{target[len(dest):] or "/"}"'
+                                     f' with non-directory "{member.name}"')
+                if not stat.S_ISDIR(st.st_mode) and member.isdir():
+                    raise SkiffError(f'cannot overwrite non-directory "{target[len(dest):]}" '
+                                     f'with directory "{member.name}"')
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"the archive is not a valid tar: {e}") from None
+
+
+def _chown_tree(dest: str, names: list[str], uid: int, gid: int) -> None:
+    for name in names:
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if not parts:
+            continue
+        try:
+            os.chown(os.path.join(dest, *parts), uid, gid, follow_symlinks=False)
+        except OSError:
+            continue
+
+
+def _member_names(src: IO[bytes]) -> list[str]:
+    from skiff.store.layers import _open_stream
+
+    with tarfile.open(fileobj=_open_stream(src), mode="r|") as tar:  # type: ignore[call-overload]
+        return [m.name for m in tar]
+
+
+def extract(rootfs: str, path: str, src: IO[bytes], container: str, *,
+            no_overwrite_dir_non_dir: bool = False,
+            owner: tuple[int, int] | None = None) -> None:
+    """Unpack the tar `src` (a seekable spool) into the directory `path` of the
+    container, its last component followed; `owner`: chown every entry to it
+    (``copyUIDGID``)."""
+    from skiff.runtime.secure_path import secure_join
+    from skiff.store.layers import apply_layer
+
+    absolute = abs_path(path)
+    dest = secure_join(rootfs, absolute)
+    try:
+        st = os.lstat(dest)
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathNotFound(f"Could not find the file {path} in container {container}"
+                           ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument("extraction point is not a directory")
+    check_upload(src, dest, no_overwrite_dir_non_dir)
+    src.seek(0)
+    apply_layer(src, dest)
+    if owner is not None:
+        src.seek(0)
+        _chown_tree(dest, _member_names(src), *owner)
+
+
+# -- diff ----------------------------------------------------------------------------------
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _hidden(path: str) -> bool:
+    return path in INIT_PATHS or any(path.startswith(p + "/") for p in INIT_PATHS)
+
+
+def _walk_below(upper: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
+    folder = os.path.join(upper, rel.lstrip("/"))
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(rel, name)
+        try:
+            st = os.lstat(os.path.join(upper, path.lstrip("/")))
+        except OSError:
+            continue
+        yield path, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk_below(upper, path)
+
+
+def walk_upper(upper: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(container path, lstat) of the upper dir's entries, in lexical walk order, without
+    what the init layer would hold."""
+    for path, st in _walk_below(upper, "/"):
+        if not _hidden(path):
+            yield path, st
+
+
+def _in_layers(lowers: list[str], path: str) -> os.stat_result | None:
+    for layer in lowers:
+        try:
+            return os.stat(os.path.join(layer, path.lstrip("/")))
+        except OSError:
+            continue
+    return None
+
+
+def changes(upper: str, lowers: list[str]) -> list[dict[str, Any]]:
+    """moby's overlay changes of `upper` over `lowers`: ``[{"Path", "Kind"}]``."""
+    out: list[dict[str, Any]] = []
+    changed_dirs: set[str] = set()
+    for path, st in walk_upper(upper):
+        deleted = _is_whiteout(st) or (stat.S_ISDIR(st.st_mode)
+                                       and _opaque(os.path.join(upper, path.lstrip("/")))
+                                       and _in_layers(lowers, path) is not None)
+        if deleted:
+            kind = CHANGE_DELETE
+        else:
+            kind = CHANGE_ADD
+            old = _in_layers(lowers, path)
+            if old is not None:
+                if stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(st.st_mode):
+                    same_time = int(old.st_mtime) == int(st.st_mtime) or path in _INIT_PARENTS
+                    if old.st_size == st.st_size and old.st_mode == st.st_mode and same_time:
+                        continue  # a parent copied up for a child: not itself changed
+                kind = CHANGE_MODIFY
+        if stat.S_ISDIR(st.st_mode):
+            changed_dirs.add(path)
+        if kind in (CHANGE_ADD, CHANGE_DELETE):
+            parent = os.path.dirname(path)
+            if parent not in changed_dirs and parent != "/":
+                out.append({"Path": parent, "Kind": CHANGE_MODIFY})
+                changed_dirs.add(parent)
+        out.append({"Path": path, "Kind": kind})
+    return out
+
+
+# -- the service's side --------------------------------------------------------------------
+class ContainerFiles:
+    """The archive operations of one engine's containers."""
+
+    def __init__(self, svc: ContainerService) -> None:
+        self.svc = svc
+
+    def _emit(self, cid: str, action: str) -> None:
+        from skiff.engine.container_control import _emit
+
+        _emit(self.svc, cid, action)
+
+    def rootfs(self, ref: str) -> tuple[str, str]:
+        """(container ID, its mounted rootfs): a snapshot a reboot unmounted is mounted
+        again (and stays so, as a start leaves it)."""
+        svc = self.svc
+        cid = svc.resolve(ref)
+        live = svc._live_of(cid)
+        with live.lock:
+            row = svc._row(cid)
+            if live.removing or row.state.get("Status") in ("removing", "dead"):
+                raise SkiffError(f"container {cid} is marked for removal")
+            return cid, svc._mounted_rootfs(cid, row.image_id)
+
+    def stat(self, ref: str, path: str) -> dict[str, Any]:
+        """``HEAD /containers/{id}/archive?path=``."""
+        if not path:
+            raise InvalidArgument("path is required")  # moby's "not enough args"
+        _, rootfs = self.rootfs(ref)
+        return path_stat(rootfs, path, ref)
+
+    def archive(self, ref: str, path: str, out: IO[bytes]) -> None:
+        """The tar of ``GET /containers/{id}/archive?path=`` (after `stat`)."""
+        cid, rootfs = self.rootfs(ref)
+        doc = path_stat(rootfs, path, ref)
+        write_path(rootfs, path, doc, out)
+        self._emit(cid, "archive-path")
+
+    def export(self, ref: str, out: IO[bytes]) -> None:
+        """``GET /containers/{id}/export``."""
+        cid, rootfs = self.rootfs(ref)
+        write_rootfs(rootfs, out)
+        self._emit(cid, "export")
+
+    def put(self, ref: str, path: str, src: IO[bytes], *, no_overwrite_dir_non_dir: bool,
+            copy_uid_gid: bool) -> None:
+        """``PUT /containers/{id}/archive?path=``."""
+        if not path:
+            raise InvalidArgument("path is required")
+        cid, rootfs = self.rootfs(ref)
+        row = self.svc._row(cid)
+        if row.doc["HostConfig"].get("ReadonlyRootfs"):
+            raise SkiffError("container rootfs is marked read-only")
+        owner = None
+        if copy_uid_gid and row.doc["Config"].get("User"):
+            from skiff.engine.oci_spec import resolve_user
+
+            user = resolve_user(rootfs, row.doc["Config"]["User"])
+            owner = (user.uid, user.gid)
+        extract(rootfs, path, src, ref, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+                owner=owner)
+        self._emit(cid, "extract-to-dir")
+
+    def changes(self, ref: str) -> list[dict[str, Any]] | None:
+        """``GET /containers/{id}/changes``: None (Docker's null) when nothing changed."""
+        svc = self.svc
+        row = svc._row(svc.resolve(ref))
+        try:
+            lowers = svc.store.rootfs_layers(svc.store.get(row.image_id))
+        except SkiffError:
+            lowers = []
+        found = changes(svc.snapshots.upper(row.id), lowers)
+        return found or None

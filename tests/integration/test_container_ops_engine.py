@@ -1,0 +1,145 @@
+"""The container verbs in the engine itself, on the real kernel: the events they emit
+(Docker's actions and attributes: image, name, labels, rename's oldName, commit's
+imageID), a paused container removed by force, an update refused by a check that leaves
+the cgroup and the stored HostConfig as they were, and a commit of a directory removed and
+made again (an opaque directory) run back from the new image."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import TMP_MARK
+from test_engine_containers import Env
+
+from skiff.errors import ContainerConflict, InvalidArgument
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def env(tmp_root: Path) -> Iterator[Env]:
+    path = tmp_root / f"engine-ops-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKIFF_TEST_RUN", TMP_MARK)
+        e = Env(path)
+        try:
+            yield e
+        finally:
+            for row in e.containers.db.all():
+                e.containers.remove(row.id, force=True)
+            e.stop()
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def clean(env: Env) -> Iterator[Env]:
+    yield env
+    for row in env.containers.db.all():
+        env.containers.remove(row.id, force=True)
+    assert env.leftovers() == []
+
+
+def _events(env: Env, after: int) -> list[tuple[str, str, dict[str, str]]]:
+    return [(e.action, e.actor_id, e.attributes) for e in env.engine.events.since(after)
+            if e.type == "container"]
+
+
+def test_the_verbs_emit_dockers_events(clean: Env) -> None:
+    from skiff.engine import container_control as control
+    from skiff.engine.commit import commit
+
+    c = clean.containers
+    cid = clean.run(["sleep", "60"], name="ev1", Labels={"team": "ops"})
+    mark = clean.engine.events.last_seq()
+    control.pause(c, "ev1")
+    control.unpause(c, "ev1")
+    control.rename(c, "ev1", "ev2")
+    control.update(c, "ev2", {"CpuShares": 512})
+    result = commit(c, clean.engine.images, "ev2", repo="ops-events", tag="1")
+    seen = _events(clean, mark)
+    actions = [a for a, _, _ in seen]
+    assert actions == ["pause", "unpause", "rename", "update", "pause", "unpause", "commit"]
+    assert all(actor == cid for _, actor, _ in seen)
+    base = {"image": "busybox", "team": "ops"}
+    assert seen[0][2] == dict(base, name="ev1")
+    assert seen[2][2] == dict(base, name="ev2", oldName="/ev1")
+    assert seen[-1][2]["imageID"] == result["Id"]
+    assert seen[-1][2]["imageRef"] == "ops-events:1"
+    clean.engine.images.remove("ops-events:1")
+
+
+def test_a_paused_container_is_removed_by_force(clean: Env) -> None:
+    from skiff.engine import container_control as control
+
+    c = clean.containers
+    cid = clean.run(["sleep", "60"])
+    control.pause(c, cid)
+    assert c.inspect(cid)["State"]["Status"] == "paused"
+    with pytest.raises(ContainerConflict, match="You cannot remove a running container"):
+        c.remove(cid)
+    c.remove(cid, force=True)
+    assert clean.leftovers() == []
+
+
+def test_a_refused_update_changes_nothing(clean: Env) -> None:
+    from skiff.engine import container_control as control
+
+    c = clean.containers
+    cid = clean.run(["sleep", "60"], HostConfig={"Memory": 64 << 20})
+    before = c.inspect(cid)["HostConfig"]
+    with pytest.raises(InvalidArgument, match="Minimum memoryswap limit should be larger"):
+        control.update(c, cid, {"Memory": 32 << 20, "MemorySwap": 16 << 20})
+    assert c.inspect(cid)["HostConfig"] == before
+    with pytest.raises(InvalidArgument, match="restart policies"):
+        control.update(c, cid, {"RestartPolicy": {"Name": "always"}})
+    assert c.inspect(cid)["HostConfig"] == before
+    c.stop(cid, timeout=0)
+    control.update(c, cid, {"Memory": 96 << 20, "MemorySwap": 192 << 20})  # stored only
+    assert c.inspect(cid)["HostConfig"]["Memory"] == 96 << 20
+
+
+def test_commit_of_a_directory_made_again(clean: Env) -> None:
+    from skiff.engine.commit import commit
+    from skiff.engine.container_archive import ContainerFiles
+
+    c = clean.containers
+    cid = clean.run(["sh", "-c", "rm -rf /var; mkdir /var; "
+                     "touch /var/only; rm /bin/ls"])
+    c.wait(cid)
+    changes = {(ch["Kind"], ch["Path"]) for ch in ContainerFiles(c).changes(cid) or []}
+    assert {(2, "/bin/ls"), (2, "/var"), (1, "/var/only")} <= changes  # /var: opaque
+    image = commit(c, clean.engine.images, cid, repo="ops-opaque")["Id"]
+    out = clean.run(["sh", "-c", "ls /var; ls /bin/ls 2>&1; true"],
+                    Image="ops-opaque")
+    c.wait(out)
+    assert clean.output(out) == b"only\nls: /bin/ls: No such file or directory\n"
+    c.remove(out)
+    c.remove(cid)
+    clean.engine.images.remove(image, force=True)
+
+
+def test_files_of_a_stopped_container_whose_snapshot_was_unmounted(clean: Env) -> None:
+    import io
+    import tarfile
+
+    from skiff.engine.container_archive import ContainerFiles
+    from skiff.kernel import syscall
+
+    c = clean.containers
+    cid = clean.run(["sh", "-c", "echo kept > /root/f"])
+    c.wait(cid)
+    syscall.umount(c.snapshots.rootfs(cid))  # what a reboot leaves
+    assert not c.snapshots.mounted(cid)
+    files = ContainerFiles(c)
+    assert files.stat(cid, "/root/f")["size"] == 5
+    out = io.BytesIO()
+    files.archive(cid, "/root/f", out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        f = tar.extractfile("f")
+        assert f is not None and f.read() == b"kept\n"

@@ -1,0 +1,407 @@
+"""The real docker CLI and docker-py on the container verbs that look at or change a
+container in place, through skiffd: cp both ways (a file, a directory, a tar on stdin and
+stdout, a missing path), export, diff, commit (then run the new image: its added file is
+there, its deleted one is not), top, stats (--no-stream and docker-py's), pause/unpause (a
+paused counter stops counting; stop of a paused container works), rename, update (the
+memory limit read back from the cgroup file), port; and skiff's own commands for the
+same. One skiffd serves the module; every test removes its containers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures_daemon import Skiffd, docker_py_client, run_client, start_skiffd, stop_skiffd
+from test_docker_cli import DOCKER, docker
+from test_docker_cli_containers import remove_all
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
+COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; " \
+          "sleep 0.05; done"
+
+
+@pytest.fixture(scope="module")
+def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
+    workdir = tmp_root / f"skiffd-ops-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir()
+    d = start_skiffd(workdir)
+    try:
+        yield d
+    finally:
+        try:
+            remove_all(d)
+            for image in ("ops-commit:v1", "ops-commit:v2"):
+                d.request("DELETE", f"/images/{image}?force=1")
+        finally:
+            stop_skiffd(d)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
+    yield module_skiffd
+    remove_all(module_skiffd)
+
+
+@pytest.fixture
+def local(tmp_root: Path) -> Iterator[Path]:
+    folder = tmp_root / f"ops-local-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def skiff(d: Skiffd, *args: str, check: bool = True,
+          input: bytes | None = b"") -> subprocess.CompletedProcess[str]:
+    import sys
+
+    launcher = str(Path(sys.executable).parent / "skiff")
+    return run_client(d, [launcher, "-H", d.url, *args], check=check, input=input)
+
+
+def read_in(d: Skiffd, name: str, path: str) -> str:
+    """A file of the container, read with ``docker cp … -``."""
+    return _tar_file(subprocess.run([DOCKER, "cp", f"{name}:{path}", "-"], env=d.env,
+                                    capture_output=True, check=True).stdout)
+
+
+def _tar_file(data: bytes) -> str:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = next(m for m in tar.getmembers() if m.isfile())
+        f = tar.extractfile(member)
+        assert f is not None
+        return f.read().decode()
+
+
+def cgroup_file(d: Skiffd, name: str, controller: str, file: str) -> str:
+    cid = docker(d, "inspect", "-f", "{{.Id}}", name).stdout.strip()
+    return Path(f"/sys/fs/cgroup/{controller}/skiff/{cid}/{file}").read_text().strip()
+
+
+# -- cp ---------------------------------------------------------------------------------------
+def test_cp_a_file_and_a_directory_both_ways(daemon: Skiffd, local: Path) -> None:
+    docker(daemon, "create", "--name", "cp1", "busybox", "sleep", "60")  # stopped: works too
+    (local / "f.txt").write_text("hello\n")
+    (local / "d" / "sub").mkdir(parents=True)
+    (local / "d" / "sub" / "a").write_text("in a dir\n")
+    docker(daemon, "cp", str(local / "f.txt"), "cp1:/tmp/")
+    docker(daemon, "cp", str(local / "d"), "cp1:/root/d2")  # a new name: the dir takes it
+    docker(daemon, "cp", "cp1:/tmp/f.txt", str(local / "back.txt"))
+    assert (local / "back.txt").read_text() == "hello\n"
+    docker(daemon, "cp", "cp1:/root/d2", str(local / "dback"))
+    assert (local / "dback" / "sub" / "a").read_text() == "in a dir\n"
+    docker(daemon, "cp", "cp1:/root/d2/.", str(local / "d"))  # contents into an existing dir
+    assert sorted(p.name for p in (local / "d").iterdir()) == ["sub"]
+    docker(daemon, "start", "cp1")
+    docker(daemon, "cp", "cp1:/etc", str(local))  # running: into an existing dir, as etc/
+    assert (local / "etc" / "passwd").read_text().startswith("root:")
+
+
+def test_cp_with_tar_streams_and_errors(daemon: Skiffd, local: Path) -> None:
+    docker(daemon, "run", "-d", "--name", "cp2", "busybox", "sleep", "60")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("streamed.txt")
+        data = b"from stdin\n"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    docker(daemon, "cp", "-", "cp2:/tmp", input=buffer.getvalue())
+    out = subprocess.run([DOCKER, "cp", "cp2:/tmp/streamed.txt", "-"], env=daemon.env,
+                         capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(out)) as tar:
+        assert tar.getnames() == ["streamed.txt"]
+        f = tar.extractfile("streamed.txt")
+        assert f is not None and f.read() == b"from stdin\n"
+    p = docker(daemon, "cp", "cp2:/nope", str(local), check=False)
+    assert p.returncode == 1
+    assert "Could not find the file /nope in container cp2" in p.stderr
+    p = docker(daemon, "cp", "-", "cp2:/etc/passwd", input=buffer.getvalue(), check=False)
+    assert p.returncode == 1 and "must be a directory" in p.stderr
+    (local / "dir").mkdir()
+    p = docker(daemon, "cp", str(local / "dir"), "cp2:/etc/passwd", check=False)
+    assert p.returncode == 1 and "cannot copy directory" in p.stderr
+
+
+def test_cp_archive_mode_gives_the_files_to_the_containers_user(daemon: Skiffd,
+                                                                 local: Path) -> None:
+    docker(daemon, "create", "--name", "cpa", "-u", "1234:5678", "busybox", "true")
+    (local / "f").write_text("x")
+    docker(daemon, "cp", "-a", str(local / "f"), "cpa:/tmp/owned")
+    docker(daemon, "cp", str(local / "f"), "cpa:/tmp/plain")
+    for name, owner in (("owned", (1234, 5678)), ("plain", (os.getuid(), os.getgid()))):
+        data = subprocess.run([DOCKER, "cp", f"cpa:/tmp/{name}", "-"], env=daemon.env,
+                              capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.getmember(name)
+            assert (member.uid, member.gid) == owner, name
+
+
+def test_cp_stays_inside_the_container_root(daemon: Skiffd, local: Path) -> None:
+    docker(daemon, "run", "--name", "cp3", "busybox", "sh", "-c",
+           "ln -s / /tmp/root; ln -s ../../../../../etc/shadow /tmp/up; echo in > /etc/shadow; "
+           "ln -s /etc/passwd /tmp/abs")
+    docker(daemon, "cp", "cp3:/tmp/root/etc/passwd", str(local / "p"))
+    assert (local / "p").read_text() != Path("/etc/passwd").read_text()  # the container's
+    docker(daemon, "cp", "cp3:/tmp/abs", str(local / "link"))
+    assert (local / "link").is_symlink()  # without -L: the link itself
+    docker(daemon, "cp", "-L", "cp3:/tmp/up", str(local / "up"))
+    assert (local / "up").read_text() == "in\n"  # the container's /etc/shadow, not the host's
+
+
+# -- export, diff, commit ---------------------------------------------------------------------
+def test_export_is_a_tar_of_the_whole_rootfs(daemon: Skiffd) -> None:
+    docker(daemon, "run", "--name", "ex1", "busybox", "sh", "-c", "echo x > /exported")
+    data = subprocess.run([DOCKER, "export", "ex1"], env=daemon.env, capture_output=True,
+                          check=True).stdout
+    names = subprocess.run(["tar", "t"], input=data, capture_output=True, check=True).stdout
+    listed = names.decode().split()
+    assert "exported" in listed and "bin/sh" in listed and "etc/passwd" in listed
+
+
+def test_diff_shows_added_changed_and_deleted_files(daemon: Skiffd) -> None:
+    docker(daemon, "run", "--name", "df1", "busybox", "sh", "-c",
+           "touch /tmp/new; rm /bin/ls; mkdir /root/d; echo y >> /etc/passwd")
+    lines = docker(daemon, "diff", "df1").stdout.splitlines()
+    assert lines == ["C /bin", "D /bin/ls", "C /etc/passwd", "C /root",
+                     "A /root/d", "C /tmp", "A /tmp/new"]
+    assert docker(daemon, "container", "diff", "df1").stdout.splitlines() == lines
+    docker(daemon, "run", "--name", "df2", "busybox", "true")
+    assert docker(daemon, "diff", "df2").stdout == ""  # hostname, hosts…: hidden
+    assert skiff(daemon, "diff", "df1").stdout.splitlines() == lines
+
+
+def test_commit_then_run_the_new_image(daemon: Skiffd) -> None:
+    docker(daemon, "run", "--name", "cm1", "busybox", "sh", "-c",
+           "echo kept > /root/file; rm /bin/ls")
+    image_id = docker(daemon, "commit", "-m", "a message", "-a", "me", "-c", "ENV A=b",
+                      "cm1", "ops-commit:v1").stdout.strip()
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    p = docker(daemon, "run", "--rm", "ops-commit:v1", "sh", "-c",
+               "cat /root/file; echo $A; ls /bin/ls", check=False)
+    assert p.stdout == "kept\nb\n"
+    assert "ls: /bin/ls: No such file or directory" in p.stderr
+    doc = json.loads(docker(daemon, "image", "inspect", "ops-commit:v1").stdout)[0]
+    assert doc["Id"] == image_id and doc["Comment"] == "a message" and doc["Author"] == "me"
+    assert "A=b" in doc["Config"]["Env"]
+    history = docker(daemon, "history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}",
+                     "ops-commit:v1").stdout.splitlines()
+    assert history[0].endswith("|a message") and "rm /bin/ls" in history[0]
+    # an unchanged container: no new layer
+    docker(daemon, "run", "--name", "cm2", "ops-commit:v1", "true")
+    skiff(daemon, "commit", "cm2", "ops-commit:v2")
+    layers = [json.loads(docker(daemon, "image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
+              for ref in ("ops-commit:v1", "ops-commit:v2")]
+    assert layers[0] == layers[1]
+    p = docker(daemon, "commit", "cm2", "Bad:Name", check=False)
+    assert p.returncode != 0
+
+
+# -- top, stats ---------------------------------------------------------------------------------
+def test_top_lists_the_containers_processes(daemon: Skiffd) -> None:
+    docker(daemon, "run", "-d", "--name", "tp1", "busybox", "sh", "-c", "sleep 61 & sleep 62")
+    out = docker(daemon, "top", "tp1").stdout.splitlines()
+    assert out[0].split()[:3] == ["UID", "PID", "PPID"]
+    commands = out[1:]
+    assert any(line.endswith("sleep 61") for line in commands)
+    assert any(line.endswith("sleep 62") for line in commands)
+    assert len(commands) == 2  # the two sleeps (sh execs the last), nothing of the host's
+    out = docker(daemon, "top", "tp1", "-o", "pid,comm").stdout.splitlines()
+    assert out[0].split() == ["PID", "COMMAND"] and len(out) == 3
+    docker(daemon, "create", "--name", "tp2", "busybox", "true")
+    p = docker(daemon, "top", "tp2", check=False)
+    assert p.returncode == 1 and "is not running" in p.stderr
+
+
+def test_stats_no_stream_shows_sane_numbers(daemon: Skiffd) -> None:
+    docker(daemon, "run", "-d", "--name", "st1", "--memory", "64m", "busybox", "sh", "-c",
+           "while true; do :; done")
+    out = docker(daemon, "stats", "--no-stream", "--format",
+                 "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}", "st1").stdout.strip()
+    name, cpu, mem, pids = out.split("|")
+    assert name == "st1" and pids == "1"
+    assert 20.0 < float(cpu.rstrip("%")) <= 210.0  # a busy loop: most of one CPU
+    usage, limit = mem.split(" / ")
+    assert limit == "64MiB" and usage.endswith(("KiB", "MiB")) and not usage.startswith("0B")
+    table = docker(daemon, "stats", "--no-stream", "st1").stdout.splitlines()
+    assert table[0].split()[:3] == ["CONTAINER", "ID", "NAME"] and "st1" in table[1]
+    out = skiff(daemon, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}",
+                "st1").stdout
+    assert out == "st1 1\n"
+    docker(daemon, "create", "--name", "st2", "busybox", "true")
+    out = docker(daemon, "stats", "--no-stream", "--format", "{{.CPUPerc}} {{.PIDs}}",
+                 "st2").stdout
+    assert out == "0.00% 0\n"
+
+
+def test_docker_py_reads_stats(daemon: Skiffd) -> None:
+    docker(daemon, "run", "-d", "--name", "st3", "busybox", "sleep", "60")
+    with docker_py_client(daemon.url) as client:
+        container = client.containers.get("st3")
+        doc = container.stats(stream=False)
+        assert doc["name"] == "/st3" and doc["id"] == container.id
+        assert doc["pids_stats"]["current"] == 1
+        assert doc["memory_stats"]["usage"] > 0 and doc["memory_stats"]["limit"] > 0
+        assert doc["cpu_stats"]["system_cpu_usage"] > doc["precpu_stats"]["system_cpu_usage"]
+        assert doc["cpu_stats"]["online_cpus"] >= 1
+        stream = container.stats(stream=True, decode=True)
+        first, second = next(stream), next(stream)
+        assert second["preread"] == first["read"]
+        container.kill()
+        after = [next(stream)["read"] for _ in range(3)]  # stopped: Docker's empty documents
+        assert after[-1] == "0001-01-01T00:00:00Z"
+        stream.close()
+
+
+# -- pause, unpause, rename, update, port ------------------------------------------------------
+def _count(d: Skiffd, name: str) -> int:
+    return int(read_in(d, name, "/tmp/c").strip())
+
+
+def test_pause_stops_a_counter_and_unpause_resumes_it(daemon: Skiffd) -> None:
+    docker(daemon, "run", "-d", "--name", "pz1", "busybox", "sh", "-c", COUNTER)
+    time.sleep(0.5)
+    assert docker(daemon, "pause", "pz1").stdout == "pz1\n"
+    state = docker(daemon, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "pz1")
+    assert state.stdout == "paused true\n"
+    assert "(Paused)" in docker(daemon, "ps", "--format", "{{.Status}}").stdout
+    frozen = _count(daemon, "pz1")
+    time.sleep(0.5)
+    assert _count(daemon, "pz1") == frozen
+    p = docker(daemon, "pause", "pz1", check=False)
+    assert p.returncode == 1 and "is already paused" in p.stderr
+    docker(daemon, "unpause", "pz1")
+    time.sleep(0.5)
+    assert _count(daemon, "pz1") > frozen
+    p = docker(daemon, "unpause", "pz1", check=False)
+    assert p.returncode == 1 and "is not paused" in p.stderr
+    skiff(daemon, "pause", "pz1")
+    docker(daemon, "stop", "-t", "1", "pz1")  # thawed to take the signal
+    state = docker(daemon, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "pz1")
+    assert state.stdout == "exited false\n"
+    p = docker(daemon, "pause", "pz1", check=False)
+    assert p.returncode == 1 and "is not running" in p.stderr
+
+
+def test_rename(daemon: Skiffd) -> None:
+    docker(daemon, "create", "--name", "rn1", "busybox", "true")
+    docker(daemon, "create", "--name", "rn2", "busybox", "true")
+    docker(daemon, "rename", "rn1", "rn3")
+    names = sorted(docker(daemon, "ps", "-a", "--format", "{{.Names}}").stdout.split())
+    assert names == ["rn2", "rn3"]
+    p = docker(daemon, "rename", "rn3", "rn2", check=False)
+    assert p.returncode == 1 and 'The container name "/rn2" is already in use' in p.stderr
+    p = docker(daemon, "rename", "rn3", "bad/name", check=False)
+    assert p.returncode == 1 and "Invalid container name" in p.stderr
+    skiff(daemon, "rename", "rn3", "rn4")
+    assert docker(daemon, "inspect", "-f", "{{.Name}}", "rn4").stdout == "/rn4\n"
+
+
+def test_update_changes_a_running_containers_cgroup(daemon: Skiffd) -> None:
+    docker(daemon, "run", "-d", "--name", "up1", "busybox", "sleep", "60")
+    p = docker(daemon, "update", "--memory", "64m", "up1", check=False)
+    assert p.returncode == 1 and "update the memoryswap at the same time" in p.stderr
+    assert docker(daemon, "update", "--memory", "64m", "--memory-swap", "128m",
+                  "up1").stdout == "up1\n"
+    assert cgroup_file(daemon, "up1", "memory", "memory.limit_in_bytes") == str(64 << 20)
+    docker(daemon, "update", "--pids-limit", "30", "--cpu-shares", "512", "up1")
+    assert cgroup_file(daemon, "up1", "pids", "pids.max") == "30"
+    assert cgroup_file(daemon, "up1", "cpu", "cpu.shares") == "512"
+    host = json.loads(docker(daemon, "inspect", "up1").stdout)[0]["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["PidsLimit"], host["CpuShares"]) == \
+        (64 << 20, 128 << 20, 30, 512)
+    skiff(daemon, "update", "--pids-limit", "-1", "up1")
+    assert cgroup_file(daemon, "up1", "pids", "pids.max") == "max"
+    p = docker(daemon, "update", "--memory", "1m", "--memory-swap", "2m", "up1", check=False)
+    assert p.returncode == 1 and "Minimum memory limit allowed is 6MB" in p.stderr
+    assert cgroup_file(daemon, "up1", "memory", "memory.limit_in_bytes") == str(64 << 20)
+
+
+def test_port_reads_what_inspect_publishes(daemon: Skiffd) -> None:
+    docker(daemon, "create", "--name", "pt1", "busybox", "true")
+    assert docker(daemon, "port", "pt1").stdout == ""
+    p = docker(daemon, "port", "pt1", "80", check=False)
+    assert p.returncode == 1 and "No public port '80' published for pt1" in p.stderr
+    p = skiff(daemon, "port", "pt1", "80/tcp", check=False)
+    assert p.returncode == 1 and "Error: No public port '80/tcp' published for pt1" in p.stderr
+
+
+def test_skiff_cp_both_ways(daemon: Skiffd, local: Path) -> None:
+    skiff(daemon, "run", "-d", "--name", "scp1", "busybox", "sleep", "60")
+    (local / "in.txt").write_text("skiff\n")
+    skiff(daemon, "cp", str(local / "in.txt"), "scp1:/tmp/x.txt")
+    skiff(daemon, "container", "cp", "scp1:/tmp/x.txt", str(local / "out.txt"))
+    assert (local / "out.txt").read_text() == "skiff\n"
+    data = subprocess.run([str(Path(__import__("sys").executable).parent / "skiff"), "-H",
+                           daemon.url, "cp", "scp1:/tmp/x.txt", "-"], env=daemon.env,
+                          capture_output=True, check=True).stdout
+    assert _tar_file(data) == "skiff\n"
+    top = skiff(daemon, "top", "scp1").stdout.splitlines()
+    assert top[0].split()[:2] == ["UID", "PID"] and top[1].endswith("sleep 60")
+
+
+def _stderr_with_a_terminal(d: Skiffd, argv: list[str]) -> str:
+    """What `argv` writes to stderr when its stdout is a terminal (docker cp's report)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run(argv, env=d.env, stdin=subprocess.DEVNULL, stdout=follower,
+                           stderr=subprocess.PIPE, check=True, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    return p.stderr.decode()
+
+
+def test_cp_reports_what_it_copied_as_docker_does(daemon: Skiffd, local: Path) -> None:
+    import sys
+
+    launcher = str(Path(sys.executable).parent / "skiff")
+    docker(daemon, "create", "--name", "cpr", "busybox", "true")
+    (local / "f").write_text("x" * 100)
+    for client in ([DOCKER], [launcher, "-H", daemon.url]):
+        to = _stderr_with_a_terminal(daemon, [*client, "cp", str(local / "f"), "cpr:/tmp/f"])
+        back = _stderr_with_a_terminal(daemon, [*client, "cp", "cpr:/tmp/f", str(local / "g")])
+        assert (to, back) == ("Successfully copied 2.05kB to cpr:/tmp/f\n",
+                              f"Successfully copied 2.05kB to {local / 'g'}\n"), client
+
+
+def test_docker_py_drives_the_verbs(daemon: Skiffd) -> None:
+    with docker_py_client(daemon.url) as client:
+        c = client.containers.run("busybox", ["sleep", "60"], detach=True, name="dpy1")
+        assert c.top()["Titles"][:2] == ["UID", "PID"]
+        upload = io.BytesIO()
+        with tarfile.open(fileobj=upload, mode="w") as tar:
+            info = tarfile.TarInfo("hello")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+        assert c.put_archive("/tmp", upload.getvalue()) is True
+        bits, stat_doc = c.get_archive("/tmp/hello")
+        assert stat_doc == {"name": "hello", "size": 3, "mode": 0o644,
+                            "mtime": "1970-01-01T00:00:00Z", "linkTarget": ""}
+        assert _tar_file(b"".join(bits)) == "abc"
+        assert c.diff() == [{"Path": "/tmp", "Kind": 0}, {"Path": "/tmp/hello", "Kind": 1}]
+        c.pause()
+        c.reload()
+        assert c.status == "paused"
+        c.unpause()
+        c.rename("dpy2")
+        c.reload()
+        assert c.name == "dpy2"
+        assert c.update(mem_limit="64m", memswap_limit="128m") == {"Warnings": []}
+        image = c.commit(repository="ops-commit", tag="v1", changes=["ENV X=1"])
+        assert "ops-commit:v1" in image.tags and "X=1" in image.attrs["Config"]["Env"]
+        with tarfile.open(fileobj=io.BytesIO(b"".join(c.export()))) as tar:
+            assert "tmp/hello" in tar.getnames()
+        c.remove(force=True)
