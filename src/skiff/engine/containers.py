@@ -38,7 +38,7 @@ import time
 from contextlib import ExitStack, contextmanager
 
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
-from skiff.engine.container_files import files_in, write_files
+from skiff.engine.container_files import files_in, make_working_dir, write_files
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.events import EventLog, actor_attributes
 from skiff.engine.exit_watch import ExitWatcher
@@ -342,9 +342,7 @@ class ContainerService:
                     for path in (bound.hostname, bound.hosts, bound.resolv_conf):
                         os.chown(path, *idmaps.host_ids())
                 if config.get("WorkingDir"):
-                    from skiff.runtime.secure_path import make_target
-
-                    made = make_target(rootfs, config["WorkingDir"], is_dir=True)
+                    made = make_working_dir(rootfs, config["WorkingDir"])
                     if idmaps is not None:  # the container's root owns what it did not have
                         os.chown(made, *idmaps.host_ids())
                 try:
