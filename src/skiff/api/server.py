@@ -100,7 +100,8 @@ class Call:
         try:
             return jsonfast.loads(data)
         except ValueError as e:
-            raise InvalidArgument(f"invalid JSON in the request body: {e}") from e
+            # moby answers "invalid JSON: " and its decoder's words
+            raise InvalidArgument(f"invalid JSON: {e}") from e
 
 
 class ApiServer:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 
 from skiff.cli.flags import Command, Flag, flag, option, repeated
+from skiff.cli.run_security import apply_flags, security_flags
 from skiff.errors import APIError, InvalidArgument, NotFound, SkiffError
 
 TYPE_CHECKING = False
@@ -167,6 +168,7 @@ def container_flags() -> list[Flag]:
         option("volume-driver", "", "Optional volume driver for the container"),
         repeated("volumes-from", "", "Mount volumes from the specified container(s)"),
         option("workdir", "w", "Working directory inside the container"),
+        *security_flags(),
     ]
 
 
@@ -301,6 +303,7 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         config["HostConfig"]["Tmpfs"] = tmpfs
     if mounts:
         config["HostConfig"]["Mounts"] = mounts
+    apply_flags(opts, config["HostConfig"])
     config["NetworkingConfig"] = {"EndpointsConfig": {}}
     return config
 

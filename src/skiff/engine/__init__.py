@@ -37,6 +37,7 @@ class EngineOptions(Record):
     builtin_busybox: bool = True
     debug: bool = False
     cgroup_parent: str = "/skiff"
+    userns_remap: str = ""  # dockerd's --userns-remap: "", default, user[:group]
 
 
 class Engine:
@@ -59,9 +60,14 @@ class Engine:
         self.images = ImageService(self.store, self.state_dir, self.registry_options)
         self.images.events = self.events
         self.system = SystemService(self)
+        remap = None
+        if self.options.userns_remap:
+            from skiff.engine.userns_remap import setup_remap
+
+            remap = setup_remap(self.options.userns_remap)
         self.containers = ContainerService(self.store, self.root, self.run,
                                            cgroup_parent=self.options.cgroup_parent,
-                                           events=self.events)
+                                           events=self.events, remap=remap)
         self.volumes = self.containers.volumes  # the containers' mounts use it at each step
         self.execs = ExecService(self.containers)
         self.images.in_use = self.containers.image_users

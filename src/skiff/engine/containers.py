@@ -39,7 +39,7 @@ from contextlib import ExitStack, contextmanager
 
 from skiff.engine.attach import stdio_of
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
-from skiff.engine.container_files import files_in, write_files
+from skiff.engine.container_files import files_in, make_working_dir, write_files
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.events import EventLog, actor_attributes
 from skiff.engine.monitor.launch import Stdio
@@ -47,6 +47,7 @@ from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.filters import Filters, until_timestamp
 from skiff.engine.names import check_name, free_name, is_full_id, new_id
 from skiff.engine.oci_spec import compose_spec, compose_spec_json, resolve_user
+from skiff.engine.userns_remap import Remap, container_maps, maps_doc, maps_of
 from skiff.engine.state_db import ContainerRow, NameTaken, StateDB
 from skiff.engine.times import parse_time, rfc3339_nano
 from skiff.engine.volumes import VolumeService
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
 
     from skiff.engine.images import ImageUser
     from skiff.engine.system import ContainerCounts
+    from skiff.kernel.idmap import IdMaps
     from skiff.store.images import ImageStore
 
 _log = logger("skiff.engine.containers")
@@ -181,7 +183,7 @@ class ContainerService:
 
     def __init__(self, store: ImageStore, root: str, run: str, *, cgroup_parent: str = "/skiff",
                  start_monitor: Callable[[MonitorRun], int] | None = None,
-                 events: EventLog | None = None) -> None:
+                 events: EventLog | None = None, remap: Remap | None = None) -> None:
         from skiff.store.snapshots import Snapshotter
 
         self.store = store
@@ -196,6 +198,7 @@ class ContainerService:
         self.netns_dir = os.path.join(run, "netns")
         self.start_monitor = start_monitor or launch_monitor
         self.events = events or EventLog()
+        self.remap = remap  # skiffd --userns-remap
         self.volumes = VolumeService(root, self.events)
         self.volumes.users = self.volume_users
         self._cond = threading.Condition()
@@ -314,16 +317,18 @@ class ContainerService:
             config["Hostname"] = cid[:12]
         host = request.host_config
         folder = self.container_dir(cid)
+        idmaps = container_maps(self.remap, host)
         # the whole spec, once, so that what the runtime would refuse is refused now
         compose_spec(cid, config, host, rootfs="/", files=files_in(folder),
-                     cgroup_parent=self.cgroup_parent, devices=list)
+                     cgroup_parent=self.cgroup_parent, devices=list, idmaps=idmaps)
         with self._reservation(wanted, cid, image.id) as chosen:
             row = ContainerRow(id=cid, name=chosen, image_id=image.id, created=_now(),
                                doc={"Config": config, "HostConfig": host, "Path": request.path,
-                                    "Args": list(request.args), "Platform": "linux"},
+                                    "Args": list(request.args), "Platform": "linux",
+                                    **({"IdMaps": maps_doc(idmaps)} if idmaps else {})},
                                state=_created_state())
             with ExitStack() as undo:
-                rootfs = self.snapshots.prepare(cid, self.store.rootfs_layers(image))
+                rootfs = self.snapshots.prepare(cid, self.store.rootfs_layers(image), idmaps)
                 undo.callback(self._drop_snapshot, cid)
                 points = self.volumes.attach(cid, request.mounts, rootfs)
                 undo.callback(self.volumes.drop_anonymous, points)
@@ -332,11 +337,17 @@ class ContainerService:
                 os.makedirs(self.containers_dir, exist_ok=True)
                 os.mkdir(folder, 0o710)
                 undo.callback(_rmtree, folder)
+                if idmaps is not None:  # as Docker: its root may reach the files bound in
+                    os.chown(folder, 0, idmaps.host_ids()[1])
                 write_files(files_in(folder), config, host)
+                if idmaps is not None:  # root's inside, as Docker chowns them
+                    bound = files_in(folder)
+                    for path in (bound.hostname, bound.hosts, bound.resolv_conf):
+                        os.chown(path, *idmaps.host_ids())
                 if config.get("WorkingDir"):
-                    from skiff.runtime.secure_path import make_target
-
-                    make_target(rootfs, config["WorkingDir"], is_dir=True)
+                    made = make_working_dir(rootfs, config["WorkingDir"])
+                    if idmaps is not None:  # the container's root owns what it did not have
+                        os.chown(made, *idmaps.host_ids())
                 try:
                     self.db.insert(row)
                 except NameTaken as e:
@@ -416,11 +427,12 @@ class ContainerService:
         config, host = row.doc["Config"], row.doc["HostConfig"]
         bundle = self.bundle_dir(cid)
         try:
-            rootfs = self._mounted_rootfs(cid, row.image_id)
+            idmaps = maps_of(row.doc)
+            rootfs = self._mounted_rootfs(cid, row.image_id, idmaps)
             user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
             self._runtime_delete(cid)  # what the last run left, if its tidying is under way
             netns = None
-            if host["NetworkMode"] != "host":
+            if host["NetworkMode"] != "host" and idmaps is None:
                 from skiff.engine.netns import make_netns
 
                 netns = self.netns_path(cid)
@@ -429,6 +441,7 @@ class ContainerService:
             spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
                                      files=files_in(self.container_dir(cid)),
                                      cgroup_parent=self.cgroup_parent, netns=netns,
+                                     idmaps=idmaps,
                                      mounts=self.volumes.start_mounts(
                                          cid, row.doc.get("MountPoints") or ()))
             os.makedirs(bundle, 0o711, exist_ok=True)
@@ -488,7 +501,7 @@ class ContainerService:
                 live.exit_code, live.error = code, message
             self._cond.notify_all()
 
-    def _mounted_rootfs(self, cid: str, image_id: str) -> str:
+    def _mounted_rootfs(self, cid: str, image_id: str, idmaps: IdMaps | None = None) -> str:
         """The rootfs of the snapshot, mounted again if it is not (after a host reboot)."""
         rootfs = self.snapshots.rootfs(cid)
         if self.snapshots.mounted(cid):
@@ -496,9 +509,10 @@ class ContainerService:
         if not self.snapshots.exists(cid):
             raise StoreError(f"container {cid}: its rootfs snapshot is gone")
         try:
-            return self.snapshots.mount(cid)
+            return self.snapshots.mount(cid, idmap=idmaps)
         except StoreError:  # a snapshot that records no stack: its image's, if still there
-            return self.snapshots.mount(cid, self.store.rootfs_layers(self.store.get(image_id)))
+            return self.snapshots.mount(cid, self.store.rootfs_layers(self.store.get(image_id)),
+                                        idmaps)
 
     def _read_pid_file(self, cid: str) -> tuple[int, int] | None:
         from skiff.engine.monitor.launch import read_pid_file

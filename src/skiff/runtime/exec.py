@@ -119,7 +119,7 @@ def start_in(c: Container, proc: Process, term: socket.socket | None,
     c.require("exec")
     spec = c.spec
     assert spec.linux is not None
-    filt = process.compile_seccomp(spec.linux.seccomp)
+    filt = process.compile_seccomp(spec.linux.seccomp, os.path.join(c.store.root, ".seccomp"))
     plan = _plan(c.state.pid, tuple(n.type for n in spec.linux.namespaces))
     lsms = process.host_lsms()
 
