@@ -3,9 +3,9 @@ PY        ?= /usr/bin/python3
 VENV      ?= .venv
 BIN       ?= /usr/local/bin
 # what skiff needs at run time / what the tests and benchmarks need on top
-APT_RUN   := busybox-static libseccomp2 iproute2 procps
+APT_RUN   := busybox-static libseccomp2 iproute2 procps tini
 APT_TEST  := $(APT_RUN) runc podman docker-registry skopeo apache2-utils openssl
-APT_BENCH := $(APT_RUN) runc crun hyperfine time docker.io docker-registry skopeo
+APT_BENCH := $(APT_RUN) runc crun hyperfine time docker.io docker-registry skopeo podman conmon
 SCRIPTS   := skiff-runtime skiff skiffd
 # the commands whose start-up counts get a launcher of their own (below): command:module
 FAST      := skiff-runtime:skiff.runtime.cli skiff:skiff.cli.main
@@ -55,6 +55,7 @@ bench: install
 	@bash ./scripts/fix-hybrid-cgroups.sh
 	$(VENV)/bin/python bench/runtime.py
 	$(VENV)/bin/python bench/pull.py
+	$(VENV)/bin/python bench/containers.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -29,7 +29,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -41,60 +40,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from daemons import (Processes, log, start_dockerd, start_skiffd, unmount_under,
+                     wait_for)
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
-VENV_BIN = Path(sys.executable).parent
 TOOLS = ("docker-registry", "dockerd", "docker", "skopeo", "hyperfine")
 IMAGE = "bench/big:1"
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(what: str, ready: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"[bench] {what} did not come up in {timeout:.0f} s")
-
-
-class Processes:
-    """The daemons this bench started, stopped by PID (SIGTERM, then SIGKILL) at the end."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, argv: list[str], log_path: Path,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        out = open(log_path, "wb")
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env=env, start_new_session=True)
-        out.close()
-        self.started.append((name, proc))
-        return proc
-
-    def stop_all(self) -> None:
-        for name, proc in reversed(self.started):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    log(f"{name} ignored SIGTERM; killing it")
-                    proc.kill()
-                    proc.wait()
 
 
 # --------------------------------------------------------------------------------- the image
@@ -157,22 +115,17 @@ def main() -> int:
     if missing:
         log(f"missing: {' '.join(missing)} (make bench installs them)")
         return 2
-    skiff, skiffd = VENV_BIN / "skiff", VENV_BIN / "skiffd"
     procs = Processes()
     work = Path(tempfile.mkdtemp(prefix="skiff-bench-pull."))
     try:
-        return run(args, work, procs, skiff, skiffd)
+        return run(args, work, procs)
     finally:
         procs.stop_all()
-        for mnt in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-            target = mnt.split()[1]
-            if target.startswith(str(work)):
-                subprocess.run(["umount", "-l", target], check=False)
+        unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes, skiff: Path,
-        skiffd: Path) -> int:
+def run(args: argparse.Namespace, work: Path, procs: Processes) -> int:
     port = free_port()
     registry = f"127.0.0.1:{port}"
     (work / "registry.yml").write_text(
@@ -190,23 +143,8 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, skiff: Path,
     subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
                     f"oci:{work}/layout:1", f"docker://{ref}"], check=True)
 
-    docker_sock = work / "docker.sock"
-    procs.start("dockerd", [
-        "dockerd", "--data-root", str(work / "docker"), "--exec-root", str(work / "docker-run"),
-        "--pidfile", str(work / "docker.pid"), "--host", f"unix://{docker_sock}",
-        "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=overlay2",
-    ], work / "dockerd.log")
-    docker = ["docker", "-H", f"unix://{docker_sock}"]
-    wait_for("dockerd", lambda: subprocess.run(docker + ["version"], capture_output=True)
-             .returncode == 0, timeout=60)
-
-    env = dict(os.environ, SKIFF_ROOT=str(work / "skiff-root"), SKIFF_RUN=str(work / "skiff-run"))
-    skiff_sock = work / "skiff-run" / "skiff.sock"
-    procs.start("skiffd", [str(skiffd), "--host", f"unix://{skiff_sock}"], work / "skiffd.log",
-                env=env)
-    skiff_cli = [str(skiff), "-H", f"unix://{skiff_sock}"]
-    wait_for("skiffd", lambda: subprocess.run(skiff_cli + ["version"], capture_output=True,
-                                              env=env).returncode == 0)
+    docker = start_dockerd(procs, work)
+    skiff_cli, env = start_skiffd(procs, work)
 
     def sh(argv: list[str]) -> str:
         # hyperfine -N splits on spaces; quiet rmi of an image that may not be there yet

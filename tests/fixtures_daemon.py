@@ -244,7 +244,15 @@ def api_definitions() -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with open(ENGINE_API_SPEC) as f:
         spec = yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader
-    return dict(_nullable_fields(spec["definitions"]))
+    definitions = dict(spec["definitions"])
+    # answers the spec writes inline (ExecInspectResponse…) are checked by their title too
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            for response in (operation.get("responses") or {}).values():
+                schema = response.get("schema") if isinstance(response, dict) else None
+                if isinstance(schema, dict) and schema.get("title"):
+                    definitions.setdefault(schema["title"], schema)
+    return dict(_nullable_fields(definitions))
 
 
 def check_api_shape(doc: Any, definition: str, *, strict: bool = True) -> None:

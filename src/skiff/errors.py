@@ -34,6 +34,8 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      +-- ContainerConflict         the container's state or name forbids the operation (a name in
      |                             use, removing a running container, killing a stopped one; 409)
      +-- PathNotFound              a path asked of a container's files is not there (404)
+     +-- NoSuchExec                the engine has no exec instance of that ID (Docker's `No such
+     |                             exec instance: …`, 404)
      +-- ContainerStartError       a container's program could not be started (`exit_code`: 127 not
      |                             found, 126 not runnable, 125 anything else, as `docker run`)
      +-- APIError                  the Engine API answered with an error (`status`); prints as the
@@ -137,6 +139,14 @@ class PathNotFound(SkiffError):
 class ContainerConflict(SkiffError):
     """The container cannot do that now, or its name is taken; the message is Docker's
     (``You cannot remove a running container …``, ``Conflict. The container name …``)."""
+
+
+class NoSuchExec(SkiffError):
+    """No exec instance has the ID `exec_id` (exec IDs are matched whole, as dockerd's)."""
+
+    def __init__(self, exec_id: str) -> None:
+        self.exec_id = exec_id
+        super().__init__(f"No such exec instance: {exec_id}")
 
 
 class ContainerStartError(SkiffError):

@@ -75,7 +75,8 @@ class Env:
         found += [f"snapshot {k}" for k in c.snapshots.list()]
         for folder in (c.containers_dir, c.bundles_dir, c.runtime_root, c.netns_dir):
             if os.path.isdir(folder):
-                found += [f"{folder}/{n}" for n in os.listdir(folder)]
+                # (a dot entry is the runtime's own, not a container's: its seccomp cache)
+                found += [f"{folder}/{n}" for n in os.listdir(folder) if not n.startswith(".")]
         found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*")]
         return found
 

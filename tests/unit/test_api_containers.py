@@ -21,6 +21,7 @@ from aiohttp import test_utils
 
 from skiff.api.hijack import frame
 from skiff.api.server import ApiServer
+from skiff.engine.events import EventLog
 from skiff.errors import InvalidArgument, SkiffError
 
 Client = test_utils.TestClient  # type: ignore[type-arg]
@@ -49,6 +50,10 @@ class FakeContainers:
         self.times: list[float] = []  # when each piece of output came
         self.started_at = "0001-01-01T00:00:00Z"
         self.removed = False
+        self.events = EventLog()
+
+    def bundle_dir(self, cid: str) -> str:
+        return f"/nonexistent/bundles/{cid}"  # no monitor serves stdin here
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((name, args, kwargs))
@@ -368,13 +373,24 @@ def test_a_failed_start_is_400_for_a_missing_program_else_500(
     serve(engine, scenario)
 
 
-def test_routes_not_served_yet_answer_501(engine: FakeEngine) -> None:
+def test_resize_answers_as_dockerd(engine: FakeEngine) -> None:
+    c = engine.containers
+
     async def scenario(client: Client) -> None:
-        for method, path in (("POST", "/containers/web/exec"),
-                             ("POST", "/containers/web/resize")):
-            resp = await client.request(method, "/v1.41" + path)
-            assert resp.status == 501, path
-            assert "not supported by skiffd yet" in (await resp.json())["message"]
+        resp = await client.post("/containers/web/resize?h=x&w=80")
+        assert (resp.status, await resp.json()) == (
+            400, {"message": 'strconv.Atoi: parsing "x": invalid syntax'})
+        resp = await client.post("/containers/web/resize?h=24&w=80")
+        assert (resp.status, await resp.json()) == (
+            409, {"message": f"Container {ID} is not running"})
+        resp = await client.post("/containers/nothing/resize?h=24&w=80")
+        assert resp.status == 404
+        c.start(ID)
+        resp = await client.post("/containers/web/resize?h=24&w=80")  # no TTY: nothing to do
+        assert resp.status == 200
+        event = c.events.since()[-1]
+        assert (event.action, event.attributes) == (
+            "resize", {"height": "24", "width": "80", "name": "web"})
 
     serve(engine, scenario)
 
@@ -577,7 +593,8 @@ def test_attach_to_a_stopped_container_streams_its_next_run(engine: FakeEngine) 
         c.exit(4)
 
     def polling(c: FakeContainers) -> bool:
-        return sum(1 for call in c.calls if call[0] == "inspect") >= 2
+        # attach's own look (and its event's), then the look for the run
+        return sum(1 for call in c.calls if call[0] == "inspect") >= 3
 
     async def scenario(client: Client) -> None:
         head, frames = await _attach_while(
@@ -596,9 +613,10 @@ def test_attach_errors_come_before_the_hijack(engine: FakeEngine) -> None:
         resp = await client.post("/containers/nothing/attach?stream=1&stdout=1",
                                  headers={"Connection": "Upgrade", "Upgrade": "tcp"})
         assert (resp.status, await resp.json()) == (404, {"message": "No such container: nothing"})
-        resp = await client.post("/containers/web/attach?stream=1&stdin=1",
+        resp = await client.post("/containers/web/attach?stream=1&stdin=1&detachKeys=ctrl-1",
                                  headers={"Connection": "Upgrade", "Upgrade": "tcp"})
-        assert resp.status == 400 and "stdin" in (await resp.json())["message"]
+        assert (resp.status, await resp.json()) == (
+            400, {"message": "Invalid detach keys (ctrl-1) provided"})
 
     serve(engine, scenario)
 

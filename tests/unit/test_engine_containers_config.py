@@ -107,13 +107,7 @@ def test_networks() -> None:
 
 
 @pytest.mark.parametrize("body, what", [
-    ({"Tty": True}, "a TTY (-t)"),
-    ({"OpenStdin": True}, "(-i)"),
-    ({"AttachStdin": True}, "(-i)"),
     ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}, "published ports"),
-    ({"HostConfig": {"Devices": [{"PathOnHost": "/dev/fuse"}]}}, "devices (--device)"),
-    ({"HostConfig": {"Init": True}}, "--init"),
-    ({"HostConfig": {"SecurityOpt": ["seccomp=/x.json"]}}, "security option"),
     ({"HostConfig": {"UsernsMode": "private"}}, "UsernsMode"),
     ({"HostConfig": {"PidMode": "container:x"}}, "PidMode"),
     ({"HostConfig": {"LogConfig": {"Type": "syslog"}}}, "logging driver 'syslog'"),
@@ -138,6 +132,9 @@ def test_harmless_security_options_are_taken() -> None:
                                                  "no-new-privileges:true"]}}).host_config
     assert len(host["SecurityOpt"]) == 3
     refused({"HostConfig": {"SecurityOpt": ["no-new-privileges=maybe"]}}, "security-opt")
+    refused({"HostConfig": {"SecurityOpt": ["seccomp=/x.json"]}},
+            "Decoding seccomp profile failed")
+    refused({"HostConfig": {"SecurityOpt": ["apparmor=myprofile"]}}, "not supported")
 
 
 def test_malformed_fields_get_gos_texts() -> None:

@@ -1,12 +1,15 @@
 """/etc/hostname, /etc/hosts and /etc/resolv.conf of a container (`container_files`), as
-Docker writes them for each network mode."""
+Docker writes them for each network mode; the working directory made in the rootfs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from skiff.engine.container_files import (DEFAULT_HOSTS, files_in, hosts_text,
-                                          resolv_conf_text, write_files)
+                                          make_working_dir, resolv_conf_text, write_files)
+from skiff.errors import KernelError, SkiffError
 
 HOST_RESOLV = ("# from the host\n"
                "nameserver 127.0.0.53\n"
@@ -47,3 +50,15 @@ def test_write_files(tmp_path: Path) -> None:
     assert Path(files.hostname).read_text() == "box\n"
     assert Path(files.hosts).read_text() == DEFAULT_HOSTS + "1.2.3.4\tx\n"
     assert "nameserver 1.1.1.1\n" in Path(files.resolv_conf).read_text()
+
+
+def test_working_dir(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "busybox").write_bytes(b"")
+    make_working_dir(str(tmp_path), "/srv/app/")
+    assert (tmp_path / "srv" / "app").is_dir()
+    with pytest.raises(SkiffError) as caught:  # moby's words, no host path
+        make_working_dir(str(tmp_path), "/bin//busybox/")
+    assert str(caught.value) == "Cannot mkdir: /bin/busybox is not a directory"
+    with pytest.raises(KernelError, match="ENOTDIR"):  # below a file: the call's own error
+        make_working_dir(str(tmp_path), "/bin/busybox/sub")

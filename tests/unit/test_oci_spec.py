@@ -92,7 +92,8 @@ def test_defaults_are_dockers(validate: Any) -> None:
         in linux["resources"]["devices"]  # fuse stays denied
     assert linux["sysctl"] == {"net.ipv4.ping_group_range": "0 2147483647",
                                "net.ipv4.ip_unprivileged_port_start": "0"}
-    assert "devices" not in linux and "seccomp" not in linux
+    assert "devices" not in linux
+    assert linux["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"  # skiff's default profile
 
 
 def test_the_spec_decodes_into_skiffs_records(validate: Any) -> None:

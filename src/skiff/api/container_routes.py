@@ -15,13 +15,13 @@ moby's 404 for a route it does not know.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from aiohttp import web
 
+from skiff.api.attach_routes import attach, resize
 from skiff.api.errors import message_of, status_of
-from skiff.api.hijack import (STDERR, STDOUT, Hijacked, OutputPump, frame, in_own_thread,
-                              stream_media_type, until_closing)
+from skiff.api.hijack import OutputPump, in_own_thread, stream_media_type, until_closing
+from skiff.api.hijack import frame as stdcopy_frame
 from skiff.api.server import error_response, json_response
 from skiff.errors import InvalidArgument, SkiffError
 from skiff.log import logger
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 _log = logger("skiff.api.containers")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
-_RUN_POLL = 0.01  # how often an attach to a stopped container looks for its next run
-_HEAD_ALONE = 0.01  # how long an attach's head goes ahead of output that is ready at once
 _GONE = ConnectionError
 
 
@@ -213,7 +211,8 @@ async def logs(call: Call) -> web.StreamResponse:
         raise InvalidArgument("--details is not supported by skiffd: its json-file logs "
                               "keep no attributes")
     containers = _containers(call)
-    cid = await call.run(containers.resolve, call.params["name"])
+    doc = await call.run(containers.inspect, call.params["name"])
+    cid, raw = doc["Id"], bool((doc.get("Config") or {}).get("Tty"))
     options: dict[str, Any] = dict(
         stdout=stdout, stderr=stderr, follow=call.flag("follow"), since=call.query("since"),
         until=call.query("until"), timestamps=call.flag("timestamps"),
@@ -221,16 +220,21 @@ async def logs(call: Call) -> web.StreamResponse:
     if not options["follow"]:
         # a bounded answer: read it in the pool, so a bad `since` is still a plain 400
         items = await call.run(lambda: list(containers.logs(cid, **options)))
-        return await _send_frames(call, items)
-    return await _send_frames(call, None, lambda: containers.logs(cid, **options))
+        return await _send_frames(call, items, raw=raw)
+    return await _send_frames(call, None, lambda: containers.logs(cid, **options), raw=raw)
 
 
 async def _send_frames(call: Call, items: Iterable[tuple[int, bytes]] | None,
-                       source: Callable[[], Iterable[tuple[int, bytes]]] | None = None
-                       ) -> web.StreamResponse:
-    """A 200 of stdcopy frames (chunked), its head flushed at once as dockerd's is."""
+                       source: Callable[[], Iterable[tuple[int, bytes]]] | None = None,
+                       raw: bool = False) -> web.StreamResponse:
+    """A 200 of stdcopy frames (chunked), its head flushed at once as dockerd's is; `raw`
+    (a container with a TTY, whose output is all stdout): the bytes alone, as dockerd."""
     response = web.StreamResponse(
-        headers={"Content-Type": stream_media_type(call.version, True)})
+        headers={"Content-Type": stream_media_type(call.version, not raw)})
+
+    def frame(stream: int, data: bytes) -> bytes:
+        return data if raw and stream != 3 else stdcopy_frame(stream, data)
+
     try:
         await response.prepare(call.request)
         if items is not None:
@@ -254,72 +258,6 @@ async def _send_frames(call: Call, items: Iterable[tuple[int, bytes]] | None,
     return response
 
 
-async def attach(call: Call) -> web.StreamResponse:
-    if call.flag("stdin"):
-        raise InvalidArgument("attaching to a container's stdin is not supported by skiffd "
-                              "yet")
-    if call.query("detachKeys"):
-        raise InvalidArgument("detach keys are not supported by skiffd yet (attach has no "
-                              "stdin)")
-    stdout, stderr = _stream_flags(call)
-    replay, stream = call.flag("logs"), call.flag("stream")
-    containers = _containers(call)
-    doc = await call.run(containers.inspect, call.params["name"])
-    cid, state = doc["Id"], doc.get("State") or {}
-    hijacked = Hijacked.open(call, stream_media_type(call.version, True))
-    if replay or state.get("Running"):
-        # output may be ready at once; docker-py reads the hijacked socket from under
-        # http.client's buffer, so frames sent right behind the head could be read into that
-        # buffer with it and lost: let the head go alone first (the docker CLI keeps them)
-        await asyncio.sleep(_HEAD_ALONE)
-    if (stdout or stderr) and (replay or stream):
-        source = _attach_source(containers, cid, state, hijacked, stdout=stdout,
-                                stderr=stderr, replay=replay, stream=stream)
-        pump = OutputPump(source, name="skiffd-attach", closing=call.server.closing)
-        try:
-            async for kind, data in pump:
-                if (kind == STDOUT and stdout) or (kind == STDERR and stderr):
-                    await hijacked.write(frame(kind, data))
-        except _GONE:
-            _log.debug("attach %s: the client went away", cid)
-        finally:
-            pump.stop()
-        if pump.error is not None:
-            _log.debug("attach %s: %s", cid, pump.error)
-    hijacked.close()
-    return hijacked.response
-
-
-def _attach_source(containers: ContainerService, cid: str, state: dict[str, Any],
-                   hijacked: Hijacked, *, stdout: bool, stderr: bool, replay: bool,
-                   stream: bool) -> Callable[[], Iterable[tuple[int, bytes]]]:
-    """What an attach streams, from the moment it was made: a running container's output
-    from now on (``logs=1``: all it wrote before, too); a created container's from its
-    first run; a stopped one's from its next run (`docker start -a` attaches, then starts),
-    which the engine's followed log does not wait for — so wait here for the run to begin
-    (or the client to leave), then take the log since the attach."""
-    since = ""
-    tail = "all" if replay or state.get("Status") == "created" else "0"
-    waits = stream and not replay and state.get("Status") not in ("created", "running")
-    if waits:
-        moment = time.time()
-        since, tail = f"{int(moment)}.{int(moment % 1 * 1e9):09d}", "all"
-    before = state.get("StartedAt")
-
-    def source() -> Iterable[tuple[int, bytes]]:
-        if waits:
-            while not hijacked.gone:
-                now = containers.inspect(cid).get("State") or {}
-                if now.get("Running") or now.get("StartedAt") != before:
-                    break
-                time.sleep(_RUN_POLL)
-            else:
-                return ()
-        return containers.logs(cid, stdout=stdout, stderr=stderr, follow=stream, since=since,
-                               until="", timestamps=False, tail=tail)
-    return source
-
-
 # -- not yet -----------------------------------------------------------------------------------
 def _not_yet(what: str) -> Callable[[Call], Any]:
     async def handler(call: Call) -> web.Response:
@@ -339,8 +277,7 @@ ROUTES = (
     ("POST", "/containers/{name:.*}/start", start),
     ("POST", "/containers/{name:.*}/stop", stop),
     ("POST", "/containers/{name:.*}/wait", wait),
-    ("POST", "/containers/{name:.*}/resize", _not_yet("resizing a container's TTY")),
+    ("POST", "/containers/{name:.*}/resize", resize),
     ("POST", "/containers/{name:.*}/attach", attach),
-    ("POST", "/containers/{name:.*}/exec", _not_yet("exec")),
     ("DELETE", "/containers/{name:.*}", remove),
 )

@@ -47,6 +47,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--insecure-registry", action="append", default=[], metavar="REGISTRY",
                    help="a registry (host[:port] or CIDR) to reach without TLS verification")
     p.add_argument("--pidfile", help="pid file (default $SKIFF_RUN/skiffd.pid)")
+    p.add_argument("--userns-remap", default="", metavar="USER[:GROUP]",
+                   help="user namespace remapping: 'default' (the user dockremap) or a user "
+                        "with ranges in /etc/subuid and /etc/subgid")
     p.add_argument("-l", "--log-level", default="info", choices=sorted(_LEVELS),
                    help="log level (default info)")
     p.add_argument("-D", "--debug", action="store_true", help="debug mode (log level debug)")
@@ -151,7 +154,8 @@ async def serve(args: argparse.Namespace) -> None:
         Listener(f"unix://{os.path.join(run, SOCKET_NAME)}")]
     pidfile = os.path.abspath(args.pidfile or os.path.join(run, PID_NAME))
     options = EngineOptions(insecure_registries=tuple(args.insecure_registry),
-                            debug=args.debug or args.log_level == "debug")
+                            debug=args.debug or args.log_level == "debug",
+                            userns_remap=args.userns_remap)
     # a signal during start-up must still clean up: take them over first
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from skiff.errors import (
     InvalidState,
     ManifestUnknown,
     NoSuchContainer,
+    NoSuchExec,
     NoSuchVolume,
     PathNotFound,
     ReferenceError_,
@@ -35,6 +36,7 @@ STATUS: dict[type[BaseException], int] = {
     ManifestUnknown: 404,
     ContainerNotFound: 404,
     NoSuchContainer: 404,
+    NoSuchExec: 404,
     NoSuchVolume: 404,
     PathNotFound: 404,
     ImageConflict: 409,          # errdefs.Conflict

@@ -100,23 +100,25 @@ class Call:
         try:
             return jsonfast.loads(data)
         except ValueError as e:
-            raise InvalidArgument(f"invalid JSON in the request body: {e}") from e
+            # moby answers "invalid JSON: " and its decoder's words
+            raise InvalidArgument(f"invalid JSON: {e}") from e
 
 
 class ApiServer:
     """The API on top of `engine`; `app` is the aiohttp application to serve."""
 
     def __init__(self, engine: Engine, *, workers: int = 16) -> None:
-        from skiff.api import (container_ops_routes, container_routes, image_routes,
-                               system_routes, volume_routes)
+        from skiff.api import (container_ops_routes, container_routes, event_routes,
+                               exec_routes, image_routes, system_routes, volume_routes)
 
         self.engine = engine
         self.executor = ThreadPoolExecutor(max_workers=workers,
                                            thread_name_prefix="skiffd-engine")
         self.router = Router()
         for method, pattern, handler in (*system_routes.ROUTES, *container_routes.ROUTES,
-                                         *container_ops_routes.ROUTES, *image_routes.ROUTES,
-                                         *volume_routes.ROUTES):
+                                         *container_ops_routes.ROUTES, *exec_routes.ROUTES,
+                                         *image_routes.ROUTES, *volume_routes.ROUTES,
+                                         *event_routes.ROUTES):
             self.router.add(method, pattern, handler)
         self.app = web.Application(client_max_size=16 << 20)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)

@@ -1,5 +1,10 @@
 """System routes: ``/_ping`` (GET and HEAD), ``/version``, ``/info``, ``/auth`` and
-``/system/df``.
+``/system/df``, and the prunes of what skiff does not keep yet.
+
+``docker system prune`` calls one prune route per kind of object; skiff has no build cache
+and no networks of its own (only ``none`` and ``host``) yet, so ``/build/prune`` and
+``/networks/prune`` truthfully find nothing to remove, in Docker's shapes, until those
+slices land.
 
 ``/_ping`` is how the docker CLI and docker-py learn the API version to speak: its
 ``Api-Version`` header is the highest version served, and the client talks down to it.
@@ -11,6 +16,7 @@ from aiohttp import web
 
 from skiff.api.router import API_VERSION, MIN_API_VERSION
 from skiff.api.server import json_response
+from skiff.engine.filters import Filters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,9 +49,21 @@ async def info(call: Call) -> web.Response:
 
 async def disk_usage(call: Call) -> web.Response:
     usage = await call.run(call.engine.images.disk_usage)
+    containers = await call.run(call.engine.containers.list, all=True, size=True)
     volumes = await call.run(call.engine.volumes.disk_usage)
-    # the containers and the build cache are not counted yet: none of them use any space
-    return json_response({**usage, "Containers": [], "Volumes": volumes, "BuildCache": []})
+    # the build cache is not kept yet: it uses no space
+    return json_response({**usage, "Containers": containers, "Volumes": volumes,
+                          "BuildCache": []})
+
+
+async def prune_build_cache(call: Call) -> web.Response:
+    Filters.parse(call.query("filters"))  # malformed filters are still a 400
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
+async def prune_networks(call: Call) -> web.Response:
+    Filters.parse(call.query("filters")).validate(("until", "label", "label!"))
+    return json_response({"NetworksDeleted": None})
 
 
 async def auth(call: Call) -> web.Response:
@@ -56,4 +74,5 @@ async def auth(call: Call) -> web.Response:
 ROUTES = (
     ("GET", "/_ping", ping), ("HEAD", "/_ping", ping), ("GET", "/version", version),
     ("GET", "/info", info), ("POST", "/auth", auth), ("GET", "/system/df", disk_usage),
+    ("POST", "/build/prune", prune_build_cache), ("POST", "/networks/prune", prune_networks),
 )

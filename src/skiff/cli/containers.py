@@ -525,10 +525,17 @@ def prune(ctx: Context, path: str, argv: list[str]) -> int:
     if not opts.force and not confirm(ctx, PRUNE_WARNING):
         return 0  # cancelled: docker says nothing more and exits 0
     report = ctx.client.post("/containers/prune", {"filters": json_filters(opts.filter)}) or {}
-    deleted = report.get("ContainersDeleted") or []
-    reclaimed = 0
-    if deleted:
-        ctx.out.write("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in deleted) + "\n")
-        reclaimed = report.get("SpaceReclaimed") or 0
+    text, reclaimed = prune_output(report)
+    if text:
+        ctx.out.write(text + "\n")
     ctx.out.write(f"Total reclaimed space: {human_size(reclaimed)}\n")
     return 0
+
+
+def prune_output(report: dict[str, Any]) -> tuple[str, int]:
+    """container.RunPrune's output and the space it counts (none when nothing went)."""
+    deleted = report.get("ContainersDeleted") or []
+    if not deleted:
+        return "", 0
+    return ("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in deleted),
+            int(report.get("SpaceReclaimed") or 0))

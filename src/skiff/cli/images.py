@@ -365,17 +365,29 @@ def prune(ctx: Context, path: str, argv: list[str]) -> int:
     opts = cmd.parse(argv)
     if not opts.force and not confirm(ctx, PRUNE_ALL_WARNING if opts.all else PRUNE_WARNING):
         return 0
-    filters = [f for f in opts.filter if not f.lower().startswith("dangling=")]
-    filters.append("dangling=false" if opts.all else "dangling=true")
+    filters = prune_filters(opts.filter, opts.all)
     report = ctx.client.post("/images/prune", {"filters": json_filters(filters)}) or {}
-    deleted = report.get("ImagesDeleted") or []
-    if deleted:
-        lines = ["Deleted Images:"]
-        for item in deleted:
-            if item.get("Untagged"):
-                lines.append(f"untagged: {item['Untagged']}")
-            if item.get("Deleted"):
-                lines.append(f"deleted: {item['Deleted']}")
-        ctx.out.write("\n".join(lines) + "\n\n")
-    ctx.out.write(f"Total reclaimed space: {human_size(report.get('SpaceReclaimed') or 0)}\n")
+    text, reclaimed = prune_output(report)
+    if text:
+        ctx.out.write(text + "\n")
+    ctx.out.write(f"Total reclaimed space: {human_size(reclaimed)}\n")
     return 0
+
+
+def prune_filters(values: list[str], all: bool) -> list[str]:
+    """image.RunPrune's filters: the user's, with ``dangling`` set by `all`."""
+    filters = [f for f in values if not f.lower().startswith("dangling=")]
+    filters.append("dangling=false" if all else "dangling=true")
+    return filters
+
+
+def prune_output(report: dict[str, Any]) -> tuple[str, int]:
+    """image.RunPrune's output and the space it reclaimed."""
+    deleted = report.get("ImagesDeleted") or []
+    lines = ["Deleted Images:"] if deleted else []
+    for item in deleted:
+        if item.get("Untagged"):
+            lines.append(f"untagged: {item['Untagged']}")
+        if item.get("Deleted"):
+            lines.append(f"deleted: {item['Deleted']}")
+    return "".join(line + "\n" for line in lines), int(report.get("SpaceReclaimed") or 0)

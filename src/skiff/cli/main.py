@@ -3,7 +3,8 @@
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
 it (`images`, `containers`, `container_ops`, `container_copy`, `run`, `transfer`,
-`archive`, `auth`, `system`, `volumes`), so `skiff --version` imports next to nothing and `skiff images` no more than it needs. Management
+`archive`, `auth`, `system`, `volumes`, `events`, `disk`), so `skiff --version` imports
+next to nothing and `skiff images` no more than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
 command line (which also prints the usage lines), 130 on Ctrl-C; `run` returns the
@@ -47,6 +48,8 @@ OTHERS = {
     "cp": ("container_copy", "cp", "Copy files/folders between a container and the local filesystem"),
     "create": ("run", "create", "Create a new container"),
     "diff": ("container_ops", "diff", "Inspect changes to files or directories on a container's filesystem"),
+    "events": ("events", "events", "Get real time events from the server"),
+    "exec": ("exec", "exec_", "Execute a command in a running container"),
     "export": ("container_ops", "export", "Export a container's filesystem as a tar archive"),
     "history": ("images", "history", "Show the history of an image"),
     "import": ("archive", "import_", "Import the contents from a tarball to create a filesystem image"),
@@ -75,6 +78,7 @@ CONTAINER = {
     "cp": OTHERS["cp"],
     "create": OTHERS["create"],
     "diff": OTHERS["diff"],
+    "exec": OTHERS["exec"],
     "export": OTHERS["export"],
     "inspect": ("containers", "container_inspect", "Display detailed information on one or more containers"),
     "kill": OTHERS["kill"],
@@ -109,7 +113,10 @@ IMAGE = {
     "tag": OTHERS["tag"],
 }
 SYSTEM = {
+    "df": ("disk", "df", "Show skiff disk usage"),
+    "events": OTHERS["events"],
     "info": COMMON["info"],
+    "prune": ("disk", "prune", "Remove unused data"),
 }
 VOLUME = {
     "create": ("volumes", "create", "Create a volume"),

@@ -31,8 +31,9 @@ def go_time_string(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(timestamp))
 
 
-def rfc3339(timestamp: int) -> str:
-    """Go's time.RFC3339 in local time (``Z`` for UTC)."""
+def rfc3339(timestamp: int, nanos: int | None = None) -> str:
+    """Go's time.RFC3339 in local time (``Z`` for UTC); with `nanos`, the fraction as
+    jsonmessage's RFC3339NanoFixed writes it (nine digits, always)."""
     t = time.localtime(timestamp)
     offset = t.tm_gmtoff or 0
     if offset == 0:
@@ -40,7 +41,8 @@ def rfc3339(timestamp: int) -> str:
     else:
         sign = "+" if offset > 0 else "-"
         zone = f"{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + zone
+    fraction = "" if nanos is None else f".{nanos:09d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + fraction + zone
 
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

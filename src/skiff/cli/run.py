@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 
 from skiff.cli.flags import Command, Flag, flag, option, repeated
+from skiff.cli.run_security import apply_flags, security_flags
 from skiff.errors import APIError, InvalidArgument, NotFound, SkiffError
 
 TYPE_CHECKING = False
@@ -229,6 +230,7 @@ def container_flags() -> list[Flag]:
         option("volume-driver", "", "Optional volume driver for the container"),
         repeated("volumes-from", "", "Mount volumes from the specified container(s)"),
         option("workdir", "w", "Working directory inside the container"),
+        *security_flags(),
     ]
 
 
@@ -369,6 +371,7 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         config["HostConfig"]["Tmpfs"] = tmpfs
     if mounts:
         config["HostConfig"]["Mounts"] = mounts
+    apply_flags(opts, config["HostConfig"])
     config["NetworkingConfig"] = {"EndpointsConfig": {}}
     return config
 
@@ -551,16 +554,20 @@ class SignalProxy:
 
 
 def attached_start(ctx: Context, verb: str, cid: str, auto_remove: bool, sig_proxy: bool,
-                   stdout: bool = True, stderr: bool = True) -> int:
-    """Attach, wait (next-exit, or removed), start, copy the output, and return the
+                   stdout: bool = True, stderr: bool = True, stdin: bool = False,
+                   tty: bool = False) -> int:
+    """Attach, wait (next-exit, or removed), start, copy the output (and with `stdin`
+    our stdin in; with `tty` raw, the terminal raw: `cli.interactive`), and return the
     container's exit code — or docker's 125/126/127 when the start failed."""
     from skiff import jsonfast
     from skiff.client import stdcopy
 
     client = ctx.client
     stream = client.open("POST", f"/containers/{cid}/attach",
-                         {"stream": True, "stdout": stdout, "stderr": stderr}, upgrade=True)
-    stream.close_write()  # no stdin to send
+                         {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr},
+                         upgrade=True)
+    if not stdin:
+        stream.close_write()  # no stdin to send
     waiter = client.open("POST", f"/containers/{cid}/wait",
                          {"condition": "removed" if auto_remove else "next-exit"})
     proxy = SignalProxy(client, cid) if sig_proxy else None
@@ -575,8 +582,20 @@ def attached_start(ctx: Context, verb: str, cid: str, auto_remove: bool, sig_pro
                 waiter.close()
             report(ctx, verb, str(exc))
             return start_exit_code(str(exc))
-        stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
-                     _binary(ctx.err) if stderr else None)
+        if stdin or tty:
+            from skiff.cli.interactive import Session
+            with Session(client, cid, stream, stdin=stdin, tty=tty):
+                if tty:  # a TTY's output is raw
+                    out = _binary(ctx.out)
+                    for data in stream.iter_hijacked():
+                        out.write(data)
+                        out.flush()
+                else:
+                    stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
+                                 _binary(ctx.err) if stderr else None)
+        else:
+            stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
+                         _binary(ctx.err) if stderr else None)
         answer = jsonfast.loads(waiter.read() or b"{}")
     finally:
         if proxy is not None:
@@ -597,12 +616,8 @@ def run(ctx: Context, path: str, argv: list[str]) -> int:
         Flag("sig-proxy", "", "bool", "Proxy received signals to the process", True),
     ])
     try:
-        if opts.interactive or opts.tty:
-            raise InvalidArgument("-i/--interactive and -t/--tty are not supported by skiff "
-                                  "yet (no stdin nor terminal for containers)")
         if opts.detach_keys:
-            raise InvalidArgument("--detach-keys: attaching with stdin is not supported by "
-                                  "skiff yet")
+            raise InvalidArgument("--detach-keys is not supported by skiff run yet")
         if opts.detach and opts.attach:
             raise InvalidArgument("Conflicting options: -a and -d")
         body = container_body(opts, opts.args[0], opts.args[1:])
@@ -628,4 +643,5 @@ def run(ctx: Context, path: str, argv: list[str]) -> int:
             report(ctx, "run", str(exc))
             return start_exit_code(str(exc))
         return 0
-    return attached_start(ctx, "run", cid, opts.rm, opts.sig_proxy, stdout, stderr)
+    return attached_start(ctx, "run", cid, opts.rm, opts.sig_proxy and not opts.tty, stdout,
+                          stderr, stdin=bool(body["AttachStdin"]), tty=bool(opts.tty))

@@ -619,6 +619,8 @@ def go_type(value: Any) -> str:
 def _json(value: Any) -> str:
     if isinstance(value, Row):
         return value.as_json()
+    if isinstance(value, list) and any(isinstance(v, Row) for v in value):
+        return "[" + ",".join(_json(v) for v in value) + "]"  # df -v's {{json .Images}}
     return go_json(_go_order(value), html=False)
 
 

@@ -198,6 +198,10 @@ class Response:
         finally:
             self.close()
 
+    def send(self, data: bytes) -> None:
+        """Write to a hijacked connection (the process's stdin)."""
+        self._sock.sendall(data)
+
     def close_write(self) -> None:
         """Half-close a hijacked connection: nothing more will be sent (no stdin), the
         daemon's output still comes."""

@@ -2,14 +2,14 @@
 
 `Engine(root, run, options)` is what skiffd holds. It is synchronous and knows no HTTP:
 the API layer calls it from worker threads. Its parts are services, one per kind of Docker
-object — `images` (ImageService), `containers` (ContainerService), `volumes`
-(VolumeService, which the container service holds: a container's mounts use it at create,
-start, exit and removal) and `system` (version, info, login); networks join them later. The container service fills the hooks
-the image and system services leave for it (`images.in_use`, `system.containers`). `start`
-makes sure the built-in ``busybox:latest`` is in the store, so that a machine with no
-registry still has an image, and reconciles the containers with what really runs (they
-outlive skiffd). The engine's own small state (its ID, tag times) lives in
-``<root>/engine/``, the containers' in ``<root>/skiff.db``.
+object — `images` (ImageService), `containers` (ContainerService), `execs` (ExecService),
+`volumes` (VolumeService, which the container service holds: a container's mounts use it at
+create, start, exit and removal) and `system` (version, info, login); networks join them
+later. The container service fills the hooks the image and system services leave for it
+(`images.in_use`, `system.containers`). `start` makes sure the built-in ``busybox:latest``
+is in the store, so that a machine with no registry still has an image, and reconciles the
+containers with what really runs (they outlive skiffd). The engine's own small state (its
+ID, tag times) lives in ``<root>/engine/``, the containers' in ``<root>/skiff.db``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class EngineOptions(Record):
     builtin_busybox: bool = True
     debug: bool = False
     cgroup_parent: str = "/skiff"
+    userns_remap: str = ""  # dockerd's --userns-remap: "", default, user[:group]
 
 
 class Engine:
@@ -44,6 +45,7 @@ class Engine:
                  options: EngineOptions | None = None) -> None:
         from skiff.engine.containers import ContainerService
         from skiff.engine.events import EventLog
+        from skiff.engine.exec import ExecService
         from skiff.engine.images import ImageService
         from skiff.engine.system import SystemService
         from skiff.store.images import ImageStore
@@ -58,10 +60,16 @@ class Engine:
         self.images = ImageService(self.store, self.state_dir, self.registry_options)
         self.images.events = self.events
         self.system = SystemService(self)
+        remap = None
+        if self.options.userns_remap:
+            from skiff.engine.userns_remap import setup_remap
+
+            remap = setup_remap(self.options.userns_remap)
         self.containers = ContainerService(self.store, self.root, self.run,
                                            cgroup_parent=self.options.cgroup_parent,
-                                           events=self.events)
+                                           events=self.events, remap=remap)
         self.volumes = self.containers.volumes  # the containers' mounts use it at each step
+        self.execs = ExecService(self.containers)
         self.images.in_use = self.containers.image_users
         self.system.containers = self.containers.counts
         self._id: str | None = None
@@ -86,7 +94,8 @@ class Engine:
         self.containers.reconcile()
 
     def close(self) -> None:
-        """Let go of the engine's resources (the containers go on running)."""
+        """Let go of the engine's resources (the containers and execs go on running)."""
+        self.execs.close()
         self.containers.close()
 
     @property

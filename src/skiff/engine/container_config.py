@@ -12,8 +12,8 @@ an `InvalidArgument` with Docker's own words (``Minimum memory limit allowed is 
 
 The mounts (Binds, Mounts, Tmpfs and the image's Volumes) are read by `engine.mounts`
 into the request's mount points. What skiff does not do yet is refused here by name rather
-than quietly dropped: a TTY, stdin, published ports, devices, bridge and container
-networks, and the rest listed in `_UNSUPPORTED`. A field Docker does
+than quietly dropped: a TTY, stdin, published ports, bridge and container networks,
+and the rest listed in `_UNSUPPORTED`. A field Docker does
 not know is ignored, as Docker's JSON decoder ignores it (newer clients send fields of newer
 API versions).
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from skiff.engine.security_opts import check_security_opts
 from skiff.engine.supervision import check_healthcheck, check_restart_policy
 from skiff.errors import InvalidArgument
 from skiff.record import Record
@@ -97,16 +98,10 @@ HOST_CONFIG_FIELDS: tuple[tuple[str, str, Any], ...] = (
 
 # What is refused until skiff does it: (section, field, the option as a user knows it)
 _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
-    ("Config", "Tty", "a TTY (-t)"),
-    ("Config", "OpenStdin", "keeping stdin open (-i)"),
-    ("Config", "StdinOnce", "stdin (-i)"),
-    ("Config", "AttachStdin", "attaching stdin (-i)"),
     ("Config", "MacAddress", "a MAC address (--mac-address)"),
     ("HostConfig", "PortBindings", "published ports (-p)"),
     ("HostConfig", "PublishAllPorts", "publishing all ports (-P)"),
     ("HostConfig", "Links", "links (--link)"),
-    ("HostConfig", "Devices", "devices (--device)"),
-    ("HostConfig", "DeviceCgroupRules", "device cgroup rules (--device-cgroup-rule)"),
     ("HostConfig", "DeviceRequests", "device requests (--gpus)"),
     ("HostConfig", "StorageOpt", "storage options (--storage-opt)"),
     ("HostConfig", "Cgroup", "joining another container's cgroup (--cgroup)"),
@@ -119,18 +114,11 @@ _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
     ("HostConfig", "CpuRealtimeRuntime", "--cpu-rt-runtime"),
     ("HostConfig", "KernelMemory", "a kernel memory limit (--kernel-memory)"),
     ("HostConfig", "KernelMemoryTCP", "a kernel TCP memory limit"),
-    ("HostConfig", "Init", "an init process (--init)"),
     ("HostConfig", "CpuCount", "CpuCount (Windows only)"),
     ("HostConfig", "CpuPercent", "CpuPercent (Windows only)"),
     ("HostConfig", "IOMaximumIOps", "IOMaximumIOps (Windows only)"),
     ("HostConfig", "IOMaximumBandwidth", "IOMaximumBandwidth (Windows only)"),
 )
-# security options that change nothing here (skiff has no seccomp profile, AppArmor profile
-# or SELinux label of its own yet) and so may be asked for
-_HARMLESS_SECURITY_OPTS = frozenset({"seccomp=unconfined", "seccomp:unconfined",
-                                     "apparmor=unconfined", "apparmor:unconfined",
-                                     "label=disable", "label:disable"})
-
 
 class CreateRequest(Record):
     """A checked create request: what the engine stores and composes the spec from."""
@@ -234,12 +222,12 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
     if not config.get("Image"):
         raise InvalidArgument("No image specified: Config.Image is empty")
     warnings: list[str] = []
-    host = _host_config(given, warnings, ncpu or os.cpu_count() or 1, swap_limit)
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers") if cgroup_v2 is None \
+        else cgroup_v2
+    host = _host_config(given, warnings, ncpu or os.cpu_count() or 1, swap_limit, v2)
     _normalize_capabilities(host, known_caps)
     if not host["CgroupnsMode"]:
         # Docker's default: a cgroup namespace of its own where cgroups are v2 only
-        v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers") if cgroup_v2 is None \
-            else cgroup_v2
         host["CgroupnsMode"] = "private" if v2 else "host"
     _check_networking(host["NetworkMode"], body.get("NetworkingConfig"))
     merged = merge_image_config(config, image_config or {})
@@ -263,10 +251,7 @@ def _refuse_unsupported(config: dict[str, Any], host: dict[str, Any]) -> None:
         value = (config if section == "Config" else host).get(key)
         if not _zero(value):
             raise InvalidArgument(f"{what}{NOT_YET} ({section}.{key})")
-    for opt in host.get("SecurityOpt") or []:
-        if opt not in _HARMLESS_SECURITY_OPTS and _no_new_privileges(opt) is None:
-            raise InvalidArgument(f"the security option {opt!r}{NOT_YET} "
-                                  f"(HostConfig.SecurityOpt)")
+    check_security_opts(host.get("SecurityOpt"))
     for key, kinds in (("UsernsMode", ("", "host")), ("PidMode", ("", "host")),
                        ("UTSMode", ("", "host")),
                        ("IpcMode", ("", "private", "shareable", "none", "host")),
@@ -283,26 +268,8 @@ _MODE_WORDS = {"PidMode": "PID", "UTSMode": "UTS", "IpcMode": "IPC",
                "UsernsMode": "user namespace"}
 
 
-def _no_new_privileges(opt: str) -> bool | None:
-    """True/False for a ``no-new-privileges[=|:]bool`` option, None for any other."""
-    key, sep, value = opt.replace(":", "=", 1).partition("=")
-    if key != "no-new-privileges":
-        return None
-    if not sep:
-        return True
-    if value in ("true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise InvalidArgument(f"invalid --security-opt 2: {opt!r}")
-
-
-def no_new_privileges(host_config: dict[str, Any]) -> bool:
-    return any(_no_new_privileges(o) for o in host_config.get("SecurityOpt") or [])
-
-
 def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
-                 swap_limit: bool) -> dict[str, Any]:
+                 swap_limit: bool, v2: bool) -> dict[str, Any]:
     host: dict[str, Any] = {}
     for key, _, default in HOST_CONFIG_FIELDS:
         value = given.get(key)
@@ -329,8 +296,11 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
     if not -1000 <= host["OomScoreAdj"] <= 1000:
         raise InvalidArgument(f"Invalid value {host['OomScoreAdj']}, range for oom score adj "
                               f"is [-1000, 1000]")
+    _check_oom_score_adj(host["OomScoreAdj"])
     for ulimit in host["Ulimits"] or []:
         _check_ulimit(ulimit)
+    if host["OomKillDisable"]:
+        _check_oom_kill_disable(host, warnings, v2)
     for entry in host["ExtraHosts"] or []:
         name, sep, address = entry.partition(":")
         if not sep or not name or not address:
@@ -350,6 +320,18 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
         if given.get("ReadonlyPaths") is None:
             host["ReadonlyPaths"] = list(DEFAULT_READONLY_PATHS)
     return host
+
+
+def _check_oom_kill_disable(host: dict[str, Any], warnings: list[str], v2: bool) -> None:
+    """moby's verifyPlatformContainerResources for OomKillDisable: cgroup v2 has no such
+    knob (the option is dropped with a warning); without a memory limit, a warning."""
+    if v2:
+        warnings.append("Your kernel does not support OomKillDisable. OomKillDisable "
+                        "discarded.")
+        host["OomKillDisable"] = False
+    elif host["Memory"] == 0:
+        warnings.append("OOM killer is disabled for the container, but no memory limit is "
+                        "set, this can result in the system running out of resources.")
 
 
 def _normalize_capabilities(host: dict[str, Any], known: Sequence[str] | None) -> None:
@@ -453,9 +435,49 @@ def _check_ulimit(ulimit: Any) -> None:
     soft, hard = ulimit.get("Soft", 0), ulimit.get("Hard", 0)
     if not isinstance(soft, int) or not isinstance(hard, int):
         raise InvalidArgument(f"invalid ulimit {name}: Soft and Hard must be numbers")
-    if soft > hard:
+    if hard != -1 and (soft == -1 or soft > hard):  # -1: unlimited
         raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: "
                               f"{soft} > {hard}")
+    _check_raisable(name, hard)
+
+
+def _holds_sys_resource() -> bool:
+    from skiff.kernel.capabilities import CAPABILITIES
+
+    try:
+        with open("/proc/self/status") as f:
+            eff = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+    except OSError:
+        eff = 0
+    return bool(eff >> CAPABILITIES["CAP_SYS_RESOURCE"] & 1)
+
+
+def _check_oom_score_adj(value: int) -> None:
+    """Below skiffd's own score needs CAP_SYS_RESOURCE too (the kernel answers EACCES)."""
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            own = int(f.read())
+    except (OSError, ValueError):
+        return
+    if value < own and not _holds_sys_resource():
+        raise InvalidArgument(f"oom score adj {value}: below skiffd's own {own}, and skiffd "
+                              f"lacks CAP_SYS_RESOURCE to lower it")
+
+
+def _check_raisable(name: str, hard: int) -> None:
+    """A hard limit above skiffd's own needs CAP_SYS_RESOURCE, which hosts (this one among
+    them) may withhold even from root: say so now rather than fail the start with EPERM."""
+    import resource
+
+    which = getattr(resource, "RLIMIT_" + name.upper(), None)
+    if which is None:
+        return
+    own = resource.getrlimit(which)[1]
+    if own == resource.RLIM_INFINITY or (hard != -1 and hard <= own) or _holds_sys_resource():
+        return
+    wanted = "unlimited" if hard == -1 else str(hard)
+    raise InvalidArgument(f"ulimit {name}: the hard limit {wanted} is above this host's "
+                          f"{own}, and skiffd lacks CAP_SYS_RESOURCE to raise it")
 
 
 def _check_resources(host: dict[str, Any], warnings: list[str], ncpu: int,

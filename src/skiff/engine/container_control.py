@@ -44,24 +44,11 @@ _NOT_UPDATABLE = ("KernelMemory", "KernelMemoryTCP", "CpuRealtimePeriod",
                   "IOMaximumIOps", "IOMaximumBandwidth")
 
 
-def container_attributes(row: ContainerRow) -> dict[str, str]:
-    """What dockerd puts in a container event's Actor.Attributes: the labels, the image
-    as the user named it and the name."""
-    config = row.doc.get("Config") or {}
-    attributes = {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
-    attributes["image"] = str(config.get("Image") or "")
-    attributes["name"] = row.name
-    return attributes
-
-
 def _emit(svc: ContainerService, cid: str, action: str,
           extra: dict[str, str] | None = None) -> None:
     row = svc.db.get(cid)
-    if row is None:
-        return
-    attributes = container_attributes(row)
-    attributes.update(extra or {})
-    svc.events.emit("container", action, cid, attributes)
+    if row is not None:
+        svc._event(row, action, extra)  # the engine's one way to build a container event
 
 
 def _runtime_store(svc: ContainerService) -> Any:

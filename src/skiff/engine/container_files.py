@@ -7,14 +7,17 @@ lines; with ``--network host`` it is a copy of the host's. ``--add-host`` entrie
 either. /etc/resolv.conf is the host's with its localhost nameservers filtered out (they
 mean nothing in another network namespace) and Google's public resolvers in their place when
 none is left, as libnetwork does; ``--dns``, ``--dns-search`` and ``--dns-option`` replace
-the matching lines. With ``--network host`` the host's file is copied unchanged.
+the matching lines. With ``--network host`` the host's file is copied unchanged. The
+working directory (``-w``) is made in the rootfs at create, as dockerd makes it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from skiff.engine.oci_spec import ContainerFiles
+from skiff.errors import KernelError, SkiffError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,3 +115,19 @@ def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     with open(fd, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def make_working_dir(rootfs: str, workdir: str) -> str:
+    """Make `workdir` in `rootfs` (moby's SetupWorkingDirectory) and give its host path: a
+    file in its place is Docker's "Cannot mkdir: ... is not a directory" (a 500 there too),
+    not a host path."""
+    from skiff.runtime.secure_path import make_target, secure_join
+
+    try:
+        return make_target(rootfs, workdir, is_dir=True)
+    except KernelError as e:
+        path = secure_join(rootfs, workdir)
+        if e.errno == errno.ENOTDIR and os.path.lexists(path) and not os.path.isdir(path):
+            raise SkiffError(f"Cannot mkdir: {os.path.normpath(workdir)} is not a "
+                             "directory") from None
+        raise

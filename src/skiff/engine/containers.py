@@ -13,6 +13,8 @@ The volume service mounts what a start needs and is told of each run's end and o
 ``$SKIFF_RUN/runtime``; `wait` blocks until Docker's conditions hold; `remove` takes the
 container down (killing it first when forced) with its snapshot, bundle, logs and row;
 `inspect`, `list`, `logs` and `prune` read it back in Docker's shapes (`container_views`).
+Each step tells dockerd's event to `events` (`_event`: the labels, image and name), ``die``
+once per run, where the exit is recorded.
 
 The `ExitWatcher` tells of a run's end when the monitor's exit file arrives (and of a
 monitor's own end): the file becomes the container's state (exit code, time, OOM kill) and
@@ -35,15 +37,18 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 
+from skiff.engine.attach import stdio_of
 from skiff.engine.container_config import log_limits, parse_create, parse_signal
-from skiff.engine.container_files import files_in, write_files
+from skiff.engine.container_files import files_in, make_working_dir, write_files
 from skiff.engine.container_supervision import Supervisor
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
-from skiff.engine.events import EventLog
+from skiff.engine.events import EventLog, actor_attributes
+from skiff.engine.monitor.launch import Stdio
 from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.filters import Filters, until_timestamp
 from skiff.engine.names import check_name, free_name, is_full_id, new_id
 from skiff.engine.oci_spec import compose_spec, compose_spec_json, resolve_user
+from skiff.engine.userns_remap import Remap, container_maps, maps_doc, maps_of
 from skiff.engine.state_db import ContainerRow, NameTaken, StateDB
 from skiff.engine.times import parse_time, rfc3339_nano
 from skiff.engine.volumes import VolumeService
@@ -69,6 +74,7 @@ if TYPE_CHECKING:
 
     from skiff.engine.images import ImageUser
     from skiff.engine.system import ContainerCounts
+    from skiff.kernel.idmap import IdMaps
     from skiff.store.images import ImageStore
 
 _log = logger("skiff.engine.containers")
@@ -95,6 +101,7 @@ class MonitorRun(Record):
     log_max_size: int = -1
     log_max_file: int = 1
     monitor_log: str | None = None
+    stdio: Stdio | None = None  # -t, -i and the attach socket
 
 
 def launch_monitor(run: MonitorRun) -> int:
@@ -104,7 +111,7 @@ def launch_monitor(run: MonitorRun) -> int:
     return start_monitor(run.container_id, bundle=run.bundle, runtime_root=run.runtime_root,
                          log_path=run.log, exit_file=run.exit_file, pid_file=run.pid_file,
                          log_max_size=run.log_max_size, log_max_file=run.log_max_file,
-                         monitor_log=run.monitor_log)
+                         monitor_log=run.monitor_log, stdio=run.stdio)
 
 
 class _Live:
@@ -177,7 +184,7 @@ class ContainerService:
 
     def __init__(self, store: ImageStore, root: str, run: str, *, cgroup_parent: str = "/skiff",
                  start_monitor: Callable[[MonitorRun], int] | None = None,
-                 events: EventLog | None = None) -> None:
+                 events: EventLog | None = None, remap: Remap | None = None) -> None:
         from skiff.store.snapshots import Snapshotter
 
         self.store = store
@@ -192,6 +199,7 @@ class ContainerService:
         self.netns_dir = os.path.join(run, "netns")
         self.start_monitor = start_monitor or launch_monitor
         self.events = events or EventLog()
+        self.remap = remap  # skiffd --userns-remap
         self.volumes = VolumeService(root, self.events)
         self.volumes.users = self.volume_users
         self._cond = threading.Condition()
@@ -311,16 +319,18 @@ class ContainerService:
             config["Hostname"] = cid[:12]
         host = request.host_config
         folder = self.container_dir(cid)
+        idmaps = container_maps(self.remap, host)
         # the whole spec, once, so that what the runtime would refuse is refused now
         compose_spec(cid, config, host, rootfs="/", files=files_in(folder),
-                     cgroup_parent=self.cgroup_parent, devices=list)
+                     cgroup_parent=self.cgroup_parent, devices=list, idmaps=idmaps)
         with self._reservation(wanted, cid, image.id) as chosen:
             row = ContainerRow(id=cid, name=chosen, image_id=image.id, created=_now(),
                                doc={"Config": config, "HostConfig": host, "Path": request.path,
-                                    "Args": list(request.args), "Platform": "linux"},
+                                    "Args": list(request.args), "Platform": "linux",
+                                    **({"IdMaps": maps_doc(idmaps)} if idmaps else {})},
                                state=_created_state())
             with ExitStack() as undo:
-                rootfs = self.snapshots.prepare(cid, self.store.rootfs_layers(image))
+                rootfs = self.snapshots.prepare(cid, self.store.rootfs_layers(image), idmaps)
                 undo.callback(self._drop_snapshot, cid)
                 points = self.volumes.attach(cid, request.mounts, rootfs)
                 undo.callback(self.volumes.drop_anonymous, points)
@@ -329,11 +339,17 @@ class ContainerService:
                 os.makedirs(self.containers_dir, exist_ok=True)
                 os.mkdir(folder, 0o710)
                 undo.callback(_rmtree, folder)
+                if idmaps is not None:  # as Docker: its root may reach the files bound in
+                    os.chown(folder, 0, idmaps.host_ids()[1])
                 write_files(files_in(folder), config, host)
+                if idmaps is not None:  # root's inside, as Docker chowns them
+                    bound = files_in(folder)
+                    for path in (bound.hostname, bound.hosts, bound.resolv_conf):
+                        os.chown(path, *idmaps.host_ids())
                 if config.get("WorkingDir"):
-                    from skiff.runtime.secure_path import make_target
-
-                    make_target(rootfs, config["WorkingDir"], is_dir=True)
+                    made = make_working_dir(rootfs, config["WorkingDir"])
+                    if idmaps is not None:  # the container's root owns what it did not have
+                        os.chown(made, *idmaps.host_ids())
                 try:
                     self.db.insert(row)
                 except NameTaken as e:
@@ -342,6 +358,7 @@ class ContainerService:
                 self.volumes.settle(cid)
             with self._cond:
                 self._live[cid] = _Live(row.state)
+            self._event(row, "create")
         _log.debug("container %s (%s) created from %s", cid[:12], chosen, image.id[:19])
         return {"Id": cid, "Warnings": list(request.warnings)}
 
@@ -412,11 +429,12 @@ class ContainerService:
         config, host = row.doc["Config"], row.doc["HostConfig"]
         bundle = self.bundle_dir(cid)
         try:
-            rootfs = self._mounted_rootfs(cid, row.image_id)
+            idmaps = maps_of(row.doc)
+            rootfs = self._mounted_rootfs(cid, row.image_id, idmaps)
             user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
             self._runtime_delete(cid)  # what the last run left, if its tidying is under way
             netns = None
-            if host["NetworkMode"] != "host":
+            if host["NetworkMode"] != "host" and idmaps is None:
                 from skiff.engine.netns import make_netns
 
                 netns = self.netns_path(cid)
@@ -425,6 +443,7 @@ class ContainerService:
             spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
                                      files=files_in(self.container_dir(cid)),
                                      cgroup_parent=self.cgroup_parent, netns=netns,
+                                     idmaps=idmaps,
                                      mounts=self.volumes.start_mounts(
                                          cid, row.doc.get("MountPoints") or ()))
             os.makedirs(bundle, 0o711, exist_ok=True)
@@ -444,7 +463,8 @@ class ContainerService:
                 container_id=cid, bundle=bundle, runtime_root=self.runtime_root,
                 log=self.log_path(cid), exit_file=self._exit_file(cid),
                 pid_file=self._pid_file(cid), log_max_size=max_size, log_max_file=max_file,
-                monitor_log=os.path.join(bundle, "monitor.log")))
+                monitor_log=os.path.join(bundle, "monitor.log"),
+                stdio=stdio_of(config, bundle)))
         except SkiffError as e:
             code = getattr(e, "exit_code", None) or EXIT_UNKNOWN
             self._start_failed(cid, str(e), int(code))
@@ -460,6 +480,7 @@ class ContainerService:
                          StartedAt=started, MonitorPid=monitor_pid, **fresh)
             self.db.set_state(cid, state)
             live.run, live.started = monitor_pid or -1, True
+            self._event(row, "start")  # under the condition: before any die of this run
             self._cond.notify_all()
         _log.debug("container %s started: init %d, monitor %d", cid[:12], pid, monitor_pid)
         if monitor_pid:
@@ -483,7 +504,7 @@ class ContainerService:
                 live.exit_code, live.error = code, message
             self._cond.notify_all()
 
-    def _mounted_rootfs(self, cid: str, image_id: str) -> str:
+    def _mounted_rootfs(self, cid: str, image_id: str, idmaps: IdMaps | None = None) -> str:
         """The rootfs of the snapshot, mounted again if it is not (after a host reboot)."""
         rootfs = self.snapshots.rootfs(cid)
         if self.snapshots.mounted(cid):
@@ -491,9 +512,10 @@ class ContainerService:
         if not self.snapshots.exists(cid):
             raise StoreError(f"container {cid}: its rootfs snapshot is gone")
         try:
-            return self.snapshots.mount(cid)
+            return self.snapshots.mount(cid, idmap=idmaps)
         except StoreError:  # a snapshot that records no stack: its image's, if still there
-            return self.snapshots.mount(cid, self.store.rootfs_layers(self.store.get(image_id)))
+            return self.snapshots.mount(cid, self.store.rootfs_layers(self.store.get(image_id)),
+                                        idmaps)
 
     def _read_pid_file(self, cid: str) -> tuple[int, int] | None:
         from skiff.engine.monitor.launch import read_pid_file
@@ -580,6 +602,9 @@ class ContainerService:
                 live.run = 0
                 live.exits += 1
                 live.exit_code, live.error = int(ended["ExitCode"]), str(ended["Error"])
+            if ended["OOMKilled"]:
+                self._event(row, "oom")
+            self._event(row, "die", {"exitCode": str(ended["ExitCode"])})
             self._cond.notify_all()
         _log.debug("container %s exited %d", cid[:12], ended["ExitCode"])
         return True
@@ -627,6 +652,11 @@ class ContainerService:
         from skiff.runtime.kill import kill
         from skiff.runtime.state import StateStore
 
+        row = self.db.get(cid)
+        if row is not None:
+            # told whether or not the signal lands, as dockerd does; before it is sent, so
+            # that the die it may cause (told by the exit watcher's thread) comes after
+            self._event(row, "kill", {"signal": str(sig)})
         try:
             kill(StateStore(self.runtime_root), cid, sig)
         except RuntimeError_ as e:
@@ -654,11 +684,11 @@ class ContainerService:
             run = live.run
             self.supervisor.cancel(row)
             self._signal(cid, sig)
-        if self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
-            return True
-        _log.debug("container %s: no exit %ds after signal %d; killing it", cid[:12],
-                   timeout, sig)
-        self._kill_run(cid, live, run)
+        if not self._wait_run_over(cid, run, None if timeout < 0 else float(timeout)):
+            _log.debug("container %s: no exit %ds after signal %d; killing it", cid[:12],
+                       timeout, sig)
+            self._kill_run(cid, live, run)
+        self._event(row, "stop")
         return True
 
     def _kill_run(self, cid: str, live: _Live, run: int) -> None:
@@ -703,9 +733,10 @@ class ContainerService:
 
     def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         """``POST /containers/{id}/restart``: stop (if running), then start."""
-        cid = self.resolve(ref)
-        self.stop(cid, timeout, signal)
-        self.start(cid)
+        row = self._find(ref)
+        self.stop(row.id, timeout, signal)
+        self.start(row.id)
+        self._event(row, "restart")
 
     # -- wait -------------------------------------------------------------------------------
     def wait(self, ref: str, condition: str = "not-running",
@@ -771,7 +802,8 @@ class ContainerService:
                 live.error = ""  # moby's SetRemoved clears it: a removal waiter sees no error
                 self._live.pop(cid, None)
                 self._cond.notify_all()
-        if volumes:
+            self._event(row, "destroy")
+        if volumes:  # after the destroy event, as moby's ContainerRm removes them
             self.volumes.drop_anonymous(row.doc.get("MountPoints") or ())
         _log.debug("container %s removed", cid[:12])
 
@@ -783,6 +815,17 @@ class ContainerService:
             pass
         except (SkiffError, OSError) as e:
             _log.warning("container %s: auto-remove: %s", cid[:12], e)
+
+    def _event(self, row: ContainerRow, action: str, more: dict[str, str] | None = None) -> None:
+        """Docker's container event: the labels, ``image`` (as the user named it) and
+        ``name`` of the container, over the event's own attributes. The other container
+        modules (container_control) tell theirs through it too."""
+        config = row.doc["Config"]
+        named = {"name": row.name}
+        if config.get("Image"):
+            named["image"] = str(config["Image"])
+        self.events.emit("container", action, row.id,
+                         actor_attributes(config.get("Labels"), more, **named))
 
     def _set_status(self, cid: str, status: str, **more: Any) -> None:
         with self._cond:
@@ -977,6 +1020,7 @@ class ContainerService:
                     continue
                 deleted.append(row.id)
                 reclaimed += size
+            self.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
             return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
         finally:
             self._prune_lock.release()

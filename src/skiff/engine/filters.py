@@ -227,5 +227,5 @@ def until_timestamp(value: str, now: float | None = None) -> float:
 
     moment = parse_time(value)
     if moment is None:
-        raise InvalidArgument(f"failed to parse value as time or duration: {value!r}")
+        raise InvalidArgument(f'failed to parse value as time or duration: "{value}"')  # Go's %q
     return moment

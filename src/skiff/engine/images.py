@@ -10,7 +10,8 @@ which call the registry client and the archive code and report progress as Docke
 streamed JSON messages through an `Emit` callback. Which containers use an image is not
 known here: `in_use` is a hook the container service fills (by default nothing uses any).
 The raw config JSON of an image is read for inspect and history, so that fields skiff's
-records do not model (OnBuild, Shell…) still come back as they were pushed.
+records do not model (OnBuild, Shell…) still come back as they were pushed. Each operation
+tells dockerd's image event (LogImageEvent's actor and name, the image's labels) to `events`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 
 from skiff import jsonfast
 from skiff.engine import jsonmessage
-from skiff.engine.events import EventLog
+from skiff.engine.events import EventLog, actor_attributes
 from skiff.engine.filters import Filters, familiar_match, until_timestamp
 from skiff.engine.times import GO_ZERO_TIME, parse_time, rfc3339_nano, unix_seconds
 from skiff.errors import (
@@ -257,6 +258,7 @@ class ImageService:
         target = target.with_default_tag()
         self.store.tag(image.id, str(target))
         self._touch_tag(image.id)
+        self._event("tag", image.id, target.familiar(), image)
         return target.familiar()
 
     def remove(self, name: str, *, force: bool = False,
@@ -266,6 +268,16 @@ class ImageService:
         and forced, only the name goes). `noprune` is accepted: skiff images have no parent
         images to prune."""
         image = self.store.get(name)
+        labels = _labels(self._config_json(image))  # read while the image is there
+        report = self._remove(name, image, force)
+        for item in report:
+            if "Untagged" in item:  # dockerd names the image by its ID in both
+                self._event("untag", image.id, image.id, labels=labels)
+            elif item.get("Deleted") == image.id:  # the rest are its layers
+                self._event("delete", image.id, image.id)
+        return report
+
+    def _remove(self, name: str, image: Image, force: bool) -> builtins.list[dict[str, str]]:
         refs = self.store.references(image.id)
         users = self.in_use(image.id)
         key = _reference_key(name, refs)
@@ -334,6 +346,7 @@ class ImageService:
                 except StoreError as e:
                     _log.warning("prune: could not remove %s: %s", target, e)
         reclaimed = sum(sizes.get(d["Deleted"], 0) for d in deleted if "Deleted" in d)
+        self.events.emit("image", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # -- transfers --------------------------------------------------------------------------
@@ -374,6 +387,7 @@ class ImageService:
         _say(emit, jsonmessage.status(f"Digest: {result.digest}"))
         news = "Downloaded newer image for" if result.fresh else "Image is up to date for"
         _say(emit, jsonmessage.status(f"Status: {news} {result.reference}"))
+        self._named_event("pull", ref)
         return result
 
     def push(self, name: str, tag: str = "", *, auth: str | None = None,
@@ -405,6 +419,7 @@ class ImageService:
             _say(emit, jsonmessage.aux(
                 {"Tag": result.tag, "Digest": result.digest, "Size": result.size}))
             self._add_digest_reference(target, result.digest)
+            self._named_event("push", parse_reference(target))
             results.append(result)
         return results
 
@@ -415,6 +430,8 @@ class ImageService:
         if not names:
             raise InvalidArgument("no image names given to save")
         save(self.store, names, out)
+        for image in {i.id: i for i in map(self.store.get, names)}.values():
+            self._event("save", image.id, image.id, image)
 
     def load(self, src: IO[bytes], *, quiet: bool = True,
              emit: Emit | None = None) -> builtins.list[str]:
@@ -426,6 +443,10 @@ class ImageService:
         lines = load(self.store, src, progress)
         for line in lines:
             _say(emit, jsonmessage.stream(line + "\n"))
+        loaded = (line.removeprefix("Loaded image ID: ").removeprefix("Loaded image: ")
+                  for line in lines)
+        for image in {i.id: i for i in map(self.store.get, loaded)}.values():
+            self._event("load", image.id, image.id, image)
         return lines
 
     def import_(self, src: IO[bytes] | None, *, from_src: str = "-", repo: str = "",
@@ -457,10 +478,28 @@ class ImageService:
                 stream.close()
         if target is not None:
             self._touch_tag(image.id)
+            self._event("tag", image.id, parse_reference(target).familiar(), image)
+        self._event("import", image.id, image.id, image)
         _say(emit, jsonmessage.status(image.id))
         return str(image.id)
 
     # -- inside -----------------------------------------------------------------------------
+    def _event(self, action: str, actor: str, name: str, image: Image | None = None, *,
+               labels: dict[str, str] | None = None) -> None:
+        """dockerd's LogImageEvent: the image's labels (while it exists) and `name`."""
+        if image is not None:
+            labels = _labels(self._config_json(image))
+        self.events.emit("image", action, actor, actor_attributes(labels, name=name))
+
+    def _named_event(self, action: str, ref: Reference) -> None:
+        """A pull's or push's event: dockerd names its actor ``name:tag``, with the bare
+        repository as the name."""
+        try:
+            image: Image | None = self.store.get(str(ref))
+        except (ImageNotFound, StoreError):
+            image = None
+        self._event(action, ref.familiar(), ref.familiar_name, image)
+
     def _add_digest_reference(self, pushed: str, digest: str) -> None:
         """Name the pushed image also ``name@digest``, as dockerd does after a push (its
         RepoDigests then show where it went)."""

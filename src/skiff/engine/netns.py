@@ -9,6 +9,11 @@ from a socket made inside it, and keeps the namespace by bind-mounting it at `pa
 (``$SKIFF_RUN/netns/<id>``, Docker's SandboxKey) for the spec to join by path.
 `release_netns` lets it go when the run ends. Made or not at all: a failure half-way
 unmounts and removes what was made.
+
+A user-namespace-remapped container cannot use a namespace made here: its root would not
+own it (no sysctl, no interface change). Its runtime makes the namespace inside the
+container's user namespace, and `loopback_hook` — a createRuntime hook, as Docker uses
+libnetwork's prestart hook there — brings that one's loopback up from the host side.
 """
 
 from __future__ import annotations
@@ -76,3 +81,37 @@ def release_netns(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+# a createRuntime hook's argv: [python, -S, -I, -c, HOOK_BOOT, <src dir>]; the OCI state
+# (with the container's pid) comes on stdin
+HOOK_BOOT = ("import sys;src=sys.argv.pop(1);M=type(sys)\n"
+             "for name in ('skiff','skiff.engine'):\n"
+             " m=M(name);m.__path__=[src+'/'+name.replace('.','/')];sys.modules[name]=m\n"
+             "from skiff.engine.netns import loopback_hook;loopback_hook()")
+
+
+def loopback_hook_spec() -> dict[str, object]:
+    """The OCI hook that runs `loopback_hook` for a container."""
+    import sys
+
+    from skiff.engine.monitor.launch import src_dir
+
+    return {"path": sys.executable,
+            "args": [sys.executable, "-S", "-I", "-c", HOOK_BOOT, src_dir()]}
+
+
+def loopback_hook() -> None:
+    """Bring up the loopback of the network namespace of the container whose OCI state
+    is on stdin (this process joins the namespace; it is a hook's, and ends here)."""
+    import json
+    import sys
+
+    pid = json.load(sys.stdin)["pid"]
+    path = f"/proc/{pid}/ns/net"
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscall.setns(fd, syscall.CLONE_NEWNET, path)
+    finally:
+        os.close(fd)
+    _loopback_up()

@@ -16,14 +16,22 @@ writable) and
 the host's devices, which sysctls exist) comes in as arguments with defaults that read the
 host. `resolve_user` is runc's GetExecUser over the container's own /etc/passwd and
 /etc/group, with Docker's additional groups; it reads the rootfs, so it runs at start, as in
-Docker. Seccomp is not set yet: skiff has no default profile of its own so far.
+Docker. Seccomp is skiff's default profile (`engine.seccomp_profile`) for the container's
+capabilities, or the profile of ``--security-opt seccomp=<json>``, or none for
+``seccomp=unconfined`` and ``--privileged``; ``--device`` nodes and ``--device-cgroup-rule``
+rules come from `engine.container_devices`, ``--init`` from `engine.container_init`.
 """
 
 from __future__ import annotations
 
 import os
 
-from skiff.engine.container_config import entrypoint_and_args, no_new_privileges
+from skiff.engine.container_config import entrypoint_and_args
+from skiff.engine.container_devices import spec_devices
+from skiff.engine.container_init import INIT_PATH, init_binary, wants_init
+from skiff.engine.seccomp_profile import oci_seccomp
+from skiff.engine.security_opts import UNCONFINED, no_new_privileges, seccomp_profile
+from skiff.engine.userns_remap import spec_mappings
 from skiff.errors import InvalidArgument
 from skiff.oci.codec import decode_object
 from skiff.oci.runtime_spec import Spec
@@ -34,6 +42,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any
+
+    from skiff.kernel.idmap import IdMaps
 
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPABILITIES = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
@@ -286,6 +296,12 @@ def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
     return out
 
 
+def _seccomp_available() -> bool:
+    from skiff.kernel import seccomp
+
+    return seccomp.available()
+
+
 def _sysctl_exists(name: str) -> bool:
     return os.path.exists(os.path.join("/proc/sys", name.replace(".", "/")))
 
@@ -379,6 +395,11 @@ def _resources(host: dict[str, Any], privileged: bool) -> dict[str, Any]:
     return res
 
 
+def _rlimit(value: int) -> int:
+    """Docker's -1 (unlimited) as the spec's uint64 RLIM_INFINITY."""
+    return (1 << 64) - 1 if value < 0 else value
+
+
 def cgroups_path(parent: str, container_id: str) -> str:
     """``<parent>/<id>``, always absolute (skiff never nests under a caller's cgroup)."""
     return "/" + "/".join(p for p in (*parent.split("/"), container_id) if p)
@@ -391,13 +412,16 @@ def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any]
                  bounding: int | None = -1, netns: str | None = None,
                  devices: Callable[[], list[dict[str, Any]]] = host_devices,
                  sysctl_exists: Callable[[str], bool] = _sysctl_exists,
+                 seccomp_available: Callable[[], bool] = _seccomp_available,
+                 idmaps: IdMaps | None = None,
                  mounts: Sequence[dict[str, Any]] = ()) -> Spec:
     """The OCI runtime spec of a container (Config and HostConfig as `parse_create` left
     them) whose rootfs is mounted at `rootfs`."""
     return decode_object(Spec, compose_spec_json(
         container_id, config, host, rootfs=rootfs, user=user, files=files,
         cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding, netns=netns,
-        devices=devices, sysctl_exists=sysctl_exists, mounts=mounts))
+        devices=devices, sysctl_exists=sysctl_exists, seccomp_available=seccomp_available,
+        idmaps=idmaps, mounts=mounts))
 
 
 def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str, Any], *,
@@ -407,10 +431,13 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                       bounding: int | None = -1, netns: str | None = None,
                       devices: Callable[[], list[dict[str, Any]]] = host_devices,
                       sysctl_exists: Callable[[str], bool] = _sysctl_exists,
+                      seccomp_available: Callable[[], bool] = _seccomp_available,
+                      idmaps: IdMaps | None = None,
                       mounts: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """`compose_spec` as the config.json document. `bounding`: skiffd's own capability
     bounding set (-1: read it; None: no limit). `netns`: the network namespace made for
     the container to join (`engine.netns`); without one, the runtime makes a bare one.
+    `idmaps`: the user namespace mappings of a remapped container (``--userns-remap``).
     `mounts`: the container's own (volumes, binds, tmpfs, as `engine.mounts` makes them),
     which replace a default or network-file mount at the same destination and go, with
     the network files, in Docker's order of destination depth."""
@@ -428,7 +455,7 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "terminal": bool(config.get("Tty")),
         "user": {"uid": user.uid, "gid": user.gid,
                  "additionalGids": list(user.additional_gids)},
-        "args": [path, *args],
+        "args": [INIT_PATH, "--", path, *args] if wants_init(host) else [path, *args],
         "env": container_env(config),
         "cwd": config.get("WorkingDir") or "/",
         "capabilities": capabilities,
@@ -436,8 +463,11 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     }
     if no_new_privileges(host):
         process["noNewPrivileges"] = True
-    rlimits = [{"type": "RLIMIT_" + u["Name"].upper(), "soft": u.get("Soft", 0),
-                "hard": u.get("Hard", 0)} for u in host.get("Ulimits") or []]
+    size = host.get("ConsoleSize") or [0, 0]
+    if config.get("Tty") and size[0] and size[1]:  # the client's terminal, from the start
+        process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
+    rlimits = [{"type": "RLIMIT_" + u["Name"].upper(), "soft": _rlimit(u.get("Soft", 0)),
+                "hard": _rlimit(u.get("Hard", 0))} for u in host.get("Ulimits") or []]
     if rlimits:
         process["rlimits"] = rlimits
     own = {m["destination"] for m in mounts}
@@ -454,6 +484,9 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     added = [dict(m) for m in mounts]
     if files is not None:
         added += [m for m in _network_mounts(files, readonly) if m["destination"] not in own]
+    if wants_init(host):
+        added.append({"destination": INIT_PATH, "type": "bind", "source": init_binary(),
+                      "options": ["bind", "ro"]})
     from skiff.engine.mounts import by_depth
 
     all_mounts = defaults + by_depth(added)
@@ -467,14 +500,38 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     words = {o for m in added for o in m.get("options", ())}
     if words & {"shared", "rshared"}:  # moby: a shared mount needs a shared rootfs
         linux["rootfsPropagation"] = "rshared"
+    hooks: dict[str, list[dict[str, Any]]] = {}
+    if idmaps is not None:
+        linux["namespaces"].insert(0, {"type": "user"})
+        linux.update(spec_mappings(idmaps))
+        if host["NetworkMode"] != "host":  # its own, made by the runtime in its userns
+            from skiff.engine.netns import loopback_hook_spec
+
+            hooks["createRuntime"] = [loopback_hook_spec()]
     sysctl: dict[str, str] = {}
     if host["NetworkMode"] != "host":
         sysctl.update((k, v) for k, v in _PRIVATE_NET_SYSCTLS if sysctl_exists(k))
+        if idmaps is not None and "net.ipv4.ping_group_range" in sysctl:
+            # the kernel takes only gids mapped in the container's user namespace
+            top = sum(size for _, _, size in idmaps.gids) - 1
+            sysctl["net.ipv4.ping_group_range"] = f"0 {top}"
     sysctl.update(host.get("Sysctls") or {})
     if sysctl:
         linux["sysctl"] = sysctl
-    if privileged:
-        linux["devices"] = devices()
+    nodes, rules = spec_devices(host)
+    if privileged or nodes:
+        listed = devices() if privileged else []
+        paths = {d["path"] for d in nodes}
+        linux["devices"] = [d for d in listed if d["path"] not in paths] + nodes
+    if rules and not privileged:
+        linux["resources"]["devices"] += rules
+    profile = seccomp_profile(host)
+    if profile != UNCONFINED:
+        if seccomp_available():
+            linux["seccomp"] = oci_seccomp(profile, caps)
+        elif profile is not None:
+            raise InvalidArgument("seccomp is not enabled in your kernel, cannot run a custom "
+                                  "seccomp profile.")
     doc: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process,
@@ -482,6 +539,8 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "mounts": all_mounts,
         "linux": linux,
     }
+    if hooks:
+        doc["hooks"] = hooks
     if host.get("UTSMode") != "host":
         doc["hostname"] = config.get("Hostname") or container_id[:12]
         if config.get("Domainname"):

@@ -118,7 +118,7 @@ class SystemService:
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cgroup_version,
-            "NEventsListener": 0,
+            "NEventsListener": engine.events.listeners(),
             "KernelVersion": uname.release,
             "OperatingSystem": release.get("PRETTY_NAME", "Linux"),
             "OSVersion": release.get("VERSION_ID", ""),
@@ -142,11 +142,11 @@ class SystemService:
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": False,
             "Isolation": "",
-            "InitBinary": "",
+            "InitBinary": "docker-init",  # what --init runs (engine.container_init)
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "SecurityOptions": _security_options(self.engine.options.userns_remap),
             "Warnings": None,
         }
 
@@ -229,3 +229,12 @@ def _filesystem_of(path: str) -> str:
 def _runtime_path() -> str:
     beside = os.path.join(os.path.dirname(sys.executable), "skiff-runtime")
     return beside if os.path.exists(beside) else "skiff-runtime"
+
+
+def _security_options(userns_remap: str) -> list[str]:
+    """What /info says of the containers' confinement: the seccomp profile when the host
+    can apply one, and user namespaces when remapping is on."""
+    from skiff.kernel import seccomp
+
+    return [*(["name=seccomp,profile=builtin"] if seccomp.available() else []),
+            *(["name=userns"] if userns_remap else [])]

@@ -87,7 +87,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     spec = load_config(os.path.join(bundle, "config.json"))
     preflight(spec, opts)
     assert spec.root is not None and spec.linux is not None and spec.process is not None
-    filt = compile_seccomp(spec.linux.seccomp)
+    filt = compile_seccomp(spec.linux.seccomp, os.path.join(store.root, ".seccomp"))
     plan = namespace_plan(spec)
     theirs = None  # the socket init sends its pty master on
     if spec.process.terminal and opts.console_socket:

@@ -17,7 +17,7 @@ from skiff.errors import RuntimeError_
 from skiff.oci.runtime_spec import Capabilities, Process
 from skiff.runtime import console, process
 from skiff.runtime.channel import Channel, join_cgroup, wait_cgroup
-from skiff.runtime.container import open_container
+from skiff.runtime.container import Container, open_container
 from skiff.runtime.foreground import wait_for
 from skiff.runtime.spawn import NamespacePlan, kill_and_reap, spawn
 from skiff.runtime.state import StateStore, write_pid_file
@@ -88,12 +88,12 @@ def _plan(init_pid: int, namespaces: tuple[str, ...]) -> NamespacePlan:
 
 
 def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int:
+    """skiff-runtime exec: start the process, then stay with it (its exit code) unless
+    `detach`."""
     c = open_container(store, container_id)
-    c.require("exec")
     spec = c.spec
-    assert spec.process is not None and spec.linux is not None
+    assert spec.process is not None
     proc = build_process(spec.process, opts)
-    filt = process.compile_seccomp(spec.linux.seccomp)
     term: socket.socket | None = None
     ours: socket.socket | None = None
     if proc.terminal:
@@ -103,6 +103,23 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
             raise RuntimeError_("exec -t -d needs --console-socket")
         else:
             ours, term = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = start_in(c, proc, term, opts.preserve_fds)
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, pid)
+    if opts.detach:
+        return 0
+    return wait_for(pid, ours)
+
+
+def start_in(c: Container, proc: Process, term: socket.socket | None,
+             preserve: int = 0) -> int:
+    """Start `proc` in the running container `c` with our stdio (or, with a terminal, a
+    pty whose master goes out on `term`, which is closed here); its host pid. We are its
+    parent (the child subreaper of the forks between)."""
+    c.require("exec")
+    spec = c.spec
+    assert spec.linux is not None
+    filt = process.compile_seccomp(spec.linux.seccomp, os.path.join(c.store.root, ".seccomp"))
     plan = _plan(c.state.pid, tuple(n.type for n in spec.linux.namespaces))
     lsms = process.host_lsms()
 
@@ -115,7 +132,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
         path = process.find_executable(proc, env)
         wait_cgroup(chan)
         process.become(proc, filt, lsms)
-        process.preserve_fds(opts.preserve_fds, (chan.rfd, chan.wfd))
+        process.preserve_fds(preserve, (chan.rfd, chan.wfd))
         chan.send("ready")
         chan.close()
         process.execute(proc, filt, path, env)
@@ -140,8 +157,4 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions) -> int
     finally:
         if term is not None:
             term.close()
-    if opts.pid_file:
-        write_pid_file(opts.pid_file, pid)
-    if opts.detach:
-        return 0
-    return wait_for(pid, ours)
+    return pid

@@ -16,7 +16,7 @@ import os
 from skiff.record import Record
 
 from skiff.kernel import syscall as sc
-from skiff.kernel.seccomp import Filter
+from skiff.kernel.seccomp import Filter, Program
 from skiff.oci.runtime_spec import Spec
 from skiff.runtime import process
 from skiff.runtime.channel import Channel, wait_cgroup
@@ -33,7 +33,7 @@ class InitJob(Record, mutable=True):
     builder: RootfsBuilder
     container_id: str
     fifo: str | None  # None: start at once (run)
-    seccomp: Filter | None
+    seccomp: Filter | Program | None
     console_sock: socket.socket | None = None  # where the pty master goes (when terminal)
     no_pivot: bool = False
     no_new_keyring: bool = False

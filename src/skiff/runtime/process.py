@@ -20,7 +20,7 @@ from skiff.errors import KernelError, RuntimeError_, SpecError
 from skiff.kernel import capabilities as caps
 from skiff.kernel import signals
 from skiff.kernel import syscall as sc
-from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
+from skiff.kernel.seccomp import ArgRule, Filter, Program, SyscallRule
 from skiff.oci.runtime_spec import Process, Seccomp
 from skiff.log import logger
 
@@ -53,13 +53,23 @@ def preserve_fds(count: int, ours: tuple[int, ...]) -> set[int]:
     return keep
 
 
-def compile_seccomp(seccomp: Seccomp | None) -> Filter | None:
+def compile_seccomp(seccomp: Seccomp | None,
+                    cache_dir: str | None = None) -> Filter | Program | None:
     """Check and build the filter in the runtime, before anything is created; the forked
-    container process inherits it and only has to load it."""
+    container process inherits it and only has to load it. With `cache_dir`, a filter
+    compiled before is taken from there as BPF (`runtime.seccomp_cache`)."""
     if seccomp is None:
         return None
     if seccomp.listener_path:
         raise SpecError("linux.seccomp.listenerPath", "seccomp user notification is not supported")
+    if cache_dir is None:
+        return _compile(seccomp)
+    from skiff.runtime.seccomp_cache import cached_program
+
+    return cached_program(seccomp, cache_dir, _compile)
+
+
+def _compile(seccomp: Seccomp) -> Filter:
     rules = [SyscallRule(s.names, s.action, s.errno_ret,
                          tuple(ArgRule(a.index, a.op, a.value, a.value_two) for a in s.args))
              for s in seccomp.syscalls]
@@ -152,13 +162,18 @@ def refuse_runtime_binary(path: str, depth: int = 0) -> None:
             refuse_runtime_binary(os.fsdecode(words[0]), depth + 1)
 
 
+def _rlim(value: int) -> int:
+    """A spec limit (uint64) as setrlimit takes it: RLIM_INFINITY is 2**64-1 in the spec."""
+    return resource.RLIM_INFINITY if value >= 1 << 63 or value < 0 else value
+
+
 def apply_rlimits(process: Process) -> None:
     for r in process.rlimits:
         which = getattr(resource, r.type, None)
         if which is None:
             raise SpecError("process.rlimits", f"unknown rlimit {r.type}")
         try:
-            resource.setrlimit(which, (r.soft, r.hard))
+            resource.setrlimit(which, (_rlim(r.soft), _rlim(r.hard)))
         except OSError as e:
             raise KernelError("setrlimit", e.errno or errno.EPERM,
                               detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
@@ -168,11 +183,33 @@ def apply_rlimits(process: Process) -> None:
 
 
 def _oom_score_adj(value: int) -> None:
+    path = "/proc/self/oom_score_adj"
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(value))
+        with open(path) as f:
+            if int(f.read()) == value:
+                return  # nothing to change (and in a user namespace, maybe no right to)
+    except (OSError, ValueError):
+        pass
+    try:
+        _write_oom_score_adj(path, value)
+    except PermissionError:
+        # in a user namespace, a non-dumpable process's /proc files belong to the host's
+        # root; dumpable again, they are its own (as runc's init makes itself)
+        sc.prctl(_PR_SET_DUMPABLE, 1)
+        try:
+            _write_oom_score_adj(path, value)
+        except OSError as e:
+            raise KernelError.from_os("write oom_score_adj", e, path) from None
     except OSError as e:
-        raise KernelError.from_os("write oom_score_adj", e, "/proc/self/oom_score_adj") from None
+        raise KernelError.from_os("write oom_score_adj", e, path) from None
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def _write_oom_score_adj(path: str, value: int) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
 
 
 def host_lsms() -> frozenset[str]:
@@ -221,7 +258,8 @@ def _masks(process: Process) -> dict[str, int]:
     return out
 
 
-def become(process: Process, filt: Filter | None, lsms: frozenset[str] = frozenset()) -> None:
+def become(process: Process, filt: Filter | Program | None,
+           lsms: frozenset[str] = frozenset()) -> None:
     """Every step up to (not including) the last-moment seccomp load and execve."""
     apply_rlimits(process)
     if process.oom_score_adj is not None:
@@ -267,7 +305,8 @@ def become(process: Process, filt: Filter | None, lsms: frozenset[str] = frozens
     os.umask(user.umask if user.umask is not None else 0o022)  # runc's default
 
 
-def execute(process: Process, filt: Filter | None, path: str, env: dict[str, str]) -> None:
+def execute(process: Process, filt: Filter | Program | None, path: str,
+            env: dict[str, str]) -> None:
     signals.unignore_all()  # the program gets default dispositions, as from runc
     if filt is not None and process.no_new_privileges:
         filt.load()

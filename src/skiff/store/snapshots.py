@@ -5,7 +5,9 @@ A snapshot is ``<root>/snapshots/<key>/`` holding ``upper/`` (what the container
 the overlay of the lower dirs (topmost first, as `LayerStore.lower_dirs` gives them) under
 ``upper`` is mounted. An image with no layers gets an empty ``lower/`` of its own, since
 overlayfs needs at least one lower dir. Everything `prepare` makes is undone if a later step
-fails, so a failed prepare leaves neither a mount nor a folder.
+fails, so a failed prepare leaves neither a mount nor a folder. A snapshot with an id
+mapping (a ``--userns-remap`` container) mounts each lower dir through an idmapped bind at
+``idmapped-<n>/`` and lets the mapped root own ``upper/``; `remove` unmounts them all.
 
 overlayfs splits its mount data on `,` and its lowerdir list on `:`, and reads `\\` as an
 escape; a path holding any of them is refused with a StoreError rather than built into an
@@ -28,6 +30,9 @@ from skiff.log import logger
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import builtins
+    from contextlib import ExitStack
+
+    from skiff.kernel.idmap import IdMaps
 
 _log = logger("skiff.store.snapshots")
 _UNSAFE = (",", ":", "\\")
@@ -143,9 +148,12 @@ class Snapshotter:
         return sorted(n for n in names if not n.startswith(".")
                       and os.path.isdir(os.path.join(self.snapshots, n)))
 
-    def prepare(self, key: str, lower_dirs: builtins.list[str]) -> str:
+    def prepare(self, key: str, lower_dirs: builtins.list[str],
+                idmap: IdMaps | None = None) -> str:
         """Make the snapshot `key` over `lower_dirs` (topmost first) and mount its rootfs;
-        return the rootfs path. All or nothing."""
+        return the rootfs path. All or nothing. With `idmap` (a user-namespace-remapped
+        container), the lower dirs are seen through idmapped binds and upper belongs to the
+        mapped root, so the container's root owns its files as it would its own."""
         from contextlib import ExitStack
 
         snap = self.path(key)
@@ -181,7 +189,9 @@ class Snapshotter:
             except OSError as e:
                 raise StoreError(f"prepare snapshot `{key}`: {_why(e)}: "
                                  f"`{e.filename}`") from e
-            data = overlay_options(lowers, upper, work)
+            if idmap is not None:
+                os.chown(upper, *idmap.host_ids())
+            data = overlay_options(self._idmapped(key, lowers, idmap, undo), upper, work)
             try:
                 # the stack is the snapshot's own from now on: remounting it never needs the
                 # image again, and the image store keeps the layers it names
@@ -222,11 +232,14 @@ class Snapshotter:
                 continue  # removed meanwhile
         return held
 
-    def mount(self, key: str, lower_dirs: builtins.list[str] | None = None) -> str:
+    def mount(self, key: str, lower_dirs: builtins.list[str] | None = None,
+              idmap: IdMaps | None = None) -> str:
         """Mount the rootfs of `key` again over its recorded stack (after a reboot, or once
         something unmounted it); return the rootfs path. A snapshot that records no stack
         (an older skiff's, or one a crash cut short) is mounted over `lower_dirs`, which it
-        records from then on."""
+        records from then on. `idmap`: as the snapshot was prepared."""
+        from contextlib import ExitStack
+
         snap = self.path(key)
         upper, work, rootfs = (os.path.join(snap, n) for n in ("upper", "work", "rootfs"))
         try:
@@ -238,22 +251,55 @@ class Snapshotter:
             os.makedirs(lowers[-1], exist_ok=True)
             with open(os.path.join(snap, LOWERS), "w") as f:
                 f.write("".join(d + "\n" for d in lowers))
-        data = overlay_options(lowers, upper, work)
-        try:
-            syscall.mount("overlay", rootfs, "overlay", 0, data)
-        except KernelError as e:
-            raise StoreError(f"snapshot `{key}`: mount its rootfs again: {e}") from e
+        with ExitStack() as undo:
+            data = overlay_options(self._idmapped(key, lowers, idmap, undo), upper, work)
+            try:
+                syscall.mount("overlay", rootfs, "overlay", 0, data)
+            except KernelError as e:
+                raise StoreError(f"snapshot `{key}`: mount its rootfs again: {e}") from e
+            undo.pop_all()
         return rootfs
+
+    def _idmapped(self, key: str, lowers: builtins.list[str], idmap: IdMaps | None,
+                  undo: ExitStack) -> builtins.list[str]:
+        """The lower dirs to mount the overlay over: `lowers` themselves, or with `idmap`
+        idmapped binds of them at ``idmapped-<n>/`` (unmounted by `undo` on failure)."""
+        if idmap is None:
+            return lowers
+        from skiff.kernel.idmap import idmapped_bind, userns_fd
+
+        try:
+            fd = userns_fd(idmap.uids, idmap.gids)
+        except KernelError as e:
+            raise StoreError(f"snapshot `{key}`: {e}") from e
+        out = []
+        try:
+            for i, lower in enumerate(lowers):
+                target = os.path.join(self.path(key), f"idmapped-{i}")
+                os.makedirs(target, 0o755, exist_ok=True)
+                try:
+                    idmapped_bind(lower, target, fd)
+                except KernelError as e:
+                    raise StoreError(f"snapshot `{key}`: idmapped lower dir: {e} (the "
+                                     f"filesystem of the store must support idmapped "
+                                     f"mounts for --userns-remap)") from e
+                undo.callback(_umount, target)
+                out.append(target)
+        finally:
+            os.close(fd)
+        return out
 
     def remove(self, key: str) -> None:
         """Unmount the snapshot `key` (lazily when busy) and delete its folder."""
         snap = self.path(key)
         if not os.path.lexists(snap):
             raise StoreError(f"remove snapshot `{key}`: it does not exist")
-        rootfs = os.path.join(snap, "rootfs")
         try:
-            while rootfs in mount_points():  # stacked mounts come off one by one
-                _umount(rootfs)
+            # the rootfs (stacked mounts come off one by one), then the idmapped lower dirs
+            while below := sorted((p for p in mount_points()
+                                   if p == snap or p.startswith(snap + "/")),
+                                  key=len, reverse=True):
+                _umount(below[0])
         except KernelError as e:
             raise StoreError(f"remove snapshot `{key}`: {e}") from e
         # Never delete through a mount: that would delete the container's files via it.

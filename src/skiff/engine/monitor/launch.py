@@ -45,9 +45,19 @@ def src_dir() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(skiff.__file__)))
 
 
+class Stdio(Record):
+    """A container's terminal and stdin (``-t``, ``-i``); with either, the monitor serves
+    `attach_socket` (`monitor.control`'s frames)."""
+
+    terminal: bool = False
+    open_stdin: bool = False
+    attach_socket: str = ""
+
+
 def monitor_command(container_id: str, *, bundle: str, runtime_root: str, log_path: str,
                     exit_file: str, pid_file: str, status_fd: int, log_max_size: int = -1,
-                    log_max_file: int = 1, monitor_log: str | None = None) -> list[str]:
+                    log_max_file: int = 1, monitor_log: str | None = None,
+                    stdio: Stdio | None = None) -> list[str]:
     argv = [sys.executable, "-S", "-I", "-c", BOOT, src_dir(),
             "--id", container_id, "--bundle", bundle, "--runtime-root", runtime_root,
             "--log", log_path, "--exit-file", exit_file, "--pid-file", pid_file,
@@ -56,18 +66,23 @@ def monitor_command(container_id: str, *, bundle: str, runtime_root: str, log_pa
         argv += ["--log-max-size", str(log_max_size), "--log-max-file", str(max(1, log_max_file))]
     if monitor_log:
         argv += ["--monitor-log", monitor_log]
+    if stdio is not None and (stdio.terminal or stdio.open_stdin):
+        argv += ["--terminal", str(int(stdio.terminal)), "--open-stdin",
+                 str(int(stdio.open_stdin)), "--attach-socket", stdio.attach_socket]
     return argv
 
 
 def start_monitor(container_id: str, *, bundle: str, runtime_root: str, log_path: str,
                   exit_file: str, pid_file: str, log_max_size: int = -1, log_max_file: int = 1,
-                  monitor_log: str | None = None, timeout: float = 60.0) -> int:
+                  monitor_log: str | None = None, timeout: float = 60.0,
+                  stdio: Stdio | None = None) -> int:
     """Start the container of `bundle` under a new monitor; init's pid once it runs.
 
     The monitor outlives the caller (it is not the caller's child: the process spawned
     here forks it and exits, and is reaped here). `log_max_size` > 0 turns on rotation
     (`log_max_file` files kept, as ``--log-opt max-size/max-file``). `monitor_log`: where
-    the monitor's own complaints go (default: nowhere). Raises `ContainerStartError` —
+    the monitor's own complaints go (default: nowhere). `stdio`: a TTY, an open stdin and
+    where the monitor serves attachers (default: neither, stdin /dev/null). Raises `ContainerStartError` —
     the container did not start, and nothing of it is left — with Docker's message and
     the exit code `docker run` gives (126, 127; 125 for the rest, the monitor's own
     failures included).
@@ -78,7 +93,8 @@ def start_monitor(container_id: str, *, bundle: str, runtime_root: str, log_path
         argv = monitor_command(container_id, bundle=bundle, runtime_root=runtime_root,
                                log_path=log_path, exit_file=exit_file, pid_file=pid_file,
                                status_fd=w, log_max_size=log_max_size,
-                               log_max_file=log_max_file, monitor_log=monitor_log)
+                               log_max_file=log_max_file, monitor_log=monitor_log,
+                               stdio=stdio)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, pass_fds=(w,), cwd="/",

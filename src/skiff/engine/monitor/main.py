@@ -2,7 +2,8 @@
 
 Started by `launch.start_monitor` (or as ``python -m skiff.engine.monitor``) with
 ``--id ID --bundle DIR --runtime-root DIR --log FILE [--log-max-size BYTES]
-[--log-max-file N] --exit-file FILE --pid-file FILE --status-fd FD [--monitor-log FILE]``.
+[--log-max-file N] --exit-file FILE --pid-file FILE --status-fd FD [--monitor-log FILE]
+[--terminal 1] [--open-stdin 1] [--attach-socket FILE]``.
 The process skiffd starts forks at once and exits, so the monitor is nobody's child in
 skiffd and outlives it; the monitor makes a session of its own, sets its stdio to
 /dev/null (stderr to ``--monitor-log`` if given), and becomes a child subreaper. It forks a
@@ -18,6 +19,15 @@ pidfd. When init has exited and the pipes are drained, it writes ``--exit-file``
 ExitCode 128+N for death by signal N, OOMKilled from the cgroup's oom_kill count), closes
 the log (a follower reading it is woken by that), deletes the runtime container and exits.
 It relays no signals: the engine signals the container through the runtime.
+
+With ``--terminal 1`` the container gets a pty (``-t``): the monitor listens on a console
+socket in the bundle, the helper's runtime create connects to it and init sends the pty's
+master there; the monitor copies the master's output into the log as stdout (with a TTY
+Docker has no stderr). Attachers follow the log, so the output of an interactive container
+(``-t`` or ``-i``) is logged as it comes, a line's start without its end too (a prompt).
+With ``--open-stdin 1`` (``-i``) the container's stdin is a pipe
+(or the pty) fed by the monitor. Either serves ``--attach-socket`` (`attach_server`:
+stdin, resize, close stdin, in `control`'s frames) while the container runs.
 
 With a restart policy (the bundle's ``restart`` file) the run is followed by others
 (`restart.supervise`): each exit then is a line of ``runs.jsonl``, the back-off is waited
@@ -41,9 +51,13 @@ TYPE_CHECKING = False  # type checkers take it as True; no typing import at run 
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from skiff.engine.monitor.attach_server import AttachServer
+
 USAGE = ("usage: python -m skiff.engine.monitor --id ID --bundle DIR --runtime-root DIR "
          "--log FILE [--log-max-size BYTES] [--log-max-file N] --exit-file FILE "
-         "--pid-file FILE --status-fd FD [--monitor-log FILE]")
+         "--pid-file FILE --status-fd FD [--monitor-log FILE] [--terminal 1] "
+         "[--open-stdin 1] [--attach-socket FILE]")
+_CONSOLE_TIMEOUT = 10.0  # how long init may take to send its pty master
 _DRAIN_MS = 1000  # after init's exit: how long the pipes may stay silent before we stop
 _DRAIN_MAX_NS = 5_000_000_000  # ... and how long draining may go on at most
 
@@ -51,8 +65,9 @@ _DRAIN_MAX_NS = 5_000_000_000  # ... and how long draining may go on at most
 class Options:
     """The command line, checked."""
 
-    STRINGS = ("id", "bundle", "runtime_root", "log", "exit_file", "pid_file", "monitor_log")
-    NUMBERS = ("log_max_size", "log_max_file", "status_fd")
+    STRINGS = ("id", "bundle", "runtime_root", "log", "exit_file", "pid_file", "monitor_log",
+               "attach_socket")
+    NUMBERS = ("log_max_size", "log_max_file", "status_fd", "terminal", "open_stdin")
     REQUIRED = ("id", "bundle", "runtime_root", "log", "exit_file", "pid_file", "status_fd")
 
     def __init__(self) -> None:
@@ -66,6 +81,9 @@ class Options:
         self.log_max_size = -1
         self.log_max_file = 1
         self.status_fd = -1
+        self.terminal = 0
+        self.open_stdin = 0
+        self.attach_socket = ""
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -95,6 +113,8 @@ def parse_args(argv: list[str]) -> Options:
     missing = [f"--{k.replace('_', '-')}" for k in Options.REQUIRED if k not in seen]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
+    if (opts.terminal or opts.open_stdin) and not opts.attach_socket:
+        raise ValueError("--terminal and --open-stdin need --attach-socket")
     return opts
 
 
@@ -216,6 +236,8 @@ class Monitor:
         self.init_pid = 0
         self.oom_file = ""
         self.streams: dict[int, str] = {}
+        self.poller = select.poll()
+        self.attach: AttachServer | None = None
 
     def launch(self) -> int:
         """Detached and quiet, start the container; init's pid, or StartFailed."""
@@ -239,28 +261,67 @@ class Monitor:
         StartFailed. Each run of a restarting container comes through here."""
         opts = self.opts
         assert self.log is not None
-        out_r, out_w = posix.pipe()
-        err_r, err_w = posix.pipe()
+        # with a TTY, init's stdio is the pty: the pipes would only carry the runtime's
+        # hooks' output into the log, so there are none
+        out_r, out_w = posix.pipe() if not opts.terminal else (-1, -1)
+        err_r, err_w = posix.pipe() if not opts.terminal else (-1, -1)
+        in_r, in_w = posix.pipe() if opts.open_stdin and not opts.terminal else (-1, -1)
         res_r, res_w = posix.pipe()
+        console = None
+        console_path = console_name = ""
+        console_folder = -1
+        if opts.terminal:
+            from skiff.engine.monitor.attach_server import listen, short_name
+            console_path = opts.bundle.rstrip("/") + "/console.sock"
+            console = listen(console_path)
+            console_name, console_folder = short_name(console_path)  # for the helper
         helper = posix.fork()
         if helper == 0:
             from skiff.engine.monitor.startup import helper_main
-            helper_main(opts.id, opts.bundle, opts.runtime_root,
-                        (out_r, err_r, res_r, self.log.fd), out_w, err_w, res_w)
-        for fd in (out_w, err_w, res_w):
-            posix.close(fd)
+            ours = (out_r, err_r, in_w, res_r, self.log.fd,
+                    console.fileno() if console is not None else -1)
+            helper_main(opts.id, opts.bundle, opts.runtime_root, ours, out_w, err_w, res_w,
+                        stdin_r=in_r, console_socket=console_name)
+        for fd in (out_w, err_w, in_r, res_w):
+            if fd >= 0:
+                posix.close(fd)
         try:
             answer = read_answer(res_r)
         finally:
             posix.close(res_r)
             posix.waitpid(helper, 0)  # once it is gone, init is our child
+            if console_folder >= 0:
+                posix.close(console_folder)
         if answer[0] != "ok":
-            posix.close(out_r)
-            posix.close(err_r)
+            for fd in (out_r, err_r, in_w):
+                if fd >= 0:
+                    posix.close(fd)
+            if console is not None:
+                console.close()
+                posix.unlink(console_path)
             raise StartFailed(answer[2], int(answer[1]))
         self.init_pid = int(answer[1])
         self.oom_file = answer[2]
-        self.streams = {out_r: "stdout", err_r: "stderr"}
+        self.streams = {fd: name for fd, name in ((out_r, "stdout"), (err_r, "stderr"))
+                        if fd >= 0}
+        master = -1
+        if console is not None:
+            try:
+                from skiff.engine.monitor.attach_server import receive_master
+                master = receive_master(console, _CONSOLE_TIMEOUT)
+            except OSError as e:
+                self.abort()
+                raise StartFailed(f"receive the container's pty master: {e}", 125) from None
+            finally:
+                console.close()
+                posix.unlink(console_path)
+            self.streams[master] = "stdout"  # Docker's TTY output is all stdout
+            if opts.open_stdin:
+                in_w = posix.dup(master)  # its own fd: polled for room apart from output
+                posix.set_inheritable(in_w, False)
+        if opts.attach_socket:
+            from skiff.engine.monitor.attach_server import AttachServer
+            self.attach = AttachServer(opts.attach_socket, self.poller, in_w, master)
         return self.init_pid
 
     def run(self) -> tuple[int, int]:
@@ -268,7 +329,7 @@ class Monitor:
         init's wait status and when it ended (ns)."""
         log = self.log
         assert log is not None
-        poller = select.poll()
+        poller, attach = self.poller, self.attach
         for fd in self.streams:
             poller.register(fd, select.POLLIN)
         child = _ChildWatch(self.init_pid)
@@ -290,18 +351,26 @@ class Monitor:
                         finished = time.time_ns()
                         poller.unregister(fd)
                     continue
+                if attach is not None and attach.owns(fd):
+                    attach.handle(fd)
+                    continue
                 try:
                     data = posix.read(fd, 65536)
                 except OSError:
                     data = b""
                 if data:
                     log.feed(self.streams[fd], data)
+                    if attach is not None:
+                        # interactive: attachers read the log, and a prompt has no newline
+                        log.flush(self.streams[fd])
                 else:
                     log.flush(self.streams.pop(fd))
                     poller.unregister(fd)
                     posix.close(fd)
         child.close()
         assert status is not None
+        if attach is not None:
+            attach.close()
         for fd, stream in self.streams.items():
             log.flush(stream)
             posix.close(fd)

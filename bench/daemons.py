@@ -1,0 +1,106 @@
+"""The daemons a bench starts for itself, each in the bench's own temp folder, and stops again.
+
+`Processes` keeps what a bench started and stops it by PID (SIGTERM, then SIGKILL) at the
+end. `start_skiffd` starts a skiffd with its own SKIFF_ROOT/SKIFF_RUN and socket;
+`start_dockerd` a dockerd with its own ``--data-root``, ``--exec-root``, pid file and socket,
+``--iptables=false --bridge=none`` so that it adds no rule or bridge to the host (the
+containerd it needs it starts itself, as its child). Both return the CLI's argv pointed at
+that socket. Used by ``pull.py`` and ``containers.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+VENV_BIN = Path(sys.executable).parent
+# Debian's 20.10 CLI; /usr/local/bin may hold a newer one, first on PATH
+DOCKER_CLI = "/usr/bin/docker"
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def wait_for(what: str, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"[bench] {what} did not come up in {timeout:.0f} s")
+
+
+def answers(argv: list[str], env: dict[str, str] | None = None) -> bool:
+    return subprocess.run(argv, capture_output=True, env=env).returncode == 0
+
+
+class Processes:
+    """The daemons this bench started, stopped by PID (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str], log_path: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        out = open(log_path, "wb")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env=env, start_new_session=True)
+        out.close()
+        self.started.append((name, proc))
+        return proc
+
+    def pid(self, name: str) -> int:
+        return next(p.pid for n, p in self.started if n == name)
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.started):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    log(f"{name} ignored SIGTERM; killing it")
+                    proc.kill()
+                    proc.wait()
+
+
+def start_skiffd(procs: Processes, work: Path) -> tuple[list[str], dict[str, str]]:
+    """A skiffd on `work`/skiff-root and `work`/skiff-run; returns (skiff argv, its env)."""
+    env = dict(os.environ, SKIFF_ROOT=str(work / "skiff-root"), SKIFF_RUN=str(work / "skiff-run"))
+    sock = work / "skiff-run" / "skiff.sock"
+    procs.start("skiffd", [str(VENV_BIN / "skiffd"), "--host", f"unix://{sock}"],
+                work / "skiffd.log", env=env)
+    cli = [str(VENV_BIN / "skiff"), "-H", f"unix://{sock}"]
+    wait_for("skiffd", lambda: answers(cli + ["version"], env))
+    return cli, env
+
+
+def start_dockerd(procs: Processes, work: Path, *extra: str) -> list[str]:
+    """A dockerd of its own under `work` (flags `extra` on top); returns the docker CLI argv."""
+    sock = work / "docker.sock"
+    procs.start("dockerd", [
+        "dockerd", "--data-root", str(work / "docker"), "--exec-root", str(work / "docker-run"),
+        "--pidfile", str(work / "docker.pid"), "--host", f"unix://{sock}",
+        "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=overlay2",
+        *extra,
+    ], work / "dockerd.log")
+    cli = [DOCKER_CLI, "-H", f"unix://{sock}"]
+    wait_for("dockerd", lambda: answers(cli + ["version"]), timeout=60)
+    return cli
+
+
+def unmount_under(work: Path) -> None:
+    """Lazily unmount whatever a daemon left mounted below `work`, deepest first."""
+    for mnt in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        target = mnt.split()[1]
+        if target.startswith(f"{work}/"):
+            subprocess.run(["umount", "-l", target], check=False)

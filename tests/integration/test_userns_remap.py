@@ -1,0 +1,137 @@
+"""``skiffd --userns-remap default``, as dockerd's: the user dockremap and its subordinate
+ranges made on first use, containers whose root is uid 0 inside and the remapped uid on the
+host (/proc/<pid>/status), files they write owned by that uid on the host, the image's
+layers seen through idmapped mounts (nothing chowned, nothing left mounted after rm),
+``--userns=host`` opting out, Docker's refusals, and skiffd refusing a user it cannot map.
+The test removes the user it made (userdel takes its /etc/subuid and /etc/subgid lines)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures_daemon import SKIFFD, Skiffd, start_skiffd, stop_skiffd
+from test_docker_cli import DOCKER, docker
+from test_docker_cli_containers import remove_all
+
+pytestmark = [pytest.mark.root, pytest.mark.slow,
+              pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI"),
+              pytest.mark.skipif(not shutil.which("useradd"), reason="no useradd")]
+
+USER = "dockremap"
+
+
+def _user_exists() -> bool:
+    return subprocess.run(["getent", "passwd", USER], capture_output=True).returncode == 0
+
+
+def _first_id(path: str) -> int:
+    for line in Path(path).read_text().splitlines():
+        name, start, _ = line.split(":")
+        if name == USER:
+            return int(start)
+    raise AssertionError(f"no {USER} range in {path}")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_root: Path) -> Iterator[Skiffd]:
+    made_user = not _user_exists()
+    workdir = tmp_root / f"skiffd-userns-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir()
+    try:
+        d = start_skiffd(workdir, "--userns-remap", "default")
+        try:
+            yield d
+        finally:
+            try:
+                remove_all(d)
+            finally:
+                stop_skiffd(d)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if made_user and _user_exists():
+            subprocess.run(["userdel", USER], check=True)
+
+
+def mounts_under(path: Path) -> list[str]:
+    return [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(path))]
+
+
+def test_root_inside_is_the_remapped_user_outside(daemon: Skiffd) -> None:
+    uid, gid = _first_id("/etc/subuid"), _first_id("/etc/subgid")
+    cid = docker(daemon, "run", "-d", "busybox", "sh", "-c",
+                 "echo hi > /written; mkdir -p /made; sleep 60").stdout.strip()
+    try:
+        pid = json.loads(docker(daemon, "inspect", cid).stdout)[0]["State"]["Pid"]
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}" in status
+        assert f"Gid:\t{gid}\t{gid}\t{gid}\t{gid}" in status
+        upper = daemon.root / "snapshots" / cid / "upper"
+        written = upper / "written"
+        for _ in range(100):
+            if written.exists():
+                break
+            subprocess.run(["sleep", "0.05"])
+        assert (written.stat().st_uid, written.stat().st_gid) == (uid, gid)
+        assert upper.stat().st_uid == uid
+        # the image's layer is not chowned: its files stay root's on the host
+        lower = next((daemon.root / "layers").glob("*/diff"))
+        assert (lower / "bin").stat().st_uid == 0
+        assert mounts_under(daemon.root / "snapshots" / cid)  # the rootfs and idmapped lower
+        # an exec joins the container's user namespace: root inside, the mapped uid outside
+        assert docker(daemon, "exec", cid, "sh", "-c", "id -u; cat /written").stdout \
+            == "0\nhi\n"
+    finally:
+        docker(daemon, "rm", "-f", cid)
+    assert mounts_under(daemon.root / "snapshots") == []
+
+
+def test_inside_the_container(daemon: Skiffd) -> None:
+    uid = _first_id("/etc/subuid")
+    out = docker(daemon, "run", "--rm", "busybox", "sh", "-c",
+                 "id -u; cat /proc/self/uid_map; ls -ln /bin/sh | cut -c1-40; "
+                 "grep Seccomp: /proc/self/status; ip link show lo | head -1; "
+                 "touch /etc/x && echo writable; ls -ln /etc/hosts").stdout
+    lines = out.splitlines()
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", str(uid), "65536"]
+    assert lines[2].split()[2:4] == ["0", "0"]  # the layer's root files are root's inside
+    assert "Seccomp:\t2" in out and "UP" in lines[4] and "writable" in out
+    assert lines[-1].split()[2:4] == ["0", "0"]  # /etc/hosts is the container root's
+
+
+def test_userns_host_opts_out(daemon: Skiffd) -> None:
+    out = docker(daemon, "run", "--rm", "--userns", "host", "busybox",
+                 "cat", "/proc/self/uid_map").stdout
+    assert out.split() == ["0", "0", "4294967295"]
+
+
+def test_dockers_refusals_and_info(daemon: Skiffd) -> None:
+    for flag, words in ((["--privileged"], "privileged mode is incompatible with user "
+                                           "namespaces"),
+                        (["--network", "host"], "cannot share the host's network namespace"),
+                        (["--pid", "host"], "cannot share the host PID namespace")):
+        p = docker(daemon, "run", "--rm", *flag, "busybox", "true", check=False)
+        assert p.returncode == 125 and words in p.stderr, p.stderr
+    docker(daemon, "run", "--rm", "--userns", "host", "--privileged", "busybox", "true")
+    info = daemon.json("GET", "/info")[1]
+    assert "name=userns" in info["SecurityOptions"]
+    assert docker(daemon, "ps", "-aq").stdout == ""
+
+
+def test_skiffd_refuses_a_user_without_ranges(tmp_path: Path) -> None:
+    p = subprocess.run([SKIFFD, "--root", str(tmp_path / "root"), "--exec-root",
+                        str(tmp_path / "run"), "--userns-remap", "nosuchuser-xyz"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "nosuchuser-xyz" in p.stderr
+    p = subprocess.run([SKIFFD, "--root", str(tmp_path / "root"), "--exec-root",
+                        str(tmp_path / "run"), "--userns-remap", "nobody:nogroup"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "No subuid ranges found for user 'nobody'" in p.stderr
