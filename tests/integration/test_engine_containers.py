@@ -374,8 +374,9 @@ def test_failed_creates_leave_nothing(clean: Env) -> None:
         c.create({"Image": "busybox", "Cmd": ["true"]}, "/taken")
     with pytest.raises(InvalidArgument, match="bridge networks are not supported yet"):
         c.create({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "bridge"}})
-    with pytest.raises(InvalidArgument, match="not supported"):
-        c.create({"Image": "busybox", "Cmd": ["true"], "Tty": True})
+    with pytest.raises(InvalidArgument, match="bind source path does not exist"):
+        c.create({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [
+            {"Type": "bind", "Source": "/no/such/folder", "Target": "/x"}]}})
     assert clean.leftovers() == before
     c.remove("taken")
 
