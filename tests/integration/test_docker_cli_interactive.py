@@ -267,6 +267,29 @@ def test_skiff_run_it_through_a_pty(daemon: Skiffd, terminals: list[Terminal]) -
     assert (p.returncode, p.stdout) == (0, b"UP\n")
 
 
+def test_skiff_attach_and_start_a_i(daemon: Skiffd, terminals: list[Terminal]) -> None:
+    docker(daemon, "run", "-dit", "--name", "skiffshell", "busybox", "sh")
+    t = at_terminal(terminals, daemon, SKIFF, "attach", "skiffshell")
+    t.wait_raw()
+    t.send(b"echo one\r")
+    t.expect(b"\none\r\n")
+    t.send(CTRL_P + CTRL_Q)
+    assert t.wait() == 1
+    assert b"read escape sequence" in t.output
+    assert status_of(daemon, "skiffshell") == "running"
+    t = at_terminal(terminals, daemon, SKIFF, "attach", "--detach-keys", "ctrl-x,y",
+                    "skiffshell")
+    t.wait_raw()
+    t.send(b"exit 4\r")  # the shell ends: attach gives its exit code
+    assert t.wait() == 4
+    p = run_skiff(daemon, "attach", "skiffshell", input=b"")
+    assert p.returncode == 1 and b"You cannot attach to a stopped container" in p.stderr
+    docker(daemon, "create", "-i", "--name", "skifffirst", "busybox", "sh", "-c",
+           "head -c 5; echo; exit 7")
+    p = run_skiff(daemon, "start", "-a", "-i", "skifffirst", input=b"12345tail")
+    assert (p.returncode, p.stdout) == (7, b"12345\n")
+
+
 def run_skiff(d: Skiffd, *args: str, input: bytes) -> Any:
     import subprocess
     return subprocess.run([SKIFF, *args], env=d.env, input=input, capture_output=True,

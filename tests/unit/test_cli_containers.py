@@ -241,9 +241,6 @@ def test_run_flags_refused_as_docker_refuses_them(cli: Cli, tmp_path: Path) -> N
     assert code == 125 and "invalid environment variable: =x" in err
     code, _, err = cli("run", "--pull", "sometimes", "busybox")
     assert code == 125
-    code, _, err = cli("run", "--detach-keys", "ctrl-x", "busybox")
-    assert code == 125 and err.startswith("skiff: --detach-keys is not supported")
-    assert err.endswith("\n\nRun 'skiff run --help' for more information\n")
     code, _, err = cli("run", "-d", "-a", "stdout", "busybox")
     assert (code, err) == (125, "skiff: Conflicting options: -a and -d\n\n"
                                 "Run 'skiff run --help' for more information\n")

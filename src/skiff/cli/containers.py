@@ -345,17 +345,18 @@ def start(ctx: Context, path: str, argv: list[str]) -> int:
                       flag("interactive", "i", "Attach container's STDIN"),
                   ], (1, None), aliases=f"{prog} container start, {prog} start")
     opts = cmd.parse(argv)
-    if opts.interactive or opts.detach_keys:
-        raise SkiffError("attaching a container's stdin (-i, --detach-keys) is not "
-                         "supported by skiff yet")
-    if opts.attach:
+    if opts.attach or opts.interactive:
         if len(opts.args) > 1:
             raise SkiffError("you cannot start and attach multiple containers at once")
         from skiff.cli.run import attached_start
 
         c = ctx.client.get(f"/containers/{opts.args[0]}/json")
+        config = c.get("Config") or {}
         auto_remove = bool((c.get("HostConfig") or {}).get("AutoRemove"))
-        return attached_start(ctx, "start", c["Id"], auto_remove, True)
+        tty = bool(config.get("Tty"))
+        return attached_start(ctx, "start", c["Id"], auto_remove, not tty,
+                              stdin=bool(opts.interactive and config.get("OpenStdin")),
+                              tty=tty, detach_keys=opts.detach_keys or "")
     failed = []
     for name in opts.args:
         try:
@@ -369,6 +370,44 @@ def start(ctx: Context, path: str, argv: list[str]) -> int:
         ctx.out.flush()
         raise SkiffError(f"Error: failed to start containers: {', '.join(failed)}")
     return 0
+
+
+def attach(ctx: Context, path: str, argv: list[str]) -> int:
+    prog = _prog(path)
+    cmd = Command(path, "[OPTIONS] CONTAINER",
+                  "Attach local standard input, output, and error streams to a running "
+                  "container", [
+                      option("detach-keys", "",
+                             "Override the key sequence for detaching a container"),
+                      flag("no-stdin", "", "Do not attach STDIN"),
+                      Flag("sig-proxy", "", "bool", "Proxy all received signals to the process",
+                           True),
+                  ], (1, 1), aliases=f"{prog} container attach, {prog} attach")
+    opts = cmd.parse(argv)
+    from skiff.cli.run import SignalProxy, copy_attached, exit_status, open_attach
+
+    c = ctx.client.get(f"/containers/{opts.args[0]}/json")
+    state, config = c.get("State") or {}, c.get("Config") or {}
+    if not state.get("Running"):
+        raise SkiffError("You cannot attach to a stopped container, start it first")
+    if state.get("Paused"):
+        raise SkiffError("You cannot attach to a paused container, unpause it first")
+    cid, tty = c["Id"], bool(config.get("Tty"))
+    stdin = bool(config.get("OpenStdin")) and not opts.no_stdin
+    # docker's order: the wait first, so an exit during the attach is not missed
+    waiter = ctx.client.open("POST", f"/containers/{cid}/wait", {"condition": "not-running"})
+    stream = open_attach(ctx, cid, stdout=True, stderr=True, stdin=stdin,
+                         detach_keys=opts.detach_keys or "")
+    proxy = SignalProxy(ctx.client, cid) if opts.sig_proxy and not tty else None
+    try:
+        if copy_attached(ctx, cid, stream, stdout=True, stderr=True, stdin=stdin, tty=tty):
+            raise SkiffError("read escape sequence")  # the docker CLI's words and status
+        return exit_status(ctx, waiter)
+    finally:
+        if proxy is not None:
+            proxy.restore()
+        stream.close()
+        waiter.close()
 
 
 def wait(ctx: Context, path: str, argv: list[str]) -> int:

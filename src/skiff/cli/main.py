@@ -44,6 +44,7 @@ COMMON = {
     "info": ("system", "info", "Display system-wide information"),
 }
 OTHERS = {
+    "attach": ("containers", "attach", "Attach local standard input, output, and error streams to a running container"),
     "commit": ("container_ops", "commit", "Create a new image from a container's changes"),
     "cp": ("container_copy", "cp", "Copy files/folders between a container and the local filesystem"),
     "create": ("run", "create", "Create a new container"),
@@ -74,6 +75,7 @@ OTHERS = {
     "wait": ("containers", "wait", "Block until one or more containers stop, then print their exit codes"),
 }
 CONTAINER = {
+    "attach": OTHERS["attach"],
     "commit": OTHERS["commit"],
     "cp": OTHERS["cp"],
     "create": OTHERS["create"],

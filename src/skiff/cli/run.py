@@ -553,21 +553,68 @@ class SignalProxy:
             signal.signal(number, handler)
 
 
-def attached_start(ctx: Context, verb: str, cid: str, auto_remove: bool, sig_proxy: bool,
-                   stdout: bool = True, stderr: bool = True, stdin: bool = False,
-                   tty: bool = False) -> int:
-    """Attach, wait (next-exit, or removed), start, copy the output (and with `stdin`
-    our stdin in; with `tty` raw, the terminal raw: `cli.interactive`), and return the
-    container's exit code — or docker's 125/126/127 when the start failed."""
-    from skiff import jsonfast
+def open_attach(ctx: Context, cid: str, *, stdout: bool, stderr: bool, stdin: bool,
+                detach_keys: str = "") -> Any:
+    """The hijacked ``POST /containers/{id}/attach`` stream (its write side closed at once
+    when there is no stdin to send)."""
+    query: dict[str, Any] = {"stream": True, "stdin": stdin, "stdout": stdout,
+                             "stderr": stderr}
+    if detach_keys:
+        query["detachKeys"] = detach_keys
+    stream = ctx.client.open("POST", f"/containers/{cid}/attach", query, upgrade=True)
+    if not stdin:
+        stream.close_write()
+    return stream
+
+
+def copy_attached(ctx: Context, cid: str, stream: Any, *, stdout: bool, stderr: bool,
+                  stdin: bool, tty: bool) -> bool:
+    """Copy an attach's output here (and with `stdin` our stdin there; with `tty` raw, the
+    terminal raw: `cli.interactive`) until it ends; True when it ended by the detach keys:
+    the container still runs (the daemon says nothing on a detach, it ends the stream)."""
     from skiff.client import stdcopy
 
+    if not (stdin or tty):
+        stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
+                     _binary(ctx.err) if stderr else None)
+        return False
+    from skiff.cli.interactive import Session
+
+    with Session(ctx.client, cid, stream, stdin=stdin, tty=tty):
+        if tty:  # a TTY's output is raw
+            out = _binary(ctx.out)
+            for data in stream.iter_hijacked():
+                out.write(data)
+                out.flush()
+        else:
+            stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
+                         _binary(ctx.err) if stderr else None)
+    # the daemon ends an attach at the container's exit only once the exit is recorded
+    state = ctx.client.get(f"/containers/{cid}/json").get("State") or {}
+    return bool(state.get("Running"))
+
+
+def exit_status(ctx: Context, waiter: Any) -> int:
+    """The container's exit code from a wait's answer (125 when the wait failed)."""
+    from skiff import jsonfast
+
+    answer = jsonfast.loads(waiter.read() or b"{}")
+    error = answer.get("Error") if isinstance(answer, dict) else None
+    if error:
+        ctx.err.write(f"Error waiting for container: {error.get('Message', error)}\n")
+        return 125
+    return int(answer.get("StatusCode", 125)) if isinstance(answer, dict) else 125
+
+
+def attached_start(ctx: Context, verb: str, cid: str, auto_remove: bool, sig_proxy: bool,
+                   stdout: bool = True, stderr: bool = True, stdin: bool = False,
+                   tty: bool = False, detach_keys: str = "") -> int:
+    """Attach, wait (next-exit, or removed), start, copy the output (`copy_attached`), and
+    return the container's exit code — or docker's 125/126/127 when the start failed, or 0
+    after a detach."""
     client = ctx.client
-    stream = client.open("POST", f"/containers/{cid}/attach",
-                         {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr},
-                         upgrade=True)
-    if not stdin:
-        stream.close_write()  # no stdin to send
+    stream = open_attach(ctx, cid, stdout=stdout, stderr=stderr, stdin=stdin,
+                         detach_keys=detach_keys)
     waiter = client.open("POST", f"/containers/{cid}/wait",
                          {"condition": "removed" if auto_remove else "next-exit"})
     proxy = SignalProxy(client, cid) if sig_proxy else None
@@ -582,31 +629,15 @@ def attached_start(ctx: Context, verb: str, cid: str, auto_remove: bool, sig_pro
                 waiter.close()
             report(ctx, verb, str(exc))
             return start_exit_code(str(exc))
-        if stdin or tty:
-            from skiff.cli.interactive import Session
-            with Session(client, cid, stream, stdin=stdin, tty=tty):
-                if tty:  # a TTY's output is raw
-                    out = _binary(ctx.out)
-                    for data in stream.iter_hijacked():
-                        out.write(data)
-                        out.flush()
-                else:
-                    stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
-                                 _binary(ctx.err) if stderr else None)
-        else:
-            stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
-                         _binary(ctx.err) if stderr else None)
-        answer = jsonfast.loads(waiter.read() or b"{}")
+        if copy_attached(ctx, cid, stream, stdout=stdout, stderr=stderr, stdin=stdin,
+                         tty=tty):
+            return 0  # detached: it runs on (docker run -it does the same)
+        return exit_status(ctx, waiter)
     finally:
         if proxy is not None:
             proxy.restore()
         stream.close()
         waiter.close()
-    error = answer.get("Error") if isinstance(answer, dict) else None
-    if error:
-        ctx.err.write(f"Error waiting for container: {error.get('Message', error)}\n")
-        return 125
-    return int(answer.get("StatusCode", 125)) if isinstance(answer, dict) else 125
 
 
 def run(ctx: Context, path: str, argv: list[str]) -> int:
@@ -616,8 +647,6 @@ def run(ctx: Context, path: str, argv: list[str]) -> int:
         Flag("sig-proxy", "", "bool", "Proxy received signals to the process", True),
     ])
     try:
-        if opts.detach_keys:
-            raise InvalidArgument("--detach-keys is not supported by skiff run yet")
         if opts.detach and opts.attach:
             raise InvalidArgument("Conflicting options: -a and -d")
         body = container_body(opts, opts.args[0], opts.args[1:])
@@ -644,4 +673,5 @@ def run(ctx: Context, path: str, argv: list[str]) -> int:
             return start_exit_code(str(exc))
         return 0
     return attached_start(ctx, "run", cid, opts.rm, opts.sig_proxy and not opts.tty, stdout,
-                          stderr, stdin=bool(body["AttachStdin"]), tty=bool(opts.tty))
+                          stderr, stdin=bool(body["AttachStdin"]), tty=bool(opts.tty),
+                          detach_keys=opts.detach_keys or "")
