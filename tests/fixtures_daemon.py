@@ -179,6 +179,59 @@ def stop_skiffd(d: Skiffd, check: bool = True) -> None:
         assert not d.pidfile.exists(), "skiffd left its pid file behind"
 
 
+def remove_all(d: Skiffd, volumes: bool = False) -> None:
+    """Every container of `d`, removed by force (and with `volumes` their anonymous volumes
+    and then every volume); none may be left."""
+    status, found = d.json("GET", "/containers/json?all=1")
+    assert status == 200, found
+    for c in found:
+        status, _, body = d.request("DELETE", f"/containers/{c['Id']}?force=1&v={int(volumes)}")
+        assert status in (204, 404), body
+    status, found = d.json("GET", "/containers/json?all=1")
+    assert found == [], found
+    if volumes:
+        status, found = d.json("GET", "/volumes")
+        assert status == 200, found
+        for v in found["Volumes"]:
+            status, _, body = d.request("DELETE", f"/volumes/{v['Name']}")
+            assert status in (204, 404), body
+        assert d.json("GET", "/volumes")[1]["Volumes"] == []
+
+
+@contextlib.contextmanager
+def module_daemon(tmp_root: Path, name: str, *args: str) -> Iterator[Skiffd]:
+    """A skiffd (with `args`) for a whole test module, its state under
+    ``skiffd-<name>-<hex>``: every container goes before it stops (containers outlive
+    skiffd), its folder after."""
+    workdir = tmp_root / f"skiffd-{name}-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir()
+    try:
+        d = start_skiffd(workdir, *args)
+        try:
+            yield d
+        finally:
+            try:
+                remove_all(d)
+            finally:
+                stop_skiffd(d)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_skiffd(request: pytest.FixtureRequest, tmp_root: Path) -> Iterator[Skiffd]:
+    """One skiffd serves a module (a fresh one per test would cost a second each)."""
+    with module_daemon(tmp_root, request.module.__name__.removeprefix("test_")) as d:
+        yield d
+
+
+@pytest.fixture
+def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
+    """The module's skiffd, every container of the test removed after it."""
+    yield module_skiffd
+    remove_all(module_skiffd)
+
+
 @pytest.fixture
 def skiffd_factory(tmp_root: Path) -> Iterator[Callable[..., Skiffd]]:
     """``start(*daemon_flags)`` → a new running Skiffd; all are stopped at teardown."""

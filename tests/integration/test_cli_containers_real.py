@@ -13,7 +13,6 @@ import pytest
 from fixtures_daemon import Skiffd
 from test_cli_images import docker, skiff
 from test_docker_cli_containers import check_logs_follow
-from test_docker_cli_containers import daemon, module_skiffd  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.root
 

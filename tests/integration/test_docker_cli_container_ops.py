@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import Skiffd, docker_py_client, run_client, start_skiffd, stop_skiffd
+from fixtures_daemon import Skiffd, docker_py_client, module_daemon, remove_all, run_client
 from test_docker_cli import DOCKER, docker
-from test_docker_cli_containers import remove_all
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -33,25 +32,13 @@ COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /
 
 @pytest.fixture(scope="module")
 def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
-    workdir = tmp_root / f"skiffd-ops-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    d = start_skiffd(workdir)
-    try:
-        yield d
-    finally:
+    with module_daemon(tmp_root, "ops") as d:
         try:
-            remove_all(d)
+            yield d
+        finally:
+            remove_all(d)  # the images the containers were committed to can go then
             for image in ("ops-commit:v1", "ops-commit:v2"):
                 d.request("DELETE", f"/images/{image}?force=1")
-        finally:
-            stop_skiffd(d)
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
-    yield module_skiffd
-    remove_all(module_skiffd)
 
 
 @pytest.fixture

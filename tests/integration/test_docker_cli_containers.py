@@ -15,48 +15,18 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import Skiffd, docker_py_client, start_skiffd, stop_skiffd
+from fixtures_daemon import Skiffd, docker_py_client, remove_all, start_skiffd, stop_skiffd
 from test_docker_cli import DOCKER, docker
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
 
 
-def remove_all(d: Skiffd) -> None:
-    """Every container of `d`, removed by force; none may be left."""
-    status, found = d.json("GET", "/containers/json?all=1")
-    assert status == 200, found
-    for c in found:
-        status, _, body = d.request("DELETE", f"/containers/{c['Id']}?force=1")
-        assert status in (204, 404), body
-    status, found = d.json("GET", "/containers/json?all=1")
-    assert found == [], found
-
-
-@pytest.fixture(scope="module")
-def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
-    workdir = tmp_root / f"skiffd-containers-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    d = start_skiffd(workdir)
-    try:
-        yield d
-    finally:
-        try:
-            remove_all(d)
-        finally:
-            stop_skiffd(d)
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
-    yield module_skiffd
-    remove_all(module_skiffd)
 
 
 def ids(d: Skiffd) -> list[str]:

@@ -20,10 +20,9 @@ from urllib.parse import quote
 
 import pytest
 
-from fixtures_daemon import Skiffd, check_api_shape, docker_py_client, run_client
+from fixtures_daemon import Skiffd, check_api_shape, docker_py_client, remove_all, run_client
 from fixtures_registry import Registry
 from test_docker_cli import DOCKER, docker
-from test_docker_cli_containers import daemon, module_skiffd, remove_all  # noqa: F401
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]

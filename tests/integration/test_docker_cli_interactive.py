@@ -19,16 +19,14 @@ import struct
 import sys
 import termios
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import Skiffd, docker_py_client, start_skiffd, stop_skiffd
+from fixtures_daemon import Skiffd, docker_py_client
 from test_docker_cli import DOCKER, docker
-from test_docker_cli_containers import remove_all
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -112,25 +110,6 @@ class Terminal:
         os.close(self.fd)
 
 
-@pytest.fixture(scope="module")
-def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
-    workdir = tmp_root / f"skiffd-interactive-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    d = start_skiffd(workdir)
-    try:
-        yield d
-    finally:
-        try:
-            remove_all(d)
-        finally:
-            stop_skiffd(d)
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
-    yield module_skiffd
-    remove_all(module_skiffd)
 
 
 @pytest.fixture

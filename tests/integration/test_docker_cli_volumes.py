@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 import pytest
 
-from fixtures_daemon import Skiffd, check_api_shape, docker_py_client, start_skiffd, stop_skiffd
+from fixtures_daemon import (Skiffd, check_api_shape, docker_py_client, module_daemon,
+                             remove_all)
 from test_docker_cli import DOCKER, docker
 
 pytestmark = [pytest.mark.root,
@@ -34,40 +35,26 @@ def mounts_under(path: Path) -> list[str]:
         return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
 
 
-def remove_all(d: Skiffd) -> None:
-    status, found = d.json("GET", "/containers/json?all=1")
-    assert status == 200, found
-    for c in found:
-        status, _, body = d.request("DELETE", f"/containers/{c['Id']}?force=1&v=1")
-        assert status in (204, 404), body
-    status, found = d.json("GET", "/volumes")
-    assert status == 200, found
-    for v in found["Volumes"]:
-        status, _, body = d.request("DELETE", f"/volumes/{v['Name']}")
-        assert status in (204, 404), body
-    assert d.json("GET", "/volumes")[1]["Volumes"] == []
+def remove_all_with_volumes(d: Skiffd) -> None:
+    """Every container (with its anonymous volumes) and every volume of `d`, and no mount
+    left of them."""
+    remove_all(d, volumes=True)
     assert mounts_under(d.root / "volumes") == []
 
 
 @pytest.fixture(scope="module")
 def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
-    workdir = tmp_root / f"skiffd-volumes-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    d = start_skiffd(workdir)
-    try:
-        yield d
-    finally:
+    with module_daemon(tmp_root, "volumes") as d:
         try:
-            remove_all(d)
+            yield d
         finally:
-            stop_skiffd(d)
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_all_with_volumes(d)
 
 
 @pytest.fixture
 def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
     yield module_skiffd
-    remove_all(module_skiffd)
+    remove_all_with_volumes(module_skiffd)
 
 
 def run(d: Skiffd, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

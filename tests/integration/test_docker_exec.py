@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import (Skiffd, check_api_shape, docker_py_client, run_client,
-                             start_skiffd, stop_skiffd)
+from fixtures_daemon import (Skiffd, check_api_shape, docker_py_client, module_daemon,
+                             run_client)
 from test_docker_cli import DOCKER, docker
-from test_docker_cli_containers import remove_all
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -36,19 +35,10 @@ NOT_FOUND = ('OCI runtime exec failed: exec failed: unable to start container pr
 
 @pytest.fixture(scope="module")
 def daemon(tmp_root: Path) -> Iterator[Skiffd]:
-    workdir = tmp_root / f"skiffd-exec-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    d = start_skiffd(workdir)
-    try:
+    with module_daemon(tmp_root, "exec") as d:
         docker(d, "run", "-d", "--name", "box", "--network", "none", "-e", "FROM_RUN=1",
                "busybox", "sleep", "3600")
         yield d
-    finally:
-        try:
-            remove_all(d)
-        finally:
-            stop_skiffd(d)
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def skiff(d: Skiffd, *args: str, check: bool = True,

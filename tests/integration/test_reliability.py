@@ -21,38 +21,17 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fixtures_daemon import Skiffd, start_skiffd, stop_skiffd
-from test_docker_cli_containers import remove_all
+from fixtures_daemon import Skiffd, remove_all, start_skiffd, stop_skiffd
 
 pytestmark = pytest.mark.root
 NONE = {"NetworkMode": "none"}
 
 
-@pytest.fixture(scope="module")
-def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
-    workdir = tmp_root / f"skiffd-reliability-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    d = start_skiffd(workdir)
-    try:
-        yield d
-    finally:
-        try:
-            remove_all(d)
-        finally:
-            stop_skiffd(d)
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
-    yield module_skiffd
-    remove_all(module_skiffd)
 
 
 # -- what skiffd holds ---------------------------------------------------------------------

@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import Skiffd, docker_py_client, run_client, start_skiffd, stop_skiffd
+from fixtures_daemon import Skiffd, docker_py_client, module_daemon, remove_all, run_client
 from test_cli_images import SKIFF
 from test_docker_cli import DOCKER, docker
-from test_docker_cli_containers import remove_all
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -28,17 +26,8 @@ pytestmark = [pytest.mark.root,
 
 @pytest.fixture(scope="module")
 def daemon(tmp_root: Path) -> Iterator[Skiffd]:
-    workdir = tmp_root / f"skiffd-security-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    d = start_skiffd(workdir)
-    try:
+    with module_daemon(tmp_root, "security") as d:
         yield d
-    finally:
-        try:
-            remove_all(d)
-        finally:
-            stop_skiffd(d)
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(d: Skiffd, *args: str, check: bool = True) -> str:

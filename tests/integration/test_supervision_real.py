@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from fixtures_daemon import Skiffd, start_skiffd, stop_skiffd
+from fixtures_daemon import Skiffd, remove_all, start_skiffd, stop_skiffd
 from test_docker_cli import DOCKER, docker
-from test_docker_cli_containers import remove_all
 from test_engine_containers import Env, clean, env  # noqa: F401
 from unit.test_engine_containers_views import check_inspect_shape
 

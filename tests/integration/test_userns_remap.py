@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import SKIFFD, Skiffd, start_skiffd, stop_skiffd
+from fixtures_daemon import SKIFFD, Skiffd, module_daemon
 from test_docker_cli import DOCKER, docker
-from test_docker_cli_containers import remove_all
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI"),
@@ -42,19 +40,10 @@ def _first_id(path: str) -> int:
 @pytest.fixture(scope="module")
 def daemon(tmp_root: Path) -> Iterator[Skiffd]:
     made_user = not _user_exists()
-    workdir = tmp_root / f"skiffd-userns-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
     try:
-        d = start_skiffd(workdir, "--userns-remap", "default")
-        try:
+        with module_daemon(tmp_root, "userns", "--userns-remap", "default") as d:
             yield d
-        finally:
-            try:
-                remove_all(d)
-            finally:
-                stop_skiffd(d)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
         if made_user and _user_exists():
             subprocess.run(["userdel", USER], check=True)
 

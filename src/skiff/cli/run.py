@@ -590,7 +590,10 @@ def copy_attached(ctx: Context, cid: str, stream: Any, *, stdout: bool, stderr: 
             stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
                          _binary(ctx.err) if stderr else None)
     # the daemon ends an attach at the container's exit only once the exit is recorded
-    state = ctx.client.get(f"/containers/{cid}/json").get("State") or {}
+    try:
+        state = ctx.client.get(f"/containers/{cid}/json").get("State") or {}
+    except NotFound:  # --rm: gone with its exit
+        return False
     return bool(state.get("Running"))
 
 
