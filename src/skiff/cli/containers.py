@@ -384,7 +384,7 @@ def attach(ctx: Context, path: str, argv: list[str]) -> int:
                            True),
                   ], (1, 1), aliases=f"{prog} container attach, {prog} attach")
     opts = cmd.parse(argv)
-    from skiff.cli.run import SignalProxy, copy_attached, exit_status, open_attach
+    from skiff.cli.run import Attachment
 
     c = ctx.client.get(f"/containers/{opts.args[0]}/json")
     state, config = c.get("State") or {}, c.get("Config") or {}
@@ -392,22 +392,14 @@ def attach(ctx: Context, path: str, argv: list[str]) -> int:
         raise SkiffError("You cannot attach to a stopped container, start it first")
     if state.get("Paused"):
         raise SkiffError("You cannot attach to a paused container, unpause it first")
-    cid, tty = c["Id"], bool(config.get("Tty"))
-    stdin = bool(config.get("OpenStdin")) and not opts.no_stdin
-    # docker's order: the wait first, so an exit during the attach is not missed
-    waiter = ctx.client.open("POST", f"/containers/{cid}/wait", {"condition": "not-running"})
-    stream = open_attach(ctx, cid, stdout=True, stderr=True, stdin=stdin,
-                         detach_keys=opts.detach_keys or "")
-    proxy = SignalProxy(ctx.client, cid) if opts.sig_proxy and not tty else None
-    try:
-        if copy_attached(ctx, cid, stream, stdout=True, stderr=True, stdin=stdin, tty=tty):
+    tty = bool(config.get("Tty"))
+    with Attachment(ctx, c["Id"], "not-running", tty=tty,
+                    stdin=bool(config.get("OpenStdin")) and not opts.no_stdin,
+                    detach_keys=opts.detach_keys or "",
+                    sig_proxy=opts.sig_proxy and not tty, wait_first=True) as attached:
+        if attached.copy():
             raise SkiffError("read escape sequence")  # the docker CLI's words and status
-        return exit_status(ctx, waiter)
-    finally:
-        if proxy is not None:
-            proxy.restore()
-        stream.close()
-        waiter.close()
+        return attached.exit_status()
 
 
 def wait(ctx: Context, path: str, argv: list[str]) -> int:

@@ -553,94 +553,109 @@ class SignalProxy:
             signal.signal(number, handler)
 
 
-def open_attach(ctx: Context, cid: str, *, stdout: bool, stderr: bool, stdin: bool,
-                detach_keys: str = "") -> Any:
-    """The hijacked ``POST /containers/{id}/attach`` stream (its write side closed at once
-    when there is no stdin to send)."""
-    query: dict[str, Any] = {"stream": True, "stdin": stdin, "stdout": stdout,
-                             "stderr": stderr}
-    if detach_keys:
-        query["detachKeys"] = detach_keys
-    stream = ctx.client.open("POST", f"/containers/{cid}/attach", query, upgrade=True)
-    if not stdin:
-        stream.close_write()
-    return stream
+class Attachment:
+    """An attach to `cid` as a `with` block: the hijacked ``POST /containers/{id}/attach``
+    stream (its write side closed at once when there is no stdin to send) and the wait for
+    `condition` — in the docker CLI's order: `run` and `start` attach first, `attach` waits
+    first (`wait_first`) so that an exit during the attach is not missed — and with
+    `sig_proxy` the signals this command gets passed on; all let go at the end."""
 
+    def __init__(self, ctx: Context, cid: str, condition: str, *, stdout: bool = True,
+                 stderr: bool = True, stdin: bool = False, tty: bool = False,
+                 detach_keys: str = "", sig_proxy: bool = False,
+                 wait_first: bool = False) -> None:
+        self.ctx, self.cid = ctx, cid
+        self.stdout, self.stderr, self.stdin, self.tty = stdout, stderr, stdin, tty
+        query: dict[str, Any] = {"stream": True, "stdin": stdin, "stdout": stdout,
+                                 "stderr": stderr}
+        if detach_keys:
+            query["detachKeys"] = detach_keys
+        calls = [("wait", {"condition": condition}), ("attach", query)]
+        opened: dict[str, Any] = {}
+        try:
+            for what, args in calls if wait_first else reversed(calls):
+                opened[what] = ctx.client.open("POST", f"/containers/{cid}/{what}", args,
+                                               upgrade=what == "attach")
+        except BaseException:
+            for response in opened.values():
+                response.close()
+            raise
+        self.stream, self.waiter = opened["attach"], opened["wait"]
+        if not stdin:
+            self.stream.close_write()
+        self.proxy = SignalProxy(ctx.client, cid) if sig_proxy else None
 
-def copy_attached(ctx: Context, cid: str, stream: Any, *, stdout: bool, stderr: bool,
-                  stdin: bool, tty: bool) -> bool:
-    """Copy an attach's output here (and with `stdin` our stdin there; with `tty` raw, the
-    terminal raw: `cli.interactive`) until it ends; True when it ended by the detach keys:
-    the container still runs (the daemon says nothing on a detach, it ends the stream)."""
-    from skiff.client import stdcopy
+    def __enter__(self) -> Attachment:
+        return self
 
-    if not (stdin or tty):
-        stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
-                     _binary(ctx.err) if stderr else None)
-        return False
-    from skiff.cli.interactive import Session
+    def __exit__(self, *exc: object) -> None:
+        if self.proxy is not None:
+            self.proxy.restore()
+        self.stream.close()
+        self.waiter.close()
 
-    with Session(ctx.client, cid, stream, stdin=stdin, tty=tty):
-        if tty:  # a TTY's output is raw
-            out = _binary(ctx.out)
-            for data in stream.iter_hijacked():
-                out.write(data)
-                out.flush()
-        else:
-            stdcopy.copy(stream.iter_hijacked(), _binary(ctx.out) if stdout else None,
-                         _binary(ctx.err) if stderr else None)
-    # the daemon ends an attach at the container's exit only once the exit is recorded
-    try:
-        state = ctx.client.get(f"/containers/{cid}/json").get("State") or {}
-    except NotFound:  # --rm: gone with its exit
-        return False
-    return bool(state.get("Running"))
+    def copy(self) -> bool:
+        """Copy the output here (and with stdin our stdin there; with a TTY raw, the
+        terminal raw: `cli.interactive`) until it ends; True when it ended by the detach
+        keys: the container still runs (the daemon says nothing on a detach)."""
+        from skiff.client import stdcopy
 
+        ctx, stream = self.ctx, self.stream
+        out = _binary(ctx.out) if self.stdout else None
+        err = _binary(ctx.err) if self.stderr else None
+        if not (self.stdin or self.tty):
+            stdcopy.copy(stream.iter_hijacked(), out, err)
+            return False
+        from skiff.cli.interactive import Session
 
-def exit_status(ctx: Context, waiter: Any) -> int:
-    """The container's exit code from a wait's answer (125 when the wait failed)."""
-    from skiff import jsonfast
+        with Session(ctx.client, self.cid, stream, stdin=self.stdin, tty=self.tty):
+            if self.tty:  # a TTY's output is raw
+                raw = _binary(ctx.out)
+                for data in stream.iter_hijacked():
+                    raw.write(data)
+                    raw.flush()
+            else:
+                stdcopy.copy(stream.iter_hijacked(), out, err)
+        # the daemon ends an attach at the container's exit only once the exit is recorded
+        try:
+            state = ctx.client.get(f"/containers/{self.cid}/json").get("State") or {}
+        except NotFound:  # --rm: gone with its exit
+            return False
+        return bool(state.get("Running"))
 
-    answer = jsonfast.loads(waiter.read() or b"{}")
-    error = answer.get("Error") if isinstance(answer, dict) else None
-    if error:
-        ctx.err.write(f"Error waiting for container: {error.get('Message', error)}\n")
-        return 125
-    return int(answer.get("StatusCode", 125)) if isinstance(answer, dict) else 125
+    def exit_status(self) -> int:
+        """The container's exit code from the wait's answer (125 when the wait failed)."""
+        from skiff import jsonfast
+
+        answer = jsonfast.loads(self.waiter.read() or b"{}")
+        error = answer.get("Error") if isinstance(answer, dict) else None
+        if error:
+            self.ctx.err.write(f"Error waiting for container: "
+                               f"{error.get('Message', error)}\n")
+            return 125
+        return int(answer.get("StatusCode", 125)) if isinstance(answer, dict) else 125
 
 
 def attached_start(ctx: Context, verb: str, cid: str, auto_remove: bool, sig_proxy: bool,
                    stdout: bool = True, stderr: bool = True, stdin: bool = False,
                    tty: bool = False, detach_keys: str = "") -> int:
-    """Attach, wait (next-exit, or removed), start, copy the output (`copy_attached`), and
-    return the container's exit code — or docker's 125/126/127 when the start failed, or 0
-    after a detach."""
-    client = ctx.client
-    stream = open_attach(ctx, cid, stdout=stdout, stderr=stderr, stdin=stdin,
-                         detach_keys=detach_keys)
-    waiter = client.open("POST", f"/containers/{cid}/wait",
-                         {"condition": "removed" if auto_remove else "next-exit"})
-    proxy = SignalProxy(client, cid) if sig_proxy else None
-    try:
+    """Wait (next-exit, or removed), attach, start, copy the output, and return the
+    container's exit code — or docker's 125/126/127 when the start failed, or 0 after a
+    detach."""
+    with Attachment(ctx, cid, "removed" if auto_remove else "next-exit", stdout=stdout,
+                    stderr=stderr, stdin=stdin, tty=tty, detach_keys=detach_keys,
+                    sig_proxy=sig_proxy) as attached:
         try:
-            client.open("POST", f"/containers/{cid}/start").read()
+            ctx.client.open("POST", f"/containers/{cid}/start").read()
         except APIError as exc:
-            stream.close()
+            attached.stream.close()
             if auto_remove:
-                waiter.read()  # the daemon removes it: wait for that
-            else:
-                waiter.close()
+                attached.waiter.read()  # the daemon removes it: wait for that
             report(ctx, verb, str(exc))
             return start_exit_code(str(exc))
-        if copy_attached(ctx, cid, stream, stdout=stdout, stderr=stderr, stdin=stdin,
-                         tty=tty):
+        if attached.copy():
             return 0  # detached: it runs on (docker run -it does the same)
-        return exit_status(ctx, waiter)
-    finally:
-        if proxy is not None:
-            proxy.restore()
-        stream.close()
-        waiter.close()
+        return attached.exit_status()
 
 
 def run(ctx: Context, path: str, argv: list[str]) -> int:

@@ -405,23 +405,11 @@ def cgroups_path(parent: str, container_id: str) -> str:
     return "/" + "/".join(p for p in (*parent.split("/"), container_id) if p)
 
 
-def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any], *,
-                 rootfs: str, user: ProcessUser = ProcessUser(),
-                 files: ContainerFiles | None = None, cgroup_parent: str = "/skiff",
-                 known_caps: Sequence[str] | None = None,
-                 bounding: int | None = -1, netns: str | None = None,
-                 devices: Callable[[], list[dict[str, Any]]] = host_devices,
-                 sysctl_exists: Callable[[str], bool] = _sysctl_exists,
-                 seccomp_available: Callable[[], bool] = _seccomp_available,
-                 idmaps: IdMaps | None = None,
-                 mounts: Sequence[dict[str, Any]] = ()) -> Spec:
+def compose_spec(container_id: str, config: dict[str, Any], host: dict[str, Any],
+                 **options: Any) -> Spec:
     """The OCI runtime spec of a container (Config and HostConfig as `parse_create` left
-    them) whose rootfs is mounted at `rootfs`."""
-    return decode_object(Spec, compose_spec_json(
-        container_id, config, host, rootfs=rootfs, user=user, files=files,
-        cgroup_parent=cgroup_parent, known_caps=known_caps, bounding=bounding, netns=netns,
-        devices=devices, sysctl_exists=sysctl_exists, seccomp_available=seccomp_available,
-        idmaps=idmaps, mounts=mounts))
+    them), as a checked record: `compose_spec_json`'s document, with its options."""
+    return decode_object(Spec, compose_spec_json(container_id, config, host, **options))
 
 
 def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str, Any], *,
