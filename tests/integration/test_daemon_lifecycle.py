@@ -15,6 +15,7 @@ from typing import Callable
 
 import pytest
 
+from conftest import CGROUP_PREFIX
 from fixtures_daemon import SKIFFD, Skiffd, start_skiffd, stop_skiffd
 from fixtures_registry import free_port
 
@@ -101,3 +102,32 @@ def test_tcp_and_unix_listeners_together(skiffd_factory: Callable[..., Skiffd]) 
     finally:
         conn.close()
     assert d.request("GET", "/_ping")[0] == 200
+
+
+@pytest.mark.root
+def test_cgroup_parent_holds_the_containers_cgroups(
+        skiffd_factory: Callable[..., Skiffd]) -> None:
+    parent = f"skiff/{CGROUP_PREFIX}-parent"  # relative: still from the hierarchy's root
+    d = skiffd_factory("--cgroup-parent", parent)
+    body = {"Image": "busybox", "Cmd": ["sleep", "60"], "HostConfig": {"NetworkMode": "none"}}
+    status, made = d.json("POST", "/containers/create", body)
+    assert status == 201, made
+    cid = made["Id"]
+    try:
+        assert d.request("POST", f"/containers/{cid}/start")[0] == 204
+        folder = Path("/sys/fs/cgroup/pids", parent, cid)
+        assert folder.is_dir()
+        pid = d.json("GET", f"/containers/{cid}/json")[1]["State"]["Pid"]
+        assert str(pid) in (folder / "cgroup.procs").read_text().split()
+    finally:
+        assert d.request("DELETE", f"/containers/{cid}?force=1")[0] == 204
+    assert not Path("/sys/fs/cgroup/pids", parent, cid).exists()
+
+
+def test_a_cgroup_parent_out_of_the_root_is_refused(tmp_root: Path) -> None:
+    p = subprocess.run([SKIFFD, "--root", str(tmp_root / "cg-root"), "--exec-root",
+                        str(tmp_root / "cg-run"), "--cgroup-parent", "/skiff/../up"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "invalid --cgroup-parent '/skiff/../up'" in p.stderr
+    assert not (tmp_root / "cg-run" / "skiff.sock").exists()

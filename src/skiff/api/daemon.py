@@ -47,6 +47,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--insecure-registry", action="append", default=[], metavar="REGISTRY",
                    help="a registry (host[:port] or CIDR) to reach without TLS verification")
     p.add_argument("--pidfile", help="pid file (default $SKIFF_RUN/skiffd.pid)")
+    p.add_argument("--cgroup-parent", default="/skiff", metavar="PATH",
+                   help="the cgroup every container's goes below, from the hierarchy's root "
+                        "(default /skiff; a container's --cgroup-parent wins)")
     p.add_argument("--userns-remap", default="", metavar="USER[:GROUP]",
                    help="user namespace remapping: 'default' (the user dockremap) or a user "
                         "with ranges in /etc/subuid and /etc/subgid")
@@ -155,7 +158,8 @@ async def serve(args: argparse.Namespace) -> None:
     pidfile = os.path.abspath(args.pidfile or os.path.join(run, PID_NAME))
     options = EngineOptions(insecure_registries=tuple(args.insecure_registry),
                             debug=args.debug or args.log_level == "debug",
-                            userns_remap=args.userns_remap)
+                            userns_remap=args.userns_remap,
+                            cgroup_parent=_cgroup_parent(args.cgroup_parent))
     # a signal during start-up must still clean up: take them over first
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -205,6 +209,15 @@ async def serve(args: argparse.Namespace) -> None:
                 mine = False
             if mine:
                 _remove(pidfile)
+
+
+def _cgroup_parent(text: str) -> str:
+    """dockerd's --cgroup-parent for the cgroupfs driver: a path, taken from the hierarchy's
+    root whether or not it starts with / (skiff never nests below its caller's cgroup)."""
+    parts = [p for p in text.split("/") if p]
+    if not parts or ".." in parts:
+        raise SkiffError(f"invalid --cgroup-parent {text!r}: a path below the cgroup root")
+    return "/" + "/".join(parts)
 
 
 def entry(argv: Sequence[str] | None = None) -> None:
