@@ -6,43 +6,15 @@ made again (an opaque directory) run back from the new image."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import TMP_MARK
-from test_engine_containers import Env
+from test_engine_containers import Env, clean, env  # noqa: F401 - the engine's fixtures
 
 from skiff.errors import ContainerConflict, InvalidArgument
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def env(tmp_root: Path) -> Iterator[Env]:
-    path = tmp_root / f"engine-ops-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKIFF_TEST_RUN", TMP_MARK)
-        e = Env(path)
-        try:
-            yield e
-        finally:
-            for row in e.containers.db.all():
-                e.containers.remove(row.id, force=True)
-            e.stop()
-            shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def clean(env: Env) -> Iterator[Env]:
-    yield env
-    for row in env.containers.db.all():
-        env.containers.remove(row.id, force=True)
-    assert env.leftovers() == []
 
 
 def _events(env: Env, after: int) -> list[tuple[str, str, dict[str, str]]]:

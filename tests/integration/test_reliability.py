@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from fixtures_daemon import Skiffd, remove_all, start_skiffd, stop_skiffd
+from test_engine_containers import alive
 
 pytestmark = pytest.mark.root
 NONE = {"NetworkMode": "none"}
@@ -54,14 +55,6 @@ def traces_of(d: Skiffd, cid: str) -> list[str]:
     left += [m for m in footprint(d)["mounts"] if cid in m]
     left += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/skiff/{cid}")]
     return left
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def run(d: Skiffd, cmd: list[str], name: str | None = None) -> str:

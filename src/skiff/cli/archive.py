@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from skiff.cli.flags import Command, flag, option, repeated
+from skiff.cli.streams import binary_input, copy_out, isatty
 from skiff.errors import ReferenceError_, SkiffError
 
 TYPE_CHECKING = False
@@ -25,18 +26,6 @@ if TYPE_CHECKING:
 def _aliases(path: str, verb: str) -> str:
     prog = path.split(" ", 1)[0]
     return f"{prog} image {verb}, {prog} {verb}"
-
-
-def _isatty(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def _binary(stream: Any) -> BinaryIO:
-    buffer: BinaryIO = getattr(stream, "buffer", stream)
-    return buffer
 
 
 def _open_input(name: str) -> BinaryIO:
@@ -52,7 +41,7 @@ def save(ctx: Context, path: str, argv: list[str]) -> int:
                   [option("output", "o", "Write to a file, instead of STDOUT")], (1, None),
                   aliases=_aliases(path, "save"))
     opts = cmd.parse(argv)
-    if not opts.output and _isatty(ctx.out):
+    if not opts.output and isatty(ctx.out):
         raise SkiffError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     target = None
     if opts.output:
@@ -63,11 +52,7 @@ def save(ctx: Context, path: str, argv: list[str]) -> int:
         target = opts.output
     resp = ctx.client.open("GET", "/images/get", {"names": list(opts.args)})
     if target is None:
-        ctx.out.flush()
-        out = _binary(ctx.out)
-        for data in resp.iter_raw():
-            out.write(data)
-        out.flush()
+        copy_out(resp, ctx.out)
         return 0
     temp = os.path.join(os.path.dirname(os.path.abspath(target)),
                         f".skiff_temp_{os.getpid()}_{os.path.basename(target)}")
@@ -99,10 +84,10 @@ def load(ctx: Context, path: str, argv: list[str]) -> int:
     if opts.input:
         source = _open_input(opts.input)
     else:
-        if _isatty(ctx.stdin):
+        if isatty(ctx.stdin):
             raise SkiffError("requested load from stdin, but stdin is empty")
-        source = _binary(ctx.stdin)
-    quiet = opts.quiet or not _isatty(ctx.out)
+        source = binary_input(ctx.stdin)
+    quiet = opts.quiet or not isatty(ctx.out)
     try:
         resp = ctx.client.open("POST", "/images/load", {"quiet": quiet}, body=source,
                                headers={"Content-Type": "application/x-tar"})
@@ -137,7 +122,7 @@ def import_(ctx: Context, path: str, argv: list[str]) -> int:
             raise SkiffError(str(exc)) from None
     body: BinaryIO | None = None
     if source_name == "-":
-        body, from_src = _binary(ctx.stdin), "-"
+        body, from_src = binary_input(ctx.stdin), "-"
     elif source_name.startswith(("http://", "https://")):
         from_src = source_name
     else:

@@ -126,10 +126,10 @@ class _Body:
 
 
 def _report(ctx: Context, quiet: bool, size: int, where: str) -> None:
-    from skiff.cli.archive import _isatty
+    from skiff.cli.streams import isatty
     from skiff.units import human_size
 
-    if not quiet and _isatty(ctx.out):  # docker's rule: told when stdout is a terminal
+    if not quiet and isatty(ctx.out):  # docker's rule: told when stdout is a terminal
         ctx.err.write(f"Successfully copied {human_size(size, 3)} to {where}\n")
 
 
@@ -149,9 +149,9 @@ def _copy_from(ctx: Context, container: str, src: str, dst: str, follow: bool,
     info = _decode_stat(resp.headers.get("x-docker-container-path-stat"))
     body = _Body(resp)
     if dst == "-":
-        from skiff.cli.archive import _binary
+        from skiff.cli.streams import binary
 
-        out = _binary(ctx.out)
+        out = binary(ctx.out)
         ctx.out.flush()
         while data := body.read(_CHUNK):
             out.write(data)
@@ -252,9 +252,9 @@ def _numeric(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def _stdin(ctx: Context) -> BinaryIO:
-    from skiff.cli.archive import _binary
+    from skiff.cli.streams import binary_input
 
-    return _binary(ctx.stdin)
+    return binary_input(ctx.stdin)
 
 
 def _local_source(src: str, follow: bool) -> tuple[str, str]:

@@ -36,22 +36,18 @@ _KINDS = {0: "C", 1: "A", 2: "D"}
 
 # -- export, diff, commit ------------------------------------------------------------------
 def export(ctx: Context, path: str, argv: list[str]) -> int:
-    from skiff.cli.archive import _binary, _isatty
+    from skiff.cli.streams import copy_out, isatty
 
     prog = _prog(path)
     cmd = Command(path, "[OPTIONS] CONTAINER", "Export a container's filesystem as a tar "
                   "archive", [option("output", "o", "Write to a file, instead of STDOUT")],
                   (1, 1), aliases=f"{prog} container export, {prog} export")
     opts = cmd.parse(argv)
-    if not opts.output and _isatty(ctx.out):
+    if not opts.output and isatty(ctx.out):
         raise SkiffError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     resp = ctx.client.open("GET", f"/containers/{opts.args[0]}/export")
     if not opts.output:
-        ctx.out.flush()
-        out = _binary(ctx.out)
-        for data in resp.iter_raw():
-            out.write(data)
-        out.flush()
+        copy_out(resp, ctx.out)
         return 0
     with open(opts.output, "wb") as f:
         for data in resp.iter_raw():

@@ -493,7 +493,7 @@ def api_timestamp(value: str, now: float | None = None) -> str:
 
 
 def logs(ctx: Context, path: str, argv: list[str]) -> int:
-    from skiff.cli.run import _binary
+    from skiff.cli.streams import binary
     from skiff.client import stdcopy
 
     prog = _prog(path)
@@ -516,12 +516,12 @@ def logs(ctx: Context, path: str, argv: list[str]) -> int:
     resp = ctx.client.open("GET", f"/containers/{c['Id']}/logs", query)
     chunks = resp.iter_raw()
     if (c.get("Config") or {}).get("Tty"):
-        out = _binary(ctx.out)
+        out = binary(ctx.out)
         for chunk in chunks:
             out.write(chunk)
             out.flush()
     else:
-        stdcopy.copy(chunks, _binary(ctx.out), _binary(ctx.err))
+        stdcopy.copy(chunks, binary(ctx.out), binary(ctx.err))
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from skiff.cli.flags import Command, flag, option, repeated
+from skiff.cli.streams import binary, isatty
 from skiff.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -66,13 +67,6 @@ def exec_body(opts: Any) -> dict[str, Any]:
     return body
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 def exec_(ctx: Context, path: str, argv: list[str]) -> int:
     opts = _command(path).parse(argv, interspersed=False)
     try:
@@ -80,7 +74,7 @@ def exec_(ctx: Context, path: str, argv: list[str]) -> int:
     except (InvalidArgument, ValueError) as exc:
         ctx.err.write(f"{exc}\n")
         return 125
-    if opts.interactive and opts.tty and not opts.detach and not _isatty(ctx.stdin):
+    if opts.interactive and opts.tty and not opts.detach and not isatty(ctx.stdin):
         ctx.err.write("the input device is not a TTY\n")
         return 1
     client = ctx.client
@@ -105,9 +99,9 @@ def _attached(ctx: Context, client: EngineClient, exec_id: str, stream: Response
     """The hijacked stream: output out, stdin in (with -i), the terminal's size kept."""
     from skiff.client import stdcopy
 
-    out = _binary(ctx.out)
-    raw_term = _RawTerminal(ctx.stdin) if tty and interactive and _isatty(ctx.stdin) else None
-    resizer = _Resizer(client, exec_id, ctx.out) if tty and _isatty(ctx.out) else None
+    out = binary(ctx.out)
+    raw_term = _RawTerminal(ctx.stdin) if tty and interactive and isatty(ctx.stdin) else None
+    resizer = _Resizer(client, exec_id, ctx.out) if tty and isatty(ctx.out) else None
     if interactive:
         _feed_stdin(ctx.stdin, stream)
     else:
@@ -118,19 +112,13 @@ def _attached(ctx: Context, client: EngineClient, exec_id: str, stream: Response
                 out.write(data)
                 out.flush()
         else:
-            stdcopy.copy(stream.iter_hijacked(), out, _binary(ctx.err))
+            stdcopy.copy(stream.iter_hijacked(), out, binary(ctx.err))
     finally:
         stream.close()
         if resizer is not None:
             resizer.restore()
         if raw_term is not None:
             raw_term.restore()
-
-
-def _binary(stream: Any) -> BinaryIO:
-    from skiff.cli.run import _binary as binary
-
-    return binary(stream)
 
 
 def _feed_stdin(stdin: Any, stream: Response) -> None:

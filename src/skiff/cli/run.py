@@ -23,6 +23,7 @@ import os
 
 from skiff.cli.flags import Command, Flag, flag, option, repeated
 from skiff.cli.run_security import apply_flags, security_flags
+from skiff.cli.streams import binary, isatty
 from skiff.errors import APIError, InvalidArgument, NotFound, SkiffError
 
 TYPE_CHECKING = False
@@ -422,7 +423,7 @@ def _pull(ctx: Context, image: str, opts: Namespace) -> None:
         for message in messages:  # errors still end the pull
             Display(_Discard(), False).show(message)  # type: ignore[arg-type]
         return
-    terminal = _isatty(ctx.err)
+    terminal = isatty(ctx.err)
     Display(ctx.err, terminal).show_all(messages)
 
 
@@ -432,13 +433,6 @@ class _Discard:
 
     def flush(self) -> None:
         pass
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def _named(image: str) -> str | None:
@@ -500,27 +494,6 @@ def create(ctx: Context, path: str, argv: list[str]) -> int:
 
 
 # -- run -----------------------------------------------------------------------------------------
-def _binary(stream: TextIO) -> BinaryIO:
-    """The byte stream under a text stream (the container's output is bytes)."""
-    stream.flush()
-    raw = getattr(stream, "buffer", None)
-    if raw is not None:
-        return raw  # type: ignore[no-any-return]
-    return _TextSink(stream)  # type: ignore[return-value]
-
-
-class _TextSink:
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def write(self, data: bytes) -> int:
-        self.stream.write(data.decode("utf-8", "replace"))
-        return len(data)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 class SignalProxy:
     """While attached: signals this command gets are sent to the container (docker's
     ForwardAllSignals), and the old handlers come back at the end."""
@@ -601,8 +574,8 @@ class Attachment:
         from skiff.client import stdcopy
 
         ctx, stream = self.ctx, self.stream
-        out = _binary(ctx.out) if self.stdout else None
-        err = _binary(ctx.err) if self.stderr else None
+        out = binary(ctx.out) if self.stdout else None
+        err = binary(ctx.err) if self.stderr else None
         if not (self.stdin or self.tty):
             stdcopy.copy(stream.iter_hijacked(), out, err)
             return False
@@ -610,7 +583,7 @@ class Attachment:
 
         with Session(ctx.client, self.cid, stream, stdin=self.stdin, tty=self.tty):
             if self.tty:  # a TTY's output is raw
-                raw = _binary(ctx.out)
+                raw = binary(ctx.out)
                 for data in stream.iter_hijacked():
                     raw.write(data)
                     raw.flush()
