@@ -22,7 +22,8 @@ Figures, in this order, all three engines in the same run, each after a wait (at
 3. ``ps`` with N running in each engine: one hyperfine call.
 4. ``exec CONTAINER true``: one hyperfine call (skiff's is "unsupported" while skiff has no
    ``exec``); then 1. again with the N running.
-5. Memory, PSS from ``/proc/PID/smaps_rollup``: the daemon (skiffd and what it spawned;
+5. Memory, PSS from ``/proc/PID/smaps_rollup``: the daemon (skiffd and what it spawned, its
+   monitors' zygote among them;
    dockerd + containerd) fresh, after the ``run --rm`` runs, and with N running; per container
    the engine's process that stays beside it (skiff's monitor, containerd-shim-runc-v2,
    podman's conmon), the container's own processes (busybox ``sleep``, the same in all three)
@@ -60,7 +61,6 @@ TOOLS = ("dockerd", DOCKER_CLI, "podman", "crun", "conmon", "hyperfine")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENTS = {"docker": "skiff-bench-docker", "podman": "skiff-bench-podman"}
 # in a skiff monitor's cmdline (engine/monitor/launch.py)
-MONITOR_MARK = "skiff.engine.monitor"
 IMAGE = "busybox:latest"
 SLEEP = ["sleep", "1000000"]
 MIB = 1024.0
@@ -111,18 +111,25 @@ def pss_kib(pid: int) -> int:
 
 
 def keepers(engine: str, work: Path) -> list[int]:
-    """The per-container processes of `engine` that belong to this bench (their command
-    line names a path under `work`): skiff monitors, containerd shims, conmons."""
-    want: Callable[[str, str], bool] = {
-        "skiff": lambda comm, cmd: MONITOR_MARK in cmd,
-        "docker": lambda comm, cmd: comm.startswith("containerd-shim"),
-        "podman": lambda comm, cmd: comm == "conmon"}[engine]
-    out = []
-    for pid in all_pids():
-        cmd = read_proc(pid, "cmdline")
-        if str(work) in cmd and want(read_proc(pid, "comm").strip(), cmd):
-            out.append(pid)
-    return sorted(out)
+    """The per-container processes of `engine` that belong to this bench: skiff's monitors
+    (the pids in the pid files of the bench's SKIFF_RUN, each checked by its process name:
+    forked from skiffd's zygote, they share its command line), the containerd shims and
+    conmons whose command line names a path under `work`."""
+    if engine == "skiff":
+        out = []
+        for pid_file in (work / "skiff-run" / "containers").glob("*/monitor.pid"):
+            try:
+                pid = int(pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if read_proc(pid, "comm").strip() == f"skmon-{pid_file.parent.name[:9]}":
+                out.append(pid)
+        return sorted(out)
+    want: Callable[[str], bool] = {
+        "docker": lambda comm: comm.startswith("containerd-shim"),
+        "podman": lambda comm: comm == "conmon"}[engine]
+    return sorted(pid for pid in all_pids()
+                  if str(work) in read_proc(pid, "cmdline") and want(read_proc(pid, "comm").strip()))
 
 
 # ------------------------------------------------------------------------------ the engines

@@ -20,6 +20,7 @@ import sys
 import tarfile
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -79,6 +80,23 @@ def run_in_child(fn: Callable[[], object]) -> object:
     if "error" in result:
         pytest.fail(f"in the child: {result['error']}")
     return result["ok"]
+
+
+@contextmanager
+def stand_in_monitor(container_id: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A plain process that reads as `container_id`'s monitor to `monitor_alive` (it has a
+    monitor's process name), killed at the end; yielded once it has named itself."""
+    p = subprocess.Popen([sys.executable, "-S", "-c",
+                          "import sys; sys.path.insert(0, sys.argv[1]); import time\n"
+                          "from skiff.engine.monitor.main import comm_name, set_comm\n"
+                          "set_comm(comm_name(sys.argv[2])); print(flush=True); time.sleep(60)",
+                          str(REPO / "src"), container_id], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"\n"
+        yield p
+    finally:
+        p.kill()
+        p.communicate()
 
 
 # -- leftovers --------------------------------------------------------------------------

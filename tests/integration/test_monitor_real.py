@@ -1,4 +1,4 @@
-"""Real monitors on real containers: `start_monitor` on a busybox bundle, then what Docker
+"""Real monitors on real containers: `MonitorLauncher.start` on a busybox bundle, then what Docker
 users rely on — the output in the json-file log in Docker's format (rotated, and followed
 while it grows), the exit file's code (0, 3, 137 for SIGKILL, an OOM kill), 127/126 for a
 program that is missing or cannot run, a monitor that outlives the process that started
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import CGROUP_PREFIX, TMP_MARK, Bundle, run_in_child
 
-from skiff.engine.monitor.launch import (ExitStatus, monitor_alive, read_exit_file,
-                                         read_pid_file, start_monitor)
+from skiff.engine.monitor.launch import (ExitStatus, MonitorLauncher, monitor_alive,
+                                         read_exit_file, read_pid_file)
 from skiff.engine.monitor.logread import read_log
 from skiff.errors import ContainerStartError
 from skiff.kernel import signals
@@ -31,8 +31,9 @@ class Monitored:
     """One container under a monitor: the files at the contract's places, in a test's own
     SKIFF_ROOT/SKIFF_RUN."""
 
-    def __init__(self, bundle: Bundle, work: Path) -> None:
+    def __init__(self, bundle: Bundle, work: Path, launcher: MonitorLauncher) -> None:
         self.bundle = bundle
+        self.launcher = launcher
         self.id = bundle.id
         self.runtime_root = work / "state"  # the `runtime` fixture's root: it cleans up there
         self.log_dir = work / "root" / "containers" / bundle.id
@@ -46,10 +47,11 @@ class Monitored:
     def start(self, *argv: str, **options: int) -> int:
         self.bundle.args(*argv).write()
         try:
-            pid = start_monitor(self.id, bundle=str(self.bundle.path),
-                                runtime_root=str(self.runtime_root), log_path=str(self.log),
-                                exit_file=str(self.exit_file), pid_file=str(self.pid_file),
-                                monitor_log=str(self.monitor_log), **options)
+            pid = self.launcher.start(self.id, bundle=str(self.bundle.path),
+                                      runtime_root=str(self.runtime_root),
+                                      log_path=str(self.log), exit_file=str(self.exit_file),
+                                      pid_file=str(self.pid_file),
+                                      monitor_log=str(self.monitor_log), **options)
         finally:
             self.pids = read_pid_file(str(self.pid_file))
         return pid
@@ -110,8 +112,10 @@ def _running(pid: int) -> bool:
 @pytest.fixture
 def mon(bundle: Bundle, work: Path, runtime, monkeypatch) -> Monitored:
     monkeypatch.setenv("SKIFF_TEST_RUN", TMP_MARK)  # the session's leftover check finds strays
-    m = Monitored(bundle, work)
+    launcher = MonitorLauncher()  # (its zygote inherits the variable: it is seen too)
+    m = Monitored(bundle, work, launcher)
     yield m
+    launcher.close()
     if m.pids is not None and _running(m.pids[1]):
         m.kill(signals.SIGKILL)
     m.wait_monitor_gone()
@@ -169,7 +173,11 @@ def test_a_program_that_cannot_run_is_126(mon):
 
 def test_the_monitor_outlives_the_process_that_started_it(mon):
     def starter() -> int:
-        return mon.start("sleep", "1000")
+        mon.launcher = MonitorLauncher()  # the child's own zygote, ended with it
+        try:
+            return mon.start("sleep", "1000")
+        finally:
+            mon.launcher.close()
     pid = run_in_child(starter)  # that child has exited by now
     pids = read_pid_file(str(mon.pid_file))
     assert pids is not None and pids[1] == pid

@@ -1,8 +1,8 @@
 """The exit watcher (`engine.exit_watch`): a run's end told when its exit file arrives and
 when its monitor ends, once per moment, never for a process that only has the pid.
 
-The monitors here are stand-ins: plain processes whose command line reads as a monitor's
-for a container ID (what `monitor_alive` looks for), each killed by the test."""
+The monitors here are stand-ins: plain processes named as a container's monitor is (what
+`monitor_alive` looks for), each killed by the test."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import stand_in_monitor
 
 from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.monitor.launch import monitor_alive
@@ -40,15 +41,9 @@ class Told:
 
 @pytest.fixture
 def monitor() -> Iterator[subprocess.Popen[bytes]]:
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                          "skiff.engine.monitor", "--id", CID])
-    deadline = time.monotonic() + 5
-    while not monitor_alive(p.pid, CID):  # until it has exec'd: a fork still reads as us
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
-    yield p
-    p.kill()
-    p.wait()
+    with stand_in_monitor(CID) as p:
+        assert monitor_alive(p.pid, CID)
+        yield p
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import run_in_child
+from conftest import run_in_child, stand_in_monitor
 
 from skiff.engine.monitor import launch
 from skiff.errors import KernelError
@@ -114,21 +114,25 @@ def test_write_atomic_replaces_whole(tmp_path):
     assert path.read_text() == "new\n" and os.listdir(tmp_path) == ["exit.json"]
 
 
-def test_monitor_command_is_lean_and_contract_shaped():
-    argv = launch.monitor_command("c1", bundle="/b", runtime_root="/r", log_path="/l",
-                                  exit_file="/e", pid_file="/p", status_fd=7, log_max_size=10,
-                                  log_max_file=0)
-    assert argv[:4] == [sys.executable, "-S", "-I", "-c"] and launch.MARK in argv[4]
-    assert argv[5] == launch.src_dir() and os.path.isdir(os.path.join(argv[5], "skiff"))
-    opts = parse_args(argv[6:])
+def test_monitor_args_are_the_contract_command_line_but_the_status_fd():
+    argv = launch.monitor_args("c1", bundle="/b", runtime_root="/r", log_path="/l",
+                               exit_file="/e", pid_file="/p", log_max_size=10, log_max_file=0)
+    opts = parse_args(argv + ["--status-fd", "7"])
     assert (opts.id, opts.status_fd, opts.log_max_size, opts.log_max_file) == ("c1", 7, 10, 1)
-    plain = launch.monitor_command("c1", bundle="/b", runtime_root="/r", log_path="/l",
-                                   exit_file="/e", pid_file="/p", status_fd=7)
-    assert "--log-max-size" not in plain
+    plain = launch.monitor_args("c1", bundle="/b", runtime_root="/r", log_path="/l",
+                                exit_file="/e", pid_file="/p")
+    assert "--log-max-size" not in plain and "--status-fd" not in plain
 
 
-def test_the_boot_line_loads_no_os_and_no_package_init():
-    code = launch.BOOT.replace("from skiff.engine.monitor.main import main;main(sys.argv[1:])",
+def test_the_zygote_command_boots_from_the_source_folder():
+    argv = launch.zygote_command(9)
+    assert argv[:4] == [sys.executable, "-S", "-I", "-c"] and "zygote" in argv[4]
+    assert argv[5] == launch.src_dir() and os.path.isdir(os.path.join(argv[5], "skiff"))
+    assert argv[6:] == ["--socket-fd", "9"]
+
+
+def test_the_boot_line_runs_no_package_init_and_the_monitor_loads_no_os():
+    code = launch.BOOT.replace("from skiff.engine.monitor.zygote import serve;serve(sys.argv[1:])",
                                "import skiff.engine.monitor.main, skiff.kernel.prctl\n"
                                "print(' '.join(sorted(sys.modules)))")
     p = subprocess.run([sys.executable, "-S", "-I", "-c", code, launch.src_dir()],
@@ -137,6 +141,28 @@ def test_the_boot_line_loads_no_os_and_no_package_init():
     assert {"skiff.engine.monitor.main", "skiff.engine.monitor.logfile", "_ctypes"} <= loaded
     assert not loaded & {"os", "json", "typing", "logging", "ctypes", "skiff.log", "skiff.record",
                          "skiff.errors", "runpy"}
+
+
+def test_the_zygote_forks_a_monitor_per_request_and_ends_at_eof():
+    import socket
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    zygote = subprocess.Popen(launch.zygote_command(theirs.fileno()), pass_fds=(theirs.fileno(),),
+                              stderr=subprocess.PIPE)
+    theirs.close()
+    try:
+        r, w = os.pipe()
+        # a bad command line: the monitor's child says usage and exits 2, and so answers
+        socket.send_fds(ours, [b"--id\0c1"], [w])
+        os.close(w)
+        assert os.waitstatus_to_exitcode(int(ours.recv(64))) == 2
+        assert os.read(r, 100) == b""  # the status fd went with it, unwritten
+        os.close(r)
+        ours.send(b"no fds")
+        assert ours.recv(64) == b"bad request"
+    finally:
+        ours.close()
+        _, err = zygote.communicate(timeout=10)
+    assert zygote.returncode == 0 and b"missing --bundle" in err
 
 
 def test_exit_and_pid_files_are_read_back(tmp_path):
@@ -153,18 +179,12 @@ def test_exit_and_pid_files_are_read_back(tmp_path):
     assert launch.read_pid_file(str(tmp_path / "half.pid")) is None
 
 
-def test_monitor_alive_knows_a_monitor_by_its_command_line():
-    p = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(30)",
-                          launch.MARK, "--id", "c1"])
-    try:
-        time.sleep(0.05)
-        assert launch.monitor_alive(p.pid, "c1")
-        assert not launch.monitor_alive(p.pid, "c2")
-        assert not launch.monitor_alive(os.getpid(), "c1")
-    finally:
-        p.kill()
-        p.wait()
-    assert not launch.monitor_alive(p.pid, "c1")
+def test_monitor_alive_knows_a_monitor_by_its_process_name():
+    with stand_in_monitor("c1" * 5) as p:
+        assert launch.monitor_alive(p.pid, "c1" * 5)
+        assert not launch.monitor_alive(p.pid, "c2" * 5)
+        assert not launch.monitor_alive(os.getpid(), "c1" * 5)
+    assert not launch.monitor_alive(p.pid, "c1" * 5)
 
 
 def test_lean_prctl_makes_a_subreaper():

@@ -176,6 +176,7 @@ async def serve(args: argparse.Namespace) -> None:
         write_pidfile(pidfile)
         engine = Engine(root, run, options)
         await loop.run_in_executor(None, engine.start)
+        engine.containers.monitors.warm()  # the monitors' zygote loads while we start serving
         server = ApiServer(engine)
         # a stop waits this long for answers still streaming (a pull), then closes them
         runner = web.AppRunner(server.app, access_log=None, handle_signals=False,
@@ -196,6 +197,7 @@ async def serve(args: argparse.Namespace) -> None:
             _log.info("skiffd stopping")
         finally:
             await runner.cleanup()
+            engine.close()  # the containers go on; the monitors' zygote ends
     finally:
         for _, sock in sockets:
             sock.close()

@@ -7,7 +7,7 @@ the container's rootfs snapshot over its image's layers, gets its volumes from t
 its row; if any step fails, what the earlier ones made is undone.
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd), writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a
-monitor (`monitor.launch.start_monitor`), which runs the container and outlives skiffd.
+monitor (`monitor.launch.MonitorLauncher`), which runs the container and outlives skiffd.
 The volume service mounts what a start needs and is told of each run's end and of ``rm -v``.
 `stop`, `kill` and `restart` signal the container through the runtime library on
 ``$SKIFF_RUN/runtime``; `wait` blocks until Docker's conditions hold; `remove` takes the
@@ -32,6 +32,7 @@ through one condition, which `wait` sleeps on; the database serialises itself.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -43,7 +44,7 @@ from skiff.engine.container_files import files_in, make_working_dir, write_files
 from skiff.engine.container_supervision import Supervisor
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.events import EventLog, actor_attributes
-from skiff.engine.monitor.launch import Stdio
+from skiff.engine.monitor.launch import MonitorLauncher, Stdio
 from skiff.engine.exit_watch import ExitWatcher
 from skiff.engine.filters import Filters, until_timestamp
 from skiff.engine.names import check_name, free_name, is_full_id, new_id
@@ -104,14 +105,12 @@ class MonitorRun(Record):
     stdio: Stdio | None = None  # -t, -i and the attach socket
 
 
-def launch_monitor(run: MonitorRun) -> int:
+def launch_monitor(launcher: MonitorLauncher, run: MonitorRun) -> int:
     """Start a real monitor (`monitor.launch`); the container's init pid."""
-    from skiff.engine.monitor.launch import start_monitor
-
-    return start_monitor(run.container_id, bundle=run.bundle, runtime_root=run.runtime_root,
-                         log_path=run.log, exit_file=run.exit_file, pid_file=run.pid_file,
-                         log_max_size=run.log_max_size, log_max_file=run.log_max_file,
-                         monitor_log=run.monitor_log, stdio=run.stdio)
+    return launcher.start(run.container_id, bundle=run.bundle, runtime_root=run.runtime_root,
+                          log_path=run.log, exit_file=run.exit_file, pid_file=run.pid_file,
+                          log_max_size=run.log_max_size, log_max_file=run.log_max_file,
+                          monitor_log=run.monitor_log, stdio=run.stdio)
 
 
 class _Live:
@@ -197,7 +196,8 @@ class ContainerService:
         self.bundles_dir = os.path.join(run, "containers")
         self.runtime_root = os.path.join(run, "runtime")
         self.netns_dir = os.path.join(run, "netns")
-        self.start_monitor = start_monitor or launch_monitor
+        self.monitors = MonitorLauncher()  # its zygote starts at the first container's start
+        self.start_monitor = start_monitor or functools.partial(launch_monitor, self.monitors)
         self.events = events or EventLog()
         self.remap = remap  # skiffd --userns-remap
         self.volumes = VolumeService(root, self.events)
@@ -215,6 +215,7 @@ class ContainerService:
     def close(self) -> None:
         """Stop watching (the containers go on running) and close the database."""
         self._watcher.close()
+        self.monitors.close()
         self.db.close()
         if self._root_lock >= 0:
             os.close(self._root_lock)  # the lock goes with the fd

@@ -1,11 +1,13 @@
 """The monitor: one lean process per running container, from its start to its exit record.
 
-Started by `launch.start_monitor` (or as ``python -m skiff.engine.monitor``) with
+Forked by the zygote (`zygote`, for `launch.MonitorLauncher`) or started as
+``python -m skiff.engine.monitor``, with
 ``--id ID --bundle DIR --runtime-root DIR --log FILE [--log-max-size BYTES]
 [--log-max-file N] --exit-file FILE --pid-file FILE --status-fd FD [--monitor-log FILE]
 [--terminal 1] [--open-stdin 1] [--attach-socket FILE]``.
-The process skiffd starts forks at once and exits, so the monitor is nobody's child in
-skiffd and outlives it; the monitor makes a session of its own, sets its stdio to
+The process that runs `main` forks at once and exits, so the monitor is nobody's child in
+skiffd or the zygote and outlives both; the monitor names itself (`comm_name`: how the
+engine knows it), makes a session of its own, sets its stdio to
 /dev/null (stderr to ``--monitor-log`` if given), and becomes a child subreaper. It forks a
 helper that creates and starts the container with the runtime library (`startup`), its
 stdin /dev/null and its stdout and stderr two pipes, and then exits — so the container's
@@ -175,6 +177,27 @@ def oom_kills(path: str) -> int:
         if key == "oom_kill" and value.strip().isdigit():
             return int(value)
     return 0
+
+
+def comm_name(container_id: str) -> str:
+    """A monitor's process name (comm, 15 bytes at most): how the engine tells the monitor
+    of a container from a process that got its pid later, whether it was forked from the
+    zygote (whose command line every such monitor shares) or started on its own."""
+    return f"skmon-{container_id[:9]}"
+
+
+def set_comm(name: str) -> None:
+    """Our process name, as ``ps`` and /proc/PID/stat show it (no capability needed)."""
+    try:
+        fd = posix.open("/proc/self/comm", posix.O_WRONLY | posix.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        posix.write(fd, name.encode()[:15])
+    except OSError:
+        pass
+    finally:
+        posix.close(fd)
 
 
 def complain(text: str) -> None:
@@ -464,6 +487,7 @@ def main(argv: list[str]) -> NoReturn:
     if posix.fork() != 0:
         posix._exit(0)  # skiffd waits for this one only; the monitor goes on in the child
     posix.setsid()
+    set_comm(comm_name(opts.id))
     from skiff.engine.monitor.restart import Wakeup, supervise
     wakeup = Wakeup()  # before anyone knows our pid: SIGUSR1 must never end us
     monitor = Monitor(opts)
