@@ -1,8 +1,9 @@
 """The container verbs in the engine itself, on the real kernel: the events they emit
 (Docker's actions and attributes: image, name, labels, rename's oldName, commit's
 imageID), a paused container removed by force, an update refused by a check that leaves
-the cgroup and the stored HostConfig as they were, and a commit of a directory removed and
-made again (an opaque directory) run back from the new image."""
+the cgroup and the stored HostConfig as they were, a commit of a directory removed and
+made again (an opaque directory) run back from the new image, and a commit that keeps
+files' xattrs (user.*, a file capability that works again in the image's containers)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,46 @@ def test_commit_of_a_directory_made_again(clean: Env) -> None:
     c.remove(out)
     c.remove(cid)
     clean.engine.images.remove(image, force=True)
+
+
+def test_commit_keeps_xattrs_and_they_come_back_in_a_run(clean: Env) -> None:
+    import gzip
+    import io
+    import os
+    import struct
+    import tarfile
+
+    from skiff.engine.commit import commit
+    from skiff.engine.container_archive import ContainerFiles
+
+    c, store = clean.containers, clean.containers.store
+    cid = clean.run(["sh", "-c", "echo x > /tagged; mkdir /caps; cp /bin/busybox /caps/grep"])
+    c.wait(cid)
+    _, rootfs = ContainerFiles(c).rootfs(cid)  # (busybox has no setfattr: set them here)
+    os.setxattr(f"{rootfs}/tagged", "user.origin", b"skiff\xff")
+    net_raw = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)  # v2, effective, CAP_NET_RAW
+    os.setxattr(f"{rootfs}/caps/grep", "security.capability", net_raw)
+    image = commit(c, clean.engine.images, cid, repo="ops-xattrs")["Id"]
+    try:
+        blob = store.get(image).manifest.layers[-1].digest
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(store.blobs.read_bytes(blob)))) \
+                as tar:
+            records = {m.name: m.pax_headers for m in tar}
+        assert records["tagged"]["SCHILY.xattr.user.origin"].encode(
+            "utf-8", "surrogateescape") == b"skiff\xff"
+        assert records["caps/grep"]["SCHILY.xattr.security.capability"].encode(
+            "utf-8", "surrogateescape") == net_raw
+        # a non-root user running the file gets the capability from it
+        out = clean.run(["/caps/grep", "CapEff", "/proc/self/status"], Image="ops-xattrs",
+                        User="1000")
+        c.wait(out)
+        assert clean.output(out) == b"CapEff:\t0000000000002000\n"
+        _, again = ContainerFiles(c).rootfs(out)
+        assert os.getxattr(f"{again}/tagged", "user.origin") == b"skiff\xff"
+        c.remove(out)
+    finally:
+        c.remove(cid)
+        clean.engine.images.remove(image, force=True)
 
 
 def test_files_of_a_stopped_container_whose_snapshot_was_unmounted(clean: Env) -> None:

@@ -146,6 +146,51 @@ def test_cp_stays_inside_the_container_root(daemon: Skiffd, local: Path) -> None
     assert (local / "up").read_text() == "in\n"  # the container's /etc/shadow, not the host's
 
 
+def _tar(*entries: tuple[str, str, str]) -> bytes:
+    """A tar of (name, kind, data): kind "f" a file holding data, "l" a symlink to it,
+    "h" a hard link to it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, kind, data in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "f":
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data.encode()))
+                continue
+            info.type = tarfile.SYMTYPE if kind == "l" else tarfile.LNKTYPE
+            info.linkname = data
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def test_cp_into_a_container_is_moby_untar(daemon: Skiffd) -> None:
+    """``.wh.`` names are plain files (never overlay whiteouts); links on an entry's way
+    are followed inside the container's root; moby's breakouts are refused, whole."""
+    script = ("ln -s / /tmp/root 2>/dev/null; head -c5 /etc/passwd; cat /etc/.wh.passwd "
+              "/etc/sub/.wh.x /etc/planted /root/deep/file; ls /etc/.wh..wh..opq /etc/group; "
+              "ls /tmp")
+    docker(daemon, "run", "--name", "cpw", "busybox", "sh", "-c", script, check=False)
+    docker(daemon, "cp", "-", "cpw:/etc", input=_tar(
+        (".wh.passwd", "f", "plain\n"), (".wh..wh..opq", "f", ""),
+        ("sub/.wh.x", "f", "y\n")))
+    # through an absolute link the tar makes, and through the container's own link
+    docker(daemon, "cp", "-", "cpw:/tmp", input=_tar(
+        ("abs", "l", "/etc"), ("abs/planted", "f", "in the container\n"),
+        ("root/root/deep/file", "f", "made\n")))
+    assert not Path("/etc/planted").exists() and not Path("/root/deep").exists()
+    for tar, words in ((_tar(("ok", "f", "x"), ("../out", "f", "x")),
+                        '"../out" is outside of "/tmp"'),
+                       (_tar(("ok", "f", "x"), ("up", "l", "../../etc")),
+                        'invalid symlink "/tmp/up" -> "../../etc"'),
+                       (_tar(("ok", "f", "x"), ("hard", "h", "../etc/passwd")),
+                        'invalid hardlink "/etc/passwd" -> "../etc/passwd"')):
+        p = docker(daemon, "cp", "-", "cpw:/tmp", input=tar, check=False)
+        assert p.returncode == 1 and words in p.stderr, p.stderr
+    out = docker(daemon, "start", "-a", "cpw").stdout
+    assert out == ("root:plain\ny\nin the container\nmade\n/etc/.wh..wh..opq\n/etc/group\n"
+                   "abs\nroot\n")
+
+
 # -- export, diff, commit ---------------------------------------------------------------------
 def test_export_is_a_tar_of_the_whole_rootfs(daemon: Skiffd) -> None:
     docker(daemon, "run", "--name", "ex1", "busybox", "sh", "-c", "echo x > /exported")

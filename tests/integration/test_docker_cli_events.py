@@ -3,7 +3,7 @@ create, start, die (exitCode) and destroy replayed in order between --since and 
 the spec's EventMessage shape; a followed stream that sees a start made while it runs;
 filters by container, label, type, image and event; stop, kill, restart and image events;
 docker's 400s; an exit found by reconcile after a skiffd restart told once; a stream that
-ends when skiffd stops. And `system df` / `system prune` from both CLIs against skiffd."""
+ends when skiffd stops; attach, detach and the exec events as dockerd tells them. And `system df` / `system prune` from both CLIs against skiffd."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import pytest
 from fixtures_daemon import Skiffd, check_api_shape, docker_py_client, remove_all, run_client
 from fixtures_registry import Registry
 from test_docker_cli import DOCKER, docker
+from test_docker_cli_interactive import CTRL_P, CTRL_Q, Terminal, at_terminal, terminals  # noqa: F401
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -160,6 +161,62 @@ def test_stop_kill_restart_prune_and_image_events(daemon: Skiffd) -> None:  # no
     prune = found[-1]
     assert prune["Actor"] == {"ID": "", "Attributes": {"reclaimed": "0"}}
     shape(prune)
+
+
+def test_attach_detach_and_exec_events(daemon: Skiffd,  # noqa: F811
+                                      terminals: list[Terminal]) -> None:  # noqa: F811
+    """What dockerd 20.10 was seen to tell, each with the container's name and image:
+    ``attach`` when a client attaches; ``detach`` when the daemon reads the detach keys
+    (a client that sends them, here docker-py's socket) — not when the docker CLI, which
+    reads them itself, leaves; an exec's ``exec_create: CMD ARGS`` and ``exec_start``
+    (moby's text: entrypoint, space, arguments), ``exec_die`` with its exit code, and
+    ``exec_detach`` for a TTY exec whose client sent the keys."""
+    since = now()
+    cid = docker(daemon, "run", "-dit", "--name", "ev-attach", "busybox", "sh").stdout.strip()
+    t = at_terminal(terminals, daemon, DOCKER, "attach", "ev-attach")
+    t.wait_raw()
+    t.send(b"echo one\r")
+    t.expect(b"\none\r\n")
+    t.send(CTRL_P + CTRL_Q)
+    t.wait()
+    with docker_py_client(daemon.url) as client:
+        attached = client.api.attach_socket(cid, params={"stdin": 1, "stdout": 1,
+                                                         "stream": 1})
+        try:
+            attached._sock.sendall(CTRL_P + CTRL_Q)  # the daemon reads the keys
+            attached._sock.settimeout(10)
+            while attached._sock.recv(4096):  # until skiffd ends the stream
+                pass
+        finally:
+            attached._sock.close()
+            attached.close()
+        assert docker(daemon, "exec", "ev-attach", "sh", "-c", "exit 7",
+                      check=False).returncode == 7
+        eid = client.api.exec_create(cid, ["sh"], stdin=True, tty=True)["Id"]
+        sock = client.api.exec_start(eid, tty=True, socket=True)
+        try:
+            sock._sock.sendall(CTRL_P + CTRL_Q)
+            sock._sock.settimeout(10)
+            while sock._sock.recv(4096):
+                pass
+        finally:
+            sock._sock.close()
+            sock.close()
+        assert client.api.exec_inspect(eid)["Running"]  # the exec goes on
+    found = replay(daemon, since, "container=ev-attach", "event=attach", "event=detach",
+                   "event=exec_die", "event=exec_detach")
+    assert actions(found) == ["attach", "attach", "detach", "exec_die", "exec_detach"]
+    for event in found:
+        shape(event)
+        assert event["Actor"]["ID"] == cid
+        assert event["Actor"]["Attributes"]["name"] == "ev-attach"
+        assert event["Actor"]["Attributes"]["image"] == "busybox"
+    assert found[3]["Actor"]["Attributes"]["exitCode"] == "7"
+    assert found[4]["Actor"]["Attributes"]["execID"] == eid
+    execs = [a for a in actions(replay(daemon, since, "container=ev-attach"))
+             if a.startswith("exec_")]
+    assert execs == ["exec_create: sh -c exit 7", "exec_start: sh -c exit 7", "exec_die",
+                     "exec_create: sh ", "exec_start: sh ", "exec_detach"]
 
 
 def test_bad_times_and_filters_are_400(daemon: Skiffd) -> None:  # noqa: F811

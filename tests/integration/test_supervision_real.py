@@ -2,7 +2,8 @@
 restarts on-failure containers up to their count and always containers until a stop;
 restarts go on while skiffd is away and a new skiffd finds them counted; a daemon start
 restarts what Docker's rule says; health goes starting → unhealthy → healthy in inspect and
-ps; bad values are Docker's 400s and make nothing."""
+ps; bad values are Docker's 400s and make nothing; docker events tell each restart's die
+and start and each health change."""
 
 from __future__ import annotations
 
@@ -283,6 +284,38 @@ def test_the_engine_tells_each_restart_and_health_change(clean: Env) -> None:  #
     assert actions.index("health_status: unhealthy") < actions.index("health_status: healthy")
     check_inspect_shape(c.inspect(probed))
     c.remove(probed, force=True)
+
+
+def test_docker_events_tell_each_restart_and_health_change(daemon: list[Skiffd]) -> None:
+    """Through ``docker events --since/--until --filter``, while skiffd watches the
+    monitors: a policy restart is moby's ``die`` then ``start`` (no ``restart``, which is
+    the user's ``docker restart``), each die with its exit code; a probe's results are
+    ``health_status: unhealthy`` then ``health_status: healthy``."""
+    d = daemon[0]
+    since = f"{time.time():.9f}"
+    cid = run_d(d, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")
+    until(lambda: inspect(d, cid)["State"]["Status"] == "exited")
+    probed = run_d(d, "--health-cmd", "test -e /tmp/ok", "--health-interval", "300ms",
+                   "--health-retries", "1", "busybox", "sh", "-c",
+                   "sleep 1; touch /tmp/ok; sleep 60")
+    until(lambda: inspect(d, probed)["State"]["Health"]["Status"] == "healthy")
+
+    def replay(*filters: str) -> list[dict[str, Any]]:
+        args = ["events", "--since", since, "--until", f"{time.time():.9f}", "--format",
+                "{{json .}}"]
+        for f in filters:
+            args += ["--filter", f]
+        return [json.loads(line) for line in docker(d, *args).stdout.splitlines()]
+
+    runs = replay(f"container={cid}", "event=die", "event=start", "event=restart")
+    assert [e["Action"] for e in runs] == ["start", "die"] * 3
+    assert [e["Actor"]["Attributes"]["exitCode"] for e in runs if e["Action"] == "die"] \
+        == ["3"] * 3
+    health = replay(f"container={probed}", "event=health_status")
+    assert [e["Action"] for e in health] == ["health_status: unhealthy",
+                                             "health_status: healthy"]
+    assert {e["Actor"]["Attributes"]["image"] for e in runs + health} == {"busybox"}
+    docker(d, "rm", "-f", probed)
 
 
 def test_kill_ends_restarts_as_moby_does(daemon: list[Skiffd]) -> None:

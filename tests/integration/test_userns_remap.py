@@ -2,7 +2,8 @@
 ranges made on first use, containers whose root is uid 0 inside and the remapped uid on the
 host (/proc/<pid>/status), files they write owned by that uid on the host, the image's
 layers seen through idmapped mounts (nothing chowned, nothing left mounted after rm),
-``--userns=host`` opting out, Docker's refusals, and skiffd refusing a user it cannot map.
+``--userns=host`` opting out, Docker's refusals, skiffd refusing a user it cannot map,
+and volumes the remapped root owns (copy-up, docker cp and commit mapping owners).
 The test removes the user it made (userdel takes its /etc/subuid and /etc/subgid lines)."""
 
 from __future__ import annotations
@@ -94,6 +95,50 @@ def test_inside_the_container(daemon: Skiffd) -> None:
     assert lines[2].split()[2:4] == ["0", "0"]  # the layer's root files are root's inside
     assert "Seccomp:\t2" in out and "UP" in lines[4] and "writable" in out
     assert lines[-1].split()[2:4] == ["0", "0"]  # /etc/hosts is the container root's
+
+
+def test_volumes_belong_to_the_remapped_root(daemon: Skiffd) -> None:
+    """As dockerd's local driver under its remapped root: a new volume's _data is the
+    remapped root's (0755, the folder above it root's 0701), so the container's root
+    writes into it; a copy-up keeps the image's owners as the container sees them; a
+    docker cp and a commit map owners through the container's maps."""
+    uid, gid = _first_id("/etc/subuid"), _first_id("/etc/subgid")
+    docker(daemon, "volume", "create", "rm-named")
+    try:
+        data = daemon.root / "volumes" / "rm-named" / "_data"
+        st = data.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, 0o755)
+        st = data.parent.stat()
+        assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o701)
+        out = docker(daemon, "run", "--rm", "-v", "rm-named:/data", "-v", "rm-etc:/etc",
+                     "-v", "/anon", "busybox", "sh", "-c",
+                     "echo ok > /data/f && cat /data/f; touch /anon/x && echo anon; "
+                     "ls -ln /etc/passwd | cut -c1-40; echo more >> /etc/group && echo etc",
+                     check=False)
+        assert out.stdout.split("\n")[:2] == ["ok", "anon"], out.stderr
+        assert out.stdout.splitlines()[2].split()[2:4] == ["0", "0"]
+        assert out.stdout.splitlines()[3] == "etc"
+        copied = daemon.root / "volumes" / "rm-etc" / "_data" / "passwd"
+        assert (copied.stat().st_uid, copied.stat().st_gid) == (uid, gid)
+        written = data / "f"
+        assert (written.stat().st_uid, written.stat().st_gid) == (uid, gid)
+        # docker cp in (a tar of root's files) and commit out: owners as the container's
+        cid = docker(daemon, "create", "busybox", "ls", "-ln", "/given").stdout.strip()
+        try:
+            given = daemon.workdir / "given"
+            given.write_text("x\n")  # root's: 0:0 in the tar the CLI sends
+            docker(daemon, "cp", str(given), f"{cid}:/given")
+            assert docker(daemon, "start", "-a", cid).stdout.split()[2:4] == ["0", "0"]
+            docker(daemon, "commit", cid, "rm-commit:1")
+            out2 = docker(daemon, "run", "--rm", "--userns", "host", "rm-commit:1", "ls", "-ln",
+                          "/given").stdout
+            assert out2.split()[2:4] == ["0", "0"]  # not the remapped uid, in the layer
+        finally:
+            docker(daemon, "rm", "-f", cid)
+            docker(daemon, "rmi", "-f", "rm-commit:1", check=False)
+    finally:
+        docker(daemon, "volume", "rm", "rm-named", "rm-etc", check=False)
+        docker(daemon, "volume", "prune", "-f", check=False)
 
 
 def test_userns_host_opts_out(daemon: Skiffd) -> None:

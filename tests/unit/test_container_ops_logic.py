@@ -86,12 +86,22 @@ def test_upload_checks_no_overwrite_dir_non_dir_before_writing(tmp_path: Path) -
     with pytest.raises(SkiffError, match='cannot overwrite directory "/d" with non-directory'):
         ca.extract(str(tmp_path), "/", spool, "c", no_overwrite_dir_non_dir=True)
     assert not (tmp_path / "new").exists()  # nothing written
-    whiteout = io.BytesIO()
+    whiteout = io.BytesIO()  # moby's Untar outside a layer: a plain file of that name
     with tarfile.open(fileobj=whiteout, mode="w") as tar:
         tar.addfile(tarfile.TarInfo("d/.wh.x"))
     whiteout.seek(0)
-    with pytest.raises(InvalidArgument, match="is a whiteout name"):
-        ca.extract(str(tmp_path), "/", whiteout, "c")
+    ca.extract(str(tmp_path), "/", whiteout, "c")
+    assert (tmp_path / "d" / ".wh.x").is_file()
+    escape = io.BytesIO()
+    with tarfile.open(fileobj=escape, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("new"))
+        link = tarfile.TarInfo("up")
+        link.type, link.linkname = tarfile.SYMTYPE, "../x"  # out of /d, the target
+        tar.addfile(link)
+    escape.seek(0)
+    with pytest.raises(SkiffError, match='invalid symlink "/d/up" -> "../x"'):
+        ca.extract(str(tmp_path), "/d", escape, "c")
+    assert not (tmp_path / "d" / "new").exists()  # refused whole, before any write
     (tmp_path / "f").write_text("")
     with pytest.raises(InvalidArgument, match="extraction point is not a directory"):
         ca.extract(str(tmp_path), "/f", io.BytesIO(), "c")

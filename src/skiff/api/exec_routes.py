@@ -158,6 +158,7 @@ async def _relay(call: Call, execs: ExecService, exec_id: str, streams: ExecStre
                 break
             if feeder is not None and feeder.done():
                 if feeder.result() == "detached":
+                    await call.run(execs.detached, exec_id)  # moby's exec_detach event
                     return  # the client detached: the exec goes on, its stream ends
                 ends.discard(feeder)
                 feeder = None

@@ -69,6 +69,8 @@ class Engine:
                                            cgroup_parent=self.options.cgroup_parent,
                                            events=self.events, remap=remap)
         self.volumes = self.containers.volumes  # the containers' mounts use it at each step
+        if remap is not None:
+            self.volumes.owner = remap.maps.host_ids()
         self.execs = ExecService(self.containers)
         self.images.in_use = self.containers.image_users
         self.system.containers = self.containers.counts

@@ -3,7 +3,12 @@
 The layer is the snapshot's upper dir as a layer tar (`write_layer`): overlay whiteouts
 (0/0 character devices) become ``.wh.<name>`` entries, an opaque directory gets its
 ``.wh..wh..opq``, and what Docker keeps in a container's init layer (/etc/hostname, /proc…,
-`container_archive.INIT_PATHS`) is left out, as it is from Docker's commits. The tar is
+`container_archive.INIT_PATHS`) is left out, as it is from Docker's commits. Extended
+attributes go in PAX ``SCHILY.xattr.*`` records (`layer_xattrs`): ``security.capability`` as
+moby's tar writer keeps it (a namespaced v3 one made v2, whose root means the same in any
+namespace), and the ``user.*`` ones as containers/storage's writer keeps them too (moby
+drops those); overlayfs's own ``trusted.*`` and SELinux labels stay out, as in both. A
+remapped container's files go in with the owners its root sees (moby's ToContainer). The tar is
 compressed by the importer's `compress_layer` (the diff ID and blob digest come with it) and
 stored with `ImageStore.add` — the one way images enter the store — over the base image's
 layers. The config is moby's NewChildImage: the base image's config with the container's
@@ -32,9 +37,35 @@ if TYPE_CHECKING:
 
     from skiff.engine.containers import ContainerService
     from skiff.engine.images import ImageService
+    from skiff.kernel.idmap import IdMaps
 
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
+_XATTR_PAX = "SCHILY.xattr."
+_CAPABILITY = "security.capability"
+_CAPS_V2_SIZE, _CAPS_VERSION_BYTE, _CAPS_V2, _CAPS_V3 = 20, 3, 2, 3
+
+
+def layer_xattrs(path: str) -> dict[str, str]:
+    """The PAX records of the xattrs of `path` (not followed) that a layer carries."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}  # a filesystem without xattrs: none to carry
+    records: dict[str, str] = {}
+    for attr in sorted(names):
+        if attr != _CAPABILITY and not attr.startswith("user."):
+            continue
+        try:
+            value = os.getxattr(path, attr, follow_symlinks=False)
+        except OSError:
+            continue  # gone meanwhile
+        if attr == _CAPABILITY and len(value) > _CAPS_VERSION_BYTE and \
+                value[_CAPS_VERSION_BYTE] == _CAPS_V3:
+            value = bytes(value[:_CAPS_VERSION_BYTE]) + bytes([_CAPS_V2]) + \
+                value[_CAPS_VERSION_BYTE + 1:_CAPS_V2_SIZE]
+        records[_XATTR_PAX + attr] = value.decode("utf-8", "surrogateescape")
+    return records
 
 
 
@@ -50,9 +81,10 @@ def _kept(upper: str, lowers: list[str]) -> set[str]:
     return kept
 
 
-def write_layer(upper: str, lowers: list[str], out: IO[bytes]) -> int:
+def write_layer(upper: str, lowers: list[str], out: IO[bytes],
+                idmaps: IdMaps | None = None) -> int:
     """The layer tar of the overlay upper dir `upper` over the layer trees `lowers`; the
-    number of entries written."""
+    number of entries written. `idmaps`: a remapped container's, its owners mapped back."""
     count = 0
     kept = _kept(upper, lowers)
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -68,7 +100,15 @@ def write_layer(upper: str, lowers: list[str], out: IO[bytes]) -> int:
                 tar.addfile(info)
                 count += 1
                 continue
-            tar.add(host, arcname=name, recursive=False, filter=_tar_filter)
+            info = _tar_filter(tar.gettarinfo(host, arcname=name))
+            info.pax_headers = {**info.pax_headers, **layer_xattrs(host)}
+            if idmaps is not None:
+                info.uid, info.gid = idmaps.container_ids(info.uid, info.gid)
+            if info.isreg():
+                with open(host, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
             count += 1
             if stat.S_ISDIR(st.st_mode) and _is_opaque(host):
                 marker = tarfile.TarInfo(os.path.join(name, _OPAQUE))
@@ -166,7 +206,11 @@ def _store(containers: ContainerService, base: Any, base_doc: dict[str, Any], ci
     os.makedirs(tmp_dir, exist_ok=True)
     docker_types = base.manifest.media_type == DOCKER_MANIFEST
     with tempfile.TemporaryFile(dir=tmp_dir) as raw:
-        entries = write_layer(containers.snapshots.upper(cid), store.rootfs_layers(base), raw)
+        from skiff.engine.userns_remap import maps_of
+
+        row = containers._row(cid)
+        entries = write_layer(containers.snapshots.upper(cid), store.rootfs_layers(base), raw,
+                              maps_of(row.doc))
         raw.seek(0)
         blob = compress_layer(raw, tmp_dir) if entries else None
     try:

@@ -11,10 +11,11 @@ link, with its target resolved in the container as ``linkTarget``. The stat is D
 ContainerPathStat with the mode in Go's ``os.FileMode`` bits (`go_file_mode`), sent base64
 JSON in ``X-Docker-Container-Path-Stat``. An archive is the resolved path's tree, its top
 entry renamed to the base name the caller asked for (moby's TarResourceRebase); an upload
-is unpacked by the layer unpacker (`store.layers.apply_layer`: nothing is ever written
-through a symlink) into a directory that must exist, after the whole tar was checked against
-``noOverwriteDirNonDir`` and for ``.wh.`` names (which that unpacker would make deletions)
-— so a refused upload changes nothing. `changes` is moby's
+is unpacked as moby's chrooted Untar unpacks it (`store.rooted_untar`: ``.wh.`` names are
+plain files, never overlay whiteouts; links on the way are followed inside the rootfs, never
+out of it) into a directory that must exist, after the whole tar was checked for moby's
+breakouts (``..`` out of the target, relative symlinks and hard links that lead out of it)
+and against ``noOverwriteDirNonDir`` — so a refused upload changes nothing. `changes` is moby's
 overlay diff of the upper dir against the image's layers: a 0/0 character device is a
 deletion, an opaque directory that the layers have is one too, an entry the layers have a
 modification, anything else an addition, each parent of an addition or deletion reported
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
     from skiff.engine.containers import ContainerService
+    from skiff.kernel.idmap import IdMaps
 
 # moby's initlayer: what every container's init layer holds, hidden from diff and commit
 INIT_PATHS = frozenset({"/dev/pts", "/dev/shm", "/proc", "/sys", "/.dockerenv",
@@ -174,25 +176,25 @@ def write_rootfs(rootfs: str, out: IO[bytes]) -> None:
 
 
 # -- upload --------------------------------------------------------------------------------
-def check_upload(src: IO[bytes], dest: str, no_overwrite_dir_non_dir: bool) -> None:
+def check_upload(src: IO[bytes], dest: str, in_container: str,
+                 no_overwrite_dir_non_dir: bool) -> None:
     """Read the whole upload (plain or compressed) before anything is written: a tar that
-    is broken, or that would replace a directory by a file (or the reverse) under
-    ``noOverwriteDirNonDir``, is refused here."""
+    is broken, that breaks out of the folder `in_container` (`dest` on the host), or that
+    would replace a directory by a file (or the reverse) under ``noOverwriteDirNonDir``,
+    is refused here."""
     from skiff.store.layers import _open_stream
+    from skiff.store.rooted_untar import check_member
 
     reader = _open_stream(src)
     try:
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
-                parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                if parts and parts[-1].startswith(".wh."):
-                    # the layer unpacker would make it an overlay whiteout: a deletion
-                    raise InvalidArgument(f"the archive entry {member.name!r} is a whiteout "
-                                          f"name, which skiffd does not copy into "
-                                          f"containers")
+                check_member(member, in_container)
                 if not no_overwrite_dir_non_dir:
                     continue
-                if not parts or ".." in parts:
+                parts = [p for p in os.path.normpath(member.name).split("/")
+                         if p not in ("", ".")]
+                if not parts:
                     continue
                 target = os.path.join(dest, *parts)
                 try:
@@ -209,35 +211,20 @@ def check_upload(src: IO[bytes], dest: str, no_overwrite_dir_non_dir: bool) -> N
         raise InvalidArgument(f"the archive is not a valid tar: {e}") from None
 
 
-def _chown_tree(dest: str, names: list[str], uid: int, gid: int) -> None:
-    for name in names:
-        parts = [p for p in name.split("/") if p not in ("", ".")]
-        if not parts:
-            continue
-        try:
-            os.chown(os.path.join(dest, *parts), uid, gid, follow_symlinks=False)
-        except OSError:
-            continue
-
-
-def _member_names(src: IO[bytes]) -> list[str]:
-    from skiff.store.layers import _open_stream
-
-    with tarfile.open(fileobj=_open_stream(src), mode="r|") as tar:  # type: ignore[call-overload]
-        return [m.name for m in tar]
-
-
 def extract(rootfs: str, path: str, src: IO[bytes], container: str, *,
             no_overwrite_dir_non_dir: bool = False,
-            owner: tuple[int, int] | None = None) -> None:
+            owner: tuple[int, int] | None = None, idmaps: IdMaps | None = None) -> None:
     """Unpack the tar `src` (a seekable spool) into the directory `path` of the
-    container, its last component followed; `owner`: chown every entry to it
-    (``copyUIDGID``)."""
+    container, its last component followed; `owner`: the host ids every entry gets
+    (``copyUIDGID``); `idmaps`: a remapped container's, which the entries' owners go
+    through."""
     from skiff.runtime.secure_path import secure_join
-    from skiff.store.layers import apply_layer
+    from skiff.store.rooted_untar import untar_in_root
 
     absolute = abs_path(path)
     dest = secure_join(rootfs, absolute)
+    in_container = os.path.normpath(
+        "/" + os.path.relpath(dest, os.path.abspath(rootfs)).removeprefix("."))
     try:
         st = os.lstat(dest)
     except (FileNotFoundError, NotADirectoryError):
@@ -245,12 +232,9 @@ def extract(rootfs: str, path: str, src: IO[bytes], container: str, *,
                            ) from None
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidArgument("extraction point is not a directory")
-    check_upload(src, dest, no_overwrite_dir_non_dir)
+    check_upload(src, dest, in_container, no_overwrite_dir_non_dir)
     src.seek(0)
-    apply_layer(src, dest)
-    if owner is not None:
-        src.seek(0)
-        _chown_tree(dest, _member_names(src), *owner)
+    untar_in_root(src, rootfs, in_container, owner=owner, idmaps=idmaps)
 
 
 # -- diff ----------------------------------------------------------------------------------
@@ -386,14 +370,18 @@ class ContainerFiles:
         row = self.svc._row(cid)
         if row.doc["HostConfig"].get("ReadonlyRootfs"):
             raise SkiffError("container rootfs is marked read-only")
+        from skiff.engine.userns_remap import maps_of
+
+        idmaps = maps_of(row.doc)
         owner = None
         if copy_uid_gid and row.doc["Config"].get("User"):
             from skiff.engine.oci_spec import resolve_user
 
             user = resolve_user(rootfs, row.doc["Config"]["User"])
-            owner = (user.uid, user.gid)
+            owner = (user.uid, user.gid) if idmaps is None else \
+                idmaps.host_ids(user.uid, user.gid)
         extract(rootfs, path, src, ref, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
-                owner=owner)
+                owner=owner, idmaps=idmaps)
         self._emit(cid, "extract-to-dir")
 
     def changes(self, ref: str) -> list[dict[str, Any]] | None:

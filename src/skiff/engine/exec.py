@@ -12,7 +12,8 @@ program that cannot be started fails the start with Docker's words and sets the 
 code: 127 when it is not found, 126 otherwise (moby's translateContainerdStartErr), as
 any other failed start does (a user not in the container's passwd, a container gone). The
 exit arrives from the reaper's thread; `when_exited` hands it on. Events: ``exec_create:
-CMD``, ``exec_start: CMD`` (attribute execID) and ``exec_die`` (execID, exitCode), with the
+CMD``, ``exec_start: CMD`` (attribute execID), ``exec_die`` (execID, exitCode) and
+``exec_detach`` (execID: the client left a TTY exec with the detach keys), with the
 container's image, name and labels, as moby logs them.
 """
 
@@ -150,6 +151,12 @@ def start_failure(message: str, command: str) -> ContainerStartError:
     return ContainerStartError(text, 127 if code == 127 else 126)
 
 
+def _command_text(cmd: list[str]) -> str:
+    """The command in an exec event's action, as moby writes it: its entrypoint, a
+    space, then its arguments (so ``sh`` alone is ``sh ``)."""
+    return cmd[0] + " " + " ".join(cmd[1:])
+
+
 class ExecService:
     """The exec instances of the containers of `containers`."""
 
@@ -214,7 +221,7 @@ class ExecService:
         self._sweep()
         with self._lock:
             self._execs[instance.id] = instance
-        self._event(instance, "exec_create: " + " ".join(instance.cmd), attributes)
+        self._event(instance, "exec_create: " + _command_text(instance.cmd), attributes)
         return {"Id": instance.id}
 
     def _event(self, instance: ExecInstance, action: str,
@@ -268,7 +275,7 @@ class ExecService:
             if instance.running:
                 raise ContainerConflict(f"Error: Exec command {exec_id} is already running")
             instance.running = True
-        self._event(instance, "exec_start: " + " ".join(instance.cmd))
+        self._event(instance, "exec_start: " + _command_text(instance.cmd))
         streams = ExecStreams()
         try:
             container = self._runtime_container(instance)
@@ -404,6 +411,10 @@ class ExecService:
         self._event(instance, "exec_die", exitCode=str(code))
         for waiter in waiters:
             waiter(code)
+
+    def detached(self, exec_id: str) -> None:
+        """The client of the exec left with the detach keys (the process goes on)."""
+        self._event(self.get(exec_id), "exec_detach")
 
     def when_exited(self, exec_id: str, callback: Callable[[int], None]) -> None:
         """Call `callback(exit_code)` once the exec has exited (at once if it has; from

@@ -13,7 +13,10 @@ device mounts undone when no running container uses them) and `drop_anonymous` a
 Which containers use a volume is not counted separately: it is read from the containers'
 own mount points (`users`), so no count can drift from the truth; creates under way hold a
 claim on their volumes meanwhile. Events are moby's: volume create, mount, unmount, destroy
-and prune.
+and prune. Under ``skiffd --userns-remap`` a new volume's ``_data`` belongs to the remapped
+root (`owner`), as dockerd's local driver chowns it to its root identity, so a container's
+root writes there; skiff keeps one volumes folder where dockerd has one per remapped root
+(``<root>/<uid>.<gid>/volumes``), as it keeps one layer store.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class VolumeService:
         self.users: Callable[[], builtins.list[tuple[str, bool, builtins.list[str]]]] = list
         self._lock = threading.RLock()
         self._claims: dict[str, set[str]] = {}  # container ID → the volumes its create holds
+        # skiffd --userns-remap: the host uid and gid of the remapped root, whose a new
+        # volume's _data is (dockerd's local driver chowns it to its root identity)
+        self.owner: tuple[int, int] | None = None
 
     # -- the endpoints ----------------------------------------------------------------------
     def create(self, body: Any) -> dict[str, Any]:
@@ -103,7 +109,7 @@ class VolumeService:
         with self._lock:
             record, made = self.store.create(VolumeRecord(
                 name=name, created=created_now(), labels=labels, options=options,
-                anonymous=anonymous))
+                anonymous=anonymous), self.owner)
         if made:
             self.events.emit("volume", "create", name, {"driver": LOCAL})
         return record

@@ -28,6 +28,7 @@ _OPEN_TREE_CLONE, _OPEN_TREE_CLOEXEC = 1, os.O_CLOEXEC
 _AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE = -100, 0x1000, 0x8000
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _MOUNT_ATTR_IDMAP = 0x00100000
+_OVERFLOW_ID = 65534  # /proc/sys/kernel/overflowuid's default: what an unmapped id shows as
 
 # (container id, host id, size), as in /proc/<pid>/uid_map
 IdRange = tuple[int, int, int]
@@ -43,12 +44,24 @@ class IdMaps(Record):
         """The host uid and gid that container `uid` and `gid` map to (-1: unmapped)."""
         return _through(self.uids, uid), _through(self.gids, gid)
 
+    def container_ids(self, uid: int, gid: int) -> tuple[int, int]:
+        """The container uid and gid that host `uid` and `gid` are; an id no range holds
+        is the kernel's overflow id (65534), as the container sees it."""
+        return _back(self.uids, uid), _back(self.gids, gid)
+
 
 def _through(ranges: Sequence[IdRange], inside_id: int) -> int:
     for inside, outside, size in ranges:
         if inside <= inside_id < inside + size:
             return outside + inside_id - inside
     return -1
+
+
+def _back(ranges: Sequence[IdRange], outside_id: int) -> int:
+    for inside, outside, size in ranges:
+        if outside <= outside_id < outside + size:
+            return inside + outside_id - outside
+    return _OVERFLOW_ID
 
 
 class _MountAttr(ctypes.Structure):

@@ -1,8 +1,9 @@
 """The Linux calls Python's os module lacks, through libc, each raising `KernelError`.
 
 This is the one seam between skiff and the kernel for namespaces, mounts and process
-attributes: mount/umount, pivot_root, unshare/setns, sethostname/setdomainname, prctl and
-keyctl. Each wrapper names the call and the path in its error, so a caller never has to.
+attributes: mount/umount, pivot_root, unshare/setns, sethostname/setdomainname, prctl,
+keyctl, and openat2 (a path resolved as if its directory were the root). Each wrapper names
+the call and the path in its error, so a caller never has to.
 Everything here must already be loaded before a container's pivot_root, which is why the
 library handle is opened at import.
 """
@@ -75,12 +76,23 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # the calls glibc has no wrapper for, by number: they differ between architectures
 SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126, "rt_sigaction": 13},
-    "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91, "rt_sigaction": 134},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126, "rt_sigaction": 13,
+               "openat2": 437},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91, "rt_sigaction": 134,
+                "openat2": 437},
 }[os.uname().machine]
 _SYS_PIVOT_ROOT = SYSCALL_NUMBERS["pivot_root"]
 _SYS_KEYCTL = SYSCALL_NUMBERS["keyctl"]
 _KEYCTL_JOIN_SESSION_KEYRING = 1
+_SYS_OPENAT2 = SYSCALL_NUMBERS["openat2"]
+# openat2(2) resolve flags
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64))
 
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p)
@@ -158,3 +170,14 @@ def join_session_keyring(name: str) -> None:
         err = ctypes.get_errno()
         if err != 38:  # ENOSYS: kernel without keys; runc ignores that too
             raise KernelError("keyctl(JOIN_SESSION_KEYRING)", err, detail=name)
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """An fd on `path` below `dir_fd`, resolved by the kernel under `resolve`
+    (`RESOLVE_IN_ROOT`: symlinks and ``..`` as if `dir_fd` were ``/``, Linux 5.6+)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(_SYS_OPENAT2, ctypes.c_int(dir_fd), _b(path), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        raise _fail("openat2", path)
+    return int(fd)

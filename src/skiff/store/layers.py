@@ -236,6 +236,10 @@ def _ns(member: tarfile.TarInfo, key: str) -> int:
 
 
 class _Applier:
+    # whether `.wh.` names are overlay whiteouts (a layer) or plain names (a copy into a
+    # container, as moby's Untar outside a layer takes them)
+    whiteouts = True
+
     def __init__(self, root_fd: int, reader: _Reader) -> None:
         self.root_fd = root_fd
         self.reader = reader
@@ -311,6 +315,8 @@ class _Applier:
     def entry(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = _split(m.name, m.name)
         base = parts[-1] if parts else ""
+        if not self.whiteouts:
+            base = ""  # nothing below is a whiteout
         if base.startswith(_WHITEOUT_META):
             if base == _OPAQUE:
                 self.opaque(parts[:-1], m)
@@ -397,11 +403,16 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def hard_link(self, m: tarfile.TarInfo, pfd: int, name: str) -> None:
+    def link_target(self, m: tarfile.TarInfo) -> tuple[str, ...]:
+        """The path a hard link entry links to: an earlier entry of this layer."""
         target = _split(m.linkname, m.name, "hard link target")
         if not target or target not in self.made:
             raise LayerError(f"hard link target `{m.linkname}` is not an earlier entry of "
                              f"this layer", m.name)
+        return target
+
+    def hard_link(self, m: tarfile.TarInfo, pfd: int, name: str) -> None:
+        target = self.link_target(m)
         tfd = self.open_dir(target[:-1], m.name, create=False)
         if tfd is None:
             raise LayerError(f"hard link target `{m.linkname}` is not inside the layer", m.name)

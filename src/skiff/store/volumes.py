@@ -115,9 +115,11 @@ class VolumeStore:
         """The volume's Mountpoint: what a container's mount binds."""
         return os.path.join(self.dir, name, DATA)
 
-    def create(self, record: VolumeRecord) -> tuple[VolumeRecord, bool]:
-        """Store `record` as a new volume with an empty ``_data``; (the stored record, True)
-        — or (the one already stored under that name, False)."""
+    def create(self, record: VolumeRecord,
+               owner: tuple[int, int] | None = None) -> tuple[VolumeRecord, bool]:
+        """Store `record` as a new volume with an empty ``_data`` (0755, `owner`'s when
+        given); (the stored record, True) — or (the one already stored under that name,
+        False)."""
         check_name(record.name)
         found = self.get(record.name)
         if found is not None:
@@ -127,6 +129,8 @@ class VolumeStore:
         os.mkdir(tmp, 0o701)
         try:
             os.mkdir(os.path.join(tmp, DATA), 0o755)
+            if owner is not None:
+                os.chown(os.path.join(tmp, DATA), *owner)
             write_atomic(os.path.join(tmp, META), jsonfast.dumps(record.doc()))
             fsync_dir(tmp)
             try:
