@@ -2,6 +2,7 @@
 run and others start (the running ones go on and keep logging; a new skiffd shows every
 container with its true state and exit code, and keeps no half-made one); `kill -9` of a
 monitor (its container is reported exited with "monitor gone", and `rm -f` leaves nothing);
+`kill -9` of the monitors' zygote (the next start forks from a new one, the monitors go on);
 50 containers created and started at once through the API (all run, no log line lost);
 malformed, unknown and wrong input answered with Docker's 400/404/409 and nothing changed;
 a create that fails half-way (after its snapshot was made) leaves no rootfs, mount, folder
@@ -181,6 +182,44 @@ def test_a_killed_monitor_is_reported_and_rm_f_cleans_up(daemon: Skiffd) -> None
     assert daemon.request("DELETE", f"/containers/{cid}?force=1")[0] == 204
     assert daemon.json("GET", f"/containers/{cid}/json")[0] == 404
     assert traces_of(daemon, cid) == []
+
+
+def zygotes_of(d: Skiffd) -> list[int]:
+    """The monitors' zygote among skiffd's children (one at most)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        comm = stat[stat.find(b"(") + 1:stat.rfind(b")")]
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if comm == b"skmon-zygote" and int(fields[1]) == d.pid and fields[0] != b"Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_zygote_is_made_again_and_its_monitors_go_on(tmp_root: Path) -> None:
+    workdir = tmp_root / f"skiffd-zygote-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir()
+    d = start_skiffd(workdir)
+    try:
+        first = run(d, ["sleep", "100"])
+        zygote, = zygotes_of(d)
+        os.kill(zygote, signal.SIGKILL)
+        until(lambda: not alive(zygote))
+        second = run(d, ["sh", "-c", "echo again"])  # forked from a new zygote
+        assert d.json("POST", f"/containers/{second}/wait")[1]["StatusCode"] == 0
+        assert log_lines(d, second) == ["again"]
+        assert zygotes_of(d) != [zygote] and len(zygotes_of(d)) == 1
+        s = state(d, first)  # the killed zygote's monitor went on
+        assert (s["Status"], s["Running"]) == ("running", True) and alive(s["Pid"])
+        remove_all(d)
+        skiffd, zygote = d.pid, zygotes_of(d)[0]
+    finally:
+        stop_skiffd(d)
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert not alive(skiffd) and not alive(zygote)  # it ended with skiffd
 
 
 # -- 50 at once ----------------------------------------------------------------------------
