@@ -237,6 +237,10 @@ def test_cp_goes_into_the_containers_volumes_and_binds(with_volumes: Skiffd,
         upper = _upper(d, name)
         assert not (upper / "data" / f"{state}.txt").exists()
         assert not (upper / "bound" / "in.txt").exists()
+        # the copy's mounts were the copy's own: on the host, the snapshot has its rootfs
+        assert [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                if line.split()[1].startswith(str(upper.parent))] == \
+            [str(upper.parent / "rootfs")]
     assert docker(d, "exec", "cpv-running", "cat", "/data/stopped.txt").stdout == \
         "copied in\n"
 
