@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 
-from skiff.errors import ContainerConflict
+from skiff.errors import ContainerConflict, KernelError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +102,10 @@ def _bind(rootfs: str, mounts: Iterable[dict[str, Any]]) -> None:
 
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)  # before any mount: none leaks
     for m in by_depth([m for m in mounts if m["type"] == "bind"]):
-        is_dir = stat.S_ISDIR(os.stat(m["source"]).st_mode)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(m["source"]).st_mode)
+        except OSError as e:
+            raise KernelError.from_os("stat bind source", e, m["source"]) from None
         target = make_target(rootfs, m["destination"], is_dir)  # moby: CreateIfNotExists
         flags = sc.MS_BIND | (sc.MS_REC if "rbind" in m["options"] else 0)
         mount_onto(rootfs, target, m["source"], None, flags)
