@@ -2,11 +2,13 @@
 (Docker's actions and attributes: image, name, labels, rename's oldName, commit's
 imageID), a paused container removed by force, an update refused by a check that leaves
 the cgroup and the stored HostConfig as they were, a commit of a directory removed and
-made again (an opaque directory) run back from the new image, and a commit that keeps
-files' xattrs (user.*, a file capability that works again in the image's containers)."""
+made again (an opaque directory) run back from the new image, a commit that keeps
+files' xattrs (user.*, a file capability that works again in the image's containers), and
+docker cp's way into a container's root (through its init only, no import in there)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,74 @@ def test_files_of_a_stopped_container_whose_snapshot_was_unmounted(clean: Env) -
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         f = tar.extractfile("f")
         assert f is not None and f.read() == b"kept\n"
+
+
+def test_a_running_containers_files_are_reached_through_its_init_only(clean: Env,
+                                                                       tmp_path: Path) -> None:
+    """docker cp works in /proc/<init>/root, checked to be the container's rootfs: a pid
+    that is not (an init gone, its pid another process's) is a clear error, and nothing
+    is read or written in that other process's root (here: the host's)."""
+    import io
+    import subprocess
+    import tarfile
+
+    from skiff.engine.container_archive import ContainerFiles
+    from skiff.engine.container_view import init_root
+
+    c = clean.containers
+    cid = clean.run(["sleep", "60"])
+    rootfs = c.snapshots.rootfs(cid)
+    os.close(init_root(c.inspect(cid)["State"]["Pid"], rootfs, cid))
+    host = subprocess.Popen(["sleep", "60"])
+    try:
+        with pytest.raises(ContainerConflict, match=f"its init process {host.pid} has "
+                                                    f"exited"):
+            init_root(host.pid, rootfs, cid)
+        row = c.db.get(cid)
+        assert row is not None
+        state = dict(row.state)
+        c.db.set_state(cid, dict(state, Pid=host.pid))  # as if its init had just gone
+        upload = io.BytesIO()
+        with tarfile.open(fileobj=upload, mode="w") as tar:
+            tar.addfile(tarfile.TarInfo("planted"))
+        files = ContainerFiles(c)
+        for attempt in (lambda: files.stat(cid, str(tmp_path)),
+                        lambda: files.put(cid, str(tmp_path), upload,
+                                          no_overwrite_dir_non_dir=False,
+                                          copy_uid_gid=False)):
+            with pytest.raises(ContainerConflict, match="has exited"):
+                attempt()
+        assert not (tmp_path / "planted").exists()
+        c.db.set_state(cid, state)
+    finally:
+        host.kill()
+        host.wait()
+    with pytest.raises(ContainerConflict, match=f"its init process {host.pid} has exited"):
+        init_root(host.pid, rootfs, cid)  # no such process at all
+    c.remove(cid, force=True)
+
+
+def test_nothing_is_imported_inside_a_containers_root(tmp_path: Path) -> None:
+    """A module not loaded yet is never looked for in the container's root, where a file
+    planted at a folder of skiffd's module path would run as skiffd's code: the import is
+    refused there."""
+    import sys
+
+    from skiff.engine.container_view import run_in_root
+
+    site, root = tmp_path / "site", tmp_path / "root"  # the site is empty on the host
+    site.mkdir()
+    planted = root / str(site).lstrip("/")
+    planted.mkdir(parents=True)
+    (planted / "planted_module_xyz.py").write_text(
+        "raise SystemExit('the container ran code in skiffd')\n")
+    os.utime(planted, (0, 0))  # not the host folder's time, which the finder cached
+    sys.path.insert(0, str(site))
+    try:
+        with pytest.raises(ImportError, match="no import inside a container's root"):
+            run_in_root(lambda root: __import__("planted_module_xyz"), rootfs=str(root))
+        assert run_in_root(lambda root: os.listdir(root), rootfs=str(root)) == ["tmp"]
+    finally:
+        sys.path.remove(str(site))
+        sys.path_importer_cache.pop(str(site), None)
+    assert "planted_module_xyz" not in sys.modules

@@ -1,10 +1,12 @@
 """The real docker CLI and docker-py on the container verbs that look at or change a
 container in place, through skiffd: cp both ways (a file, a directory, a tar on stdin and
-stdout, a missing path), export, diff, commit (then run the new image: its added file is
-there, its deleted one is not), top, stats (--no-stream and docker-py's), pause/unpause (a
-paused counter stops counting; stop of a paused container works), rename, update (the
-memory limit read back from the cgroup file), port; and skiff's own commands for the
-same. One skiffd serves the module; every test removes its containers."""
+stdout, a missing path; into and out of the container's volumes, binds and tmpfs, running
+or stopped, read-only mounts refused, links in a volume kept inside), export (without the
+volumes), diff, commit (then run the new image: its added file is there, its deleted one
+is not), top, stats (--no-stream and docker-py's), pause/unpause (a paused counter stops
+counting; stop of a paused container works), rename, update (the memory limit read back
+from the cgroup file), port; and skiff's own commands for the same. One skiffd serves the
+module; every test removes its containers."""
 
 from __future__ import annotations
 
@@ -191,14 +193,147 @@ def test_cp_into_a_container_is_moby_untar(daemon: Skiffd) -> None:
                    "abs\nroot\n")
 
 
+# -- cp and the container's mounts ------------------------------------------------------------
+@pytest.fixture
+def with_volumes(daemon: Skiffd) -> Iterator[Skiffd]:
+    """The module's skiffd; the test's containers, then every volume, removed after it."""
+    yield daemon
+    remove_all(daemon, volumes=True)
+
+
+def _upper(d: Skiffd, name: str) -> Path:
+    cid = docker(d, "inspect", "-f", "{{.Id}}", name).stdout.strip()
+    return d.root / "snapshots" / cid / "upper"
+
+
+def test_cp_goes_into_the_containers_volumes_and_binds(with_volumes: Skiffd,
+                                                       local: Path) -> None:
+    """Running or stopped, a cp to or from a path under a named volume or a bind mount is
+    the mount's, not the image layer's beneath it (moby mounts them for the copy)."""
+    d = with_volumes
+    bound = local / "bound"
+    bound.mkdir()
+    (bound / "host.txt").write_text("from the host\n")
+    (local / "in.txt").write_text("copied in\n")
+    docker(d, "volume", "create", "cpv")
+    data = d.root / "volumes" / "cpv" / "_data"
+    (data / "vol.txt").write_text("in the volume\n")
+    for state in ("running", "stopped"):
+        name = f"cpv-{state}"
+        mounts = ["-v", "cpv:/data", "-v", f"{bound}:/bound"]
+        if state == "running":
+            docker(d, "run", "-d", "--name", name, *mounts, "busybox", "sleep", "60")
+        else:
+            docker(d, "create", "--name", name, *mounts, "busybox", "sleep", "60")
+        docker(d, "cp", str(local / "in.txt"), f"{name}:/data/{state}.txt")
+        docker(d, "cp", str(local / "in.txt"), f"{name}:/bound/")
+        assert (data / f"{state}.txt").read_text() == "copied in\n"
+        assert (bound / "in.txt").read_text() == "copied in\n"
+        (bound / "in.txt").unlink()
+        assert read_in(d, name, "/data/vol.txt") == "in the volume\n"
+        assert read_in(d, name, "/bound/host.txt") == "from the host\n"
+        docker(d, "cp", f"{name}:/data", str(local / f"back-{state}"))  # a whole tree
+        assert sorted(p.name for p in (local / f"back-{state}").iterdir())[-1] == "vol.txt"
+        upper = _upper(d, name)
+        assert not (upper / "data" / f"{state}.txt").exists()
+        assert not (upper / "bound" / "in.txt").exists()
+        # the copy's mounts were the copy's own: on the host, the snapshot has its rootfs
+        assert [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                if line.split()[1].startswith(str(upper.parent))] == \
+            [str(upper.parent / "rootfs")]
+    assert docker(d, "exec", "cpv-running", "cat", "/data/stopped.txt").stdout == \
+        "copied in\n"
+
+
+def test_cp_of_a_running_container_sees_its_tmpfs(with_volumes: Skiffd, local: Path) -> None:
+    d = with_volumes
+    docker(d, "run", "-d", "--name", "cpt", "--tmpfs", "/scratch", "busybox", "sh", "-c",
+           "echo made inside > /scratch/t; sleep 60")
+    for _ in range(100):
+        if docker(d, "exec", "cpt", "test", "-f", "/scratch/t", check=False).returncode == 0:
+            break
+        time.sleep(0.05)
+    assert read_in(d, "cpt", "/scratch/t") == "made inside\n"
+    docker(d, "pause", "cpt")  # frozen: its root is there all the same
+    assert read_in(d, "cpt", "/scratch/t") == "made inside\n"
+    docker(d, "unpause", "cpt")
+    (local / "in.txt").write_text("copied in\n")
+    docker(d, "cp", str(local / "in.txt"), "cpt:/scratch/")
+    assert docker(d, "exec", "cpt", "cat", "/scratch/in.txt").stdout == "copied in\n"
+    assert not (_upper(d, "cpt") / "scratch" / "in.txt").exists()
+    docker(d, "stop", "-t", "0", "cpt")  # stopped: its tmpfs has nothing, as in moby
+    p = docker(d, "cp", "cpt:/scratch/t", str(local), check=False)
+    assert p.returncode == 1 and "Could not find the file /scratch/t" in p.stderr
+
+
+def test_cp_into_a_read_only_mount_is_refused(with_volumes: Skiffd, local: Path) -> None:
+    d = with_volumes
+    (local / "in.txt").write_text("x\n")
+    docker(d, "volume", "create", "cpro")
+    data = d.root / "volumes" / "cpro" / "_data"
+    docker(d, "create", "--name", "ro-stopped", "-v", "cpro:/data:ro", "busybox", "true")
+    docker(d, "run", "-d", "--name", "ro-running", "-v", "cpro:/data:ro", "busybox",
+           "sleep", "60")
+    for name in ("ro-stopped", "ro-running"):
+        p = docker(d, "cp", str(local / "in.txt"), f"{name}:/data/", check=False)
+        assert p.returncode == 1 and "mounted volume is marked read-only" in p.stderr, p.stderr
+    assert list(data.iterdir()) == []
+    # a read-only rootfs: its volume takes a copy, the rootfs does not (moby's order)
+    docker(d, "create", "--name", "ro-root", "--read-only", "-v", "cpro:/data", "busybox",
+           "true")
+    docker(d, "cp", str(local / "in.txt"), "ro-root:/data/")
+    assert (data / "in.txt").read_text() == "x\n"
+    p = docker(d, "cp", str(local / "in.txt"), "ro-root:/tmp/", check=False)
+    assert p.returncode == 1 and "container rootfs is marked read-only" in p.stderr
+
+
+def test_cp_through_links_in_a_volume_stays_in_the_container(with_volumes: Skiffd,
+                                                             local: Path) -> None:
+    """A volume's links lead into the container's root, never the host's: absolute ones
+    and ``..`` stop at its top, running or stopped, out of it and into it."""
+    d = with_volumes
+    docker(d, "volume", "create", "cpln")
+    data = d.root / "volumes" / "cpln" / "_data"
+    os.symlink("/etc", data / "abs")
+    os.symlink("../../../../../../../../etc", data / "up")
+    os.symlink("/", data / "top")
+    (local / "in.txt").write_text("copied in\n")
+    host_passwd = Path("/etc/passwd").read_text()
+    docker(d, "create", "--name", "ln-stopped", "-v", "cpln:/data", "busybox", "true")
+    docker(d, "run", "-d", "--name", "ln-running", "-v", "cpln:/data", "busybox",
+           "sleep", "60")
+    for name in ("ln-stopped", "ln-running"):
+        for path in ("/data/abs/passwd", "/data/up/passwd", "/data/top/etc/passwd"):
+            seen = read_in(d, name, path)
+            assert seen.startswith("root:") and seen != host_passwd, (name, path)
+        docker(d, "cp", "-L", f"{name}:/data/up", str(local / f"{name}-etc"))
+        assert (local / f"{name}-etc" / "passwd").read_text() != host_passwd
+        docker(d, "cp", str(local / "in.txt"), f"{name}:/data/abs/{name}.txt")
+        docker(d, "cp", str(local / "in.txt"), f"{name}:/data/top/root/")
+        assert not Path(f"/etc/{name}.txt").exists()
+    assert not Path("/root/in.txt").exists()
+    assert docker(d, "exec", "ln-running", "cat", "/etc/ln-running.txt",
+                  "/root/in.txt").stdout == "copied in\n" * 2
+    assert (_upper(d, "ln-stopped") / "etc" / "ln-stopped.txt").read_text() == "copied in\n"
+
+
 # -- export, diff, commit ---------------------------------------------------------------------
-def test_export_is_a_tar_of_the_whole_rootfs(daemon: Skiffd) -> None:
-    docker(daemon, "run", "--name", "ex1", "busybox", "sh", "-c", "echo x > /exported")
-    data = subprocess.run([DOCKER, "export", "ex1"], env=daemon.env, capture_output=True,
-                          check=True).stdout
-    names = subprocess.run(["tar", "t"], input=data, capture_output=True, check=True).stdout
-    listed = names.decode().split()
-    assert "exported" in listed and "bin/sh" in listed and "etc/passwd" in listed
+def test_export_is_a_tar_of_the_whole_rootfs(with_volumes: Skiffd) -> None:
+    """The rootfs without the container's volumes (moby's export does not include them),
+    running or stopped."""
+    d = with_volumes
+    docker(d, "run", "--name", "ex1", "-v", "exvol:/data", "busybox", "sh", "-c",
+           "echo x > /exported; echo v > /data/in-volume")
+    docker(d, "run", "-d", "--name", "ex2", "-v", "exvol:/data", "busybox", "sleep", "60")
+    for name in ("ex1", "ex2"):
+        data = subprocess.run([DOCKER, "export", name], env=d.env, capture_output=True,
+                              check=True).stdout
+        names = subprocess.run(["tar", "t"], input=data, capture_output=True,
+                               check=True).stdout
+        listed = names.decode().split()
+        assert "bin/sh" in listed and "etc/passwd" in listed and "data/" in listed
+        assert ("exported" in listed) == (name == "ex1")
+        assert "data/in-volume" not in listed
 
 
 def test_diff_shows_added_changed_and_deleted_files(daemon: Skiffd) -> None:
@@ -242,9 +377,13 @@ def test_commit_then_run_the_new_image(daemon: Skiffd) -> None:
 # -- top, stats ---------------------------------------------------------------------------------
 def test_top_lists_the_containers_processes(daemon: Skiffd) -> None:
     docker(daemon, "run", "-d", "--name", "tp1", "busybox", "sh", "-c", "sleep 61 & sleep 62")
-    out = docker(daemon, "top", "tp1").stdout.splitlines()
+    for _ in range(100):  # until sh has forked the one and become the other
+        out = docker(daemon, "top", "tp1").stdout.splitlines()
+        commands = out[1:]
+        if sorted(line.split()[-1] for line in commands) == ["61", "62"]:
+            break
+        time.sleep(0.05)
     assert out[0].split()[:3] == ["UID", "PID", "PPID"]
-    commands = out[1:]
     assert any(line.endswith("sleep 61") for line in commands)
     assert any(line.endswith("sleep 62") for line in commands)
     assert len(commands) == 2  # the two sleeps (sh execs the last), nothing of the host's

@@ -3,13 +3,16 @@ ranges made on first use, containers whose root is uid 0 inside and the remapped
 host (/proc/<pid>/status), files they write owned by that uid on the host, the image's
 layers seen through idmapped mounts (nothing chowned, nothing left mounted after rm),
 ``--userns=host`` opting out, Docker's refusals, skiffd refusing a user it cannot map,
-and volumes the remapped root owns (copy-up, docker cp and commit mapping owners).
+volumes the remapped root owns (copy-up, docker cp and commit mapping owners), and docker
+cp out and docker export showing the container's own ids, not the host's.
 The test removes the user it made (userdel takes its /etc/subuid and /etc/subgid lines)."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import tarfile
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,6 +142,45 @@ def test_volumes_belong_to_the_remapped_root(daemon: Skiffd) -> None:
     finally:
         docker(daemon, "volume", "rm", "rm-named", "rm-etc", check=False)
         docker(daemon, "volume", "prune", "-f", check=False)
+
+
+def _owners(data: bytes) -> dict[str, tuple[int, int]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name.rstrip("/"): (m.uid, m.gid) for m in tar.getmembers()}
+
+
+def test_cp_out_and_export_show_the_containers_ids(daemon: Skiffd) -> None:
+    """What the host holds as the remapped ids comes out as the container's own (moby's
+    IDMap.ToContainer): docker cp of a running and of a stopped container (its volume
+    too) and docker export."""
+    uid = _first_id("/etc/subuid")
+    cid = docker(daemon, "run", "-d", "-v", "rm-cp:/data", "busybox", "sh", "-c",
+                 "echo hi > /written; echo v > /data/f; mkdir /made; chown 5:6 /made; "
+                 "touch /ready; sleep 60").stdout.strip()
+    try:
+        upper = daemon.root / "snapshots" / cid / "upper"
+        for _ in range(100):
+            if (upper / "ready").exists():
+                break
+            subprocess.run(["sleep", "0.05"])
+        assert (upper / "written").stat().st_uid == uid  # the host's id, on the host
+        for state in ("running", "stopped"):
+            for path, name, owner in (("/written", "written", (0, 0)),
+                                      ("/made", "made", (5, 6)),
+                                      ("/etc/passwd", "passwd", (0, 0)),
+                                      ("/data/f", "f", (0, 0))):
+                data = subprocess.run([DOCKER, "cp", f"{cid}:{path}", "-"], env=daemon.env,
+                                      capture_output=True, check=True).stdout
+                assert _owners(data)[name] == owner, (state, path)
+            docker(daemon, "stop", "-t", "0", cid)
+        data = subprocess.run([DOCKER, "export", cid], env=daemon.env, capture_output=True,
+                              check=True).stdout
+        owners = _owners(data)
+        assert owners["written"] == (0, 0) and owners["made"] == (5, 6)
+        assert owners["bin/sh"] == (0, 0) and owners["etc"] == (0, 0)
+    finally:
+        docker(daemon, "rm", "-f", "-v", cid)
+        docker(daemon, "volume", "rm", "rm-cp", check=False)
 
 
 def test_userns_host_opts_out(daemon: Skiffd) -> None:

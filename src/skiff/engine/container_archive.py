@@ -1,9 +1,14 @@
 """A container's files as tar streams: ``docker cp`` both ways, ``docker export`` and
 ``docker diff``, over the container's overlay snapshot.
 
-The rootfs is the snapshot's merged dir, seen from the host's mount namespace (the
-container's own mounts — /proc, the /etc/hosts binds — are not in it); a stopped
-container's snapshot is mounted again when a reboot took it down. Paths resolve as moby's
+A cp sees the container's root as the container does (`engine.container_view`): a running
+container's through its init, with its volumes, binds and tmpfs mounts; a stopped one's
+snapshot (mounted again when a reboot took it down) with its volumes and binds mounted
+for the copy, as moby mounts them. Reads run chrooted there; an upload is not (the rooted
+untar resolves each path in the root itself) and is refused, in moby's words, under a
+read-only mount or, outside any mount, on a read-only rootfs. ``docker export`` is the bare
+snapshot, without volumes, as moby's. What leaves is written without name lookups, its
+owners mapped back to a remapped container's own ids (`_TreeWriter`). Paths resolve as moby's
 ``ResolvePath`` does: every component but the last is followed *within* the rootfs
 (`runtime.secure_path.secure_join` clamps ``..`` and absolute links at the root), the last
 is followed only for a path ending in ``/`` or ``/.`` — so a stat of a symlink describes the
@@ -33,11 +38,15 @@ from skiff.errors import InvalidArgument, PathNotFound, SkiffError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from typing import IO, Any
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import IO, Any, TypeVar
 
     from skiff.engine.containers import ContainerService
+    from skiff.engine.mounts import MountPoint
+    from skiff.engine.state_db import ContainerRow
     from skiff.kernel.idmap import IdMaps
+
+    T = TypeVar("T")
 
 # moby's initlayer: what every container's init layer holds, hidden from diff and commit
 INIT_PATHS = frozenset({"/dev/pts", "/dev/shm", "/proc", "/sys", "/.dockerenv",
@@ -156,23 +165,77 @@ def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def write_path(rootfs: str, path: str, stat_doc: dict[str, Any], out: IO[bytes]) -> None:
+_KINDS = {stat.S_IFDIR: tarfile.DIRTYPE, stat.S_IFLNK: tarfile.SYMTYPE,
+          stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE,
+          stat.S_IFIFO: tarfile.FIFOTYPE, stat.S_IFREG: tarfile.REGTYPE}
+
+
+class _TreeWriter:
+    """tarfile's recursive `add` with `_tar_filter`'s entries, but no name looked up at all
+    (no NSS in a container's root), owners mapped back to the container's ids for a
+    remapped one (moby's IDMap.ToContainer), hard links as links to the first name of
+    their inode, sockets left out (as tarfile leaves them)."""
+
+    def __init__(self, tar: tarfile.TarFile, idmaps: IdMaps | None) -> None:
+        self.tar, self.idmaps = tar, idmaps
+        self.inodes: dict[tuple[int, int], str] = {}
+
+    def add(self, path: str, arcname: str) -> None:
+        st = os.lstat(path)
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+        if kind is None:
+            return
+        info = tarfile.TarInfo(arcname)
+        info.mode, info.mtime, info.type = stat.S_IMODE(st.st_mode), int(st.st_mtime), kind
+        info.uid, info.gid = st.st_uid, st.st_gid
+        if self.idmaps is not None:
+            info.uid, info.gid = self.idmaps.container_ids(st.st_uid, st.st_gid)
+        if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif kind == tarfile.SYMTYPE:
+            info.linkname = os.readlink(path)
+        elif kind == tarfile.REGTYPE:
+            first = self.inodes.setdefault((st.st_ino, st.st_dev), arcname)
+            if st.st_nlink > 1 and first != arcname:
+                info.type, info.linkname = tarfile.LNKTYPE, first
+            else:
+                self._add_file(path, info, st)
+                return
+        self.tar.addfile(info)
+        if kind == tarfile.DIRTYPE:
+            for name in sorted(os.listdir(path)):
+                self.add(os.path.join(path, name), os.path.join(arcname, name))
+
+    def _add_file(self, path: str, info: tarfile.TarInfo, st: os.stat_result) -> None:
+        # O_NONBLOCK: a file swapped for a fifo meanwhile cannot hang the copy
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            now = os.fstat(fd)
+            if not stat.S_ISREG(now.st_mode) or now.st_ino != st.st_ino:
+                raise SkiffError(f"{path} changed while it was being copied")
+            info.size = now.st_size
+            self.tar.addfile(info, f)
+
+
+def write_path(rootfs: str, path: str, stat_doc: dict[str, Any], out: IO[bytes],
+               idmaps: IdMaps | None = None) -> None:
     """The tar of `path` (stat'ed as `stat_doc`), its top entry named as the path's base
-    (``.`` for a ``/.`` path), as ``GET /containers/{id}/archive`` sends it."""
+    (``.`` for a ``/.`` path), as ``GET /containers/{id}/archive`` sends it; `idmaps`: a
+    remapped container's, through which its owners are shown as the container's."""
     host, absolute = resolve(rootfs, path)
     rebase = os.path.basename(absolute.rstrip("/")) or "."
     if absolute.endswith("/.") or absolute == "/":
         rebase = "."
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.add(host, arcname=rebase, recursive=True, filter=_tar_filter)
+        _TreeWriter(tar, idmaps).add(host, rebase)
 
 
-def write_rootfs(rootfs: str, out: IO[bytes]) -> None:
+def write_rootfs(rootfs: str, out: IO[bytes], idmaps: IdMaps | None = None) -> None:
     """The tar of a whole rootfs (``docker export``), its entries relative to its root."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        writer = _TreeWriter(tar, idmaps)
         for name in sorted(os.listdir(rootfs)):
-            tar.add(os.path.join(rootfs, name), arcname=name, recursive=True,
-                    filter=_tar_filter)
+            writer.add(os.path.join(rootfs, name), name)
 
 
 # -- upload --------------------------------------------------------------------------------
@@ -211,13 +274,31 @@ def check_upload(src: IO[bytes], dest: str, in_container: str,
         raise InvalidArgument(f"the archive is not a valid tar: {e}") from None
 
 
+def check_writable(in_container: str, points: Iterable[MountPoint],
+                   readonly_rootfs: bool) -> None:
+    """moby's checkIfPathIsInAVolume, then its read-only rootfs check: a copy to the
+    resolved `in_container` goes into the mount holding it (the deepest of `points`),
+    which must be writable, or else into the rootfs, which must be."""
+    from skiff.engine.mounts import depth
+    from skiff.store.rooted_untar import inside
+
+    holding = [p for p in points if not p.get("Hidden")
+               and inside(in_container, p["Destination"])]
+    if holding:
+        if not max(holding, key=lambda p: depth(p["Destination"]))["RW"]:
+            raise SkiffError("mounted volume is marked read-only")
+    elif readonly_rootfs:
+        raise SkiffError("container rootfs is marked read-only")
+
+
 def extract(rootfs: str, path: str, src: IO[bytes], container: str, *,
             no_overwrite_dir_non_dir: bool = False,
-            owner: tuple[int, int] | None = None, idmaps: IdMaps | None = None) -> None:
+            owner: tuple[int, int] | None = None, idmaps: IdMaps | None = None,
+            writable: Callable[[str], None] | None = None) -> None:
     """Unpack the tar `src` (a seekable spool) into the directory `path` of the
     container, its last component followed; `owner`: the host ids every entry gets
     (``copyUIDGID``); `idmaps`: a remapped container's, which the entries' owners go
-    through."""
+    through; `writable(resolved path)` refuses a target that may not be written."""
     from skiff.runtime.secure_path import secure_join
     from skiff.store.rooted_untar import untar_in_root
 
@@ -232,6 +313,8 @@ def extract(rootfs: str, path: str, src: IO[bytes], container: str, *,
                            ) from None
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidArgument("extraction point is not a directory")
+    if writable is not None:
+        writable(in_container)
     check_upload(src, dest, in_container, no_overwrite_dir_non_dir)
     src.seek(0)
     untar_in_root(src, rootfs, in_container, owner=owner, idmaps=idmaps)
@@ -332,6 +415,8 @@ class ContainerFiles:
     def rootfs(self, ref: str) -> tuple[str, str]:
         """(container ID, its mounted rootfs): a snapshot a reboot unmounted is mounted
         again (and stays so, as a start leaves it)."""
+        from skiff.engine.userns_remap import maps_of
+
         svc = self.svc
         cid = svc.resolve(ref)
         live = svc._live_of(cid)
@@ -339,26 +424,62 @@ class ContainerFiles:
             row = svc._row(cid)
             if live.removing or row.state.get("Status") in ("removing", "dead"):
                 raise SkiffError(f"container {cid} is marked for removal")
-            return cid, svc._mounted_rootfs(cid, row.image_id)
+            return cid, svc._mounted_rootfs(cid, row.image_id, maps_of(row.doc))
+
+    def _in_root(self, ref: str, work: Callable[[ContainerRow, str], T], *,
+                 mounts: bool = True, chroot: bool = True) -> tuple[str, T]:
+        """(container ID, `work(row, root)` done in the container's root as it sees it
+        (`container_view.run_in_root`): a running one's through its init, a stopped one's
+        snapshot with its volumes and binds mounted, as moby mounts them — with their
+        volume mount and unmount events); without `mounts`, the bare rootfs."""
+        from skiff.engine.container_view import init_root, run_in_root
+
+        cid, rootfs = self.rootfs(ref)
+        row = self.svc._row(cid)
+        if not mounts:
+            return cid, run_in_root(lambda root: work(row, root), rootfs=rootfs)
+        points = row.doc.get("MountPoints") or []
+        pid = int(row.state.get("Pid") or 0) if row.state.get("Running") else 0
+        root_fd = init_root(pid, rootfs, cid) if pid else None
+        try:
+            specs = self.svc.volumes.start_mounts(cid, points)
+        except BaseException:
+            if root_fd is not None:
+                os.close(root_fd)
+            raise
+        try:
+            if root_fd is not None:
+                return cid, run_in_root(lambda root: work(row, root), root_fd=root_fd,
+                                        chroot=chroot)
+            return cid, run_in_root(lambda root: work(row, root), rootfs=rootfs,
+                                    mounts=specs, chroot=chroot)
+        finally:
+            self.svc.volumes.stopped(cid, points)
 
     def stat(self, ref: str, path: str) -> dict[str, Any]:
         """``HEAD /containers/{id}/archive?path=``."""
         if not path:
             raise InvalidArgument("path is required")  # moby's "not enough args"
-        _, rootfs = self.rootfs(ref)
-        return path_stat(rootfs, path, ref)
+        return self._in_root(ref, lambda row, root: path_stat(root, path, ref))[1]
 
     def archive(self, ref: str, path: str, out: IO[bytes]) -> None:
         """The tar of ``GET /containers/{id}/archive?path=`` (after `stat`)."""
-        cid, rootfs = self.rootfs(ref)
-        doc = path_stat(rootfs, path, ref)
-        write_path(rootfs, path, doc, out)
+        from skiff.engine.userns_remap import maps_of
+
+        def work(row: ContainerRow, root: str) -> None:
+            write_path(root, path, path_stat(root, path, ref), out, maps_of(row.doc))
+
+        cid, _ = self._in_root(ref, work)
         self._emit(cid, "archive-path")
 
     def export(self, ref: str, out: IO[bytes]) -> None:
-        """``GET /containers/{id}/export``."""
-        cid, rootfs = self.rootfs(ref)
-        write_rootfs(rootfs, out)
+        """``GET /containers/{id}/export``: the rootfs without the container's volumes (as
+        moby's), owners as the container sees them."""
+        from skiff.engine.userns_remap import maps_of
+
+        cid, _ = self._in_root(ref, lambda row, root: write_rootfs(root, out,
+                                                                   maps_of(row.doc)),
+                               mounts=False)
         self._emit(cid, "export")
 
     def put(self, ref: str, path: str, src: IO[bytes], *, no_overwrite_dir_non_dir: bool,
@@ -366,22 +487,25 @@ class ContainerFiles:
         """``PUT /containers/{id}/archive?path=``."""
         if not path:
             raise InvalidArgument("path is required")
-        cid, rootfs = self.rootfs(ref)
-        row = self.svc._row(cid)
-        if row.doc["HostConfig"].get("ReadonlyRootfs"):
-            raise SkiffError("container rootfs is marked read-only")
+        from skiff.engine.oci_spec import resolve_user
         from skiff.engine.userns_remap import maps_of
 
-        idmaps = maps_of(row.doc)
-        owner = None
-        if copy_uid_gid and row.doc["Config"].get("User"):
-            from skiff.engine.oci_spec import resolve_user
+        def work(row: ContainerRow, root: str) -> None:
+            idmaps = maps_of(row.doc)
+            owner = None
+            if copy_uid_gid and row.doc["Config"].get("User"):
+                user = resolve_user(root, row.doc["Config"]["User"])
+                owner = (user.uid, user.gid) if idmaps is None else \
+                    idmaps.host_ids(user.uid, user.gid)
+            readonly = bool(row.doc["HostConfig"].get("ReadonlyRootfs"))
+            points = row.doc.get("MountPoints") or ()
+            extract(root, path, src, ref, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+                    owner=owner, idmaps=idmaps,
+                    writable=lambda at: check_writable(at, points, readonly))
 
-            user = resolve_user(rootfs, row.doc["Config"]["User"])
-            owner = (user.uid, user.gid) if idmaps is None else \
-                idmaps.host_ids(user.uid, user.gid)
-        extract(rootfs, path, src, ref, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
-                owner=owner, idmaps=idmaps)
+        # not chrooted: the rooted untar resolves every path in the root with openat2, and
+        # needs the host's /proc for what it sets on names (glibc's fchmodat, xattrs)
+        cid, _ = self._in_root(ref, work, chroot=False)
         self._emit(cid, "extract-to-dir")
 
     def changes(self, ref: str) -> list[dict[str, Any]] | None:

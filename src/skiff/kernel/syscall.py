@@ -43,8 +43,9 @@ MS_STRICTATIME = 0x1000000
 MS_LAZYTIME = 0x2000000
 MNT_DETACH = 0x2
 
-# clone/unshare namespace flags
+# clone/unshare flags
 CLONE_NEWTIME = 0x80
+CLONE_FS = 0x200  # a thread's own root, cwd and umask (what chroot changes)
 CLONE_NEWNS = 0x20000
 CLONE_NEWCGROUP = 0x2000000
 CLONE_NEWUTS = 0x4000000

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-def _inside(path: str, top: str) -> bool:
+def inside(path: str, top: str) -> bool:
+    """Whether the clean absolute `path` is `top` or below it."""
     return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
@@ -48,11 +49,11 @@ def check_member(member: tarfile.TarInfo, dest: str) -> None:
     path = posixpath.normpath(f"{dest}/{name}")
     if member.issym() and not member.linkname.startswith("/"):
         target = posixpath.normpath(f"{posixpath.dirname(path)}/{member.linkname}")
-        if not _inside(target, dest):
+        if not inside(target, dest):
             raise SkiffError(f'invalid symlink "{path}" -> "{member.linkname}"')
     elif member.islnk():
         target = posixpath.normpath(f"{dest}/{member.linkname}")
-        if not _inside(target, dest):
+        if not inside(target, dest):
             raise SkiffError(f'invalid hardlink "{target}" -> "{member.linkname}"')
     elif member.ischr() and member.devmajor == 0 and member.devminor == 0:
         raise SkiffError(f'mknod "{path}": a 0/0 character device is an overlay whiteout; '
