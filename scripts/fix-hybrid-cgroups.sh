@@ -16,6 +16,12 @@ u=/sys/fs/cgroup/unified/cgroup.controllers
 [ -r "$u" ] || exit 0
 for c in $(cat "$u"); do
     mountpoint -q "/sys/fs/cgroup/$c" && continue
+    # a controller enabled for the root's children (dockerd's default cgroup parent does that)
+    # cannot move to v1 while it is: take it back first (refused while a child cgroup uses it)
+    if grep -qw "$c" /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null; then
+        echo "-$c" > /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null ||
+            echo "[fix-hybrid-cgroups] $c is in use below /sys/fs/cgroup/unified" >&2
+    fi
     if mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; then
         echo "[fix-hybrid-cgroups] mounted v1 cgroup hierarchy $c (crun 1.8 refuses hybrid mode otherwise)" >&2
     else
