@@ -159,6 +159,18 @@ def test_sigkill_through_the_runtime_is_137(mon):
     assert mon.leftovers() == []  # the runtime container, its cgroup and the monitor: gone
 
 
+def test_the_start_returns_once_the_program_runs(mon):
+    # init's last step before the execve, a startContainer hook, made slow: the start's
+    # answer must wait for the program, not tell the pid of a process that is still the
+    # runtime (its command line the monitor's, its signal handlers Python's)
+    mon.bundle.config["hooks"] = {"startContainer": [{"path": "/bin/sleep",
+                                                      "args": ["sleep", "0.3"]}]}
+    pid = mon.start("sleep", "1000")
+    assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00"
+    mon.kill(signals.SIGKILL)
+    assert mon.wait_exit().exit_code == 137
+
+
 def test_a_missing_program_is_127_on_the_status_line(mon):
     with pytest.raises(ContainerStartError) as e:
         mon.start("nosuch", "arg")

@@ -123,6 +123,22 @@ def test_remove_detaches_a_busy_mount(work: Path, layers: LayerStore,
     assert not (work / "snapshots" / "busy").exists()
 
 
+def test_remove_takes_off_what_is_mounted_on_and_in_the_rootfs(
+        work: Path, layers: LayerStore, snapshotter: Snapshotter,
+        caplog: pytest.LogCaptureFixture) -> None:
+    chain = two_layers(layers)
+    rootfs = Path(snapshotter.prepare("stacked", layers.lower_dirs(chain)))
+    syscall.mount("tmpfs", str(rootfs / "etc"), "tmpfs", 0, "size=1m")  # in it
+    (rootfs / "etc" / "on-tmpfs").write_text("x")
+    syscall.mount("tmpfs", str(rootfs), "tmpfs", 0, "size=1m")  # on it, hiding both
+    snapshotter.remove("stacked")
+    assert mounts_below(work) == []
+    assert not (work / "snapshots" / "stacked").exists()
+    assert "lazily" not in caplog.text  # each came off in its turn, none was busy
+    assert sorted(os.listdir(Path(layers.diff_dir(chain[0])) / "etc")) == ["keep.conf",
+                                                                         "old.conf"]
+
+
 def test_bad_lower_dir_fails_cleanly(work: Path, snapshotter: Snapshotter) -> None:
     with pytest.raises(StoreError, match="not a directory"):
         snapshotter.prepare("bad", [str(work / "missing")])

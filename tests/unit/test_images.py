@@ -142,6 +142,30 @@ def test_remove_keeps_what_another_image_shares(store: ImageStore) -> None:
     assert store.list() == [] and refs_file(store) == {}
 
 
+def test_a_containers_layers_stay_until_the_last_snapshot_on_them_is_gone(
+        store: ImageStore) -> None:
+    base = ensure_busybox(store)
+    image = on_top(store, base, {"etc/two": b"2\n"}, "two:1")
+    lowers = store.layers.lower_dirs(list(image.chain_ids))
+    snapshots = Path(store.root) / "snapshots"
+    for key in ("a", "b", "c"):  # containers' snapshots, as `Snapshotter.prepare` records them
+        (snapshots / key).mkdir(parents=True)
+        (snapshots / key / "lowers").write_text("".join(d + "\n" for d in lowers))
+
+    def removed(key: str) -> list[str]:
+        (snapshots / key / "lowers").unlink()
+        (snapshots / key).rmdir()
+        return store.release_layers(lowers)
+
+    assert removed("a") == []  # the image holds them
+    store.remove("two:1")
+    assert all(store.layers.exists(c) for c in image.chain_ids)  # b and c stand on them
+    assert removed("b") == []  # c still does
+    assert all(store.layers.exists(c) for c in image.chain_ids)
+    assert removed("c") == [image.chain_ids[1]]  # the last holder went
+    assert store.layers.list() == [base.chain_ids[0]]  # busybox's own stays with its image
+
+
 def test_remove_by_id_needs_force_with_several_repositories(store: ImageStore) -> None:
     image = ensure_busybox(store)
     store.tag("busybox", "busybox:stable")  # one repository, two tags: still needs force

@@ -71,6 +71,12 @@ class Channel:
             return self._next()
         return None
 
+    def wait_closed(self) -> None:
+        """Block until every copy of the other side's writing end is closed (by its
+        execve when close-on-exec, or its death); whatever comes meanwhile is dropped."""
+        while os.read(self.rfd, 4096):
+            pass
+
     def raise_pending(self, cause: BaseException) -> NoReturn:
         """Raise the child's own error if it sent one (it failed first, and says better
         what went wrong), else `cause`."""

@@ -40,7 +40,7 @@ class CreateOptions(Record, mutable=True):
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
-    start_at_once: bool = False  # run: no exec fifo, the program starts when init is ready
+    start_at_once: bool = False  # run: no exec fifo; init goes on, create returns once it execs
     relay_terminal: bool = False  # run in the foreground: a terminal is relayed by us
     terminal: object | None = None  # out: our end of that terminal's socket, if one was made
 
@@ -152,6 +152,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             run_hooks("createRuntime", spec.hooks.create_runtime, state_doc)
             chan.send("hooks-done", state=state_doc)  # createContainer: still "creating"
         chan.recv("ready")
+        if opts.start_at_once:
+            chan.wait_closed()  # until init's execve (see `container_init`): the program runs
         store.save(st)
         if opts.pid_file:
             write_pid_file(opts.pid_file, pid)

@@ -4,7 +4,8 @@ It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`
 the runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes
 its terminal, sets hostname and sysctls, becomes the spec's process (`process.become`),
 tells the runtime it is ready, and then blocks opening the exec fifo for writing until
-`start` opens it for reading (`run` has no fifo: its init goes straight on). Everything
+`start` opens it for reading (`run` has no fifo: its init goes straight on, and the
+runtime waits for its execve, told by a close-on-exec pipe end closing). Everything
 it needs from the host is imported or opened before the pivot: after it the filesystem is
 the image's, so imports are sealed off (`process.seal_imports`) rather than let one load
 the image's code into a process that is still root with every capability.
@@ -99,6 +100,11 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
     process.preserve_fds(job.preserve_fds, (chan.rfd, chan.wfd))
     chan.send("ready")
+    # started at once, the runtime waits for this pipe to lose its last writer: the copy
+    # kept here closes on execve (or with our death), so `create` returns once the program
+    # runs, not while this process is still the runtime (whose cmdline, exe and Python
+    # signal handlers a `kill` or `top` right after the start would meet)
+    exec_latch = os.dup(chan.wfd) if fifo_fd < 0 else -1  # (dup: close-on-exec)
     chan.close()
     if fifo_fd >= 0:
         fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)

@@ -275,20 +275,27 @@ class ImageStore:
         """A container's snapshot stood on `lower_dirs` (topmost first) and is gone: delete
         those of its layers that no image and no other snapshot uses any more (their images
         were removed while it held them); return their chain IDs, top-down."""
-        by_dir = {self.layers.diff_dir(c): c for c in self.layers.list()}
-        chains = [by_dir[d] for d in reversed(lower_dirs) if d in by_dir]
+        chains = [c for c in map(self.layers.chain_of, reversed(lower_dirs)) if c is not None]
         if not chains:
             return []
         with self._locked():
-            _, kept_chains = self._kept(self._load())
+            _, kept_chains = self._kept_by_images(self._load())
+            if chains[-1] in kept_chains:
+                # the usual case, its image still there: nothing of the stack goes, and the
+                # other snapshots (every container's) need not be read
+                return []
+            kept_chains |= self._held_by_snapshots()
             return self._drop_layers(chains, kept_chains, "release layers")
 
     def _kept(self, state: _State) -> tuple[set[str], set[str]]:
         """The blobs and the layers (chain IDs) still in use: by the images in `state`, and
         (layers only) by the snapshots of containers, which keep their stack whatever
         happens to the image they were made from, as Docker's layer store does."""
-        from skiff.store.snapshots import Snapshotter
+        kept_blobs, kept_chains = self._kept_by_images(state)
+        return kept_blobs, kept_chains | self._held_by_snapshots()
 
+    def _kept_by_images(self, state: _State) -> tuple[set[str], set[str]]:
+        """The blobs and the layers the images in `state` use."""
         kept_blobs: set[str] = set()
         kept_chains: set[str] = set()
         for other in state.images.values():
@@ -301,11 +308,14 @@ class ImageStore:
                 kept_blobs.add(doc.config.digest)
                 kept_blobs.update(d.digest for d in doc.layers)
                 kept_chains.update(chain_ids(cfg.rootfs.diff_ids))
-        held = Snapshotter(self.root).held_dirs()
-        for chain in self.layers.list():
-            if self.layers.diff_dir(chain) in held:
-                kept_chains.add(chain)
         return kept_blobs, kept_chains
+
+    def _held_by_snapshots(self) -> set[str]:
+        """The layers some container's snapshot stands on."""
+        from skiff.store.snapshots import Snapshotter
+
+        held = map(self.layers.chain_of, Snapshotter(self.root).held_dirs())
+        return {chain for chain in held if chain is not None}
 
     def _drop_layers(self, chains: builtins.list[str], kept_chains: set[str],
                      why: str) -> builtins.list[str]:

@@ -104,6 +104,16 @@ class LayerStore:
                       if len(n) == 64 and set(n) <= _HEX
                       and os.path.isfile(os.path.join(self.layers, n, "meta.json")))
 
+    def chain_of(self, diff_dir: str) -> str | None:
+        """The chain ID of the stored layer whose tree is `diff_dir` (None: not one)."""
+        folder, name = os.path.split(diff_dir)
+        parent, hexpart = os.path.split(folder)
+        if name != "diff" or parent != self.layers or len(hexpart) != 64 or \
+                not set(hexpart) <= _HEX:
+            return None
+        chain = "sha256:" + hexpart
+        return chain if self.exists(chain) else None
+
     def children(self, chain: str) -> builtins.list[str]:
         """The layers stacked directly on `chain`."""
         found = []

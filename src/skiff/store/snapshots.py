@@ -104,6 +104,11 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
+def _escape(path: str) -> str:
+    """`path` as /proc/self/mountinfo writes it (`_unescape`'s inverse)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
 def mount_points() -> set[str]:
     """Every mount point of this mount namespace."""
     points = set()
@@ -113,6 +118,24 @@ def mount_points() -> set[str]:
             if len(parts) > 4:
                 points.add(_unescape(parts[4]))
     return points
+
+
+def mounts_below(path: str) -> builtins.list[str]:
+    """The mount points at `path` or below it, each as often as something is mounted
+    there. The table holds every container's snapshot, so lines that do not name `path`
+    are passed over unparsed."""
+    wanted = _escape(path)
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            if wanted not in line:
+                continue
+            parts = line.split(" ", 5)
+            if len(parts) > 4:
+                point = _unescape(parts[4])
+                if point == path or point.startswith(path + "/"):
+                    found.append(point)
+    return found
 
 
 class Snapshotter:
@@ -137,7 +160,8 @@ class Snapshotter:
         return os.path.isdir(self.path(key))
 
     def mounted(self, key: str) -> bool:
-        return self.rootfs(key) in mount_points()
+        rootfs = self.rootfs(key)
+        return rootfs in mounts_below(rootfs)
 
     def list(self) -> builtins.list[str]:
         """The keys of every snapshot, sorted."""
@@ -294,24 +318,40 @@ class Snapshotter:
         snap = self.path(key)
         if not os.path.lexists(snap):
             raise StoreError(f"remove snapshot `{key}`: it does not exist")
+        rootfs = os.path.join(snap, "rootfs")
         try:
-            # the rootfs (stacked mounts come off one by one), then the idmapped lower dirs
-            while below := sorted((p for p in mount_points()
-                                   if p == snap or p.startswith(snap + "/")),
-                                  key=len, reverse=True):
-                _umount(below[0])
+            # the common case, the rootfs's one overlay, comes off without a look at the
+            # mount table first: a plain umount, which anything else there makes fail
+            _umount_if_alone(rootfs)
+            # Never delete through a mount (that would delete the container's files via
+            # it): what is left comes off one by one — whatever is on or in the rootfs,
+            # then the idmapped lower dirs it stood on, deepest first — until none is
+            while below := mounts_below(snap):
+                _umount(min(below, key=lambda point: _unmount_order(rootfs, point)))
         except KernelError as e:
             raise StoreError(f"remove snapshot `{key}`: {e}") from e
-        # Never delete through a mount: that would delete the container's files via it.
-        if any(p == snap or p.startswith(snap + "/") for p in mount_points()):
-            raise StoreError(f"remove snapshot `{key}`: something is still mounted "
-                             f"below `{snap}`; not deleting it")
         doomed = os.path.join(self.snapshots, f".rm-{key}-{os.urandom(4).hex()}")
         try:
             os.rename(snap, doomed)
         except OSError as e:
             raise StoreError(f"remove snapshot `{key}`: rename `{snap}`: {_why(e)}") from e
         _rmtree(doomed)
+
+
+def _unmount_order(rootfs: str, point: str) -> tuple[bool, int]:
+    """Sorts the mounts of a snapshot into the order they can come off in: the rootfs and
+    what is in it before what it stands on, each deepest first."""
+    return not (point == rootfs or point.startswith(rootfs + "/")), -len(point)
+
+
+def _umount_if_alone(target: str) -> None:
+    """Unmount `target` if it is a mount point with nothing mounted below it and nobody
+    in it; otherwise (or if it is not a mount point at all) leave it as it is."""
+    try:
+        syscall.umount(target)
+    except KernelError as e:
+        if e.errno not in (_errno.EINVAL, _errno.ENOENT, _errno.EBUSY):
+            raise
 
 
 def _umount(target: str) -> None:

@@ -377,15 +377,20 @@ class Monitor:
                 if attach is not None and attach.owns(fd):
                     attach.handle(fd)
                     continue
+                stream = self.streams.get(fd)
+                if stream is None:
+                    # an fd an earlier event of this poll closed: the stdin, when an
+                    # attacher's close frame came with the room to write the rest
+                    continue
                 try:
                     data = posix.read(fd, 65536)
                 except OSError:
                     data = b""
                 if data:
-                    log.feed(self.streams[fd], data)
+                    log.feed(stream, data)
                     if attach is not None:
                         # interactive: attachers read the log, and a prompt has no newline
-                        log.flush(self.streams[fd])
+                        log.flush(stream)
                 else:
                     log.flush(self.streams.pop(fd))
                     poller.unregister(fd)

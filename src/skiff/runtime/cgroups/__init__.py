@@ -120,6 +120,8 @@ def detect_hierarchies(mountinfo_text: str, root: str = "/sys/fs/cgroup") -> Hie
     unified: str | None = None
     v1: dict[str, str] = {}
     for line in mountinfo_text.splitlines():
+        if " - cgroup" not in line:
+            continue  # (most lines: every container's overlay is one; no cgroup mount)
         before, sep, after = line.partition(" - ")
         if not sep:
             continue
