@@ -77,7 +77,8 @@ class Env:
             if os.path.isdir(folder):
                 # (a dot entry is the runtime's own, not a container's: its seccomp cache)
                 found += [f"{folder}/{n}" for n in os.listdir(folder) if not n.startswith(".")]
-        found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*")]
+        # (the engine's parent stays while it runs: what must go is a container's, below it)
+        found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*/")]
         return found
 
 
@@ -462,6 +463,28 @@ def test_a_monitor_killed_while_the_engine_was_away(clean: Env) -> None:
                                                                     "monitor gone")
     assert not alive(pid) and cgroup_dirs(cid) == []
     c.remove(cid, force=True)
+
+
+def test_the_engine_keeps_its_cgroup_parent_until_it_closes(tmp_root: Path) -> None:
+    """A removal takes the container's own cgroup, not the engine's --cgroup-parent (the
+    next start need not make it again, in every hierarchy); a closing engine takes it."""
+    parent = f"{CGROUP_PARENT}-keep"
+    path = tmp_root / f"engine-keep-{uuid.uuid4().hex[:8]}"
+    engine = Engine(path / "root", path / "run", EngineOptions(cgroup_parent=parent))
+    try:
+        engine.start()
+        c = engine.containers
+        cid = c.create({"Image": "busybox", "Cmd": ["true"],
+                        "HostConfig": {"NetworkMode": "none"}})["Id"]
+        c.start(cid)
+        assert c.wait(cid)["StatusCode"] == 0
+        c.remove(cid)
+        kept = list(Path("/sys/fs/cgroup").glob(f"*{parent}"))
+        assert len(kept) >= 2 and not list(Path("/sys/fs/cgroup").glob(f"*{parent}/*/"))
+    finally:
+        engine.close()
+        shutil.rmtree(path, ignore_errors=True)
+    assert list(Path("/sys/fs/cgroup").glob(f"*{parent}")) == []
 
 
 def test_one_engine_per_root(clean: Env) -> None:

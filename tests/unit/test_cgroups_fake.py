@@ -20,7 +20,8 @@ from skiff.errors import CgroupError, SpecError
 from skiff.oci.runtime_spec import (BlockIO, Cpu, DeviceRule, HugepageLimit, Memory, Pids,
                                     Resources, ThrottleDevice, WeightDevice)
 from skiff.runtime.cgroups import (Cgroup, CgroupMount, V1Cgroup, V2Cgroup, _cgroupfs,
-                                   detect_hierarchies, normalise_path, open_cgroup, v2)
+                                   detect_hierarchies, normalise_path, open_cgroup, prune_parent,
+                                   v2)
 from skiff.runtime.cgroups.v1 import device_rule_line
 
 MiB = 1024 * 1024
@@ -780,6 +781,21 @@ def test_open_cgroup_builds_the_right_driver(tmp_path: Path, sample: str, kind: 
     if version == "v1":
         assert cg.dir("cpuacct") == cg.dir("cpu") == f"{root}/cpu,cpuacct/skiff/c1"
         assert cg.dir("name=systemd") == f"{root}/systemd/skiff/c1"
+
+
+def test_prune_parent_takes_only_empty_parents_of_skiffs_own(tmp_path: Path) -> None:
+    root, mountinfo = _write_mountinfo(tmp_path, HYBRID)
+    hierarchies = [Path(mp) for mp in detect_hierarchies(Path(mountinfo).read_text(), root).v1]
+    hierarchies.append(Path(root) / "unified")
+    for h in hierarchies:
+        (h / "skiff" / "engine").mkdir(parents=True)
+        (h / "mine").mkdir()
+    (hierarchies[0] / "skiff" / "engine" / "c1").mkdir()  # a container's, in one of them
+    prune_parent("/skiff/engine", root=root, mountinfo=mountinfo)
+    assert (hierarchies[0] / "skiff" / "engine" / "c1").is_dir()  # busy there: kept
+    assert [h.name for h in hierarchies if (h / "skiff").exists()] == [hierarchies[0].name]
+    prune_parent("/mine", root=root, mountinfo=mountinfo)  # not skiff's: the host's
+    assert all((h / "mine").is_dir() for h in hierarchies)
 
 
 def test_open_cgroup_with_no_cgroups(tmp_path: Path) -> None:

@@ -165,9 +165,12 @@ class ContainerService:
         self._root_lock = -1
 
     def close(self) -> None:
-        """Stop watching (the containers go on running) and close the database."""
+        """Stop watching (the containers go on running), end the monitors' zygote, close the
+        database, and take the cgroup parent if no container is left below it."""
         self._watcher.close()
         self.monitors.close()
+        from skiff.runtime.cgroups import prune_parent
+        prune_parent(self.cgroup_parent)  # when no container's cgroup is left below it
         self.db.close()
         if self._root_lock >= 0:
             os.close(self._root_lock)  # the lock goes with the fd

@@ -36,6 +36,7 @@ from skiff.errors import InvalidArgument
 from skiff.oci.codec import decode_object
 from skiff.oci.runtime_spec import Spec
 from skiff.record import Record
+from skiff.runtime.cgroups import KEEP_PARENTS
 from skiff.runtime.state import OCI_VERSION
 
 TYPE_CHECKING = False
@@ -527,6 +528,9 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         "mounts": all_mounts,
         "linux": linux,
     }
+    if not host.get("CgroupParent"):
+        # skiffd keeps its --cgroup-parent: a container's removal takes only its own cgroup
+        doc["annotations"] = {KEEP_PARENTS: "true"}
     if hooks:
         doc["hooks"] = hooks
     if host.get("UTSMode") != "host":

@@ -34,8 +34,10 @@ class Container(Record, mutable=True):
     @property
     def cgroup(self) -> Cgroup:
         if self._cgroup is None:
-            from skiff.runtime.cgroups import open_cgroup
-            self._cgroup = open_cgroup(self.state.cgroup_path, root=self.state.cgroup_root)
+            from skiff.runtime.cgroups import KEEP_PARENTS, SKIFF_PARENT, open_cgroup
+            keep = self.state.annotations.get(KEEP_PARENTS) == "true"
+            self._cgroup = open_cgroup(self.state.cgroup_path, root=self.state.cgroup_root,
+                                       owned_prefix=None if keep else SKIFF_PARENT)
         return self._cgroup
 
     @property

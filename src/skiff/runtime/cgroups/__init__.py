@@ -17,7 +17,7 @@ from skiff.record import Record, field
 
 from skiff.errors import CgroupError
 
-from ._cgroupfs import SKIFF_PARENT, CgroupMount, normalise_path
+from ._cgroupfs import KEEP_PARENTS, SKIFF_PARENT, CgroupMount, normalise_path, prune_ancestors
 from .v1 import V1Cgroup
 from .v2 import V2Cgroup
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 else:
     _Interface = object
 
-__all__ = ["Cgroup", "CgroupMount", "Hierarchies", "SKIFF_PARENT", "V1Cgroup", "V2Cgroup",
-           "detect_hierarchies", "normalise_path", "open_cgroup"]
+__all__ = ["Cgroup", "CgroupMount", "Hierarchies", "KEEP_PARENTS", "SKIFF_PARENT", "V1Cgroup",
+           "V2Cgroup", "detect_hierarchies", "normalise_path", "open_cgroup", "prune_parent"]
 
 
 class Cgroup(_Interface):
@@ -171,3 +171,32 @@ def open_cgroup(path: str, *, root: str = "/sys/fs/cgroup",
         return V2Cgroup(path, found.unified, owned_prefix=owned_prefix)
     raise CgroupError(f"no cgroup hierarchy is mounted at or below `{root}` "
                       f"(according to {mountinfo})")
+
+
+def prune_parent(path: str, *, root: str = "/sys/fs/cgroup",
+                 mountinfo: str = "/proc/self/mountinfo") -> None:
+    """rmdir the cgroup parent `path` in every hierarchy where it is empty (no child
+    cgroup, no process), and its empty ancestors within skiff's own; one still in use is
+    left as it is (an engine letting go of its --cgroup-parent). One outside skiff's own
+    (``/skiff``) is the host's, and stays."""
+    from ._cgroupfs import owned_by_skiff
+    path = normalise_path(path)
+    if not owned_by_skiff(path, SKIFF_PARENT):
+        return
+    try:
+        with open(mountinfo, encoding="utf-8") as f:
+            found = detect_hierarchies(f.read(), root)
+    except OSError:
+        return
+    mountpoints = ([found.v2] if found.v2 is not None else list(found.v1)) + (
+        [found.unified] if found.unified is not None and found.v2 is None else [])
+    for mp in mountpoints:
+        try:
+            os.rmdir(mp.rstrip("/") + path)
+        except OSError:
+            continue  # busy (a container's cgroup below it), or not there
+        try:
+            prune_ancestors(mp, path, set(), SKIFF_PARENT)
+        except CgroupError:
+            pass
+

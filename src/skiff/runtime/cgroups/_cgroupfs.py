@@ -29,6 +29,10 @@ log = logger("skiff.cgroups")
 #: skiff's own directory in every hierarchy. Ancestors at or below it belong to skiff, so
 #: `destroy` removes them once they are empty, whichever process made them.
 SKIFF_PARENT = "/skiff"
+#: a spec annotation ("true"): the parents of the container's cgroup are its engine's to
+#: keep (skiffd's --cgroup-parent, as dockerd keeps /docker), so the container's removal
+#: takes its own cgroup only and the next container need not make them again
+KEEP_PARENTS = "org.skiff.cgroups.keep-parents"
 
 # How long destroy() waits for the processes of a killed cgroup to finish exiting (rmdir
 # answers EBUSY until they have). runc waits ~300 ms; exit of a big process can take longer.
