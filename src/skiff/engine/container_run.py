@@ -30,6 +30,7 @@ from skiff.engine.oci_spec import compose_spec_json, resolve_user
 from skiff.engine.userns_remap import maps_of
 from skiff.errors import ContainerConflict, NoSuchContainer, SkiffError
 from skiff.log import logger
+from skiff.runtime import cgroup_warmup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ def start(svc: ContainerService, ref: str) -> bool:
 
 
 def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
+    # the kernel's toll for the first cgroup migration after an idle while (an RCU grace
+    # period, 10-20 ms here, with the cgroup mutex held): paid from here, while the bundle
+    # is written and the monitor forked, not by the runtime's create with init waiting
+    cgroup_warmup.start()
     cid = row.id
     config, host = row.doc["Config"], row.doc["HostConfig"]
     bundle = svc.bundle_dir(cid)
