@@ -84,7 +84,7 @@ def oom_file(cgroup_path: str, cgroup_root: str) -> str:
 def create_and_start(container_id: str, bundle: str, runtime_root: str,
                      console_socket: str = "") -> bytes:
     from skiff.runtime import cgroup_warmup
-    cgroup_warmup.start()  # the kernel's cgroup-migration toll, paid while we import
+    cgroup_warmup.start()  # the migration toll, for a restart the engine did not start
     from skiff.runtime.container import Container
     from skiff.runtime.create import CreateOptions, create
     from skiff.runtime.start import poststart
