@@ -305,9 +305,9 @@ def exec_true(b: Bench, a: argparse.Namespace, failures: list[str]) -> dict[str,
 
 
 def daemon_pss(b: Bench) -> dict[str, int]:
-    """KiB of PSS: skiffd and its own children; dockerd + containerd (its child) - never the
-    per-container processes (skiff's monitors and docker's shims leave their daemon's tree
-    anyway: they are reparented to init)."""
+    """KiB of PSS: skiffd and its own children (the monitors' zygote); dockerd + containerd
+    (its child) - never the per-container processes (skiff's monitors, children of the
+    zygote, and docker's shims, reparented to init)."""
     ppids = parents()
     skip = {p for e in ENGINES for k in keepers(e, b.work) for p in [k, *descendants(k, ppids)]}
     out = {}

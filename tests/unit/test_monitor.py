@@ -143,7 +143,7 @@ def test_the_boot_line_runs_no_package_init_and_the_monitor_loads_no_os():
                          "skiff.errors", "runpy"}
 
 
-def test_the_zygote_forks_a_monitor_per_request_and_ends_at_eof():
+def test_the_zygote_checks_a_request_before_it_forks_and_ends_at_eof():
     import socket
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote = subprocess.Popen(launch.zygote_command(theirs.fileno()), pass_fds=(theirs.fileno(),),
@@ -151,18 +151,18 @@ def test_the_zygote_forks_a_monitor_per_request_and_ends_at_eof():
     theirs.close()
     try:
         r, w = os.pipe()
-        # a bad command line: the monitor's child says usage and exits 2, and so answers
-        socket.send_fds(ours, [b"--id\0c1"], [w])
+        socket.send_fds(ours, [b"--id\0c1"], [w])  # a bad command line: nothing is forked
         os.close(w)
-        assert os.waitstatus_to_exitcode(int(ours.recv(64))) == 2
-        assert os.read(r, 100) == b""  # the status fd went with it, unwritten
+        assert ours.recv(4096) == b"bad request: missing --bundle, --runtime-root, --log, " \
+                                  b"--exit-file, --pid-file"
+        assert os.read(r, 100) == b""  # the status fd was closed there, unwritten
         os.close(r)
         ours.send(b"no fds")
-        assert ours.recv(64) == b"bad request"
+        assert ours.recv(4096) == b"bad request: one status fd, please"
     finally:
         ours.close()
         _, err = zygote.communicate(timeout=10)
-    assert zygote.returncode == 0 and b"missing --bundle" in err
+    assert zygote.returncode == 0 and err == b""
 
 
 def test_exit_and_pid_files_are_read_back(tmp_path):

@@ -87,7 +87,7 @@ class MonitorLauncher:
     """Starts monitors, each forked from the zygote this launcher keeps: started at the
     first need (or by `warm`), started again when it is found dead, ended by `close`
     (the monitors go on). Safe for several threads: the zygote serves one at a time, and a
-    request costs it two forks."""
+    request costs it one fork."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -109,8 +109,7 @@ class MonitorLauncher:
               stdio: Stdio | None = None) -> int:
         """Start the container of `bundle` under a new monitor; init's pid once it runs.
 
-        The monitor outlives the caller (nobody's child here: the zygote's child forks it
-        and exits). `log_max_size` > 0 turns on rotation (`log_max_file` files kept, as
+        The monitor outlives the caller (the zygote's child, never skiffd's). `log_max_size` > 0 turns on rotation (`log_max_file` files kept, as
         ``--log-opt max-size/max-file``). `monitor_log`: where the monitor's own complaints
         go (default: nowhere). `stdio`: a TTY, an open stdin and where the monitor serves
         attachers (default: neither, stdin /dev/null). Raises `ContainerStartError` — the
@@ -125,7 +124,7 @@ class MonitorLauncher:
         r, w = os.pipe()
         try:
             try:
-                status = self._fork(args, w)
+                monitor = self._fork(args, w)
             finally:
                 os.close(w)
             line = _read_line(r, timeout)
@@ -135,9 +134,8 @@ class MonitorLauncher:
             raise ContainerStartError(f"the monitor of {container_id} did not report within "
                                       f"{timeout:g} s", 125)
         if not line:
-            code = os.waitstatus_to_exitcode(status)
-            raise ContainerStartError(f"the monitor of {container_id} failed: exit status "
-                                      f"{code}", 125)
+            raise ContainerStartError(f"the monitor of {container_id} (pid {monitor}) ended "
+                                      f"without a word", 125)
         try:
             doc = jsonfast.loads(line)
             if "pid" in doc:
@@ -150,7 +148,7 @@ class MonitorLauncher:
 
     def _fork(self, args: list[str], status_w: int) -> int:
         """Have the zygote fork a monitor with `args` and `status_w` as its status fd; the
-        wait status of the zygote's child that forked it."""
+        monitor's pid."""
         import socket
         payload = "\0".join(args).encode("utf-8", "surrogateescape")
         with self._lock:
@@ -167,13 +165,16 @@ class MonitorLauncher:
                                                   125) from None
                     continue
                 try:
-                    answer = sock.recv(64)
+                    answer = sock.recv(4096)
                 except OSError:
                     answer = b""
-                if not answer.isdigit():
-                    self._drop(wait=False)
-                    raise ContainerStartError(f"the monitors' zygote failed ({answer!r})", 125)
-                return int(answer)
+                kind, _, rest = answer.decode("utf-8", "replace").partition(" ")
+                if kind == "pid" and rest.isdigit():
+                    return int(rest)
+                if answer.startswith(b"bad request: "):
+                    raise ContainerStartError(f"the monitors' zygote refused: {rest[9:]}", 125)
+                self._drop(wait=False)
+                raise ContainerStartError(f"the monitors' zygote failed ({answer!r})", 125)
         raise AssertionError("unreachable")
 
     def _zygote(self) -> socket.socket:

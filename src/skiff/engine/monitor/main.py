@@ -5,8 +5,8 @@ Forked by the zygote (`zygote`, for `launch.MonitorLauncher`) or started as
 ``--id ID --bundle DIR --runtime-root DIR --log FILE [--log-max-size BYTES]
 [--log-max-file N] --exit-file FILE --pid-file FILE --status-fd FD [--monitor-log FILE]
 [--terminal 1] [--open-stdin 1] [--attach-socket FILE]``.
-The process that runs `main` forks at once and exits, so the monitor is nobody's child in
-skiffd or the zygote and outlives both; the monitor names itself (`comm_name`: how the
+The monitor is never skiffd's child and outlives it (the zygote forks it, or `main` forks
+it and exits); it names itself (`comm_name`: how the
 engine knows it), makes a session of its own, sets its stdio to
 /dev/null (stderr to ``--monitor-log`` if given), and becomes a child subreaper. It forks a
 helper that creates and starts the container with the runtime library (`startup`), its
@@ -482,15 +482,32 @@ def report(fd: int, line: str) -> None:
         pass
 
 
-def main(argv: list[str]) -> NoReturn:
+def checked_args(argv: list[str]) -> Options:
+    """`parse_args`, and the status fd made ours alone (a bad fd number fails here)."""
+    opts = parse_args(argv)
     try:
-        opts = parse_args(argv)
-        posix.set_inheritable(opts.status_fd, False)  # (and a bad fd number fails here)
-    except (ValueError, OSError) as e:
+        posix.set_inheritable(opts.status_fd, False)
+    except OSError as e:
+        raise ValueError(f"--status-fd {opts.status_fd}: {e.strerror}") from None
+    return opts
+
+
+def main(argv: list[str]) -> NoReturn:
+    """``python -m skiff.engine.monitor``: the monitor in a child of its own, so that it
+    is nobody's child in the process that started it."""
+    try:
+        opts = checked_args(argv)
+    except ValueError as e:
         posix.write(2, f"skiff monitor: {e}\n{USAGE}\n".encode())
         posix._exit(2)
     if posix.fork() != 0:
-        posix._exit(0)  # skiffd waits for this one only; the monitor goes on in the child
+        posix._exit(0)  # the caller waits for this one only; the monitor goes on in the child
+    monitor_main(opts)
+
+
+def monitor_main(opts: Options) -> NoReturn:
+    """The monitor's whole life, in the process that is to be it (the zygote's child, or
+    `main`'s): start the container, report on the status fd, supervise, exit."""
     posix.setsid()
     set_comm(comm_name(opts.id))
     from skiff.engine.monitor.restart import Wakeup, supervise

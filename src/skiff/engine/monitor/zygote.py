@@ -11,11 +11,12 @@ zygote and every monitor: a monitor's PSS is what it wrote since, plus its share
 The engine (`launch.MonitorLauncher`) starts ``python -S -I -c BOOT <src> --socket-fd N``
 with N one end of a SOCK_SEQPACKET socketpair. A request is one message: the monitor's
 arguments (`launch.monitor_args`), NUL-separated, with the write end of the monitor's
-status pipe as SCM_RIGHTS. The zygote forks a child that runs the monitor's `main` with
-``--status-fd`` that fd (main forks again and that child exits, so the monitor is nobody's
-child here either), waits for that child and answers with its wait status in decimal, or
-``bad request``. At EOF on the socket (the engine closed its end, or died) the zygote
-exits; the monitors it forked go on. Only built-in modules load here beyond skiff's own.
+status pipe as SCM_RIGHTS. The zygote checks the arguments (with ``--status-fd`` that fd),
+forks the monitor (`main.monitor_main`) and answers ``pid N``, or ``bad request: why``
+with nothing forked. The monitors are the zygote's children while it lives (it ignores
+SIGCHLD, so the kernel reaps them) and init's after it; never skiffd's. At EOF on the
+socket (the engine closed its end, or died) the zygote exits; the monitors it forked go
+on. Only built-in modules load here beyond skiff's own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import gc
 import posix
 import sys
 
+import _signal
 import _socket
 
 # what a monitor and its helper run; the runtime's modules that a create loads only when a
@@ -52,15 +54,21 @@ def received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     return fds
 
 
-def fork_monitor(args: list[str], status_fd: int, sock_fd: int) -> int:
-    """Fork the child that becomes the monitor; its wait status once it has forked it."""
-    from skiff.engine.monitor.main import main
+def fork_monitor(args: list[str], status_fd: int, sock_fd: int) -> bytes:
+    """Fork the monitor for `args` (and `status_fd`); the answer to the engine."""
+    from skiff.engine.monitor.main import checked_args, monitor_main
+    try:
+        opts = checked_args(args + ["--status-fd", str(status_fd)])
+    except ValueError as e:
+        posix.close(status_fd)
+        return f"bad request: {e}".encode("utf-8", "replace")
     pid = posix.fork()
     if pid == 0:
         posix.close(sock_fd)  # the engine's EOF must not wait for a monitor
-        main(args + ["--status-fd", str(status_fd)])
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # its helper and init are its to reap
+        monitor_main(opts)
     posix.close(status_fd)
-    return posix.waitpid(pid, 0)[1]
+    return f"pid {pid}".encode()
 
 
 def serve(argv: list[str]) -> None:
@@ -74,6 +82,8 @@ def serve(argv: list[str]) -> None:
     from skiff.engine.monitor.main import set_comm
     set_comm(NAME)
     sock = _socket.socket(fileno=fd)
+    # the monitors are our children until we go: the kernel reaps them, not we
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
     gc.freeze()
     while True:
         message, ancillary, _, _ = sock.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(_FD_SIZE * 4))
@@ -83,8 +93,8 @@ def serve(argv: list[str]) -> None:
         if len(fds) != 1:
             for extra in fds:
                 posix.close(extra)
-            sock.send(b"bad request")
+            sock.send(b"bad request: one status fd, please")
             continue
-        status = fork_monitor(message.decode("utf-8", "surrogateescape").split("\0"), fds[0], fd)
-        sock.send(str(status).encode())
+        sock.send(fork_monitor(message.decode("utf-8", "surrogateescape").split("\0"), fds[0],
+                               fd))
     posix._exit(0)
