@@ -2,8 +2,9 @@
 
 `human_size` is HumanSize(WithPrecision): 1000-based, ``4.26MB``, ``kB``; `bytes_size`
 BytesSize: 1024-based, ``7.451GiB``; `human_duration` HumanDuration: ``2 hours``, ``About a
-minute``. The daemon needs them for its progress lines and its ``Up 3 seconds`` statuses, the
-CLI for its tables; a foundation module (like errors and record) so neither copies them.
+minute``; `go_duration_seconds` reads Go's time.ParseDuration (``1h30m``, ``300ms``). The
+daemon needs them for its progress lines and its ``Up 3 seconds`` statuses, the CLI for
+its tables and flags; a foundation module (like errors and record) so neither copies them.
 """
 
 from __future__ import annotations
@@ -57,3 +58,36 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+                   "m": 60.0, "h": 3600.0}
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """Go's time.ParseDuration (``1h30m``, ``-1.5s``, ``300ms``) in seconds; None if it is
+    not one."""
+    rest = text
+    sign = 1.0
+    if rest[:1] in "+-" and rest[:1]:
+        sign, rest = (-1.0 if rest[0] == "-" else 1.0), rest[1:]
+    if rest == "0":
+        return 0.0
+    if not rest:
+        return None
+    total = 0.0
+    while rest:
+        i = 0
+        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
+            i += 1
+        number, rest = rest[:i], rest[i:]
+        if not number or number == "." or number.count(".") > 1:
+            return None
+        j = 0
+        while j < len(rest) and not (rest[j].isdigit() or rest[j] == "."):
+            j += 1
+        unit, rest = rest[:j], rest[j:]
+        if unit not in _DURATION_UNITS:
+            return None
+        total += float(number) * _DURATION_UNITS[unit]
+    return sign * total

@@ -14,11 +14,11 @@ import pytest
 from test_cli_commands import Cli, cli  # noqa: F401
 from test_client_fake import Request, Response, error, fake_engine  # noqa: F401
 
-from skiff.cli.containers import (api_timestamp, displayable_ports, go_duration_seconds,
-                                  go_quote)
+from skiff.cli.containers import api_timestamp, displayable_ports, go_quote
 from skiff.cli.run import effective_caps, nano_cpus, ram_in_bytes, start_exit_code
 from skiff.client.stdcopy import copy, frames
 from skiff.errors import DaemonUnreachable, SkiffError
+from skiff.units import go_duration_seconds
 
 NOW = int(time.time())
 CID = "a" * 64

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from skiff.cli.flags import FORMAT_HELP, INSPECT_FORMAT_HELP, Command, Flag, filter_flag, flag, option
 from skiff.cli.output import ellipsis, go_time_string, since, truncate_id
-from skiff.units import human_size
+from skiff.units import go_duration_seconds, human_size
 from skiff.cli.template import Row, json_filters, render_rows
 from skiff.errors import APIError, SkiffError
 
@@ -423,39 +423,6 @@ def wait(ctx: Context, path: str, argv: list[str]) -> int:
 
 
 # -- logs ----------------------------------------------------------------------------------------
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
-                   "m": 60.0, "h": 3600.0}
-
-
-def go_duration_seconds(text: str) -> float | None:
-    """Go's time.ParseDuration (``1h30m``, ``-1.5s``, ``300ms``) in seconds; None if it is
-    not one."""
-    rest = text
-    sign = 1.0
-    if rest[:1] in "+-" and rest[:1]:
-        sign, rest = (-1.0 if rest[0] == "-" else 1.0), rest[1:]
-    if rest == "0":
-        return 0.0
-    if not rest:
-        return None
-    total = 0.0
-    while rest:
-        i = 0
-        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
-            i += 1
-        number, rest = rest[:i], rest[i:]
-        if not number or number == "." or number.count(".") > 1:
-            return None
-        j = 0
-        while j < len(rest) and not (rest[j].isdigit() or rest[j] == "."):
-            j += 1
-        unit, rest = rest[:j], rest[j:]
-        if unit not in _DURATION_UNITS:
-            return None
-        total += float(number) * _DURATION_UNITS[unit]
-    return sign * total
-
-
 def api_timestamp(value: str, now: float | None = None) -> str:
     """The docker client's GetTimestamp: a duration ago (``10m``), an RFC 3339 time or date
     (local time when it names no zone), or Unix seconds, as ``seconds.nanoseconds``."""

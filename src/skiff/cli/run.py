@@ -116,7 +116,7 @@ def duration(long: str, help: str) -> Flag:
 
 def duration_ns(text: str) -> int:
     """Go's time.ParseDuration in nanoseconds; ValueError in pflag's words."""
-    from skiff.cli.containers import go_duration_seconds
+    from skiff.units import go_duration_seconds
 
     seconds = go_duration_seconds(text)
     if seconds is None:
