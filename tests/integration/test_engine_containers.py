@@ -516,11 +516,18 @@ def test_what_a_crash_left_is_swept_at_start(clean: Env) -> None:
     c.snapshots.prepare(orphan, layers)  # a create cut short before its row was written
     for folder in (c.container_dir(orphan), c.bundle_dir(orphan)):
         os.makedirs(folder)
+    # a removal cut short after its folders were renamed out of the way, before their
+    # trees were deleted
+    trash = [os.path.join(folder, f".rm-{'cd' * 32}-0000") for folder in
+             (c.containers_dir, c.bundles_dir, c.snapshots.snapshots)]
+    for folder in trash:
+        os.makedirs(os.path.join(folder, "deep"))
     clean.stop()
     c = clean.start().containers
     assert not c.snapshots.exists(orphan)
     assert not os.path.exists(c.container_dir(orphan))
     assert not os.path.exists(c.bundle_dir(orphan))
+    assert not [folder for folder in trash if os.path.exists(folder)]
 
 
 def test_a_start_the_engine_did_not_record(clean: Env) -> None:

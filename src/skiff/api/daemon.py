@@ -229,6 +229,10 @@ def entry(argv: Sequence[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level > logging.DEBUG:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # an answer goes from a worker thread to the event loop's: with the default 5 ms
+    # interval, each hand-off of the GIL to a thread woken while another runs (a removal
+    # deleting a tree) may wait that long, and a run --rm's last answer took up to 15 ms
+    sys.setswitchinterval(0.0005)
     try:
         asyncio.run(serve(args))
     except (SkiffError, OSError) as e:

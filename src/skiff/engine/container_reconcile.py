@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from skiff.engine.container_removal import drop_snapshot, remove_quietly
+from skiff.engine.container_removal import TRASH, drop_snapshot, empty_trash, remove_quietly
 from skiff.engine.container_run import monitor_ended
 from skiff.engine.containers import _Live, _now
 from skiff.engine.names import is_full_id
@@ -106,6 +106,9 @@ def _sweep(svc: ContainerService, known: set[str]) -> None:
         if is_full_id(key) and key not in keep:
             _log.info("removing the leftover snapshot %s", key[:12])
             drop_snapshot(svc, key)
+    for folder in (svc.containers_dir, svc.bundles_dir, svc.snapshots.snapshots):
+        trash = [os.path.join(folder, n) for n in _listing(folder) if n.startswith(TRASH)]
+        empty_trash(trash)  # a removal's, cut short
     for folder in (svc.containers_dir, svc.bundles_dir, svc.runtime_root):
         for name in _listing(folder):
             if is_full_id(name) and name not in keep:

@@ -13,7 +13,9 @@ container its ``until``, ``label`` and ``label!`` filters choose, one prune at a
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 
 from skiff.engine.container_stop import kill_run
 from skiff.engine.filters import Filters, until_timestamp
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 _log = logger("skiff.engine.containers")
 PRUNE_FILTERS = ("label", "label!", "until")
+TRASH = ".rm-"  # a removed container's folders, renamed, until their trees are deleted
 
 
 def remove(svc: ContainerService, ref: str, force: bool = False,
@@ -93,19 +96,34 @@ def _set_status(svc: ContainerService, cid: str, status: str, **more: Any) -> No
 
 def _destroy(svc: ContainerService, cid: str) -> None:
     """Everything of a stopped container: the runtime's leftovers (its cgroup), the
-    snapshot (unmounted), the bundle, the logs and other files, the row."""
+    snapshot (unmounted), the bundle, the logs and other files, the row. The folders are
+    only renamed out of the way here (hidden names, which a start's sweep also deletes):
+    their trees are deleted on a thread of their own, after the removal is told."""
     svc._runtime_delete(cid)
     svc._release_netns(cid)
+    trash: list[str] = []
     if svc.snapshots.exists(cid):
         try:
             lowers = svc.snapshots.lower_dirs(cid)
         except StoreError:
             lowers = []
-        svc.snapshots.remove(cid)
+        svc.snapshots.remove(cid, later=trash)
         svc.store.release_layers(lowers)  # those only this container still held
-    shutil.rmtree(svc.bundle_dir(cid), ignore_errors=True)
-    shutil.rmtree(svc.container_dir(cid), ignore_errors=True)
+    for folder in (svc.bundle_dir(cid), svc.container_dir(cid)):
+        doomed = os.path.join(os.path.dirname(folder), f"{TRASH}{cid}-{os.urandom(4).hex()}")
+        try:
+            os.rename(folder, doomed)
+            trash.append(doomed)
+        except FileNotFoundError:
+            pass
     svc.db.delete(cid)
+    threading.Thread(target=empty_trash, args=(trash,), name="skiffd-trash",
+                     daemon=True).start()
+
+
+def empty_trash(folders: list[str]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def prune(svc: ContainerService, filters: Any = None) -> dict[str, Any]:

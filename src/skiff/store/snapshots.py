@@ -313,8 +313,10 @@ class Snapshotter:
             os.close(fd)
         return out
 
-    def remove(self, key: str) -> None:
-        """Unmount the snapshot `key` (lazily when busy) and delete its folder."""
+    def remove(self, key: str, later: list[str] | None = None) -> None:
+        """Unmount the snapshot `key` (lazily when busy) and delete its folder — or, with
+        `later`, only take it out of the store (renamed to a hidden name, which a start's
+        sweep also deletes) and add it there, for the caller to delete when it likes."""
         snap = self.path(key)
         if not os.path.lexists(snap):
             raise StoreError(f"remove snapshot `{key}`: it does not exist")
@@ -335,7 +337,10 @@ class Snapshotter:
             os.rename(snap, doomed)
         except OSError as e:
             raise StoreError(f"remove snapshot `{key}`: rename `{snap}`: {_why(e)}") from e
-        _rmtree(doomed)
+        if later is not None:
+            later.append(doomed)
+        else:
+            _rmtree(doomed)
 
 
 def _unmount_order(rootfs: str, point: str) -> tuple[bool, int]:
