@@ -313,7 +313,7 @@ class Snapshotter:
             os.close(fd)
         return out
 
-    def remove(self, key: str, later: list[str] | None = None) -> None:
+    def remove(self, key: str, later: builtins.list[str] | None = None) -> None:
         """Unmount the snapshot `key` (lazily when busy) and delete its folder — or, with
         `later`, only take it out of the store (renamed to a hidden name, which a start's
         sweep also deletes) and add it there, for the caller to delete when it likes."""
