@@ -64,9 +64,12 @@ def fork_monitor(args: list[str], status_fd: int, sock_fd: int) -> bytes:
         return f"bad request: {e}".encode("utf-8", "replace")
     pid = posix.fork()
     if pid == 0:
-        posix.close(sock_fd)  # the engine's EOF must not wait for a monitor
-        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # its helper and init are its to reap
-        monitor_main(opts)
+        try:
+            posix.close(sock_fd)  # the engine's EOF must not wait for a monitor
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # its helper and init: its own
+            monitor_main(opts)
+        finally:
+            posix._exit(1)  # (monitor_main ends the process itself: never back in the loop)
     posix.close(status_fd)
     return f"pid {pid}".encode()
 
