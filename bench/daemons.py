@@ -5,7 +5,7 @@ end. `start_skiffd` starts a skiffd with its own SKIFF_ROOT/SKIFF_RUN and socket
 `start_dockerd` a dockerd with its own ``--data-root``, ``--exec-root``, pid file and socket,
 ``--iptables=false --bridge=none`` so that it adds no rule or bridge to the host (the
 containerd it needs it starts itself, as its child). Both return the CLI's argv pointed at
-that socket. Used by ``pull.py`` and ``containers.py``.
+that socket. Used by ``pull.py``, ``containers.py`` and ``containerd.py`` (for ``runtime.py``).
 """
 
 from __future__ import annotations

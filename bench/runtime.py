@@ -1,10 +1,10 @@
 """Side-by-side timing of skiff-runtime, runc and crun on one busybox bundle running /bin/true.
 
-Run as root with the venv's python (stdlib only)::
+Run as root with the venv's python (stdlib only, but for e.'s image, made with skiff.store)::
 
     .venv/bin/python bench/runtime.py [--runs 30]     # or: make bench
 
-Three sections, all in the same process so that the machine's state is the same for every
+Five sections, all in the same process so that the machine's state is the same for every
 runtime (this is a noisy 2-vCPU VM: ratios taken in one run are the robust figure, absolute
 milliseconds move by 20-40 % between runs):
 
@@ -20,9 +20,18 @@ b. ``create`` / ``start`` / ``delete`` apart: N rounds, each round runs one full
    the paired ratio (median over rounds of skiff/runc within a round).
 c. start-up floor: ``--version`` of each runtime, ``python -c pass`` for the interpreters
    involved (one hyperfine call), and ``-X importtime`` of ``skiff.runtime.cli``.
+d. ``exec`` of /bin/true into a running container (each runtime its own, a ``sleep`` bundle on
+   the same rootfs): ``<rt> exec ID /bin/true`` and ``<rt> exec --process process.json ID`` (as
+   containerd and podman call it) in ONE hyperfine call, then the argument form again after
+   an idle gap (``--prepare``, as a'.).
+e. ``ctr run --rm busybox ID true`` through a containerd the bench starts for itself
+   (``containerd.py``: own root, state and sockets, CRI plugin disabled, skiff's busybox
+   image imported), ``--runc-binary`` each runtime in turn under the runc v2 shim, one
+   hyperfine call. ``--no-containerd`` leaves it out.
 
 Each runtime gets its own bundle (its own rootfs and config.json) whose ``linux.cgroupsPath`` is
-the absolute ``/skiff/bench-<runtime>``, so that runc and crun do not nest the container under the
+the absolute ``/skiff/bench-<runtime>`` (``bench-<runtime>-exec`` for d.'s container,
+``bench-ctr-<runtime>`` for e.'s), so that runc and crun do not nest the container under the
 caller's cgroup. Everything made here (bundles, state dirs, containers) is removed at the end;
 the cgroups are the runtimes' own to remove, and a ``/sys/fs/cgroup/*/skiff/bench-*`` that is
 still there afterwards is reported (and removed when empty); a ``/skiff`` parent that runc or
@@ -51,7 +60,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTFS_SCRIPT = REPO / "scripts" / "busybox-rootfs"
@@ -64,6 +73,7 @@ STATE_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 60.0
 MAX_FAILURES = 3              # life cycles a runtime may fail before it is dropped
 DEVNULL = subprocess.DEVNULL
+SLEEP = ["sleep", "1000000"]     # the process of the container `exec` goes into
 
 
 # ------------------------------------------------------------------------------ small helpers
@@ -131,6 +141,18 @@ class Runtime:
     def run_cmd(self, cid: str) -> list[str]:
         return self.cmd("run", "-b", str(self.bundle), cid)
 
+    @property
+    def sleeper(self) -> str:
+        """The id of this runtime's container that `exec` goes into."""
+        return f"exec-{self.name}"
+
+    def exec_cmd(self, process_json: bool) -> list[str]:
+        """`exec` of /bin/true: by argument, or by --process as containerd and podman call it."""
+        if process_json:
+            return self.cmd("exec", "--process", str(self.bundle.parent / f"process-{self.name}.json"),
+                            self.sleeper)
+        return self.cmd("exec", self.sleeper, "/bin/true")
+
     def status(self, cid: str) -> str | None:
         r = subprocess.run(self.cmd("state", cid), stdin=DEVNULL, capture_output=True, text=True,
                            timeout=CALL_TIMEOUT_S)
@@ -183,6 +205,8 @@ def machine_info(tools: dict[str, str]) -> dict[str, Any]:
             "runc": first_line([tools["runc"], "--version"]),
             "crun": first_line([tools["crun"], "--version"]),
             "hyperfine": first_line([tools["hyperfine"], "--version"]),
+            **({"containerd": first_line([tools["containerd"], "--version"])}
+               if "containerd" in tools else {}),
         },
     }
 
@@ -204,6 +228,15 @@ def make_bundles(work: Path, runtimes: dict[str, str], runc: str) -> dict[str, R
         cfg["process"]["args"] = ["/bin/true"]
         cfg.setdefault("linux", {})["cgroupsPath"] = f"/{CGROUP_PARENT}/bench-{name}"
         (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
+        # for `exec`: a bundle on the same rootfs whose container stays up, and the
+        # process.json of `exec --process` (the container's process, running /bin/true)
+        sleeper = json.loads(json.dumps(cfg))
+        sleeper["process"]["args"] = SLEEP
+        sleeper["root"]["path"] = str(bundle / "rootfs")
+        sleeper["linux"]["cgroupsPath"] = f"/{CGROUP_PARENT}/bench-{name}-exec"
+        (work / f"bundle-{name}-sleep").mkdir()
+        (work / f"bundle-{name}-sleep" / "config.json").write_text(json.dumps(sleeper, indent=1))
+        (work / f"process-{name}.json").write_text(json.dumps(cfg["process"], indent=1))
         root = work / f"state-{name}"
         root.mkdir()
         out[name] = Runtime(name=name, binary=binary, root=root, bundle=bundle)
@@ -273,20 +306,27 @@ def lifecycle(rt: Runtime, cid: str, err: BinaryIO) -> tuple[dict[str, float], F
             rt.force_delete(cid)
 
 
-def diagnose_run(rt: Runtime, cid: str, work: Path) -> Failure | None:
-    errf = work / f"stderr-{rt.name}-{cid}"
-    cmd = rt.run_cmd(cid)
-    rt.created.add(cid)
+def probe(owner: str, phase: str, cmd: list[str], work: Path) -> Failure | None:
+    """Run `cmd` once, untimed, with hyperfine's stdio (/dev/null; stderr kept to show):
+    its Failure, or None when it exits 0."""
+    errf = work / f"stderr-probe-{owner}-{phase}"
     try:
         with errf.open("w+b") as f:
             r = subprocess.run(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=f, timeout=CALL_TIMEOUT_S)
         if r.returncode != 0:
-            return Failure(rt.name, "run", cmd, r.returncode, read_text(errf).strip())
+            return Failure(owner, phase, cmd, r.returncode, read_text(errf).strip())
         return None
     except subprocess.TimeoutExpired:
-        return Failure(rt.name, "run", cmd, None, f"timed out after {CALL_TIMEOUT_S:.0f} s")
+        return Failure(owner, phase, cmd, None, f"timed out after {CALL_TIMEOUT_S:.0f} s")
     finally:
         errf.unlink(missing_ok=True)
+
+
+def diagnose_run(rt: Runtime, cid: str, work: Path) -> Failure | None:
+    rt.created.add(cid)
+    try:
+        return probe(rt.name, "run", rt.run_cmd(cid), work)
+    finally:
         rt.force_delete(cid)
 
 
@@ -323,32 +363,110 @@ def hyperfine(hf: str, commands: dict[str, list[str]], runs: int, warmup: int, o
 IDLE_GAP = "sleep 0.1"
 
 
+def side_by_side(commands: dict[str, list[str]], diagnose: Callable[[str, str], Failure | None],
+                 hf: str, runs: int, warmup: int, json_path: Path, verbose: bool,
+                 failures: list[Failure], prepare: str | None = None) -> dict[str, Any]:
+    """Each command tried once (`diagnose(name, "pre")`: a failing one is reported and left
+    out), the others timed in ONE hyperfine call; a command that failed some hyperfine runs
+    is diagnosed again (`"post"`) to show why. name -> {cmd, median_ms, times_ms, failed_runs}."""
+    ok: dict[str, list[str]] = {}
+    for name, cmd in commands.items():
+        fail = diagnose(name, "pre")
+        if fail is not None:
+            failures.append(fail)
+        else:
+            ok[name] = cmd
+    out: dict[str, Any] = {}
+    if not ok:
+        return out
+    res = hyperfine(hf, ok, runs, warmup, json_path, verbose, prepare)
+    for name, r in res.items():
+        bad = [c for c in r["exit_codes"] if c not in (0, None)]
+        out[name] = {"cmd": shlex.join(ok[name]), "median_ms": median_ms(r["times"]),
+                     "times_ms": [t * 1000 for t in r["times"]], "failed_runs": len(bad)}
+        if bad:
+            fail = diagnose(name, "post") or \
+                Failure(name, json_path.stem, ok[name], bad[0], "(failed in hyperfine; a re-run succeeded)")
+            fail.stderr = f"{len(bad)}/{len(r['exit_codes'])} hyperfine runs failed; " + fail.stderr
+            failures.append(fail)
+    return out
+
+
 def section_run(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: Path, verbose: bool,
                 failures: list[Failure], prepare: str | None = None) -> dict[str, Any]:
     log(f"a. run /bin/true: hyperfine -N --warmup {warmup} --runs {runs}, {len(rts)} runtimes"
         + (f", --prepare '{prepare}'" if prepare else ", back to back"))
-    ok: dict[str, Runtime] = {}
+    commands = {name: rt.run_cmd(f"hf-{name}") for name, rt in rts.items()}
+    try:
+        return side_by_side(commands, lambda name, when: diagnose_run(rts[name], f"{when}-{name}", work),
+                            hf, runs, warmup, work / "run.json", verbose, failures, prepare)
+    finally:
+        for name, rt in rts.items():
+            rt.force_delete(f"hf-{name}")   # in case a failed run left it behind
+
+
+def start_sleepers(rts: dict[str, Runtime], work: Path, failures: list[Failure]) -> dict[str, Runtime]:
+    """Each runtime's `sleep` container, created and started (stdio /dev/null, so that no
+    pipe is held open); the runtimes whose container runs."""
+    up: dict[str, Runtime] = {}
     for name, rt in rts.items():
-        fail = diagnose_run(rt, f"pre-{name}", work)
+        rt.created.add(rt.sleeper)
+        bundle = work / f"bundle-{name}-sleep"
+        fail = (probe(name, "exec: create", rt.cmd("create", "-b", str(bundle), rt.sleeper), work)
+                or probe(name, "exec: start", rt.cmd("start", rt.sleeper), work))
+        if fail is None and rt.status(rt.sleeper) != "running":
+            fail = Failure(name, "exec: start", rt.cmd("state", rt.sleeper), None,
+                           f"its `sleep` container is {rt.status(rt.sleeper)!r}, not running")
         if fail is not None:
             failures.append(fail)
+            rt.force_delete(rt.sleeper)
         else:
-            ok[name] = rt
-    out: dict[str, Any] = {}
-    if ok:
-        commands = {name: rt.run_cmd(f"hf-{name}") for name, rt in ok.items()}
-        res = hyperfine(hf, commands, runs, warmup, work / "run.json", verbose, prepare)
-        for name, r in res.items():
-            bad = [c for c in r["exit_codes"] if c not in (0, None)]
-            out[name] = {"cmd": shlex.join(commands[name]), "median_ms": median_ms(r["times"]),
-                         "times_ms": [t * 1000 for t in r["times"]], "failed_runs": len(bad)}
-            if bad:
-                fail = diagnose_run(ok[name], f"post-{name}", work) or \
-                    Failure(name, "run", commands[name], bad[0], "(failed in hyperfine; a re-run succeeded)")
-                fail.stderr = f"{len(bad)}/{len(r['exit_codes'])} hyperfine runs failed; " + fail.stderr
-                failures.append(fail)
-            ok[name].force_delete(f"hf-{name}")   # in case a failed run left it behind
-    return out
+            up[name] = rt
+    return up
+
+
+def section_exec(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: Path, verbose: bool,
+                 failures: list[Failure]) -> dict[str, Any]:
+    """`exec` of /bin/true into each runtime's own running container: by argument and by
+    --process back to back (one hyperfine call), then by argument after an idle gap."""
+    log(f"d. exec /bin/true into a running container: hyperfine -N --warmup {warmup} --runs {runs}")
+    up = start_sleepers(rts, work, failures)
+    try:
+        commands = {name + form: rt.exec_cmd(bool(form)) for form in ("", " --process")
+                    for name, rt in up.items()}
+        owner = {name + form: name for form in ("", " --process") for name in up}
+
+        def diagnose(name: str, when: str) -> Failure | None:
+            return probe(owner[name], "exec", commands[name], work)
+
+        both = side_by_side(commands, diagnose, hf, runs, warmup, work / "exec.json", verbose, failures)
+        args = {k: commands[k] for k in up}
+        idle = side_by_side(args, diagnose, hf, runs, warmup, work / "exec-idle.json", verbose,
+                            failures, prepare=IDLE_GAP)
+    finally:
+        for rt in up.values():
+            rt.force_delete(rt.sleeper)
+    return {"args": {k: v for k, v in both.items() if k in up},
+            "process": {owner[k]: v for k, v in both.items() if k not in up},
+            "idle": idle}
+
+
+def section_containerd(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: Path,
+                       verbose: bool, failures: list[Failure]) -> tuple[dict[str, Any], list[str]]:
+    """`ctr run --rm` of busybox `true` through a containerd of our own, the runc v2 shim
+    driving each runtime in turn (--runc-binary); also what its stop had to force."""
+    from containerd import IMAGE, NAMESPACE, start_containerd
+    log(f"e. ctr run --rm {IMAGE} true through containerd: hyperfine -N --warmup {warmup} --runs {runs}")
+    ctd = start_containerd(work / "containerd", work / "image-store")
+    try:
+        commands = {name: ctd.run_cmd(rt.binary, work / f"ctr-state-{name}", f"/{CGROUP_PARENT}/bench-ctr-{name}",
+                                      f"bench-ctr-{name}", "true") for name, rt in rts.items()}
+        out = side_by_side(commands, lambda name, when: probe(name, "ctr run", commands[name], work),
+                           hf, runs, warmup, work / "ctr-run.json", verbose, failures)
+    finally:
+        forced = ctd.stop()
+    return {"per_runtime": out, "namespace": NAMESPACE, "image": IMAGE,
+            "cgroupsPath": {k: f"/{CGROUP_PARENT}/bench-ctr-{k}" for k in rts}}, forced
 
 
 def section_lifecycle(rts: dict[str, Runtime], runs: int, work: Path,
@@ -460,24 +578,39 @@ def table(title: str, rows: list[tuple[str, float | None, float | None, float | 
     return "\n".join([f"\n{title}", line(head), sep, *(line(b) for b in body)])
 
 
+def figure_table(title: str, fig: dict[str, Any] | None) -> str:
+    """A table of one side-by-side figure (runtime -> {median_ms ...}) with its ratios."""
+    fig = fig or {}
+    base = {k: (fig.get(k) or {}).get("median_ms") for k in RUNTIMES}
+    rows = [(k, base[k], ratio(base[k], base["runc"]), ratio(base[k], base["crun"])) for k in RUNTIMES if k in fig]
+    return (table(title, rows) + f"\n  skiff/runc = {fmt_ratio(ratio(base['skiff'], base['runc']))}, "
+            f"skiff/crun = {fmt_ratio(ratio(base['skiff'], base['crun']))}")
+
+
+def target_line(what: str, figs: list[dict[str, Any] | None]) -> str:
+    """Issue 5's target: skiff no slower than runc, in every one of `figs`."""
+    rs = [ratio((f.get("skiff") or {}).get("median_ms"), (f.get("runc") or {}).get("median_ms"))
+          for f in figs if f]
+    known = [r for r in rs if r is not None]
+    if not known or len(known) < len(rs):
+        return f"  target ({what}: skiff no slower than runc): not measured"
+    shown = ", ".join(fmt_ratio(r) for r in known)
+    return f"  target ({what}: skiff no slower than runc): {'met' if max(known) <= 1.0 else 'NOT met'} ({shown})"
+
+
 def report(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     v = m["versions"]
     out = [f"machine: kernel {m['kernel']}, {m['nproc']} cpus ({m['cpu']}), cgroup {m['cgroup_mode']}, "
            f"loadavg {' '.join(m['loadavg'])}",
            f"versions: {v['skiff-runtime']}; {v['runc']}; {v['crun']}; {v['hyperfine']}; "
+           + (f"{v['containerd']}; " if "containerd" in v else "") +
            f"bench python {m['python_executable']} {m['python']}",
            f"runs per figure: {doc['args']['runs']} (hyperfine warm-up {doc['args']['warmup']})"]
 
-    for key, title in (("run", "a. run /bin/true, back to back (hyperfine -N, one invocation)"),
-                       ("run_idle", f"a'. run /bin/true after an idle gap (hyperfine --prepare '{IDLE_GAP}')")):
-        run = doc.get(key) or {}
-        base = {k: (run.get(k) or {}).get("median_ms") for k in RUNTIMES}
-        rows = [(k, base[k], ratio(base[k], base["runc"]), ratio(base[k], base["crun"]))
-                for k in RUNTIMES if k in run]
-        out.append(table(title, rows))
-        out.append(f"  skiff/runc = {fmt_ratio(ratio(base['skiff'], base['runc']))}, "
-                   f"skiff/crun = {fmt_ratio(ratio(base['skiff'], base['crun']))}")
+    out.append(figure_table("a. run /bin/true, back to back (hyperfine -N, one invocation)", doc.get("run")))
+    out.append(figure_table(f"a'. run /bin/true after an idle gap (hyperfine --prepare '{IDLE_GAP}')",
+                            doc.get("run_idle")))
 
     lc = doc["lifecycle"]["per_runtime"]
     paired = doc["lifecycle"]["paired_ratio_skiff_vs"]
@@ -507,6 +640,19 @@ def report(doc: dict[str, Any]) -> str:
                    f"{fmt_ms(med['python3 on PATH -c pass'])} ms; the interpreter it runs "
                    f"{fmt_ms(med['its interpreter -c pass'])} ms, {fmt_ms(med['its interpreter -S -c pass'])} ms "
                    "with -S (no site: its .pth files cost the difference).")
+
+    ex = doc.get("exec") or {}
+    out.append(figure_table("d. exec /bin/true into a running container, back to back (hyperfine -N)",
+                            ex.get("args")))
+    out.append(figure_table("d. exec --process process.json (/bin/true), as containerd and podman call it",
+                            ex.get("process")))
+    out.append(figure_table(f"d'. exec /bin/true after an idle gap (--prepare '{IDLE_GAP}')", ex.get("idle")))
+    out.append(target_line("exec", [ex.get(k) for k in ("args", "process")]))
+    if "containerd_run" in doc:
+        ctr = doc["containerd_run"]["per_runtime"]
+        out.append(figure_table(f"e. ctr run --rm {doc['containerd_run']['image']} true, through containerd "
+                                "(runc v2 shim, --runc-binary RUNTIME)", ctr))
+        out.append(target_line("ctr run --rm", [ctr]))
 
     if doc["leftovers"]:
         out.append("\nleft over after the bench (removed when empty): " + ", ".join(doc["leftovers"]))
@@ -579,7 +725,7 @@ def cleanup(rts: dict[str, Runtime], work: Path, parents_before: set[Path]) -> l
 
 
 # ------------------------------------------------------------------------------ main
-def find_tools(skiff: str | None) -> dict[str, str]:
+def find_tools(skiff: str | None, containerd: bool = True) -> dict[str, str]:
     venv_skiff = Path(sys.executable).parent / "skiff-runtime"
     want = {
         "skiff": skiff or (str(venv_skiff) if venv_skiff.exists() else shutil.which("skiff-runtime")),
@@ -587,9 +733,12 @@ def find_tools(skiff: str | None) -> dict[str, str]:
         "crun": shutil.which("crun"),
         "hyperfine": shutil.which("hyperfine"),
     }
+    if containerd:
+        want |= {"containerd": shutil.which("containerd"), "ctr": shutil.which("ctr")}
     missing = [k for k, v in want.items() if not v]
     if missing:
-        raise SystemExit(f"missing: {', '.join(missing)} (make bench installs runc, crun and hyperfine)")
+        raise SystemExit(f"missing: {', '.join(missing)} (make bench installs runc, crun, hyperfine "
+                         "and containerd)")
     return {k: str(v) for k, v in want.items()}
 
 
@@ -599,6 +748,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="hyperfine warm-up runs (default 3)")
     p.add_argument("--skiff", default=None, help="skiff-runtime to measure (default: the venv's)")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default bench/results/runtime-<ts>.json)")
+    p.add_argument("--no-containerd", action="store_true",
+                   help="leave out e. (ctr run through a containerd of the bench's own)")
     p.add_argument("-v", "--verbose", action="store_true", help="show hyperfine's own output")
     a = p.parse_args(argv)
     if a.runs < 1 or a.warmup < 0:
@@ -612,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench/runtime.py needs root (runc and crun run real containers)", file=sys.stderr)
         return 2
     try:
-        tools = find_tools(a.skiff)
+        tools = find_tools(a.skiff, containerd=not a.no_containerd)
     except SystemExit as e:
         print(e, file=sys.stderr)
         return 2
@@ -624,7 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: list[Failure] = []
     rts: dict[str, Runtime] = {}
     parents_before = parent_cgroups()
-    doc: dict[str, Any] = {"timestamp": stamp, "args": {"runs": a.runs, "warmup": a.warmup}}
+    doc: dict[str, Any] = {"timestamp": stamp, "args": {"runs": a.runs, "warmup": a.warmup,
+                                                       "containerd": not a.no_containerd}}
     try:
         doc["machine"] = machine_info(tools)
         log(f"bundles in {work}")
@@ -637,6 +789,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       failures, prepare=IDLE_GAP)
         doc["lifecycle"] = section_lifecycle(rts, a.runs, work, failures)
         doc["floor"] = section_floor(tools, tools["hyperfine"], a.runs, a.warmup, work, a.verbose, failures)
+        doc["exec"] = section_exec(rts, tools["hyperfine"], a.runs, a.warmup, work, a.verbose, failures)
+        if not a.no_containerd:
+            doc["containerd_run"], forced = section_containerd(rts, tools["hyperfine"], a.runs, a.warmup,
+                                                               work, a.verbose, failures)
+            if forced:
+                failures.append(Failure("cleanup", "containerd", [], None, "had to force: " + ", ".join(forced)))
         doc["elapsed_s"] = round(time.monotonic() - t0, 1)
     finally:
         doc["leftovers"] = cleanup(rts, work, parents_before)

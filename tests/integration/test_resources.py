@@ -126,6 +126,35 @@ def test_exec_detached_with_pid_file(runtime, bundle, work):
     assert pid in json.loads(runtime("ps", "--format", "json", bundle.id).stdout)
 
 
+def in_pid_namespace_of(pid: int) -> list[int]:
+    ns = os.readlink(f"/proc/{pid}/ns/pid")
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.readlink(f"/proc/{name}/ns/pid") == ns:
+                found.append(int(name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def test_exec_whose_cgroup_cannot_be_opened_fails_and_leaves_no_process(runtime, bundle, work):
+    """The cgroup is opened while the children join the namespaces and fork: when that
+    fails, both are ended before exec reports the error (nothing waits in the container)."""
+    pid = started(runtime, bundle, "sleep", "1000")
+    state_file = runtime.root / bundle.id / "state.json"
+    saved = state_file.read_text()
+    (work / "no-cgroups").mkdir()
+    state_file.write_text(json.dumps(dict(json.loads(saved), cgroup_root=str(work / "no-cgroups"))))
+    try:
+        p = runtime("exec", bundle.id, "true", check=False)
+        assert p.returncode == 1 and "no cgroup hierarchy is mounted" in p.stderr, p.stderr
+        assert in_pid_namespace_of(pid) == [pid]
+    finally:
+        state_file.write_text(saved)  # so that the fixture's delete finds the real cgroup
+    assert runtime("exec", bundle.id, "true").returncode == 0
+
+
 class ConsoleListener:
     """The other end of --console-socket, as containerd or conmon hold it."""
 
