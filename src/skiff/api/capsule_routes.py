@@ -7,7 +7,9 @@ read where the client runs) with ``name``, ``version``, ``requires`` (repeated,
 ``name@range``) and ``labels`` (a JSON object) in the query; or a JSON body naming paths on
 the daemon's host (``Name``, ``Version``, ``Paths``, ``FromDir``, ``Requires``, ``Labels``).
 It answers 201 with the capsule, or 200 with the one stored when that name:version holds
-the same content already. Errors are Docker's ``{"message": …}``: 400 for bad input, 404
+the same content already. ``POST /capsules/{ref}/push?remote=host/repo:tag`` and ``POST
+/capsules/pull?remote=…`` move a capsule to and from a registry (credentials in
+``X-Registry-Auth``, as for images). Errors are Docker's ``{"message": …}``: 400 for bad input, 404
 for an unknown capsule or version, 409 for a conflict (same name:version with other
 content, a capsule in use or needed, a cycle).
 """
@@ -76,8 +78,21 @@ async def prune(call: Call) -> web.Response:
                                         call.query("filters") or None))
 
 
+async def push(call: Call) -> web.Response:
+    return json_response(await call.run(call.engine.capsules.push, call.params["ref"],
+                                        call.query("remote"),
+                                        auth=call.header("X-Registry-Auth")))
+
+
+async def pull(call: Call) -> web.Response:
+    doc, made = await call.run(call.engine.capsules.pull, call.query("remote"),
+                               auth=call.header("X-Registry-Auth"))
+    return json_response(doc, 201 if made else 200)
+
+
 ROUTES = (
     ("POST", "/capsules/create", create), ("GET", "/capsules/json", list_capsules),
-    ("POST", "/capsules/prune", prune), ("GET", "/capsules/{ref}/json", inspect),
+    ("POST", "/capsules/prune", prune), ("POST", "/capsules/pull", pull),
+    ("GET", "/capsules/{ref}/json", inspect), ("POST", "/capsules/{ref}/push", push),
     ("DELETE", "/capsules/{ref}", remove),
 )

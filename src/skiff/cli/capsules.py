@@ -8,7 +8,9 @@ pack, so the same files give the same digest however they were sent. Unreadable 
 told here, before anything is sent. ``ls`` is a table (NAME, VERSION, DIGEST, SIZE,
 REQUIRES, CREATED; ``--format`` and ``-q`` as docker's), ``inspect`` prints the daemon's
 documents, ``rm`` takes ``name:version`` (``-f`` detaches a capsule in use), ``prune``
-asks first unless ``-f``. Errors are the daemon's, as the docker CLI prints them.
+asks first unless ``-f``; ``push REGISTRY/REPO:TAG`` sends the capsule the repository's
+last part and the tag name (or ``-c name:version``) as an OCI artifact, ``pull`` fetches
+one (the credentials of ``skiff login``, as for images). Errors are the daemon's, as the docker CLI prints them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from skiff.cli.flags import (FORMAT_HELP, INSPECT_FORMAT_HELP, Command, filter_f
 from skiff.cli.images import confirm
 from skiff.cli.object_verbs import inspect_each, print_pruned, remove_each
 from skiff.cli.template import Row, json_filters, render_rows
-from skiff.errors import InvalidArgument
+from skiff.errors import InvalidArgument, SkiffError
 from skiff.units import human_size
 
 TYPE_CHECKING = False
@@ -221,3 +223,46 @@ def prune(ctx: Context, path: str, argv: list[str]) -> int:
                              {"filters": json_filters(list(opts.filter))}) or {}
     return print_pruned(ctx, "Capsules", report.get("CapsulesDeleted") or [],
                         int(report.get("SpaceReclaimed") or 0))
+
+
+def _registry_ref(text: str) -> Any:
+    from skiff.errors import ReferenceError_
+    from skiff.reference import parse_reference
+
+    try:
+        return parse_reference(text)
+    except ReferenceError_ as exc:
+        raise SkiffError(str(exc)) from None
+
+
+def push(ctx: Context, path: str, argv: list[str]) -> int:
+    from skiff.cli.transfer import auth_header
+
+    cmd = Command(path, "[OPTIONS] REGISTRY/REPOSITORY:TAG",
+                  "Push a capsule to a registry as an OCI artifact", [
+                      option("capsule", "c", "The capsule to push (name:version; by default "
+                             "the repository's last part at the tag's version)"),
+                  ], (1, 1))
+    opts = cmd.parse(argv)
+    remote = opts.args[0]
+    ref = _registry_ref(remote)
+    capsule = opts.capsule or f"{ref.path.rsplit('/', 1)[-1]}:{ref.tag or ''}".rstrip(":")
+    result = ctx.client.post(f"/capsules/{capsule}/push", {"remote": remote},
+                             headers=auth_header(ctx, ref)) or {}
+    ctx.out.write(f"{result.get('Capsule', capsule)} -> {remote}: digest: "
+                  f"{result.get('Digest', '')} size: {result.get('Size', 0)}\n")
+    return 0
+
+
+def pull(ctx: Context, path: str, argv: list[str]) -> int:
+    from skiff.cli.transfer import auth_header
+
+    cmd = Command(path, "[OPTIONS] REGISTRY/REPOSITORY:TAG|@DIGEST",
+                  "Pull a capsule from a registry", [], (1, 1))
+    opts = cmd.parse(argv)
+    remote = opts.args[0]
+    doc = ctx.client.post("/capsules/pull", {"remote": remote},
+                          headers=auth_header(ctx, _registry_ref(remote))) or {}
+    ctx.out.write(f"{doc.get('Name', '')}:{doc.get('Version', '')} "
+                  f"{doc.get('Digest', '')}\n")
+    return 0

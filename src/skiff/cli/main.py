@@ -132,6 +132,8 @@ CAPSULE = {
     "inspect": ("capsules", "inspect", "Display detailed information on one or more capsules"),
     "ls": ("capsules", "ls", "List capsules"),
     "prune": ("capsules", "prune", "Remove unused capsules"),
+    "pull": ("capsules", "pull", "Pull a capsule from a registry"),
+    "push": ("capsules", "push", "Push a capsule to a registry as an OCI artifact"),
     "rm": ("capsules", "rm", "Remove one or more capsules"),
 }
 GROUPS = {

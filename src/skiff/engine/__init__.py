@@ -74,6 +74,7 @@ class Engine:
             self.volumes.owner = remap.maps.host_ids()
         self.execs = ExecService(self.containers)
         self.capsules = CapsuleService(self.root, self.events)
+        self.capsules.registry_options = self.registry_options
         self.images.in_use = self.containers.image_users
         self.system.containers = self.containers.counts
         self._id: str | None = None

@@ -7,8 +7,10 @@ labels checked first, so that bad input changes nothing; a requirement that woul
 circle with the capsules stored is refused at create. `remove` is refused while a container
 uses the capsule or while it is the only version that satisfies another capsule's
 requirement, unless forced; `prune` removes every capsule no container uses and no kept
-capsule requires (the closure of what is used stays), and says what it freed. Events are
-the engine's, with Type ``capsule``: create, delete and prune.
+capsule requires (the closure of what is used stays), and says what it freed. `push` and
+`pull` move capsules to and from any OCI registry as artifacts of their own type
+(`registry.capsule_transfer`). Events are the engine's, with Type ``capsule``: create,
+delete, prune, push and pull.
 
 What the container side (live attach, ``run --capsule``) gets from here:
 
@@ -93,6 +95,8 @@ class CapsuleService:
         self.users: Callable[[], builtins.list[tuple[str, builtins.list[str]]]] = list
         self.detach: Callable[[str, builtins.list[str]], None] | None = None
         self.lock = threading.RLock()
+        # the daemon's registry settings (--insecure-registry, certs.d), for push and pull
+        self.registry_options: Callable[[], Any] = lambda: None
 
     # -- create ------------------------------------------------------------------------------
     def create(self, name: str, version: str, *,
@@ -375,7 +379,50 @@ class CapsuleService:
         self.events.emit("capsule", "prune", "", {"reclaimed": str(reclaimed)})
         return {"CapsulesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
-    def _emit(self, action: str, record: CapsuleRecord) -> None:
+    # -- push and pull -----------------------------------------------------------------------
+    def push(self, ref: str, remote: str, auth: str | None = None) -> dict[str, Any]:
+        """``POST /capsules/{ref}/push?remote=…``: the capsule to the registry reference
+        `remote` (``host/repo:tag``), as an OCI artifact; `auth` is X-Registry-Auth."""
+        from skiff.registry.capsule_transfer import push_capsule
+
+        record = self.find(ref)
+        if not isinstance(remote, str) or not remote:
+            raise InvalidArgument("push needs the registry reference to push to (remote)")
+        pushed = push_capsule(self.store, record, remote, auth=_auth(auth),
+                              options=self.registry_options())
+        self._emit("push", record, remote=remote)
+        return {"Capsule": record.ref, "Tag": pushed.tag, "Digest": pushed.digest,
+                "Size": pushed.size}
+
+    def pull(self, remote: str, auth: str | None = None) -> tuple[dict[str, Any], bool]:
+        """``POST /capsules/pull?remote=…``: the capsule at the registry reference `remote`,
+        its name, version, requirements and labels from its manifest, its pack checked
+        against its digest: (its document, whether it is new here)."""
+        from skiff.registry.capsule_transfer import CapsuleManifest, pull_capsule
+
+        if not isinstance(remote, str) or not remote:
+            raise InvalidArgument("pull needs the registry reference to pull (remote)")
+
+        def check(found: CapsuleManifest) -> None:
+            check_name(found.name)
+            Version.parse(found.version)
+            needs = parse_requires(found.requires)
+            _string_map(found.labels, "labels")
+            self._check_cycle(found.name, found.version, needs)
+
+        record, made = pull_capsule(self.store, remote, auth=_auth(auth),
+                                    options=self.registry_options(), check=check)
+        if made:
+            self._emit("pull", record, remote=remote)
+        return self._doc(record), made
+
+    def _emit(self, action: str, record: CapsuleRecord, **more: str) -> None:
         self.events.emit("capsule", action, record.ref,
                          {**record.labels, "name": record.name, "version": record.version,
-                          "digest": record.digest})
+                          "digest": record.digest, **more})
+
+
+def _auth(header: str | None) -> Any:
+    from skiff.registry.auth import AuthConfig  # the X-Registry-Auth header, decoded
+
+    return AuthConfig.from_header(header) if header else None

@@ -295,13 +295,13 @@ def pack(entries: Iterable[PackEntry], blobs: BlobStore) -> Packed:
                   entries=len(ordered), new=not writer.existed)
 
 
-def check_pack(stream: IO[bytes]) -> int:
+def check_pack(stream: IO[bytes]) -> tuple[int, int]:
     """Read the pack in `stream` (zstd tar) through; refuse what `pack` never writes.
-    Returns the number of entries."""
+    Returns the number of entries and the bytes of the files."""
     import zstandard
 
     reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-    count = 0
+    count = content = 0
     try:
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for m in tar:
@@ -315,6 +315,7 @@ def check_pack(stream: IO[bytes]) -> int:
                     raise _bad(m.name, f"mode {m.mode:o}: a capsule pack has no write, "
                                        f"setuid, setgid or sticky bits")
                 count += 1
+                content += m.size if m.isreg() else 0
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
         raise InvalidArgument(f"capsule pack: not a zstd-compressed tar: {e}") from e
-    return count
+    return count, content

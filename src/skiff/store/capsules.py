@@ -226,18 +226,19 @@ class CapsuleStore:
             if existing is not None and existing.digest != digest:
                 raise self._taken(existing, digest)
             had = self.blobs.exists(digest)
-            with self.blobs.writer(digest, size) as writer:
-                while chunk := stream.read(_CHUNK):
-                    writer.write(chunk)
-                writer.commit()
+            if not had:
+                with self.blobs.writer(digest, size) as writer:
+                    while chunk := stream.read(_CHUNK):
+                        writer.write(chunk)
+                    writer.commit()
             try:
                 with self.blobs.open(digest) as f:
-                    entries = check_pack(f)
+                    entries, content = check_pack(f)
             except BaseException:
                 if not had and not self._referenced(digest):
                     self.blobs.delete(digest)
                 raise
-            packed = Packed(digest=digest, size=size, content_size=0, entries=entries,
+            packed = Packed(digest=digest, size=size, content_size=content, entries=entries,
                             new=not had)
             return self._add(name, version, packed, requires or {}, labels or {}, created,
                              existing)
