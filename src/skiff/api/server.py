@@ -108,8 +108,9 @@ class ApiServer:
     """The API on top of `engine`; `app` is the aiohttp application to serve."""
 
     def __init__(self, engine: Engine, *, workers: int = 16) -> None:
-        from skiff.api import (container_ops_routes, container_routes, event_routes,
-                               exec_routes, image_routes, system_routes, volume_routes)
+        from skiff.api import (capsule_routes, container_ops_routes, container_routes,
+                               event_routes, exec_routes, image_routes, system_routes,
+                               volume_routes)
 
         self.engine = engine
         self.executor = ThreadPoolExecutor(max_workers=workers,
@@ -118,7 +119,7 @@ class ApiServer:
         for method, pattern, handler in (*system_routes.ROUTES, *container_routes.ROUTES,
                                          *container_ops_routes.ROUTES, *exec_routes.ROUTES,
                                          *image_routes.ROUTES, *volume_routes.ROUTES,
-                                         *event_routes.ROUTES):
+                                         *event_routes.ROUTES, *capsule_routes.ROUTES):
             self.router.add(method, pattern, handler)
         self.app = web.Application(client_max_size=16 << 20)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)

@@ -3,7 +3,7 @@
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
 it (`images`, `containers`, `container_ops`, `container_copy`, `run`, `transfer`,
-`archive`, `auth`, `system`, `volumes`, `events`, `disk`), so `skiff --version` imports
+`archive`, `auth`, `system`, `volumes`, `capsules`, `events`, `disk`), so `skiff --version` imports
 next to nothing and `skiff images` no more than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
@@ -127,7 +127,18 @@ VOLUME = {
     "prune": ("volumes", "prune", "Remove unused local volumes"),
     "rm": ("volumes", "rm", "Remove one or more volumes"),
 }
+CAPSULE = {
+    "create": ("capsules", "create", "Create a capsule from files, a folder or a tar archive"),
+    "inspect": ("capsules", "inspect", "Display detailed information on one or more capsules"),
+    "ls": ("capsules", "ls", "List capsules"),
+    "prune": ("capsules", "prune", "Remove unused capsules"),
+    "pull": ("capsules", "pull", "Pull a capsule from a registry"),
+    "push": ("capsules", "push", "Push a capsule to a registry as an OCI artifact"),
+    "rm": ("capsules", "rm", "Remove one or more capsules"),
+}
 GROUPS = {
+    "capsule": ("Manage capsules (versioned, read-only bundles of files)", CAPSULE,
+                {"list": "ls", "remove": "rm"}),
     "container": ("Manage containers", CONTAINER, {"list": "ls", "ps": "ls", "remove": "rm"}),
     "image": ("Manage images", IMAGE, {"list": "ls", "remove": "rm"}),
     "system": ("Manage skiff", SYSTEM, {}),

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from skiff.cli.flags import (FORMAT_HELP, INSPECT_FORMAT_HELP, Command, filter_flag, flag,
                              option, repeated)
-from skiff.cli.images import confirm, print_inspected
+from skiff.cli.images import confirm
+from skiff.cli.object_verbs import inspect_each, print_pruned, remove_each
 from skiff.cli.template import Row, json_filters, render_rows
-from skiff.errors import APIError, InvalidArgument, SkiffError
+from skiff.errors import InvalidArgument
 from skiff.units import human_size
 
 TYPE_CHECKING = False
@@ -115,14 +116,7 @@ def inspect(ctx: Context, path: str, argv: list[str]) -> int:
                   "Display detailed information on one or more volumes",
                   [option("format", "f", INSPECT_FORMAT_HELP)], (1, None))
     opts = cmd.parse(argv)
-    found: list[str] = []
-    errors: list[str] = []
-    for name in opts.args:
-        try:
-            found.append(ctx.client.open("GET", f"/volumes/{name}").read().decode().strip())
-        except APIError as exc:
-            errors.append(str(exc))
-    return print_inspected(ctx, found, errors, opts.format)
+    return inspect_each(ctx, opts.args, lambda n: f"/volumes/{n}", opts.format)
 
 
 def rm(ctx: Context, path: str, argv: list[str]) -> int:
@@ -131,18 +125,7 @@ def rm(ctx: Context, path: str, argv: list[str]) -> int:
         flag("force", "f", "Force the removal of one or more volumes"),
     ], (1, None), aliases=f"{prog} volume rm, {prog} volume remove")
     opts = cmd.parse(argv)
-    errors = []
-    for name in opts.args:
-        try:
-            ctx.client.delete(f"/volumes/{name}", {"force": opts.force})
-        except APIError as exc:
-            errors.append(str(exc))
-            continue
-        ctx.out.write(f"{name}\n")
-    if errors:
-        ctx.out.flush()
-        raise SkiffError("\n".join(errors))
-    return 0
+    return remove_each(ctx, opts.args, lambda n: f"/volumes/{n}", {"force": opts.force})
 
 
 def prune(ctx: Context, path: str, argv: list[str]) -> int:
@@ -156,8 +139,5 @@ def prune(ctx: Context, path: str, argv: list[str]) -> int:
         return 0
     filters = list(opts.filter) + (["all=true"] if opts.all else [])
     report = ctx.client.post("/volumes/prune", {"filters": json_filters(filters)}) or {}
-    deleted = report.get("VolumesDeleted") or []
-    if deleted:
-        ctx.out.write("Deleted Volumes:\n" + "".join(f"{n}\n" for n in deleted) + "\n")
-    ctx.out.write(f"Total reclaimed space: {human_size(report.get('SpaceReclaimed') or 0)}\n")
-    return 0
+    return print_pruned(ctx, "Volumes", report.get("VolumesDeleted") or [],
+                        int(report.get("SpaceReclaimed") or 0))

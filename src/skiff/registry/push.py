@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from skiff.registry.auth import AuthConfig
     from skiff.registry.options import RegistryOptions
     from skiff.registry.progress import ProgressFn
+    from skiff.store.capsules import CapsuleStore
     from skiff.store.images import ImageStore
 
 _log = logger("skiff.registry.push")
@@ -97,7 +98,10 @@ def push(store: ImageStore, ref: str, *, auth: AuthConfig | None = None,
 
 
 class _Push:
-    def __init__(self, store: ImageStore, client: RegistryClient, repo: str,
+    """The blobs of one push; `store` is the image store or the capsule store (both keep
+    their blobs in `blobs` under `root`)."""
+
+    def __init__(self, store: ImageStore | CapsuleStore, client: RegistryClient, repo: str,
                  report: Reporter) -> None:
         self.store = store
         self.client = client
