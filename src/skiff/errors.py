@@ -31,6 +31,11 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      +-- NoSuchContainer           the engine has no container of that ID, prefix or name
      |                             (Docker's `No such container: …`, 404)
      +-- NoSuchVolume              no volume has that name (Docker's `get …: no such volume`, 404)
+     +-- NoSuchCapsule             no capsule has that name, version, or a version in the range (404)
+     +-- CapsuleConflict           a capsule cannot be made, removed or resolved as asked: a
+     |    |                        name:version taken by other content, one in use or depended
+     |    |                        on, requirements no one version satisfies (409)
+     |    +-- CapsuleCycle         the capsules' dependencies go round in a circle
      +-- ContainerConflict         the container's state or name forbids the operation (a name in
      |                             use, removing a running container, killing a stopped one; 409)
      +-- PathNotFound              a path asked of a container's files is not there (404)
@@ -129,6 +134,25 @@ class NoSuchContainer(SkiffError):
 
 class NoSuchVolume(SkiffError):
     """No volume has that name; the message is Docker's (``get NAME: no such volume``)."""
+
+
+class NoSuchCapsule(SkiffError):
+    """No stored capsule answers to what was asked (a name, a name:version, or a range no
+    stored version of the name satisfies); the message names it and what there is."""
+
+
+class CapsuleConflict(SkiffError):
+    """A capsule operation conflicts with what is stored: `sides` are the two things in
+    conflict (two requirements, a name:version and its other content, a capsule and its
+    users), each as a user would write it, so the message can name both."""
+
+    def __init__(self, message: str, sides: tuple[str, ...] = ()) -> None:
+        self.sides = sides
+        super().__init__(message)
+
+
+class CapsuleCycle(CapsuleConflict):
+    """Capsules require each other in a circle; `sides` is the circle, first to last."""
 
 
 class PathNotFound(SkiffError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from skiff.errors import (
     ArchiveError,
     AuthenticationFailed,
+    CapsuleConflict,
     ContainerConflict,
     ContainerExists,
     ContainerNotFound,
@@ -22,6 +23,7 @@ from skiff.errors import (
     InvalidDigest,
     InvalidState,
     ManifestUnknown,
+    NoSuchCapsule,
     NoSuchContainer,
     NoSuchExec,
     NoSuchVolume,
@@ -38,10 +40,12 @@ STATUS: dict[type[BaseException], int] = {
     NoSuchContainer: 404,
     NoSuchExec: 404,
     NoSuchVolume: 404,
+    NoSuchCapsule: 404,
     PathNotFound: 404,
     ImageConflict: 409,          # errdefs.Conflict
     ContainerExists: 409,
     ContainerConflict: 409,
+    CapsuleConflict: 409,
     InvalidState: 409,
     ReferenceError_: 400,        # errdefs.InvalidParameter
     InvalidArgument: 400,

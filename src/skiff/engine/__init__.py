@@ -4,8 +4,8 @@
 the API layer calls it from worker threads. Its parts are services, one per kind of Docker
 object — `images` (ImageService), `containers` (ContainerService), `execs` (ExecService),
 `volumes` (VolumeService, which the container service holds: a container's mounts use it at
-create, start, exit and removal) and `system` (version, info, login); networks join them
-later. The container service fills the hooks the image and system services leave for it
+create, start, exit and removal), `capsules` (CapsuleService: skiff's versioned, read-only
+bundles of files) and `system` (version, info, login); networks join them later. The container service fills the hooks the image and system services leave for it
 (`images.in_use`, `system.containers`). `start` makes sure the built-in ``busybox:latest``
 is in the store, so that a machine with no registry still has an image, and reconciles the
 containers with what really runs (they outlive skiffd). The engine's own small state (its
@@ -43,6 +43,7 @@ class EngineOptions(Record):
 class Engine:
     def __init__(self, root: str | os.PathLike[str], run: str | os.PathLike[str],
                  options: EngineOptions | None = None) -> None:
+        from skiff.engine.capsules import CapsuleService
         from skiff.engine.containers import ContainerService
         from skiff.engine.events import EventLog
         from skiff.engine.exec import ExecService
@@ -72,6 +73,7 @@ class Engine:
         if remap is not None:
             self.volumes.owner = remap.maps.host_ids()
         self.execs = ExecService(self.containers)
+        self.capsules = CapsuleService(self.root, self.events)
         self.images.in_use = self.containers.image_users
         self.system.containers = self.containers.counts
         self._id: str | None = None
@@ -93,6 +95,7 @@ class Engine:
                 ensure_busybox(self.store, BUILTIN_IMAGE)
             except StoreError as e:
                 _log.warning("no built-in %s: %s", BUILTIN_IMAGE, e)
+        self.capsules.store.sweep()
         self.containers.reconcile()
 
     def close(self) -> None:

@@ -6,8 +6,8 @@ match — ``event`` the action (by prefix once ``health_status``, ``exec_create`
 exactly, ``scope`` exactly, ``label`` every ``key``/``key=value`` among the actor's
 attributes, ``image`` the actor (image events) or its ``image`` attribute (container
 events), with or without the tag, and each object key (``container``, ``volume``,
-``network``, ``daemon``, ``plugin``, ``config``, ``secret``, ``node``, ``service``) the
-actor's ID or ``name`` attribute by prefix. skiff has no swarm or plugins, so a filter on
+``network``, ``daemon``, ``plugin``, ``config``, ``secret``, ``node``, ``service``, and
+skiff's ``capsule``) the actor's ID or ``name`` attribute by prefix. skiff has no swarm or plugins, so a filter on
 those objects is accepted and matches nothing. A key moby would silently ignore is refused
 with Docker's ``invalid filter`` words instead, so a typo does not stream everything.
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from skiff.engine.events import Event
 
 OBJECT_KEYS = ("container", "volume", "network", "daemon", "plugin", "config", "secret",
-               "node", "service")
+               "node", "service", "capsule")
 EVENT_FILTERS = ("event", "type", "scope", "label", "image", *OBJECT_KEYS)
 _PREFIX_ACTIONS = ("health_status", "exec_create", "exec_start")
 _UNIX = re.compile(r"(\d+)(?:\.(\d{0,9}))?")

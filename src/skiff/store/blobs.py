@@ -137,6 +137,7 @@ class BlobWriter:
         self.expected_size = expected_size
         self.written = 0
         self.digest: Digest | None = None  # set by a successful commit
+        self.existed = False  # set by a commit that found the blob already stored
         self._hash = hashlib.sha256()
         os.makedirs(store.tmp_dir, exist_ok=True)
         # pid + random: unique across threads and processes without importing tempfile
@@ -209,10 +210,11 @@ class BlobWriter:
             # link, not rename: an existing blob (same bytes, by its name) is left as it is
             os.link(self.tmp_path, target)
         except FileExistsError:
-            pass
+            self.existed = True
         except OSError as exc:
             if exc.errno not in _NO_LINK:
                 raise
+            self.existed = os.path.exists(target)
             os.rename(self.tmp_path, target)
             return
         os.unlink(self.tmp_path)
