@@ -3,7 +3,7 @@
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
 it (`images`, `containers`, `container_ops`, `container_copy`, `run`, `transfer`,
-`archive`, `auth`, `system`, `volumes`, `events`, `disk`), so `skiff --version` imports
+`archive`, `auth`, `system`, `volumes`, `events`, `disk`, `capsule_attach`), so `skiff --version` imports
 next to nothing and `skiff images` no more than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
@@ -127,7 +127,13 @@ VOLUME = {
     "prune": ("volumes", "prune", "Remove unused local volumes"),
     "rm": ("volumes", "rm", "Remove one or more volumes"),
 }
+# skiff's own: versioned, read-only bundles of files, attached to running containers
+CAPSULE = {
+    "attach": ("capsule_attach", "attach", "Attach a capsule to a container, live if it runs"),
+    "detach": ("capsule_attach", "detach", "Detach a capsule from a container"),
+}
 GROUPS = {
+    "capsule": ("Manage capsules", CAPSULE, {}),
     "container": ("Manage containers", CONTAINER, {"list": "ls", "ps": "ls", "remove": "rm"}),
     "image": ("Manage images", IMAGE, {"list": "ls", "remove": "rm"}),
     "system": ("Manage skiff", SYSTEM, {}),
