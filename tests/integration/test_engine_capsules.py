@@ -197,3 +197,15 @@ def test_unknown_container_and_duplicates(caps: Env) -> None:
         c.attach_capsule(cid, "libcrypto:1.1.0", "/data")
     with pytest.raises(NoSuchCapsule, match="not attached"):
         c.detach_capsule(cid, "libssl")
+
+
+def test_a_forced_capsule_rm_detaches_it_live(caps: Env) -> None:
+    c = caps.containers
+    cid = caps.run(["sleep", "1000"])
+    c.attach_capsule(cid, "libssl:1.1.1")
+    before = [v["Name"] for v in c.inspect(cid)["Capsules"]]
+    assert before == ["libcrypto", "libssl"]
+    caps.engine.capsules.remove("libcrypto:1.1.0", force=True)  # needed by libssl: forced
+    assert [v["Name"] for v in c.inspect(cid)["Capsules"]] == ["libssl"]
+    assert seen(caps, cid, "/capsules/libcrypto/1.1.0/hello.txt") is None
+    assert seen(caps, cid, "/capsules/libssl/1.1.1/hello.txt") == "ssl\n"
