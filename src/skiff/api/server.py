@@ -108,15 +108,18 @@ class ApiServer:
     """The API on top of `engine`; `app` is the aiohttp application to serve."""
 
     def __init__(self, engine: Engine, *, workers: int = 16) -> None:
-        from skiff.api import (capsule_routes, container_ops_routes, container_routes,
-                               event_routes, exec_routes, image_routes, system_routes,
-                               volume_routes)
+        from skiff.api import (capsule_routes, container_capsule_routes, container_ops_routes,
+                               container_routes, event_routes, exec_routes, image_routes,
+                               system_routes, volume_routes)
 
         self.engine = engine
         self.executor = ThreadPoolExecutor(max_workers=workers,
                                            thread_name_prefix="skiffd-engine")
         self.router = Router()
-        for method, pattern, handler in (*system_routes.ROUTES, *container_routes.ROUTES,
+        # the capsule routes before ``DELETE /containers/{name:.*}``, which would take theirs
+        for method, pattern, handler in (*system_routes.ROUTES,
+                                         *container_capsule_routes.ROUTES,
+                                         *container_routes.ROUTES,
                                          *container_ops_routes.ROUTES, *exec_routes.ROUTES,
                                          *image_routes.ROUTES, *volume_routes.ROUTES,
                                          *event_routes.ROUTES, *capsule_routes.ROUTES):

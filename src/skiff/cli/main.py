@@ -3,8 +3,8 @@
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
 it (`images`, `containers`, `container_ops`, `container_copy`, `run`, `transfer`,
-`archive`, `auth`, `system`, `volumes`, `capsules`, `events`, `disk`), so `skiff --version` imports
-next to nothing and `skiff images` no more than it needs. Management
+`archive`, `auth`, `system`, `volumes`, `capsules`, `capsule_attach`, `events`, `disk`), so
+`skiff --version` imports next to nothing and `skiff images` no more than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
 command line (which also prints the usage lines), 130 on Ctrl-C; `run` returns the
@@ -127,8 +127,11 @@ VOLUME = {
     "prune": ("volumes", "prune", "Remove unused local volumes"),
     "rm": ("volumes", "rm", "Remove one or more volumes"),
 }
+# skiff's own: versioned, read-only bundles of files, attached to running containers
 CAPSULE = {
+    "attach": ("capsule_attach", "attach", "Attach a capsule to a container, live if it runs"),
     "create": ("capsules", "create", "Create a capsule from files, a folder or a tar archive"),
+    "detach": ("capsule_attach", "detach", "Detach a capsule from a container"),
     "inspect": ("capsules", "inspect", "Display detailed information on one or more capsules"),
     "ls": ("capsules", "ls", "List capsules"),
     "prune": ("capsules", "prune", "Remove unused capsules"),

@@ -192,6 +192,7 @@ def container_flags() -> list[Flag]:
         repeated("attach", "a", "Attach to STDIN, STDOUT or STDERR", check=check_attach),
         repeated("cap-add", "", "Add Linux capabilities"),
         repeated("cap-drop", "", "Drop Linux capabilities"),
+        repeated("capsule", "", "Attach a capsule at start: NAME:VERSION[:/TARGET]"),
         option("cidfile", "", "Write the container ID to the file"),
         integer("cpu-shares", "c", "CPU shares (relative weight)"),
         Flag("cpus", "", "string", "Number of CPUs", type_name="decimal", check=nano_cpus),
@@ -372,6 +373,8 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         config["HostConfig"]["Tmpfs"] = tmpfs
     if mounts:
         config["HostConfig"]["Mounts"] = mounts
+    if opts.capsule:  # skiff's own: attached at start (engine/container_capsules.py)
+        config["HostConfig"]["Capsules"] = list(opts.capsule)
     apply_flags(opts, config["HostConfig"])
     config["NetworkingConfig"] = {"EndpointsConfig": {}}
     return config

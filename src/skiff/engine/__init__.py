@@ -5,8 +5,10 @@ the API layer calls it from worker threads. Its parts are services, one per kind
 object — `images` (ImageService), `containers` (ContainerService), `execs` (ExecService),
 `volumes` (VolumeService, which the container service holds: a container's mounts use it at
 create, start, exit and removal), `capsules` (CapsuleService: skiff's versioned, read-only
-bundles of files) and `system` (version, info, login); networks join them later. The container service fills the hooks the image and system services leave for it
-(`images.in_use`, `system.containers`). `start` makes sure the built-in ``busybox:latest``
+bundles of files) and `system` (version, info, login); networks join them later. The
+container service fills the hooks the image, system and capsule services leave for it
+(`images.in_use`, `system.containers`, `capsules.users` and `capsules.detach`) and is given
+the capsule service for attach, detach and ``run --capsule``. `start` makes sure the built-in ``busybox:latest``
 is in the store, so that a machine with no registry still has an image, and reconciles the
 containers with what really runs (they outlive skiffd). The engine's own small state (its
 ID, tag times) lives in ``<root>/engine/``, the containers' in ``<root>/skiff.db``.
@@ -75,6 +77,9 @@ class Engine:
         self.execs = ExecService(self.containers)
         self.capsules = CapsuleService(self.root, self.events)
         self.capsules.registry_options = self.registry_options
+        self.containers.capsules = self.capsules  # attach, detach, run --capsule
+        self.capsules.users = self.containers.capsule_users
+        self.capsules.detach = self.containers.detach_capsule_from
         self.images.in_use = self.containers.image_users
         self.system.containers = self.containers.counts
         self._id: str | None = None

@@ -7,7 +7,8 @@ Docker-like random one — and holds it while the create runs (two creates canno
 name; the image counts as in use meanwhile); makes the container's rootfs snapshot over its
 image's layers, gets its volumes from the `VolumeService` (made, copied up), writes its
 /etc/hostname, hosts and resolv.conf (owned by the remapped root under ``--userns-remap``)
-and its working directory, and stores its row. If any step fails, what the earlier ones
+and its working directory, resolves the capsules it asks for (``HostConfig.Capsules``,
+skiff's own: `container_capsules`) and stores its row. If any step fails, what the earlier ones
 made is undone.
 """
 
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from functools import partial
 
+from skiff.engine.container_capsules import attached_events, plan_create
 from skiff.engine.container_config import parse_create
 from skiff.engine.container_files import files_in, make_working_dir, write_files
 from skiff.engine.container_removal import drop_snapshot
@@ -87,15 +89,20 @@ def create(svc: ContainerService, body: dict[str, Any],
                 made = make_working_dir(rootfs, config["WorkingDir"])
                 if idmaps is not None:  # the container's root owns what it did not have
                     os.chown(made, *idmaps.host_ids())
-            try:
-                svc.db.insert(row)
-            except NameTaken as e:
-                raise svc._name_conflict(e.name, e.holder) from None
+            # the capsules, under their service's lock until the row that uses them is in
+            held = svc.capsules.lock if svc.capsules is not None else nullcontext()
+            with held:
+                capsules = plan_create(svc, row, (body.get("HostConfig") or {}).get("Capsules"))
+                try:
+                    svc.db.insert(row)
+                except NameTaken as e:
+                    raise svc._name_conflict(e.name, e.holder) from None
             undo.pop_all()
             svc.volumes.settle(cid)
         with svc._cond:
             svc._live[cid] = _Live(row.state)
         svc._event(row, "create")
+        attached_events(svc, row, capsules)
     _log.debug("container %s (%s) created from %s", cid[:12], chosen, image.id[:19])
     return {"Id": cid, "Warnings": list(request.warnings)}
 

@@ -4,7 +4,8 @@
 `inspect` and `list_containers` read the rows (a row that says running whose monitor is gone
 gets its exit recorded first) into Docker's shapes (`container_views`), with the files,
 overlay folders and, when asked, sizes of each container and its image column as Docker's
-rule has it. `logs` reads the json-file log the monitor writes (`monitor.logread`); a
+rule has it; inspect adds skiff's own ``Capsules`` (what is attached, where, for whom)
+when there are some. `logs` reads the json-file log the monitor writes (`monitor.logread`); a
 follow ends with the run under way — from a created container, its coming run — or the
 container, or the reader. `image_users`, `volume_users` and `counts` are the hooks the image,
 volume and system services are given (`ImageService.in_use`, `VolumeService.users`,
@@ -17,6 +18,7 @@ import os
 import time
 from functools import partial
 
+from skiff.engine.container_capsules import views as capsule_views
 from skiff.engine.container_files import files_in
 from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.containers import _never
@@ -41,6 +43,9 @@ def inspect(svc: ContainerService, ref: str, size: bool = False) -> dict[str, An
     if row.state.get("Running") and not svc._running(row):
         row = svc._row(row.id)  # its monitor was gone: the exit is recorded now
     doc = inspect_doc(row, _paths(svc, row.id), _graph(svc, row))
+    capsules = capsule_views(row)
+    if capsules:  # skiff's own, so only when there are some: else Docker's shape exactly
+        doc["Capsules"] = capsules
     health = svc.supervisor.health(row)
     if health is not None:
         doc["State"]["Health"] = health

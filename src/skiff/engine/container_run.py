@@ -2,7 +2,7 @@
 container.
 
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
-/etc/passwd and the mounts the `VolumeService` makes ready), makes the container's network
+/etc/passwd, the mounts the `VolumeService` makes ready and the attached capsules'), makes the container's network
 namespace, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
 (the service's `start_monitor`), which runs the container and outlives skiffd; a start that
 fails leaves the container as it was, with the error and exit code in its state (and an
@@ -22,6 +22,7 @@ import threading
 
 from skiff import jsonfast
 from skiff.engine.attach import stdio_of
+from skiff.engine.container_capsules import start_mounts
 from skiff.engine.container_config import log_limits
 from skiff.engine.container_files import files_in
 from skiff.engine.container_removal import remove_quietly
@@ -86,7 +87,8 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
                                  cgroup_parent=svc.cgroup_parent, netns=netns,
                                  idmaps=idmaps,
                                  mounts=svc.volumes.start_mounts(
-                                     cid, row.doc.get("MountPoints") or ()))
+                                     cid, row.doc.get("MountPoints") or ())
+                                 + start_mounts(svc, row))
         os.makedirs(bundle, 0o711, exist_ok=True)
         for stale in (svc._exit_file(cid), svc._pid_file(cid)):
             try:

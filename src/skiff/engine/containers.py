@@ -19,8 +19,9 @@ that does it, over the service:
   system services.
 
 The container's other verbs take the service too: `container_control` (pause, unpause,
-rename, update), `container_stats` (top, stats), `container_archive` (cp, export, diff) and
-`commit`; restart policies and health checks are the `Supervisor`'s
+rename, update), `container_stats` (top, stats), `container_archive` (cp, export, diff),
+`container_capsules` (capsule attach and detach, over the engine's `CapsuleService`, which
+the engine gives the service as `capsules`) and `commit`; restart policies and health checks are the `Supervisor`'s
 (`container_supervision`).
 
 Threads: the API calls in from many worker threads. Each container has an operation lock
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
+    from skiff.engine.capsules import CapsuleService
     from skiff.engine.images import ImageUser
     from skiff.engine.system import ContainerCounts
     from skiff.kernel.idmap import IdMaps
@@ -154,6 +156,7 @@ class ContainerService:
         self.remap = remap  # skiffd --userns-remap
         self.volumes = VolumeService(root, self.events)
         self.volumes.users = self.volume_users
+        self.capsules: CapsuleService | None = None  # the engine's, set with its hooks
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
         self._reserved: dict[str, str] = {}  # name → ID, while its create is under way
@@ -411,6 +414,31 @@ class ContainerService:
 
         return logs(self, ref, stdout, stderr, follow, since, until, timestamps, tail,
                     cancelled)
+
+    def attach_capsule(self, ref: str, request: str,
+                       target: str | None = None) -> dict[str, Any]:
+        """``POST /containers/{id}/capsules`` (`container_capsules.attach`)."""
+        from skiff.engine.container_capsules import attach
+
+        return attach(self, ref, request, target)
+
+    def detach_capsule(self, ref: str, name: str) -> None:
+        """``DELETE /containers/{id}/capsules/{name}`` (`container_capsules.detach`)."""
+        from skiff.engine.container_capsules import detach
+
+        detach(self, ref, name)
+
+    def capsule_users(self) -> builtins.list[tuple[str, builtins.list[str]]]:
+        """CapsuleService.users (`container_capsules.users`)."""
+        from skiff.engine.container_capsules import users
+
+        return users(self)
+
+    def detach_capsule_from(self, ref: str, container_ids: builtins.list[str]) -> None:
+        """CapsuleService.detach: a forced capsule rm (`container_capsules.detach_from`)."""
+        from skiff.engine.container_capsules import detach_from
+
+        detach_from(self, ref, container_ids)
 
     def image_users(self, image_id: str) -> builtins.list[ImageUser]:
         """ImageService.in_use (`container_queries.image_users`)."""

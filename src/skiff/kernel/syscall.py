@@ -2,7 +2,8 @@
 
 This is the one seam between skiff and the kernel for namespaces, mounts and process
 attributes: mount/umount, pivot_root, unshare/setns, sethostname/setdomainname, prctl,
-keyctl, and openat2 (a path resolved as if its directory were the root). Each wrapper names
+keyctl, openat2 (a path resolved as if its directory were the root), and the new mount
+API's open_tree, mount_setattr and move_mount (a mount made detached, then placed). Each wrapper names
 the call and the path in its error, so a caller never has to.
 Everything here must already be loaded before a container's pivot_root, which is why the
 library handle is opened at import.
@@ -78,22 +79,62 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 # the calls glibc has no wrapper for, by number: they differ between architectures
 SYSCALL_NUMBERS = {
     "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126, "rt_sigaction": 13,
-               "openat2": 437},
+               "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442},
     "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91, "rt_sigaction": 134,
-                "openat2": 437},
+                "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442},
 }[os.uname().machine]
 _SYS_PIVOT_ROOT = SYSCALL_NUMBERS["pivot_root"]
 _SYS_KEYCTL = SYSCALL_NUMBERS["keyctl"]
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 _SYS_OPENAT2 = SYSCALL_NUMBERS["openat2"]
 # openat2(2) resolve flags
+RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
+_SYS_OPEN_TREE = SYSCALL_NUMBERS["open_tree"]
+_SYS_MOVE_MOUNT = SYSCALL_NUMBERS["move_mount"]
+_SYS_MOUNT_SETATTR = SYSCALL_NUMBERS["mount_setattr"]
+# the new mount API (Linux 5.2+; mount_setattr 5.12+)
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+# statx(2): the mount a path is on, which tells a mount point from a plain directory
+STATX_MNT_ID = 0x1000
 
 
 class _OpenHow(ctypes.Structure):
     _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
                 ("resolve", ctypes.c_uint64))
+
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64))
+
+
+class _Statx(ctypes.Structure):  # struct statx, up to stx_mnt_id and padded to its 256 bytes
+    _fields_ = (("stx_mask", ctypes.c_uint32), ("stx_blksize", ctypes.c_uint32),
+                ("stx_attributes", ctypes.c_uint64), ("stx_nlink", ctypes.c_uint32),
+                ("stx_uid", ctypes.c_uint32), ("stx_gid", ctypes.c_uint32),
+                ("stx_mode", ctypes.c_uint16), ("_spare0", ctypes.c_uint16),
+                ("stx_ino", ctypes.c_uint64), ("stx_size", ctypes.c_uint64),
+                ("stx_blocks", ctypes.c_uint64), ("stx_attributes_mask", ctypes.c_uint64),
+                ("_times", ctypes.c_uint8 * 64), ("stx_rdev_major", ctypes.c_uint32),
+                ("stx_rdev_minor", ctypes.c_uint32), ("stx_dev_major", ctypes.c_uint32),
+                ("stx_dev_minor", ctypes.c_uint32), ("stx_mnt_id", ctypes.c_uint64),
+                ("_spare", ctypes.c_uint8 * 104))
+
 
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p)
@@ -182,3 +223,42 @@ def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> 
     if fd < 0:
         raise _fail("openat2", path)
     return int(fd)
+
+
+def open_tree(path: str, flags: int, dir_fd: int = AT_FDCWD) -> int:
+    """An fd on `path`'s mount; with OPEN_TREE_CLONE a detached copy of it (a bind mount
+    attached nowhere yet, which goes away with its last fd)."""
+    fd = _libc.syscall(_SYS_OPEN_TREE, ctypes.c_int(dir_fd), _b(path), ctypes.c_uint(flags))
+    if fd < 0:
+        raise _fail("open_tree", path, f"(flags {flags:#x})")
+    return int(fd)
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 0,
+                  flags: int = AT_EMPTY_PATH, path: str = "", what: str | None = None) -> None:
+    """Set and clear MOUNT_ATTR_* on the mount `fd` is (or, with AT_RECURSIVE, the tree),
+    and change its propagation (MS_PRIVATE, …) in the same call; `what` names it in errors."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    if _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), _b(path), ctypes.c_uint(flags),
+                     ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+        raise _fail("mount_setattr", what or path, f"(set {attr_set:#x})")
+
+
+def move_mount(from_fd: int, to_fd: int, what: str | None = None, from_path: str = "",
+               to_path: str = "",
+               flags: int = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) -> None:
+    """Attach the mount `from_fd` (a detached one from open_tree) onto `to_fd`, which must
+    be in the caller's mount namespace; `what` names the target in errors."""
+    if _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(from_fd), _b(from_path), ctypes.c_int(to_fd),
+                     _b(to_path), ctypes.c_uint(flags)) != 0:
+        raise _fail("move_mount", what or to_path)
+
+
+def mount_id(fd: int, what: str | None = None) -> int:
+    """The ID of the mount the file `fd` is on (statx's stx_mnt_id); a mount point's differs
+    from its parent directory's. Needs no /proc, so it works in another mount namespace."""
+    buf = _Statx()
+    if _libc.statx(ctypes.c_int(fd), b"", ctypes.c_int(AT_EMPTY_PATH), ctypes.c_uint(STATX_MNT_ID),
+                   ctypes.byref(buf)) != 0:
+        raise _fail("statx", what)
+    return int(buf.stx_mnt_id)

@@ -48,6 +48,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "delete": frozenset({S.CREATED, S.STOPPED}),
     "update": frozenset({S.CREATED, S.RUNNING, S.PAUSED}),
     "ps": frozenset({S.CREATED, S.RUNNING, S.PAUSED}),
+    "mount": frozenset({S.CREATED, S.RUNNING, S.PAUSED}),  # live_mount: init's namespace lives
 }
 _HINTS = {
     ("delete", S.RUNNING): "stop it first or use --force",
