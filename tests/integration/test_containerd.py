@@ -426,15 +426,25 @@ def test_metrics_show_the_cgroup_numbers(containerd: Containerd) -> None:
             time.sleep(0.2)
             m = json.loads(containerd("task", "metrics", "--format", "json", cid).stdout)
             table = containerd("task", "metrics", cid).stdout
+            # the shim reads the cgroup itself; `events --stats` is what go-runc's Stats reads
+            p = run_captured([rt.binary, "--root", str(rt.states), "events", "--stats", cid],
+                             containerd.env)
+            ev = json.loads(p.stdout)
             return (sorted(m), m["memory"]["usage"]["limit"], m["memory"]["usage"]["usage"] > 0,
                     m["pids"]["current"] >= 1, m["cpu"]["usage"]["total"] > 0,
-                    f"memory.limit_in_bytes    {limit}" in table)
+                    f"memory.limit_in_bytes    {limit}" in table,
+                    (ev["type"], ev["id"] == cid), sorted(ev["data"]["cpu"]["usage"]),
+                    sorted(ev["data"]["memory"]), ev["data"]["memory"]["usage"]["limit"],
+                    ev["data"]["pids"]["current"] >= 1)
         finally:
             containerd.remove(cid)
 
-    keys, *numbers = both(containerd, probe)
+    keys, *numbers, stats_type, cpu_usage, memory, stats_limit, stats_pids = both(containerd, probe)
     assert {"cpu", "memory", "pids"} <= set(keys)
     assert numbers == [limit, True, True, True, True]
+    assert stats_type == ("stats", True) and stats_limit == limit and stats_pids
+    assert {"total", "percpu", "user", "kernel"} <= set(cpu_usage)
+    assert {"usage", "swap", "kernel", "raw"} <= set(memory)
 
 
 def test_pause_stops_the_counter_and_resume_starts_it(containerd: Containerd) -> None:
