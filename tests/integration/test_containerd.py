@@ -342,9 +342,14 @@ def test_run_prints_output_and_returns_the_exit_code(containerd: Containerd) -> 
         cid = new_id("run", rt)
         p = containerd.run(rt, cid, "sh", "-c", "echo hello; echo oops >&2; exit 3")
         ok = containerd.run(rt, cid + "-0", "true")
-        return p.returncode, p.stdout, p.stderr, ok.returncode, gone(containerd, rt, cid)
+        # no IO: the shim gives the runtime a read-only /dev/null as stdio, which init
+        # reopens read-write (runc's reOpenDevNull), so that writes to it do not fail
+        null = containerd.run(rt, cid + "-n", "sh", "-c", "echo out && echo err >&2 && exit 5",
+                              opts=("--null-io",))
+        return (p.returncode, p.stdout, p.stderr, ok.returncode, (null.returncode, null.stdout),
+                gone(containerd, rt, cid))
 
-    assert both(containerd, probe) == (3, "hello\n", "oops\n", 0, True)
+    assert both(containerd, probe) == (3, "hello\n", "oops\n", 0, (5, ""), True)
 
 
 def test_run_with_a_terminal(containerd: Containerd) -> None:
