@@ -10,15 +10,20 @@ cgroups under its prefix, processes it started, state folders.
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import io
 import json
 import os
+import select
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+import termios
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -154,6 +159,35 @@ def run_captured(argv: list[str], env: dict[str, str], input: str | None = None,
         err.seek(0)
         p.stdout, p.stderr = out.read(), err.read()
     return p
+
+
+def run_on_a_pty(argv: list[str], env: dict[str, str], rows: int = 33, cols: int = 99,
+                 timeout: float = 60) -> tuple[int, bytes]:
+    """Run `argv` with a pty of `rows` x `cols` as its stdin, stdout and stderr, in a session
+    of its own; (its exit code, all it wrote), read until the pty's last writer has gone."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    try:
+        p = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave,
+                             start_new_session=True)
+    finally:
+        os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.5)[0]:
+                continue
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the last slave end is closed
+                break
+            if not data:
+                break
+            out += data
+        return p.wait(timeout=10), out
+    finally:
+        os.close(master)
 
 
 @pytest.fixture

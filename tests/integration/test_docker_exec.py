@@ -7,13 +7,10 @@ once. One skiffd and one long-running container serve the module."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
-import struct
 import subprocess
-import termios
 import threading
 import time
 import uuid
@@ -22,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_on_a_pty
 from fixtures_daemon import (Skiffd, check_api_shape, docker_py_client, module_daemon,
                              run_client)
 from test_docker_cli import DOCKER, docker
@@ -97,28 +95,9 @@ def test_detached(daemon: Skiffd) -> None:
             time.sleep(0.1)
 
 
-def _on_a_pty(d: Skiffd, argv: list[str], rows: int = 33, cols: int = 99) -> tuple[int, str]:
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    try:
-        p = subprocess.Popen(argv, env=d.env, stdin=slave, stdout=slave, stderr=slave,
-                             start_new_session=True)
-        os.close(slave)
-        slave = -1
-        out = b""
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:  # EIO: the last slave fd is closed
-                break
-            if not data:
-                break
-            out += data
-        return p.wait(timeout=60), out.decode(errors="replace")
-    finally:
-        if slave >= 0:
-            os.close(slave)
-        os.close(master)
+def _on_a_pty(d: Skiffd, argv: list[str]) -> tuple[int, str]:
+    code, out = run_on_a_pty(argv, d.env)
+    return code, out.decode(errors="replace")
 
 
 def test_tty_through_a_pty(daemon: Skiffd) -> None:

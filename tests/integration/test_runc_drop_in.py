@@ -57,6 +57,7 @@ SKIFF_STATE = Path("/run/skiff/runtime")  # skiff-runtime's default --root (SKIF
 # (containers/image's fixed system path) and netavark's run dir; removed after if made here
 PODMAN_FIXED_DIRS = [Path("/var/lib/containers"), Path("/run/containers")]
 CID_RE = re.compile(r"^[0-9a-f]{64}$")
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done"
 
 
 def cgroup_hierarchies() -> list[Path]:
@@ -93,6 +94,11 @@ class Podman:
 
     def inspect(self, cid: str, fmt: str) -> str:
         return self("inspect", "--format", fmt, cid).stdout.strip()
+
+    def counter(self, cid: str) -> int:
+        """What COUNTER last wrote, read through the init's root (also while it is frozen)."""
+        pid = self.inspect(cid, "{{.State.Pid}}")
+        return int(Path(f"/proc/{pid}/root/tmp/count").read_text() or 0)
 
 
 def podman_processes(base: Path) -> list[int]:
@@ -218,10 +224,14 @@ def run_rm(pm: Podman, *args: str, opts: tuple[str, ...] = (), runtime: str = RU
 RUNTIMES = [pytest.param(RUNTIME, id="skiff-runtime"), pytest.param("runc", id="runc-control")]
 
 
-@pytest.mark.parametrize("rt", RUNTIMES)
-def test_run_rm_prints_output_and_returns_exit_code(podman: Podman, rt: str) -> None:
+def needs(rt: str) -> None:
     if rt == "runc" and RUNC is None:
         pytest.skip("runc is not installed (Debian package `runc`, in APT_TEST)")
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_run_rm_prints_output_and_returns_exit_code(podman: Podman, rt: str) -> None:
+    needs(rt)
     p = run_rm(podman, "echo", "hello", runtime=rt)
     assert (p.returncode, p.stdout, p.stderr) == (0, "hello\n", "")
     p = run_rm(podman, "sh", "-c", "exit 3", runtime=rt)
@@ -297,12 +307,69 @@ def test_pause_unpause(podman: Podman) -> None:
 
 
 # -- 3: a terminal through conmon's console socket -------------------------------------------
-def test_run_tty_through_console_socket(podman: Podman) -> None:
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_run_tty_through_console_socket(podman: Podman, rt: str) -> None:
+    needs(rt)
     # podman 4.3 does not insist on a terminal of its own for -t without -i
-    p = run_rm(podman, "sh", "-c", "test -t 0 && echo TTY", opts=("-t",))
-    assert (p.returncode, p.stdout) == (0, "TTY\r\n"), p.stderr  # the pty's onlcr: \r\n
-    p = run_rm(podman, "sh", "-c", "test -t 0 && echo TTY || echo no-tty")
+    p = run_rm(podman, "sh", "-c", "test -t 0 && echo TTY; exit 4", opts=("-t",), runtime=rt)
+    assert (p.returncode, p.stdout) == (4, "TTY\r\n"), p.stderr  # the pty's onlcr: \r\n
+    p = run_rm(podman, "sh", "-c", "test -t 0 && echo TTY || echo no-tty", runtime=rt)
     assert (p.returncode, p.stdout) == (0, "no-tty\n")
+
+
+# -- the same steps with runc as the control: -d, exec, pause, stop; resource flags ---------
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_detached_exec_pause_stop_as_runc(podman: Podman, rt: str) -> None:
+    needs(rt)
+    cid = podman("run", "-d", "--network", "none", IMAGE, "sh", "-c", COUNTER,
+                 runtime=rt).stdout.strip()
+    try:
+        p = podman("exec", cid, "sh", "-c", "echo in; exit 5", check=False, runtime=rt)
+        assert (p.returncode, p.stdout) == (5, "in\n"), p.stderr
+        p = podman("exec", "-t", cid, "sh", "-c", "test -t 0 && echo TTY", runtime=rt)
+        assert p.stdout == "TTY\r\n"
+        podman("pause", cid, runtime=rt)
+        assert podman.inspect(cid, "{{.State.Status}}") == "paused"
+        first = podman.counter(cid)
+        time.sleep(0.4)
+        assert podman.counter(cid) == first  # frozen: the counter does not move
+        podman("unpause", cid, runtime=rt)
+        assert podman.inspect(cid, "{{.State.Status}}") == "running"
+        deadline = time.monotonic() + 10
+        while podman.counter(cid) <= first + 2:
+            assert time.monotonic() < deadline, "the counter did not go on after unpause"
+            time.sleep(0.05)
+        # sh as PID 1 ignores TERM: stop sends it, then KILL after the timeout
+        podman("stop", "-t", "1", cid, runtime=rt)
+        assert (podman.inspect(cid, "{{.State.Status}}"),
+                podman.inspect(cid, "{{.State.ExitCode}}")) == ("exited", "137")
+    finally:
+        podman("rm", "--force", "--time", "0", cid, check=False, runtime=rt)
+    assert podman("ps", "-aq", runtime=rt).stdout == ""
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_memory_and_pids_limits(podman: Podman, rt: str) -> None:
+    needs(rt)
+    opts = ("--memory", "64m", "--pids-limit", "8")
+    cid = podman("run", "-d", "--network", "none", *opts, IMAGE, "sleep", "1000",
+                 runtime=rt).stdout.strip()
+    try:
+        cgroup = podman.inspect(cid, "{{.State.CgroupPath}}").lstrip("/")
+        assert (CGROUP / "memory" / cgroup / "memory.limit_in_bytes").read_text() == f"{64 << 20}\n"
+        assert (CGROUP / "pids" / cgroup / "pids.max").read_text() == "8\n"
+        assert (podman.inspect(cid, "{{.HostConfig.Memory}}"),
+                podman.inspect(cid, "{{.HostConfig.PidsLimit}}")) == (str(64 << 20), "8")
+    finally:
+        podman("rm", "--force", "--time", "0", cid, check=False, runtime=rt)
+    # what the limits do: tail keeps a line without an end in memory (no swap here: killed),
+    # and the ninth process cannot be forked
+    p = run_rm(podman, "sh", "-c", "head -c 200m /dev/zero | tail > /dev/null", opts=opts,
+               runtime=rt)
+    assert p.returncode == 137, p.stderr
+    p = run_rm(podman, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; wait",
+               opts=opts, runtime=rt)
+    assert "can't fork" in p.stderr, (p.returncode, p.stderr)
 
 
 # -- a create that fails: podman reports the runtime's error (from the --log JSON file) ------
@@ -312,8 +379,7 @@ def test_run_tty_through_console_socket(podman: Podman) -> None:
 # ID from runtime after creation failed"' (skiff-runtime did, until `delete --force` matched runc).
 @pytest.mark.parametrize("rt", RUNTIMES)
 def test_failed_create_reports_the_runtime_error(podman: Podman, rt: str) -> None:
-    if rt == "runc" and RUNC is None:
-        pytest.skip("runc is not installed (Debian package `runc`, in APT_TEST)")
+    needs(rt)
     p = run_rm(podman, "/nonexistent", runtime=rt)
     assert p.returncode == 127
     errors = p.stderr.strip().splitlines()

@@ -376,6 +376,7 @@ def test_v1_stats_and_oom_kills(tmp_path: Path, v1: V1Cgroup) -> None:
     hz = os.sysconf("SC_CLK_TCK")
     touch(cpu, {"cpuacct.usage": "123456", "cpuacct.usage_percpu": "100000 23456 \n",
                 "cpuacct.stat": f"user {hz}\nsystem {2 * hz}\n",
+                "cpuacct.usage_all": "cpu user system\n0 90000 10000\n1 20000 3456\n",
                 "cpu.stat": "nr_periods 10\nnr_throttled 2\nthrottled_time 5000\n"})
     touch(leaf(tmp_path, "pids", v1), {"pids.current": "3", "pids.max": "max"})
     touch(leaf(tmp_path, "blkio", v1), {
@@ -383,6 +384,7 @@ def test_v1_stats_and_oom_kills(tmp_path: Path, v1: V1Cgroup) -> None:
         "blkio.throttle.io_serviced_recursive": "8:0 Read 1\n8:0 Write 2\nTotal 3\n"})
     s = v1.stats()
     assert s["cpu"] == {"usage": {"total": 123456, "percpu": [100000, 23456],
+                                  "percpu_user": [90000, 20000], "percpu_kernel": [10000, 3456],
                                   "user": 10**9, "kernel": 2 * 10**9},
                         "throttling": {"periods": 10, "throttledPeriods": 2,
                                        "throttledTime": 5000}}

@@ -211,3 +211,28 @@ def test_errors_go_to_the_json_log_too(tmp_path: Path, capsys: pytest.CaptureFix
     assert record["level"] == "error"
     assert "does not exist" in record["msg"]
     assert "time" in record
+
+
+# -- --systemd-cgroup -------------------------------------------------------------------
+@pytest.mark.parametrize("verb", ["create", "run"])
+def test_systemd_cgroup_driver_is_refused_before_anything_is_made(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str) -> None:
+    # containerd's shim passes --systemd-cgroup to every call when SystemdCgroup = true;
+    # skiff has no systemd driver, so a create says so (in the JSON log the shim reports)
+    bundle, root, log_file = tmp_path / "bundle", tmp_path / "state", tmp_path / "log.json"
+    bundle.mkdir()
+    assert main(["spec", "--bundle", str(bundle)]) == 0
+    argv = ["--root", str(root), "--log", str(log_file), "--log-format", "json",
+            "--systemd-cgroup", verb, "--bundle", str(bundle), "c1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--systemd-cgroup: skiff-runtime has no systemd cgroup driver" in err
+    assert "SystemdCgroup = false" in json.loads(log_file.read_text().splitlines()[-1])["msg"]
+    assert not root.exists() or os.listdir(root) == []
+
+
+def test_systemd_cgroup_flag_is_taken_by_the_other_verbs(
+        stopped_container: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    root, cid = stopped_container
+    assert main(["--root", str(root), "--systemd-cgroup", "state", cid]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "stopped"

@@ -8,11 +8,28 @@ as containerd and Kubernetes pass) becomes the path systemd itself would use: th
 expanded into its parents (`kubepods-burstable-pod1.slice` is
 `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`), then
 `prefix-name.scope`.
+
+`--systemd-cgroup` itself (runc's systemd driver, which asks systemd over D-Bus for a scope
+unit) is refused by `create` and `run`: skiff has no systemd driver, and making directories
+in systemd's tree behind its back would be worse than a clear no. runc refuses it too where
+systemd is not running (as on these machines) and for a path not in the slice form. The
+other verbs take the flag, since containerd's shim passes it to every call.
 """
 
 from __future__ import annotations
 
-from skiff.errors import SpecError
+from skiff.errors import RuntimeError_, SpecError
+
+SYSTEMD_DRIVER_REFUSED = (
+    "--systemd-cgroup: skiff-runtime has no systemd cgroup driver, it makes cgroups through "
+    "cgroupfs; leave the flag out (containerd: SystemdCgroup = false): a cgroupsPath of the "
+    "form slice:prefix:name is still placed where systemd would put it")
+
+
+def refuse_systemd_driver(verb: str, systemd_cgroup: bool) -> None:
+    """RuntimeError_ for a verb that would make a cgroup through systemd (create, run)."""
+    if systemd_cgroup and verb in ("create", "run"):
+        raise RuntimeError_(SYSTEMD_DRIVER_REFUSED)
 
 
 def expand_slice(slice_: str) -> str:

@@ -66,7 +66,7 @@ GLOBAL_OPTS = [
     Opt("log", "log file (default stderr)"),
     Opt("log-format", "log format", default="text", choices=("text", "json")),
     flag("debug", "log debug messages"),
-    flag("systemd-cgroup", "accepted; skiff uses cgroupfs paths"),
+    flag("systemd-cgroup", "refused by create and run (no systemd driver); taken elsewhere"),
     Opt("rootless", "accepted", default="auto"),
     Opt("criu", "accepted"),
 ]
@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     from skiff.runtime.state import StateStore
     store = StateStore(g.root or _default_root())
     try:
+        if g.systemd_cgroup:
+            from skiff.runtime.cgroups_path import refuse_systemd_driver
+            refuse_systemd_driver(g.verb, g.systemd_cgroup)
         return VERBS[g.verb](store, a)
     except (SkiffError, OSError) as e:
         # an OSError here is about a file the command line named (--process, --resources,

@@ -81,6 +81,7 @@ class RootfsBuilder:
         self.cgroup_mounts = cgroup_mounts
         self.userns = userns
         self.cgroupns = cgroupns
+        self.own_dev = True  # /dev made here, not bound from the spec's mounts (prepare)
 
     # -- before pivot_root ------------------------------------------------------------
     def prepare(self, cgroup_ready: Callable[[], None]) -> None:
@@ -98,7 +99,8 @@ class RootfsBuilder:
             self.mount(m)
             if m.destination.rstrip("/") == "/dev" and mount_options.parse(m.options).is_bind:
                 dev_bound = True
-        if not dev_bound:
+        self.own_dev = not dev_bound
+        if self.own_dev:
             self.create_devices()
 
     def _make_parent_private(self) -> None:
@@ -256,6 +258,8 @@ class RootfsBuilder:
 
     # -- after pivot_root ------------------------------------------------------------
     def finalize(self) -> None:
+        if self.own_dev:
+            self._reopen_dev_null()
         for key, value in self.linux.sysctl.items():
             path = "/proc/sys/" + key.replace(".", "/")
             try:
@@ -269,6 +273,28 @@ class RootfsBuilder:
             self._mask(path)
         if self.spec.root and self.spec.root.readonly:
             remount_bind("/", sc.MS_RDONLY)
+
+    @staticmethod
+    def _reopen_dev_null() -> None:
+        """Stdio given as the host's /dev/null becomes the container's own, read-write, as
+        runc's reOpenDevNull does: containerd's shim hands the runtime a read-only one for
+        a task without IO (`ctr run --null-io`), and the program's writes to it would fail
+        with EBADF."""
+        try:
+            fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            raise KernelError.from_os("open", e, "/dev/null") from None
+        try:
+            null = os.fstat(fd).st_rdev
+            for std in (0, 1, 2):
+                try:
+                    st = os.fstat(std)
+                except OSError:
+                    continue  # closed: nothing to reopen
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
+                    os.dup2(fd, std)  # inheritable, as stdio is
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _readonly(path: str) -> None:

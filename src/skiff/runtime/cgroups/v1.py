@@ -456,6 +456,12 @@ class V1Cgroup:
             percpu = fs.read_optional(os.path.join(d, "cpuacct.usage_percpu"))
             if percpu is not None:
                 usage["percpu"] = [int(v) for v in percpu.split()]
+            # "cpu user system", then a line per CPU in nanoseconds (Linux 4.7+), as runc reads it
+            per_mode = fs.read_optional(os.path.join(d, "cpuacct.usage_all"))
+            rows = [line.split() for line in (per_mode or "").splitlines()[1:]]
+            if rows and all(len(r) == 3 for r in rows):
+                usage["percpu_user"] = [int(r[1]) for r in rows]
+                usage["percpu_kernel"] = [int(r[2]) for r in rows]
             ticks = fs.read_keyed(os.path.join(d, "cpuacct.stat"))
             if ticks is not None:
                 # cpuacct.stat counts USER_HZ ticks, and runc reports nanoseconds.
