@@ -56,6 +56,7 @@ bench: install
 	$(VENV)/bin/python bench/runtime.py
 	$(VENV)/bin/python bench/pull.py
 	$(VENV)/bin/python bench/containers.py
+	$(VENV)/bin/python bench/capsules.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
