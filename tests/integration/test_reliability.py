@@ -44,7 +44,9 @@ def footprint(d: Skiffd) -> dict[str, set[str]]:
                          ("snapshots", d.root / "snapshots"),
                          ("bundles", d.run / "containers"), ("runtime", d.run / "runtime"),
                          ("netns", d.run / "netns")):
-        found[kind] = set(os.listdir(folder)) if folder.is_dir() else set()
+        # (not a removal's renamed folders, whose trees a thread is deleting)
+        found[kind] = ({n for n in os.listdir(folder) if not n.startswith(".rm-")}
+                       if folder.is_dir() else set())
     found["mounts"] = {line.split()[1] for line in Path("/proc/self/mounts").read_text()
                        .splitlines() if str(d.workdir) in line.split()[1]}
     return found

@@ -92,7 +92,7 @@ async def attach(call: Call) -> web.StreamResponse:
         break  # the output ended, or the input ended the stream
     for task in tasks:
         task.cancel()
-    if end in ("detached", "gone"):
+    if end == "detached":  # moby tells it for the keys only, not for a client gone away
         await call.run(engine_attach.emit, containers, target.id, "detach")
     hijacked.close()
     return hijacked.response
