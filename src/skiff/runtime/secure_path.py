@@ -47,7 +47,11 @@ def secure_join(root: str, unsafe: str) -> str:
         links += 1
         if links > _MAX_LINKS:
             raise KernelError("secure_join", errno.ELOOP, os.path.join(root, unsafe.lstrip("/")))
-        target = os.readlink(candidate)
+        try:
+            target = os.readlink(candidate)
+        except OSError:  # no link any more (swapped meanwhile): look at this part again
+            todo.insert(0, part)
+            continue
         if target.startswith("/"):
             done = []
         todo = [p for p in target.split("/") if p] + todo
