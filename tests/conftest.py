@@ -234,6 +234,15 @@ def join_netns(bundle: "Bundle", path: str) -> None:
             ns["path"] = path
 
 
+def in_user_namespace(bundle: "Bundle", host: int) -> None:
+    """A new user namespace mapping container 0..65535 to host `host`..; /tmp theirs."""
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
+    os.chown(bundle.rootfs / "tmp", host, host)
+
+
 # -- bundles ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_root: Path) -> Path:

@@ -8,7 +8,7 @@ import os
 import pwd
 
 import pytest
-from conftest import join_netns
+from conftest import in_user_namespace, join_netns
 
 pytestmark = pytest.mark.root
 
@@ -101,15 +101,6 @@ def test_oom_score_adj(runtime, bundle):
     bundle.config["process"]["oomScoreAdj"] = 500
     p = runtime.run(bundle.args("cat", "/proc/self/oom_score_adj"))
     assert p.stdout.strip() == "500"
-
-
-def in_user_namespace(bundle, host: int) -> None:
-    """A new user namespace mapping container 0..65535 to host `host`..; /tmp theirs."""
-    lx = bundle.config["linux"]
-    lx["namespaces"].append({"type": "user"})
-    lx["uidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
-    lx["gidMappings"] = [{"containerID": 0, "hostID": host, "size": 65536}]
-    os.chown(bundle.rootfs / "tmp", host, host)
 
 
 def test_user_namespace_maps_root_to_the_configured_uid(runtime, bundle):

@@ -146,6 +146,23 @@ def test_file_in_the_way_of_a_middle_directory_is_enotdir(rootfs: Path) -> None:
     assert (rootfs / "etc" / "passwd").is_file()
 
 
+@pytest.mark.parametrize("is_dir", [True, False])
+def test_make_target_never_follows_a_link_swapped_in_after_the_join(rootfs: Path, outside: Path,
+                                                                  monkeypatch, is_dir) -> None:
+    # the race of runc's CVE-2021-30465: `secure_join` saw a folder, which a container
+    # sharing the volume then swaps for a link out; what is missing is never made there
+    from skiff.runtime import secure_path
+    (rootfs / "vol").mkdir()
+    joined = secure_join(str(rootfs), "/vol/x/t")
+    (rootfs / "vol" / "x").symlink_to(outside)  # the swap, after the join
+    monkeypatch.setattr(secure_path, "secure_join", lambda root, unsafe: joined)
+    with pytest.raises(KernelError) as info:
+        make_target(str(rootfs), "/vol/x/t", is_dir=is_dir)
+    assert info.value.errno in (errno.ENOTDIR, errno.ELOOP)
+    assert "link swapped in" in str(info.value)
+    assert list(outside.iterdir()) == []
+
+
 def test_pin_holds_a_target_inside_the_root(tmp_path):
     from skiff.runtime.secure_path import pin
     root = tmp_path / "rootfs"

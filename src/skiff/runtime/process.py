@@ -194,17 +194,18 @@ def _oom_score_adj(value: int) -> None:
         _write_oom_score_adj(path, value)
     except PermissionError:
         # in a user namespace, a non-dumpable process's /proc files belong to the host's
-        # root; dumpable again, they are its own (as runc's init makes itself)
-        sc.prctl(_PR_SET_DUMPABLE, 1)
+        # root; dumpable again, they are its own (as runc's init makes itself) — for this
+        # write only: dumpable, this process (the host's Python, holding host fds) would be
+        # open to the container's processes through /proc/PID/exe and fd until its execve
+        sc.prctl(sc.PR_SET_DUMPABLE, 1)
         try:
             _write_oom_score_adj(path, value)
         except OSError as e:
             raise KernelError.from_os("write oom_score_adj", e, path) from None
+        finally:
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)
     except OSError as e:
         raise KernelError.from_os("write oom_score_adj", e, path) from None
-
-
-_PR_SET_DUMPABLE = 4
 
 
 def _write_oom_score_adj(path: str, value: int) -> None:
@@ -302,7 +303,20 @@ def become(process: Process, filt: Filter | Program | None,
         os.chdir(process.cwd)
     except OSError as e:
         raise KernelError.from_os("chdir to cwd", e, process.cwd) from None
+    _check_cwd_inside(process.cwd)
     os.umask(user.umask if user.umask is not None else 0o022)  # runc's default
+
+
+def _check_cwd_inside(cwd: str) -> None:
+    """Refuse a working directory outside the container's root. Until execve our fds are
+    open, and a host directory among them (one the caller left open, say) is a folder on
+    the host that /proc/self/fd/N leads to: the program would start there, outside the
+    container (runc's CVE-2024-21626). The kernel tells: getcwd of a folder not below our
+    root is "(unreachable)", which glibc answers with ENOENT."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise RuntimeError_(f"process.cwd {cwd!r} is outside the container's root: refused") from None
 
 
 def execute(process: Process, filt: Filter | Program | None, path: str,

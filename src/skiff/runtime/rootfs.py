@@ -43,17 +43,32 @@ def _locked_flags(path: str) -> int:
     return sum(flag for bit, flag in _LOCKED if f & bit)
 
 
-def mount_onto(root: str, target: str, source: str | None, fstype: str | None, flags: int,
-               data: str | None = None) -> None:
-    """mount(2) onto `target`, pinned inside `root` (see `secure_path.pin`); errors name
-    the target, not the /proc/self/fd path the mount went through."""
+def _pinned(root: str, target: str, call: Callable[[str], None]) -> None:
+    """`call` on /proc/self/fd/N of `target` pinned inside `root` (see `secure_path.pin`),
+    so no path is resolved twice; errors name the target, not the fd's path."""
     fd = pin(root, target)
     try:
-        sc.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+        call(f"/proc/self/fd/{fd}")
     except KernelError as e:
         raise KernelError(e.call, e.errno, target, e.detail) from None
     finally:
         os.close(fd)
+
+
+def mount_onto(root: str, target: str, source: str | None, fstype: str | None, flags: int,
+               data: str | None = None) -> None:
+    """mount(2) onto `target`, pinned inside `root`."""
+    _pinned(root, target, lambda at: sc.mount(source, at, fstype, flags, data))
+
+
+def remount_onto(root: str, target: str, flags: int) -> None:
+    """`remount_bind` of the mount on `target`, pinned inside `root`: a link swapped in
+    after the mount cannot move the new flags to another mount."""
+    _pinned(root, target, lambda at: remount_bind(at, flags))
+
+
+def _propagation(flags: int) -> Callable[[str], None]:
+    return lambda at: sc.mount(None, at, None, flags)
 
 
 def remount_bind(path: str, flags: int) -> None:
@@ -144,9 +159,9 @@ class RootfsBuilder:
                 if e.errno != errno.EPERM or fallback is None:
                     raise
                 mount_onto(self.rootfs, target, fallback, None, sc.MS_BIND | sc.MS_REC)
-                remount_bind(target, opts.flags & mount_options.BIND_REMOUNT_FLAGS)
+                remount_onto(self.rootfs, target, opts.flags & mount_options.BIND_REMOUNT_FLAGS)
         for prop in opts.propagation:
-            sc.mount(None, secure_join(self.rootfs, m.destination), None, prop)
+            _pinned(self.rootfs, secure_join(self.rootfs, m.destination), _propagation(prop))
 
     def _source(self, m: Mount) -> str:
         if not m.source:
@@ -163,7 +178,7 @@ class RootfsBuilder:
         mount_onto(self.rootfs, target, source, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
         extra = opts.flags & mount_options.BIND_REMOUNT_FLAGS
         if extra:
-            remount_bind(target, extra)
+            remount_onto(self.rootfs, target, extra)
 
     def _mount_cgroup(self, m: Mount, opts: mount_options.MountOptions) -> None:
         target = make_target(self.rootfs, m.destination, is_dir=True)
@@ -182,7 +197,7 @@ class RootfsBuilder:
             for alias in cm.aliases:
                 os.symlink(cm.name, os.path.join(target, alias))
         if flags & sc.MS_RDONLY:
-            remount_bind(target, flags)
+            remount_onto(self.rootfs, target, flags)
 
     def _cgroup_fs(self, cm, target: str, flags: int) -> None:
         # with a cgroup namespace a fresh mount shows the container's own cgroup as root;
@@ -195,7 +210,7 @@ class RootfsBuilder:
                 if e.errno not in (errno.EPERM, errno.EBUSY):
                     raise
         mount_onto(self.rootfs, target, cm.host_path, None, sc.MS_BIND | sc.MS_REC)
-        remount_bind(target, flags & mount_options.BIND_REMOUNT_FLAGS)
+        remount_onto(self.rootfs, target, flags & mount_options.BIND_REMOUNT_FLAGS)
 
     def create_devices(self) -> None:
         old = os.umask(0)
@@ -269,8 +284,13 @@ class RootfsBuilder:
                 raise KernelError.from_os(f"write sysctl {key}", e, path) from None
         for path in self.linux.readonly_paths:
             self._readonly(path)
-        for path in self.linux.masked_paths:
-            self._mask(path)
+        if self.linux.masked_paths:
+            null = _null_device()
+            try:
+                for path in self.linux.masked_paths:
+                    self._mask(path, null)
+            finally:
+                os.close(null)
         if self.spec.root and self.spec.root.readonly:
             remount_bind("/", sc.MS_RDONLY)
 
@@ -307,12 +327,29 @@ class RootfsBuilder:
         remount_bind(path, sc.MS_RDONLY | sc.MS_REC)
 
     @staticmethod
-    def _mask(path: str) -> None:
+    def _mask(path: str, null: int) -> None:
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
             else:
-                sc.mount("/dev/null", path, None, sc.MS_BIND)
+                sc.mount(f"/proc/self/fd/{null}", path, None, sc.MS_BIND)
         except KernelError as e:
             if e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise
+
+
+def _null_device() -> int:
+    """An O_PATH fd on the container's /dev/null, checked to be the null device (1:3), for
+    the masks to be bound from. A /dev from the bundle or a volume may hold anything there:
+    a link to /proc/sys/kernel/core_pattern, say, would put the host's setting where a
+    mask should be (runc's CVE-2025-31133); the fd keeps the checked node for every mask."""
+    try:
+        fd = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise KernelError.from_os("open the masks' /dev/null", e, "/dev/null") from None
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise KernelError("mask with /dev/null", errno.ENODEV, "/dev/null",
+                          "(not the null device 1:3: a link or another file)")
+    return fd

@@ -5,7 +5,8 @@ trusted: any component may be a symlink, absolute or full of `..`, that points o
 `secure_join` walks the path one component at a time, expands symlinks relative to the
 rootfs and clamps `..` at its top (what filepath-securejoin does for runc), so the answer is
 always below the rootfs. `make_target` then creates what is missing — directories, or an
-empty file when a file is bind-mounted — without following any link out.
+empty file when a file is bind-mounted — below fds, without following any link, and `pin`
+holds the target for the mount itself.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def secure_join(root: str, unsafe: str) -> str:
         links += 1
         if links > _MAX_LINKS:
             raise KernelError("secure_join", errno.ELOOP, os.path.join(root, unsafe.lstrip("/")))
-        target = os.readlink(candidate)
+        try:
+            target = os.readlink(candidate)
+        except OSError:  # no link any more (swapped meanwhile): look at this part again
+            todo.insert(0, part)
+            continue
         if target.startswith("/"):
             done = []
         todo = [p for p in target.split("/") if p] + todo
@@ -76,23 +81,54 @@ def pin(root: str, path: str) -> int:
 
 
 def make_target(root: str, unsafe: str, is_dir: bool) -> str:
-    """The resolved path of `unsafe` under `root`, created as a directory or empty file."""
+    """The resolved path of `unsafe` under `root`, created as a directory or empty file.
+
+    What is missing is made one component at a time below its parent's fd, never through
+    a link: `secure_join` expanded every link it met, so a component that is one now was
+    swapped in since (by a container sharing a volume) and is an error, not a folder made
+    where it points — outside the rootfs."""
     path = secure_join(root, unsafe)
-    parent = os.path.dirname(path) if not is_dir else path
-    rel = os.path.relpath(parent, root)
+    rel = os.path.relpath(path, root)
+    parts = [] if rel == "." else rel.split("/")
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     cur = root
-    for part in ([] if rel == "." else rel.split("/")):
-        cur = os.path.join(cur, part)
-        try:
-            os.mkdir(cur, 0o755)
-        except FileExistsError:
-            if not os.path.isdir(cur):
-                raise KernelError("mkdir", errno.ENOTDIR, cur) from None
-        except OSError as e:
-            raise KernelError.from_os("mkdir", e, cur) from None
-    if not is_dir and not os.path.lexists(path):
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
-        except OSError as e:
-            raise KernelError.from_os("create mount target", e, path) from None
+    try:
+        for part in parts if is_dir else parts[:-1]:
+            cur = os.path.join(cur, part)
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise KernelError.from_os("mkdir mount target", e, cur) from None
+            parent, fd = fd, _step(fd, part, cur)
+            os.close(parent)
+        if not is_dir and parts:
+            _make_file(fd, parts[-1], path)
+    finally:
+        os.close(fd)
     return path
+
+
+def _step(parent: int, name: str, path: str) -> int:
+    """An O_PATH fd on the directory `name` below `parent`, refused if it is a link or no
+    directory."""
+    try:
+        return os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=parent)
+    except OSError as e:
+        if e.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise KernelError("mount target", e.errno, path,
+                              "(not a folder: a file, or a link swapped in)") from None
+        raise KernelError.from_os("open mount target", e, path) from None
+
+
+def _make_file(parent: int, name: str, path: str) -> None:
+    """An empty file `name` below `parent` unless something is there (a link included)."""
+    try:
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644, dir_fd=parent))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise KernelError.from_os("create mount target", e, path) from None
