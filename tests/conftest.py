@@ -146,15 +146,15 @@ def tmp_root() -> Iterator[Path]:
 
 
 def run_captured(argv: list[str], env: dict[str, str], input: str | None = None,
-                 stdin: int | None = subprocess.DEVNULL,
-                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+                 stdin: int | None = subprocess.DEVNULL, timeout: float = 60,
+                 cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
     """subprocess.run with the output caught in files, not pipes: a created container (or
     conmon) keeps the command's stdio open, and a reader of a pipe would wait for it to
     exit. The text comes as it was written (a terminal's \\r\\n stays)."""
     with tempfile.TemporaryFile("w+", newline="") as out, \
             tempfile.TemporaryFile("w+", newline="") as err:
         p = subprocess.run(argv, stdout=out, stderr=err, text=True, env=env, input=input,
-                           timeout=timeout, stdin=None if input is not None else stdin)
+                           timeout=timeout, stdin=None if input is not None else stdin, cwd=cwd)
         out.seek(0)
         err.seek(0)
         p.stdout, p.stderr = out.read(), err.read()

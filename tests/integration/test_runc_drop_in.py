@@ -86,7 +86,9 @@ class Podman:
     def __call__(self, *args: str, runtime: str = RUNTIME, check: bool = True, timeout: float = 60,
                  stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
         argv = [*self.argv(runtime), *args]
-        p = run_captured(argv, self.env, stdin=stdin, timeout=timeout)
+        # in its own folder: conmon writes an `oom` file where it runs when its container is
+        # OOM-killed
+        p = run_captured(argv, self.env, stdin=stdin, timeout=timeout, cwd=self.base)
         if check and p.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} (runtime {runtime}) exited {p.returncode}:\n"
                                  f"stdout: {p.stdout}\nstderr: {p.stderr}")
