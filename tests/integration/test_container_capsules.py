@@ -185,6 +185,21 @@ def test_a_symlink_target_out_of_the_root_leaves_nothing(caps: Env, tmp_path: Pa
     assert events(caps, cid) == []
 
 
+def test_a_start_whose_capsule_target_a_symlink_leads_out_is_refused(caps: Env) -> None:
+    """Attached to a stopped container, then its files gain a link out of the root on the
+    target's way: the start is refused as a live attach would be, and mounts nothing."""
+    c = caps.containers
+    cid = c.create({"Image": "busybox", "Cmd": ["sleep", "1000"],
+                    "HostConfig": {"NetworkMode": "none"}})["Id"]
+    c.attach_capsule(cid, "site:1.0.0", "/evil/x")
+    os.symlink("../../../../../tmp", os.path.join(c.snapshots.rootfs(cid), "evil"))
+    with pytest.raises(InvalidArgument, match="leaves the container's root"):
+        c.start(cid)
+    assert not c.inspect(cid)["State"]["Running"]
+    assert not [line for line in Path("/proc/self/mounts").read_text().splitlines()
+                if "/tmp/x " in line]
+
+
 def test_unknown_container_and_duplicates(caps: Env) -> None:
     c = caps.containers
     with pytest.raises(NoSuchContainer):

@@ -236,11 +236,18 @@ def detach(svc: ContainerService, ref: str, name: str, force: bool = False) -> N
         _event(svc, row, "detach", e)
 
 
-def start_mounts(svc: ContainerService, row: ContainerRow) -> list[dict[str, Any]]:
-    """The spec's mounts of `row`'s capsules, for a start."""
+def start_mounts(svc: ContainerService, row: ContainerRow,
+                 rootfs: str) -> list[dict[str, Any]]:
+    """The spec's mounts of `row`'s capsules, for a start on `rootfs`: a target that a
+    symlink in the container's files now leads out of it is refused, as a live attach
+    refuses it (the runtime would only keep the mount inside)."""
+    from skiff.runtime.live_mount import refuse_escape
+
     entries = attachments(row)
     if not entries:
         return []
+    for e in entries:
+        refuse_escape(rootfs, e["Target"])
     folders = _folders(svc, entries)
     return [_oci_mount(e, folders[e["Name"]]) for e in entries]
 

@@ -88,7 +88,7 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
                                  idmaps=idmaps,
                                  mounts=svc.volumes.start_mounts(
                                      cid, row.doc.get("MountPoints") or ())
-                                 + start_mounts(svc, row))
+                                 + start_mounts(svc, row, rootfs))
         os.makedirs(bundle, 0o711, exist_ok=True)
         for stale in (svc._exit_file(cid), svc._pid_file(cid)):
             try:

@@ -60,6 +60,24 @@ def check_target(target: str) -> str:
     return "/" + "/".join(parts)
 
 
+def refuse_escape(root_dir: str, target: str) -> str:
+    """`target` checked as `add_mount` checks it, walked below the folder `root_dir` (a
+    container's rootfs on the host, before its start): InvalidArgument when a symlink on
+    the way leaves it; a missing rest is fine (the start makes it). The target, cleaned."""
+    target = check_target(target)
+    root = os.open(root_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    fds = [root]
+    try:
+        _resolve(root, target, fds, None, None)
+    except KernelError as e:
+        if e.errno != errno.ENOENT:
+            raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return target
+
+
 def add_mount(container: Container, source_dir: str, target: str) -> None:
     """Mount `source_dir` (a host folder) read-only at `target` in the running (or created,
     or paused) `container`, creating the target's missing folders."""
