@@ -32,7 +32,9 @@ from skiff.kernel import syscall
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from typing import Any
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
@@ -54,6 +56,36 @@ def _iproute() -> Any:
     return IPRoute()
 
 
+def _off_the_loop(fn: Callable[..., T]) -> Callable[..., T]:
+    """pyroute2's synchronous socket runs an asyncio loop of its own, which cannot run on a
+    thread whose loop is running (skiffd's, at its stop): there, `fn` goes on a thread."""
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> T:
+        import asyncio
+
+        if asyncio._get_running_loop() is None:
+            return fn(*args, **kwargs)
+        out: list[Any] = []
+        failed: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                out.append(fn(*args, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                failed.append(e)
+
+        worker = threading.Thread(target=work, name="skiffd-netlink")
+        worker.start()
+        worker.join()
+        if failed:
+            raise failed[0]
+        return out[0]  # type: ignore[no-any-return]
+
+    return call
+
+
 def _failure(call: str, link: str, e: BaseException) -> KernelError:
     code = getattr(e, "code", None)  # pyroute2's NetlinkError: the kernel's errno
     if isinstance(code, int) and code > 0:
@@ -68,6 +100,7 @@ def _index(ipr: Any, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
+@_off_the_loop
 def link_exists(name: str) -> bool:
     """Whether the host has a link called `name`."""
     ipr = _iproute()
@@ -87,6 +120,7 @@ def _enable_forwarding(path: str = IP_FORWARD) -> None:
         raise KernelError.from_os("write", e, path) from None
 
 
+@_off_the_loop
 def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> bool:
     """The bridge `name` with `gateway`/`prefixlen` on it, up; True when it was made now."""
     ipr = _iproute()
@@ -137,6 +171,7 @@ def delete_bridge(name: str) -> bool:
     return delete_link(name)
 
 
+@_off_the_loop
 def delete_link(name: str) -> bool:
     """Remove the host's link `name` (a bridge, or a veth with its peer); False when
     there was none."""
@@ -194,6 +229,7 @@ class Endpoint:
         self.gateway = gateway  # None: no default route (an internal network)
 
 
+@_off_the_loop
 def add_endpoint(ep: Endpoint) -> None:
     """Make `ep`'s veth pair and configure both ends (made or nothing)."""
     ipr = _iproute()
@@ -241,6 +277,7 @@ def _configure_inside(ipr: Any, ep: Endpoint) -> None:
         raise _failure("configure", f"{ep.ifname} in {ep.netns}", e) from None
 
 
+@_off_the_loop
 def links_named(prefix: str) -> Iterator[str]:
     """The host's links whose names start with `prefix` (the tests' leftovers check)."""
     ipr = _iproute()
@@ -251,6 +288,7 @@ def links_named(prefix: str) -> Iterator[str]:
     return iter([n for n in names if n and n.startswith(prefix)])
 
 
+@_off_the_loop
 def attach_to_bridge(host_ifname: str, bridge: str) -> bool:
     """Put the host's link `host_ifname` on `bridge` (a bridge made again under running
     containers); False when either is gone."""
