@@ -31,6 +31,7 @@ from skiff.engine.network_endpoints import record as record_networks
 from skiff.engine.oci_spec import compose_spec
 from skiff.engine.state_db import ContainerRow, NameTaken
 from skiff.engine.userns_remap import container_maps, maps_doc
+from skiff.errors import InvalidArgument, NoSuchNetwork
 from skiff.log import logger
 
 TYPE_CHECKING = False
@@ -63,8 +64,13 @@ def create(svc: ContainerService, body: dict[str, Any],
     mode = host["NetworkMode"]
     if mode.startswith("container:"):
         svc._find(mode.partition(":")[2])  # Docker's 404 at create; it must run at start
-    networks = plan_networks(svc.networks, mode, body.get("NetworkingConfig"),
-                             str(config.get("MacAddress") or ""))
+    try:
+        networks = plan_networks(svc.networks, mode, body.get("NetworkingConfig"),
+                                 str(config.get("MacAddress") or ""))
+    except NoSuchNetwork as e:
+        # Docker's words, but not its 404: a client takes a 404 at create for a missing
+        # image and pulls (moby itself finds out only at start, leaving the container made)
+        raise InvalidArgument(str(e)) from None
     folder = svc.container_dir(cid)
     idmaps = container_maps(svc.remap, host)
     # the whole spec, once, so that what the runtime would refuse is refused now
