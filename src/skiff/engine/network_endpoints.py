@@ -66,7 +66,7 @@ def plan(net: NetworkService, mode: str, networking: Any,
     first = net.find(primary)
     chosen: list[tuple[NetworkRow, dict[str, Any]]] = [(first, {})]
     for name, settings in endpoints.items():
-        row = net.find(name)
+        row = net.find(mode_network(name) or name)  # the docker CLI's "default" is bridge
         asked = _asked(row, settings)
         if row.id == first.id:
             chosen[0] = (first, asked)

@@ -152,7 +152,9 @@ def allocate(pool: Pool, taken: Container[str], requested: str = "") -> str:
         if address in reserved or str(address) in taken:
             raise NetworkConflict(f"Address already in use: {requested}")
         return str(address)
-    for address in pool.ip_range.hosts() if pool.ip_range.prefixlen < 31 else pool.ip_range:
+    # the whole range: only the subnet's own network and broadcast addresses are kept out,
+    # as libnetwork does for a sub-range
+    for address in pool.ip_range:
         if address not in reserved and str(address) not in taken:
             return str(address)
     raise NetworkConflict(NO_ADDRESSES)
