@@ -122,8 +122,8 @@ def ls(ctx: Context, path: str, argv: list[str]) -> int:
     source = opts.format or "table"
     if source == "table":
         source = "{{.ID}}" if opts.quiet else NETWORK_TABLE
-    rows = [NetworkRow(n, not opts.no_trunc) for n in networks]
-    ctx.out.write(render_rows(source, rows, NETWORK_HEADERS))
+    ctx.out.write(render_rows(source, [NetworkRow(n, not opts.no_trunc) for n in networks],
+                              NETWORK_HEADERS))
     return 0
 
 
