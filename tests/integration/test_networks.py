@@ -194,6 +194,17 @@ def test_connect_a_running_container_then_disconnect(daemon: Skiffd) -> None:
     sh(daemon, c, f"ping -c1 -W2 {peer_ip}")
 
 
+def test_the_default_route_moves_when_its_network_goes(daemon: Skiffd) -> None:
+    one, _ = network(daemon)
+    two, _ = network(daemon)
+    c = skiff(daemon, "run", "-d", "--network", one, "busybox", "sleep", "60").stdout.strip()
+    skiff(daemon, "network", "connect", two, c)
+    gw_two = inspect(daemon, c)["NetworkSettings"]["Networks"][two]["Gateway"]
+    assert "default via" in sh(daemon, c, "ip route show dev eth0").stdout
+    skiff(daemon, "network", "disconnect", one, c)
+    assert f"default via {gw_two} dev eth1" in sh(daemon, c, "ip route").stdout
+
+
 def test_a_stopped_container_connected_gets_the_network_at_start(daemon: Skiffd) -> None:
     one, _ = network(daemon)
     two, _ = network(daemon)

@@ -3,7 +3,9 @@ container.
 
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd, the mounts the `VolumeService` makes ready and the attached capsules'), makes the container's network
-namespace, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
+namespace and wires it into the container's networks (`network_endpoints.attach_all`, with
+its /etc/hosts and resolv.conf written for them) — or joins another's (``container:<id>``)
+—, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
 (the service's `start_monitor`), which runs the container and outlives skiffd; a start that
 fails leaves the container as it was, with the error and exit code in its state (and an
 AutoRemove container removed). `monitor_ended` is told when a run is over — by the
@@ -12,7 +14,8 @@ whoever finds a run's monitor gone: the exit file becomes the container's state 
 time, OOM kill) once, with the ``die`` event, and wakes the waiters; a monitor that died
 without writing one (killed) leaves a container nobody supervises, which is taken down and
 reported as exited with ``monitor gone`` — never silently lost. What the run leaves (its
-runtime container, its network namespace, the volumes' mounts) is tidied on another thread.
+runtime container, its endpoints and network namespace, the volumes' mounts) is tidied on
+another thread.
 """
 
 from __future__ import annotations

@@ -96,6 +96,10 @@ class NetworkDB:
         except sqlite3.IntegrityError:
             raise AddressTaken(f"{address} is taken on network {nid[:12]}") from None
 
+    def set_endpoint_doc(self, nid: str, cid: str, doc: dict[str, Any]) -> None:
+        self.db._run("UPDATE endpoints SET doc = ? WHERE network_id = ? AND container_id = ?",
+                     (jsonfast.dumps(doc), nid, cid))
+
     def release(self, nid: str, cid: str, doc: dict[str, Any]) -> None:
         """The endpoint's address goes back to the pool; `doc` is what stays recorded."""
         self.db._run("UPDATE endpoints SET address = NULL, doc = ? WHERE network_id = ? AND "

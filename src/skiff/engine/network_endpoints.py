@@ -351,9 +351,29 @@ def disconnect(net: NetworkService, ref: str, body: Any) -> None:
             _detach(net, ep)
         net.db.detach(row.id, crow.id)
         if ep.address is not None:
+            if ep.doc.get("DefaultRoute"):
+                _route_again(net, svc.netns_path(crow.id), crow.id)
             _event(net, "disconnect", ep)
             net.endpoints_changed()
             _rewrite_files(svc, svc._row(crow.id))
+
+
+def _route_again(net: NetworkService, netns: str, cid: str) -> None:
+    """The network that gave the container its default route is gone: the next one that
+    can (not internal) gives it, as libnetwork picks a new gateway endpoint."""
+    from skiff.net import links
+
+    for ep in active(net, cid):
+        row = net.db.get(ep.network_id)
+        if row is None or row.doc.get("Internal") or not ep.doc.get("Gateway"):
+            continue
+        try:
+            links.add_default_route(netns, str(ep.doc["IfName"]), str(ep.doc["Gateway"]))
+        except SkiffError as e:
+            _log.warning("container %s: %s", cid[:12], e)
+            return
+        net.db.set_endpoint_doc(ep.network_id, cid, {**ep.doc, "DefaultRoute": True})
+        return
 
 
 def _containers(net: NetworkService) -> Any:

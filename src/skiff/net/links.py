@@ -304,3 +304,19 @@ def attach_to_bridge(host_ifname: str, bridge: str) -> bool:
         return True
     finally:
         ipr.close()
+
+
+@_off_the_loop
+def add_default_route(netns: str, ifname: str, gateway: str) -> None:
+    """The default route via `gateway` on `ifname` inside the namespace at `netns` (the
+    route a container keeps when the network that gave it one is disconnected)."""
+    def work(ipr: Any) -> None:
+        index = _index(ipr, ifname)
+        if index is None:
+            raise KernelError("netlink link lookup", errno.ENODEV, ifname, f"in {netns}")
+        try:
+            ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=index)
+        except Exception as e:  # noqa: BLE001
+            raise _failure("route replace default", f"{ifname} in {netns}", e) from None
+
+    _in_netns(netns, work)
