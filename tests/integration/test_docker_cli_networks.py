@@ -19,7 +19,7 @@ import pytest
 from fixtures_daemon import (Skiffd, check_api_shape, docker_py_client, module_daemon,
                              remove_all, subnet_for)
 from test_docker_cli import DOCKER, docker
-from test_networks import host_links, remove_networks
+from test_networks import host_links, links_left, remove_networks
 
 pytestmark = [pytest.mark.root, pytest.mark.netns,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -41,7 +41,7 @@ def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
     yield module_skiffd
     remove_all(module_skiffd)
     remove_networks(module_skiffd)
-    assert not host_links() - before - {module_skiffd.env["SKIFF_BRIDGE"]}
+    assert not links_left(host_links() - before - {module_skiffd.env["SKIFF_BRIDGE"]})
 
 
 def test_docker_network_commands(daemon: Skiffd) -> None:

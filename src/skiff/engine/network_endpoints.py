@@ -15,12 +15,14 @@ events go with each: ``connect`` and ``disconnect`` (the network's ID, the conta
 
 from __future__ import annotations
 
+import errno
 import os
 
 from skiff.engine.network_db import AddressTaken, EndpointRow
 from skiff.engine.networks import PREDEFINED, bridge_of, mtu_of, pool_of
 from skiff.errors import (
     InvalidArgument,
+    KernelError,
     NetworkForbidden,
     NoSuchContainer,
     SkiffError,
@@ -172,7 +174,7 @@ def _attach(net: NetworkService, row: NetworkRow, ep: EndpointRow, crow: Contain
     with net.lock:
         if row.name == "bridge":
             net.bridge_touched = True
-        links.ensure_bridge(bridge, str(pool.gateway), pool.subnet.prefixlen, mtu_of(row))
+        net.ensure_bridge(row, pool)
         for _ in range(8):
             address = ipam.allocate(pool, net.db.taken(row.id), requested)
             doc = _runtime_doc(ep, row, crow, pool, address, siblings)
@@ -187,12 +189,21 @@ def _attach(net: NetworkService, row: NetworkRow, ep: EndpointRow, crow: Contain
         else:
             raise SkiffError(f"network {row.name}: could not claim an address")
     claimed = EndpointRow(network_id=row.id, container_id=crow.id, address=address, doc=doc)
+    wanted = links.Endpoint(
+        bridge=bridge, host_ifname=doc["HostIf"], netns=netns, ifname=doc["IfName"],
+        mac=doc["MacAddress"], mtu=mtu_of(row), address=address,
+        prefixlen=pool.subnet.prefixlen,
+        gateway=str(pool.gateway) if doc["DefaultRoute"] else None)
     try:
-        links.add_endpoint(links.Endpoint(
-            bridge=bridge, host_ifname=doc["HostIf"], netns=netns, ifname=doc["IfName"],
-            mac=doc["MacAddress"], mtu=mtu_of(row), address=address,
-            prefixlen=pool.subnet.prefixlen,
-            gateway=str(pool.gateway) if doc["DefaultRoute"] else None))
+        try:
+            links.add_endpoint(wanted)
+        except KernelError as e:
+            if e.errno != errno.ENODEV or e.path != bridge:
+                raise
+            with net.lock:  # its bridge went since it was made (by hand): made again
+                net.forget_bridge(bridge)
+                net.ensure_bridge(row, pool)
+            links.add_endpoint(wanted)
     except BaseException:
         net.db.release(row.id, crow.id, _asked_doc(doc))
         raise
@@ -220,13 +231,20 @@ def _asked_doc(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in RUNTIME_KEYS}
 
 
-def _detach(net: NetworkService, ep: EndpointRow) -> None:
+def _detach(net: NetworkService, ep: EndpointRow, later: bool = False) -> None:
+    """The endpoint's veth goes and its address back to the pool. `later`: the pair is
+    taken off its bridge now and deleted on another thread (the end of a run, whose
+    namespace is let go as well: deleting a veth waits for an RCU grace period)."""
     from skiff.net import links
 
     host_if = ep.doc.get("HostIf")
     if host_if:
         try:
-            links.delete_endpoint(host_if)
+            if later:
+                if links.unplug(host_if):
+                    net.reap(host_if)
+            else:
+                links.delete_endpoint(host_if)
         except SkiffError as e:  # its namespace's end takes it anyway
             _log.warning("container %s: %s", ep.container_id[:12], e)
     net.db.release(ep.network_id, ep.container_id, _asked_doc(ep.doc))
@@ -236,7 +254,7 @@ def detach_all(net: NetworkService, cid: str) -> None:
     """The run of `cid` is over: its veths go and its addresses go back."""
     gone = [ep for ep in net.db.endpoints(cid=cid) if ep.address is not None]
     for ep in gone:
-        _detach(net, ep)
+        _detach(net, ep, later=True)
         _event(net, "disconnect", ep)
     if gone:
         net.endpoints_changed()

@@ -92,6 +92,8 @@ class NetworkService:
         self.lock = threading.RLock()  # a create's checks and insert, an allocation
         self._ready = False
         self.bridge_touched = False  # the default bridge was made or used by this engine
+        self._bridges: set[str] = set()  # bridges this engine made or found, at their attach
+        self._reaping: set[threading.Thread] = set()  # veths being deleted after their run
 
     # -- the pre-defined networks -----------------------------------------------------------
     def ensure_predefined(self) -> None:
@@ -202,6 +204,7 @@ class NetworkService:
                 if made:
                     links.delete_bridge(bridge)
                 raise
+            self._bridges.add(bridge)
         self.events.emit("network", "create", nid, {"name": name, "type": "bridge"})
         return {"Id": nid, "Warning": ""}
 
@@ -273,6 +276,7 @@ class NetworkService:
         from skiff.net import links
 
         links.delete_bridge(bridge_of(row))
+        self.forget_bridge(bridge_of(row))
         self.db.delete(row.id)  # the stopped containers' attachments go with it, as Docker's
         self.events.emit("network", "destroy", row.id, {"name": row.name, "type": "bridge"})
 
@@ -342,6 +346,46 @@ class NetworkService:
 
         return reverse(self, cid, address)
 
+    # -- bridges and veths -------------------------------------------------------------------
+    def ensure_bridge(self, row: NetworkRow, pool: ipam.Pool) -> None:
+        """The network's bridge, made if it is not there (looked at once per engine: a
+        bridge gone since fails the veth's attach, which asks again)."""
+        name = bridge_of(row)
+        if name in self._bridges:
+            return
+        from skiff.net import links
+
+        links.ensure_bridge(name, str(pool.gateway), pool.subnet.prefixlen, mtu_of(row))
+        self._bridges.add(name)
+
+    def forget_bridge(self, name: str) -> None:
+        self._bridges.discard(name)
+
+    def reap(self, host_ifname: str) -> None:
+        """Delete an unplugged veth on a thread of its own (skiffd's stop waits for them)."""
+        from skiff.net import links
+
+        def delete() -> None:
+            try:
+                links.delete_endpoint(host_ifname)
+            except SkiffError as e:
+                _log.warning("veth %s: %s", host_ifname, e)
+            finally:
+                with self.lock:
+                    self._reaping.discard(threading.current_thread())
+
+        worker = threading.Thread(target=delete, name="skiffd-veth-reap", daemon=True)
+        with self.lock:
+            self._reaping.add(worker)
+        worker.start()
+
+    def settle(self) -> None:
+        """Wait for the veths being deleted."""
+        with self.lock:
+            pending = list(self._reaping)
+        for worker in pending:
+            worker.join()
+
     # -- engine start and stop --------------------------------------------------------------
     def reconcile(self, running: set[str]) -> None:
         """At skiffd's start: the addresses of containers that are not running go back to
@@ -351,7 +395,9 @@ class NetworkService:
         reconcile(self, running)
 
     def close(self) -> None:
-        """At skiffd's stop: the default bridge goes when no container runs on it."""
+        """At skiffd's stop: the veths being deleted are gone, and the default bridge goes
+        when no container runs on it."""
+        self.settle()
         if not self.bridge_touched:
             return
         try:
@@ -362,6 +408,7 @@ class NetworkService:
 
                 if links.link_exists(self.bridge_name):
                     links.delete_bridge(self.bridge_name)
+                self.forget_bridge(self.bridge_name)
         except SkiffError as e:
             _log.warning("the default bridge %s: %s", self.bridge_name, e)
 

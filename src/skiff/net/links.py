@@ -187,6 +187,28 @@ def delete_endpoint(host_ifname: str) -> bool:
     return delete_link(host_ifname)
 
 
+@_off_the_loop
+def unplug(host_ifname: str) -> bool:
+    """Take a veth's host end off its bridge and down (a millisecond, where deleting the
+    pair waits for the kernel's RCU grace period, tens of milliseconds): no frame reaches
+    the peer any more, so its address may be given again before the pair is deleted.
+    False when the link is gone already."""
+    ipr = _iproute()
+    try:
+        index = _index(ipr, host_ifname)
+        if index is None:
+            return False
+        try:
+            ipr.link("set", index=index, state="down", master=0)
+        except Exception as e:  # noqa: BLE001
+            if getattr(e, "code", None) == errno.ENODEV:
+                return False
+            raise _failure("link set nomaster down", host_ifname, e) from None
+        return True
+    finally:
+        ipr.close()
+
+
 def _in_netns(path: str, work: Callable[[Any], None]) -> None:
     """Run `work(iproute)` on a thread inside the network namespace kept at `path`."""
     failed: list[BaseException] = []
