@@ -344,8 +344,11 @@ def test_skiffd_restart_keeps_networks_and_allocations(tmp_root: Path) -> None:
         a = skiff(d, "run", "-d", "--network", name, "busybox", "sleep", "120").stdout.strip()
         ip_a = ip_of(d, a, name)
         stop_skiffd(d)
+        # what a host reboot would do to the network under the running container
+        subprocess.run(["ip", "link", "del", f"br-{nid[:12]}"], check=True)
         d = start_skiffd(workdir)
         assert ip_of(d, a, name) == ip_a  # still running, still its address
+        assert len(links_on(f"br-{nid[:12]}")) == 1  # its bridge made again, its veth on it
         b = skiff(d, "run", "-d", "--network", name, "busybox", "sleep", "60").stdout.strip()
         assert ip_of(d, b, name) != ip_a  # which is not handed out again
         skiff(d, "exec", b, "ping", "-c1", "-W2", ip_a)
