@@ -375,3 +375,28 @@ def test_a_network_removed_under_a_stopped_container(daemon: Skiffd) -> None:
     p = skiff(daemon, "start", c, check=False)
     assert p.returncode == 1 and f"network {name} not found" in p.stderr
     assert inspect(daemon, c)["State"]["Status"] == "created"
+
+
+def test_network_events(daemon: Skiffd) -> None:
+    import time
+    from urllib.parse import quote
+
+    since = time.time() - 1
+    name, nid = network(daemon)
+    c = skiff(daemon, "run", "-d", "busybox", "sleep", "60").stdout.strip()
+    skiff(daemon, "network", "connect", name, c)
+    skiff(daemon, "network", "disconnect", name, c)
+    skiff(daemon, "network", "rm", name)
+    filters = quote(json.dumps({"type": ["network"]}))
+    status, _, body = daemon.request(
+        "GET", f"/events?since={since:.3f}&until={time.time() + 1:.3f}&filters={filters}")
+    assert status == 200
+    events = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    mine = [(e["Action"], e["Actor"]["Attributes"].get("container")) for e in events
+            if e["Actor"]["ID"] == nid]
+    assert mine == [("create", None), ("connect", c), ("disconnect", c), ("destroy", None)]
+    bridge = daemon.json("GET", "/networks/bridge")[1]["Id"]
+    assert ("connect", c) in [(e["Action"], e["Actor"]["Attributes"].get("container"))
+                              for e in events if e["Actor"]["ID"] == bridge]  # at its start
+    assert all(e["Type"] == "network" and e["Actor"]["Attributes"]["type"] == "bridge"
+               for e in events)

@@ -65,7 +65,9 @@ def _off_the_loop(fn: Callable[..., T]) -> Callable[..., T]:
     def call(*args: Any, **kwargs: Any) -> T:
         import asyncio
 
-        if asyncio._get_running_loop() is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop runs on this thread: the common case
             return fn(*args, **kwargs)
         out: list[Any] = []
         failed: list[BaseException] = []
