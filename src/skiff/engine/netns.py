@@ -24,6 +24,7 @@ import threading
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall
+from skiff.kernel.netns_thread import in_new_thread
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -51,23 +52,18 @@ def make_netns(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
     except OSError as e:
         raise KernelError.from_os("create", e, path) from None
-    failed: list[BaseException] = []
 
     def inside() -> None:
-        try:
-            syscall.unshare(syscall.CLONE_NEWNET)
-            own = f"/proc/self/task/{threading.get_native_id()}/ns/net"
-            syscall.mount(own, path, None, syscall.MS_BIND)
-            _loopback_up()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            failed.append(e)
+        syscall.unshare(syscall.CLONE_NEWNET)
+        own = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+        syscall.mount(own, path, None, syscall.MS_BIND)
+        _loopback_up()
 
-    worker = threading.Thread(target=inside, name="skiffd-netns")
-    worker.start()
-    worker.join()
-    if failed:
+    try:
+        in_new_thread(inside)
+    except BaseException:
         release_netns(path)
-        raise failed[0]
+        raise
 
 
 def release_netns(path: str) -> None:

@@ -1,0 +1,322 @@
+"""skiff's embedded DNS server: 127.0.0.11:53 inside every container on a user network.
+
+As Docker's embedded DNS, one server answers for all containers: `DnsServer.add(key,
+netns_path)` opens a UDP and a TCP socket on 127.0.0.11:53 inside the network namespace at
+`netns_path` (made by a short-lived thread that setns()es into it: a socket stays in the
+namespace it was made in, so the serving thread itself never moves), `remove(key)` closes
+them and every connection and forward in flight for that container, and `close()` ends
+it all. One thread runs an asyncio loop of its own over every container's sockets, so the
+server is independent of whatever loop skiffd's API runs and of its load; the loop thread
+stays in the host's namespace, so forwarded queries go out from the host, as Docker's do.
+A query is answered from the callbacks when `dns_answer.local_answer` says so (A, AAAA,
+MX, PTR of names and addresses the engine knows, TTL 600, in the callbacks' order), and
+forwarded upstream (`dns_upstream.forward`) otherwise; SERVFAIL when no upstream answers,
+or when `max_forwards` queries are already out (moby's limit of 1024). A packet that is
+not a query is dropped, one whose question cannot be read gets FORMERR: nothing a client
+sends ends the loop. The callbacks are called on the server's thread, for every query:
+they must be quick (in-memory look-ups), thread-safe, and never call back into the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from skiff.errors import InvalidArgument, KernelError
+from skiff.kernel.netns_thread import in_netns
+from skiff.log import logger
+from skiff.net.dns_answer import Resolve, Reverse, local_answer
+from skiff.net.dns_message import (EXTENDED_RCODE_BADVERS, OPCODE_QUERY, RCODE_FORMERR,
+                                   RCODE_NOERROR, RCODE_NOTIMP, RCODE_SERVFAIL, TCP_MAX_SIZE,
+                                   MalformedMessage, Query, build_reply, error_reply,
+                                   parse_query)
+from skiff.net.dns_upstream import DEFAULT_TIMEOUT, Upstream, forward, host_upstreams
+
+log = logger("skiff.net.dns")
+
+LISTEN_ADDRESS = "127.0.0.11"
+DNS_PORT = 53
+MAX_FORWARDS = 1024
+TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may keep a connection without a query
+TCP_CLIENTS = 64  # open TCP connections per container; more are closed at once
+
+
+def listening_sockets(netns_path: str, address: str = LISTEN_ADDRESS,
+                      port: int = DNS_PORT) -> tuple[socket.socket, socket.socket]:
+    """A bound UDP socket and a listening TCP socket on `address`:`port` inside the network
+    namespace at `netns_path`, both non-blocking (neither left open on a failure)."""
+
+    def bind() -> tuple[socket.socket, socket.socket]:
+        made: list[socket.socket] = []
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                sock = socket.socket(socket.AF_INET, kind)
+                made.append(sock)
+                if kind == socket.SOCK_STREAM:
+                    # a connection of a server removed a moment ago may be in TIME_WAIT
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((address, port))
+                except OSError as e:
+                    raise KernelError.from_os(f"bind {kind.name} {address}:{port} in", e,
+                                              netns_path) from None
+                if kind == socket.SOCK_STREAM:
+                    sock.listen(128)
+                sock.setblocking(False)
+        except BaseException:
+            for sock in made:
+                sock.close()
+            raise
+        return made[0], made[1]
+
+    return in_netns(netns_path, bind)
+
+
+class _UdpService(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer, served: _Served) -> None:
+        self.server = server
+        self.served = served
+        self.transport: asyncio.DatagramTransport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server._on_datagram(self.served, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # an ICMP error for an answer to a client that has gone: nothing to do
+        log.debug("dns %s: %s", self.served.key, exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+@dataclass(eq=False)
+class _Served:
+    """One container's sockets and what is in flight for it (touched on the loop only)."""
+
+    key: str
+    udp: _UdpService | None = None
+    tcp: asyncio.Server | None = None
+    writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class DnsServer:
+    """The embedded DNS server for every container (see the module's text)."""
+
+    def __init__(self, resolve: Resolve, reverse: Reverse,
+                 upstreams: Sequence[Upstream] | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, address: str = LISTEN_ADDRESS,
+                 port: int = DNS_PORT, max_forwards: int = MAX_FORWARDS) -> None:
+        self._resolve = resolve
+        self._reverse = reverse
+        self.upstreams: list[Upstream] = (list(upstreams) if upstreams is not None
+                                          else host_upstreams())
+        self._timeout = timeout
+        self._address = address
+        self._port = port
+        self._max_forwards = max_forwards
+        self._forwards = 0  # in flight, counted on the loop
+        self._served: dict[str, _Served] = {}  # the loop's
+        self._keys: set[str] = set()  # the callers', under _lock: add and remove may race
+        self._lock = threading.Lock()
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="skiffd-dns",
+                                        daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> DnsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the callers' side ----------------------------------------------------------------
+    def add(self, key: str, netns_path: str) -> None:
+        """Serve the container `key` inside the network namespace at `netns_path`."""
+        with self._lock:
+            if self._closed:
+                raise InvalidArgument("the DNS server is closed")
+            if key in self._keys:
+                raise InvalidArgument(f"DNS: {key} is already served")
+            self._keys.add(key)
+        try:
+            udp, tcp = listening_sockets(netns_path, self._address, self._port)
+            try:
+                asyncio.run_coroutine_threadsafe(self._serve(key, udp, tcp), self._loop).result()
+            except BaseException:
+                udp.close()
+                tcp.close()
+                raise
+        except BaseException:
+            with self._lock:
+                self._keys.discard(key)
+            raise
+
+    def remove(self, key: str) -> None:
+        """Stop serving `key`: its sockets closed, its connections and forwards ended, by
+        the time this returns (nothing to do for a key not served)."""
+        with self._lock:
+            if key not in self._keys or self._closed:
+                return
+        asyncio.run_coroutine_threadsafe(self._unserve(key), self._loop).result()
+        with self._lock:
+            self._keys.discard(key)
+
+    def keys(self) -> list[str]:
+        """The containers served now."""
+        with self._lock:
+            return sorted(self._keys)
+
+    def close(self) -> None:
+        """Stop serving every container and end the server's thread (again: nothing)."""
+        with self._lock:
+            if self._closed:
+                return
+            keys = list(self._keys)
+        for key in keys:
+            self.remove(key)
+        with self._lock:
+            self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    # -- the loop's side ------------------------------------------------------------------
+    async def _serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        served = _Served(key)
+        _, served.udp = await loop.create_datagram_endpoint(
+            lambda: _UdpService(self, served), sock=udp)
+        try:
+            served.tcp = await asyncio.start_server(
+                lambda r, w: self._tcp_client(served, r, w), sock=tcp)
+        except BaseException:
+            self._close_udp(served)
+            raise
+        self._served[key] = served
+
+    def _close_udp(self, served: _Served) -> None:
+        if served.udp is not None and served.udp.transport is not None:
+            served.udp.transport.close()
+
+    async def _unserve(self, key: str) -> None:
+        served = self._served.pop(key, None)
+        if served is None:
+            return
+        if served.tcp is not None:
+            served.tcp.close()  # the listening socket closes now
+        for writer in list(served.writers):
+            writer.close()
+        for task in list(served.tasks):
+            task.cancel()
+        if served.tasks:
+            await asyncio.gather(*served.tasks, return_exceptions=True)
+        self._close_udp(served)
+        if served.udp is not None:
+            await served.udp.closed
+        if served.tcp is not None:
+            await served.tcp.wait_closed()
+
+    def _track(self, served: _Served, task: asyncio.Task[None]) -> None:
+        served.tasks.add(task)
+        task.add_done_callback(served.tasks.discard)
+
+    def _local(self, key: str, data: bytes, tcp: bool) -> tuple[bytes | None, Query | None]:
+        """(the answer to send now, or None) and (the query to forward, or None); neither:
+        drop the packet."""
+        try:
+            query = parse_query(data)
+        except MalformedMessage:
+            return error_reply(data, RCODE_FORMERR), None
+        limit = TCP_MAX_SIZE if tcp else query.udp_limit()
+        if query.opcode != OPCODE_QUERY:
+            return build_reply(query, RCODE_NOTIMP, limit=limit), None
+        if query.edns_version != 0:
+            return build_reply(query, EXTENDED_RCODE_BADVERS, limit=limit), None
+        try:
+            records = local_answer(query, key, self._resolve, self._reverse)
+        except Exception as e:  # noqa: BLE001 - the engine's failure is this query's SERVFAIL
+            log.warning("dns %s: looking up %s: %s", key, query.question.text(), e)
+            return build_reply(query, RCODE_SERVFAIL, limit=limit), None
+        if records is None:
+            return None, query
+        return build_reply(query, RCODE_NOERROR, records, limit, truncate_flag=not tcp), None
+
+    async def _forwarded(self, data: bytes, query: Query, tcp: bool) -> bytes:
+        limit = TCP_MAX_SIZE if tcp else query.udp_limit()
+        if self._forwards >= self._max_forwards:
+            log.warning("dns: more than %d queries forwarded at once", self._max_forwards)
+            return build_reply(query, RCODE_SERVFAIL, limit=limit)
+        self._forwards += 1
+        try:
+            reply = await forward(data, query, self.upstreams, self._timeout, tcp, limit)
+        finally:
+            self._forwards -= 1
+        if reply is None:
+            log.debug("dns: no upstream answered %s", query.question.text())
+            return build_reply(query, RCODE_SERVFAIL, limit=limit)
+        return reply
+
+    def _on_datagram(self, served: _Served, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            reply, query = self._local(served.key, data, tcp=False)
+        except Exception as e:  # noqa: BLE001 - a bug met by one packet drops that packet only
+            log.error("dns %s: a %d-byte query: %r", served.key, len(data), e)
+            return
+        assert served.udp is not None and served.udp.transport is not None
+        transport = served.udp.transport
+        if reply is not None:
+            transport.sendto(reply, addr)
+        elif query is not None:
+            self._track(served, asyncio.get_running_loop().create_task(
+                self._forward_udp(transport, data, query, addr)))
+
+    async def _forward_udp(self, transport: asyncio.DatagramTransport, data: bytes,
+                           query: Query, addr: tuple[str, int]) -> None:
+        reply = await self._forwarded(data, query, tcp=False)
+        if not transport.is_closing():
+            transport.sendto(reply, addr)
+
+    async def _tcp_client(self, served: _Served, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._track(served, task)
+        if len(served.writers) >= TCP_CLIENTS:
+            writer.close()
+            return
+        served.writers.add(writer)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(TCP_IDLE_TIMEOUT):
+                        (length,) = struct.unpack("!H", await reader.readexactly(2))
+                        data = await reader.readexactly(length)
+                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                    return
+                try:
+                    reply, query = self._local(served.key, data, tcp=True)
+                except Exception as e:  # noqa: BLE001 - as for a datagram: this client only
+                    log.error("dns %s: a %d-byte TCP query: %r", served.key, len(data), e)
+                    return
+                if reply is None and query is not None:
+                    reply = await self._forwarded(data, query, tcp=True)
+                if reply is None:
+                    return  # not even a header: nothing to say to such a client
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            served.writers.discard(writer)
+            writer.close()
