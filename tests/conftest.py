@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-# the registry and daemon fixtures live in modules of their own, next to this file
-pytest_plugins = ["fixtures_registry", "fixtures_daemon"]
+# the registry, daemon and DNS fixtures live in modules of their own, next to this file
+pytest_plugins = ["fixtures_registry", "fixtures_daemon", "fixtures_dns"]
 
 REPO = Path(__file__).resolve().parent.parent
 
