@@ -43,6 +43,7 @@ DNS_PORT = 53
 MAX_FORWARDS = 1024
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may keep a connection without a query
 TCP_CLIENTS = 64  # open TCP connections per container; more are closed at once
+TCP_WRITE_BACKLOG = 256 * 1024  # answers a TCP client has not read; more: it is cut off
 
 
 def listening_sockets(netns_path: str, address: str = LISTEN_ADDRESS,
@@ -98,15 +99,78 @@ class _UdpService(asyncio.DatagramProtocol):
             self.closed.set_result(None)
 
 
+class _TcpClient(asyncio.Protocol):
+    """One DNS-over-TCP connection (RFC 7766): length-prefixed queries, answered in the
+    order they are ready (a forwarded one may come after a later local one: the IDs tell
+    them apart), closed after TCP_IDLE_TIMEOUT without a query, or when the client reads
+    so little that answers pile up."""
+
+    def __init__(self, server: DnsServer, served: _Served) -> None:
+        self.server = server
+        self.served = served
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.idle: asyncio.TimerHandle | None = None
+        served.clients.add(self)  # now: an unserve must find every client made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.served.closing:
+            transport.close()
+            return
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        assert self.transport is not None
+        self.idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT,
+                                                          self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._rearm()
+        while len(self.buffer) >= 2:
+            (length,) = struct.unpack_from("!H", self.buffer)
+            if len(self.buffer) < 2 + length:
+                break
+            message = bytes(self.buffer[2:2 + length])
+            del self.buffer[:2 + length]
+            self.server._on_tcp_message(self, message)
+
+    def send(self, reply: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(struct.pack("!H", len(reply)) + reply)
+        if transport.get_write_buffer_size() > TCP_WRITE_BACKLOG:
+            transport.abort()  # a client that asks and never reads
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.served.clients.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
 @dataclass(eq=False)
 class _Served:
     """One container's sockets and what is in flight for it (touched on the loop only)."""
 
     key: str
     udp: _UdpService | None = None
-    tcp: asyncio.Server | None = None
-    writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    listener: socket.socket | None = None
+    clients: set[_TcpClient] = field(default_factory=set)
+    accepted: set[socket.socket] = field(default_factory=set)  # not yet a client's
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    closing: bool = False
 
 
 class DnsServer:
@@ -197,35 +261,63 @@ class DnsServer:
         served = _Served(key)
         _, served.udp = await loop.create_datagram_endpoint(
             lambda: _UdpService(self, served), sock=udp)
-        try:
-            served.tcp = await asyncio.start_server(
-                lambda r, w: self._tcp_client(served, r, w), sock=tcp)
-        except BaseException:
-            self._close_udp(served)
-            raise
+        # accepted here, not by an asyncio.Server: a Server that is closed while a connection
+        # it accepted waits for its transport loses that connection, open, to no one
+        served.listener = tcp
+        loop.add_reader(tcp.fileno(), self._accept, served)
         self._served[key] = served
 
     def _close_udp(self, served: _Served) -> None:
         if served.udp is not None and served.udp.transport is not None:
             served.udp.transport.close()
 
+    def _accept(self, served: _Served) -> None:
+        assert served.listener is not None
+        loop = asyncio.get_running_loop()
+        for _ in range(TCP_CLIENTS):  # a batch per wake-up, then the others get a turn
+            try:
+                conn, _ = served.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and the like: try again at the next wake-up
+                log.warning("dns %s: accept: %s", served.key, e)
+                return
+            if served.closing or len(served.clients) + len(served.accepted) >= TCP_CLIENTS:
+                conn.close()
+                continue
+            served.accepted.add(conn)
+            self._track(served, loop.create_task(self._connect(served, conn)))
+
+    async def _connect(self, served: _Served, conn: socket.socket) -> None:
+        await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: _TcpClient(self, served), conn)
+        served.accepted.discard(conn)  # its transport's now
+
     async def _unserve(self, key: str) -> None:
         served = self._served.pop(key, None)
         if served is None:
             return
-        if served.tcp is not None:
-            served.tcp.close()  # the listening socket closes now
-        for writer in list(served.writers):
-            writer.close()
+        served.closing = True
+        if served.listener is not None:
+            asyncio.get_running_loop().remove_reader(served.listener.fileno())
+            served.listener.close()
         for task in list(served.tasks):
             task.cancel()
         if served.tasks:
             await asyncio.gather(*served.tasks, return_exceptions=True)
+        for conn in served.accepted:
+            conn.close()
+        clients = list(served.clients)
+        for client in clients:
+            client.close()
         self._close_udp(served)
+        # transports close their sockets on the loop's next turn: wait for that (a client
+        # whose transport never came to be has nothing to close: hence the bound)
+        closing = [c.closed for c in clients if c.transport is not None]
         if served.udp is not None:
-            await served.udp.closed
-        if served.tcp is not None:
-            await served.tcp.wait_closed()
+            closing.append(served.udp.closed)
+        if closing:
+            await asyncio.wait(closing, timeout=1.0)
 
     def _track(self, served: _Served, task: asyncio.Task[None]) -> None:
         served.tasks.add(task)
@@ -287,36 +379,20 @@ class DnsServer:
         if not transport.is_closing():
             transport.sendto(reply, addr)
 
-    async def _tcp_client(self, served: _Served, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._track(served, task)
-        if len(served.writers) >= TCP_CLIENTS:
-            writer.close()
-            return
-        served.writers.add(writer)
+    def _on_tcp_message(self, client: _TcpClient, data: bytes) -> None:
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(TCP_IDLE_TIMEOUT):
-                        (length,) = struct.unpack("!H", await reader.readexactly(2))
-                        data = await reader.readexactly(length)
-                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                    return
-                try:
-                    reply, query = self._local(served.key, data, tcp=True)
-                except Exception as e:  # noqa: BLE001 - as for a datagram: this client only
-                    log.error("dns %s: a %d-byte TCP query: %r", served.key, len(data), e)
-                    return
-                if reply is None and query is not None:
-                    reply = await self._forwarded(data, query, tcp=True)
-                if reply is None:
-                    return  # not even a header: nothing to say to such a client
-                writer.write(struct.pack("!H", len(reply)) + reply)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            served.writers.discard(writer)
-            writer.close()
+            reply, query = self._local(client.served.key, data, tcp=True)
+        except Exception as e:  # noqa: BLE001 - as for a datagram: this query only
+            log.error("dns %s: a %d-byte TCP query: %r", client.served.key, len(data), e)
+            client.close()
+            return
+        if reply is not None:
+            client.send(reply)
+        elif query is not None:
+            self._track(client.served, asyncio.get_running_loop().create_task(
+                self._forward_tcp(client, data, query)))
+        else:
+            client.close()  # not even a header: nothing to say to such a client
+
+    async def _forward_tcp(self, client: _TcpClient, data: bytes, query: Query) -> None:
+        client.send(await self._forwarded(data, query, tcp=True))
