@@ -18,7 +18,7 @@ SERVFAIL). The query goes out under an ID of our own and comes back under the cl
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -119,7 +119,7 @@ async def forward(raw: bytes, query: Query, upstreams: Sequence[Upstream], timeo
     asked over TCP; `udp_limit`: the largest UDP answer it takes (a TCP retry's answer
     bigger than that goes back truncated, as the upstream sent it, for the client to retry
     over TCP itself)."""
-    ident = secrets.randbits(16)
+    ident = int.from_bytes(os.urandom(2), "big")  # unguessable, and no `secrets` to import
     message = with_id(raw, ident)
     fallback: bytes | None = None
     for upstream in upstreams:
