@@ -135,6 +135,26 @@ def test_unknown_names_go_to_the_upstream_from_the_host(server: DnsServer,
                                    ("outside.test", "A", "tcp")]
 
 
+def test_a_containers_own_upstreams_or_none(server: DnsServer, fake_upstream: FakeUpstream,
+                                            engine: Engine, make_ns: Callable[[str], str]):
+    own = FakeUpstream({"outside.test": ["192.0.2.99"]})  # as `--dns` would name it
+    try:
+        ns1, ns2, ns3 = make_ns("c1"), make_ns("c2"), make_ns("c3")
+        engine.names["c3"] = {"db": ["10.7.0.3"]}
+        server.add("c1", ns1)
+        server.add("c2", ns2, upstreams=[Upstream("127.0.0.1", own.port)])
+        server.add("c3", ns3, upstreams=[])  # an internal network's: nothing goes out
+        assert addresses(ask(ns1, "outside.test")) == ["192.0.2.1"]
+        assert addresses(ask(ns2, "outside.test")) == ["192.0.2.99"]
+        assert addresses(ask(ns2, "web")) == ["10.9.0.2"]  # its own names still its own
+        assert ask(ns3, "outside.test").rcode() == dns.rcode.SERVFAIL
+        assert addresses(ask(ns3, "db")) == ["10.7.0.3"]
+        assert [a[0] for a in fake_upstream.asked] == ["outside.test"]  # c1's only
+        assert [a[0] for a in own.asked] == ["outside.test"]  # c2's only
+    finally:
+        own.close()
+
+
 def test_big_answers_truncate_and_tcp_gets_them_all(server: DnsServer,
                                                     fake_upstream: FakeUpstream,
                                                     make_ns: Callable[[str], str]):

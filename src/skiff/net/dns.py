@@ -10,8 +10,10 @@ server is independent of whatever loop skiffd's API runs and of its load; the lo
 stays in the host's namespace, so forwarded queries go out from the host, as Docker's do.
 A query is answered from the callbacks when `dns_answer.local_answer` says so (A, AAAA,
 MX, PTR of names and addresses the engine knows, TTL 600, in the callbacks' order), and
-forwarded upstream (`dns_upstream.forward`) otherwise; SERVFAIL when no upstream answers,
-or when `max_forwards` queries are already out (moby's limit of 1024). A packet that is
+forwarded upstream (`dns_upstream.forward`) otherwise: to the container's own resolvers
+when `add` was given some (its ``--dns``), else to the server's (the host's resolv.conf
+by default); SERVFAIL when no upstream answers, when a container has none (an internal
+network), or when `max_forwards` queries are already out (moby's limit of 1024). A packet that is
 not a query is dropped, one whose question cannot be read gets FORMERR: nothing a client
 sends ends the loop. The callbacks are called on the server's thread, for every query:
 they must be quick (in-memory look-ups), thread-safe, and never call back into the server.
@@ -165,6 +167,7 @@ class _Served:
     """One container's sockets and what is in flight for it (touched on the loop only)."""
 
     key: str
+    upstreams: list[Upstream]
     udp: _UdpService | None = None
     listener: socket.socket | None = None
     clients: set[_TcpClient] = field(default_factory=set)
@@ -190,7 +193,7 @@ class DnsServer:
         self._max_forwards = max_forwards
         self._forwards = 0  # in flight, counted on the loop
         self._served: dict[str, _Served] = {}  # the loop's
-        self._keys: set[str] = set()  # the callers', under _lock: add and remove may race
+        self._served_keys: set[str] = set()  # the callers' copy of _served's keys, under _lock
         self._lock = threading.Lock()
         self._closed = False
         self._loop = asyncio.new_event_loop()
@@ -205,60 +208,63 @@ class DnsServer:
         self.close()
 
     # -- the callers' side ----------------------------------------------------------------
-    def add(self, key: str, netns_path: str) -> None:
-        """Serve the container `key` inside the network namespace at `netns_path`."""
+    # one at a time (under _lock): an add takes about half a millisecond, and a remove
+    # racing the add of the same key could otherwise leave sockets no one removes
+    def add(self, key: str, netns_path: str,
+            upstreams: Sequence[Upstream] | None = None) -> None:
+        """Serve the container `key` inside the network namespace at `netns_path`; the
+        names it asks that the callbacks do not know go to `upstreams` (its ``--dns``)
+        when given, to the server's own otherwise, nowhere when it is empty (an
+        ``--internal`` network: SERVFAIL)."""
         with self._lock:
             if self._closed:
                 raise InvalidArgument("the DNS server is closed")
-            if key in self._keys:
+            if key in self._served_keys:
                 raise InvalidArgument(f"DNS: {key} is already served")
-            self._keys.add(key)
-        try:
+            chosen = self.upstreams if upstreams is None else list(upstreams)
             udp, tcp = listening_sockets(netns_path, self._address, self._port)
             try:
-                asyncio.run_coroutine_threadsafe(self._serve(key, udp, tcp), self._loop).result()
+                asyncio.run_coroutine_threadsafe(self._serve(key, udp, tcp, chosen),
+                                                 self._loop).result()
             except BaseException:
                 udp.close()
                 tcp.close()
                 raise
-        except BaseException:
-            with self._lock:
-                self._keys.discard(key)
-            raise
+            self._served_keys.add(key)
 
     def remove(self, key: str) -> None:
         """Stop serving `key`: its sockets closed, its connections and forwards ended, by
         the time this returns (nothing to do for a key not served)."""
         with self._lock:
-            if key not in self._keys or self._closed:
-                return
-        asyncio.run_coroutine_threadsafe(self._unserve(key), self._loop).result()
-        with self._lock:
-            self._keys.discard(key)
+            self._remove(key)
+
+    def _remove(self, key: str) -> None:
+        if key in self._served_keys:
+            asyncio.run_coroutine_threadsafe(self._unserve(key), self._loop).result()
+            self._served_keys.discard(key)
 
     def keys(self) -> list[str]:
         """The containers served now."""
         with self._lock:
-            return sorted(self._keys)
+            return sorted(self._served_keys)
 
     def close(self) -> None:
         """Stop serving every container and end the server's thread (again: nothing)."""
         with self._lock:
             if self._closed:
                 return
-            keys = list(self._keys)
-        for key in keys:
-            self.remove(key)
-        with self._lock:
+            for key in list(self._served_keys):
+                self._remove(key)
             self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
 
     # -- the loop's side ------------------------------------------------------------------
-    async def _serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> None:
+    async def _serve(self, key: str, udp: socket.socket, tcp: socket.socket,
+                     upstreams: list[Upstream]) -> None:
         loop = asyncio.get_running_loop()
-        served = _Served(key)
+        served = _Served(key, upstreams)
         _, served.udp = await loop.create_datagram_endpoint(
             lambda: _UdpService(self, served), sock=udp)
         # accepted here, not by an asyncio.Server: a Server that is closed while a connection
@@ -344,14 +350,14 @@ class DnsServer:
             return None, query
         return build_reply(query, RCODE_NOERROR, records, limit, truncate_flag=not tcp), None
 
-    async def _forwarded(self, data: bytes, query: Query, tcp: bool) -> bytes:
+    async def _forwarded(self, served: _Served, data: bytes, query: Query, tcp: bool) -> bytes:
         limit = TCP_MAX_SIZE if tcp else query.udp_limit()
         if self._forwards >= self._max_forwards:
             log.warning("dns: more than %d queries forwarded at once", self._max_forwards)
             return build_reply(query, RCODE_SERVFAIL, limit=limit)
         self._forwards += 1
         try:
-            reply = await forward(data, query, self.upstreams, self._timeout, tcp, limit)
+            reply = await forward(data, query, served.upstreams, self._timeout, tcp, limit)
         finally:
             self._forwards -= 1
         if reply is None:
@@ -371,11 +377,11 @@ class DnsServer:
             transport.sendto(reply, addr)
         elif query is not None:
             self._track(served, asyncio.get_running_loop().create_task(
-                self._forward_udp(transport, data, query, addr)))
+                self._forward_udp(served, transport, data, query, addr)))
 
-    async def _forward_udp(self, transport: asyncio.DatagramTransport, data: bytes,
-                           query: Query, addr: tuple[str, int]) -> None:
-        reply = await self._forwarded(data, query, tcp=False)
+    async def _forward_udp(self, served: _Served, transport: asyncio.DatagramTransport,
+                           data: bytes, query: Query, addr: tuple[str, int]) -> None:
+        reply = await self._forwarded(served, data, query, tcp=False)
         if not transport.is_closing():
             transport.sendto(reply, addr)
 
@@ -395,4 +401,4 @@ class DnsServer:
             client.close()  # not even a header: nothing to say to such a client
 
     async def _forward_tcp(self, client: _TcpClient, data: bytes, query: Query) -> None:
-        client.send(await self._forwarded(data, query, tcp=True))
+        client.send(await self._forwarded(client.served, data, query, tcp=True))

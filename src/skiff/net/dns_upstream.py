@@ -98,18 +98,29 @@ async def _udp_exchange(upstream: Upstream, message: bytes, ident: int, query: Q
 
 async def _tcp_exchange(upstream: Upstream, message: bytes, ident: int, query: Query,
                         timeout: float) -> bytes:
-    family, address = upstream.sockaddr(socket.SOCK_STREAM)
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(address[0], address[1], family=family)
-        try:
-            writer.write(struct.pack("!H", len(message)) + message)
-            (length,) = struct.unpack("!H", await reader.readexactly(2))
-            reply = await reader.readexactly(length)
-        finally:
-            writer.close()
+    loop = asyncio.get_running_loop()
+    family, address = upstream.sockaddr(socket.SOCK_STREAM)  # a raw socket keeps a %zone
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setblocking(False)
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, address)
+            await loop.sock_sendall(sock, struct.pack("!H", len(message)) + message)
+            (length,) = struct.unpack("!H", await _read_exactly(loop, sock, 2))
+            reply = await _read_exactly(loop, sock, length)
     if not reply_matches(reply, ident, query.question):
         raise ConnectionError(f"{upstream} answered something else over TCP")
     return reply
+
+
+async def _read_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int
+                        ) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = await loop.sock_recv(sock, size - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return bytes(data)
 
 
 async def forward(raw: bytes, query: Query, upstreams: Sequence[Upstream], timeout: float,
@@ -131,12 +142,12 @@ async def forward(raw: bytes, query: Query, upstreams: Sequence[Upstream], timeo
                 if reply_truncated(reply):
                     try:
                         full = await _tcp_exchange(upstream, message, ident, query, timeout)
-                    except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+                    except (OSError, TimeoutError) as e:
                         log.debug("dns: TCP retry to %s: %s", upstream, e)
                     else:
                         if len(full) <= udp_limit:
                             reply = full
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+        except (OSError, TimeoutError) as e:
             log.debug("dns: %s: %s", upstream, e or type(e).__name__)
             continue
         rcode = reply_rcode(reply)
