@@ -104,7 +104,7 @@ def addresses(r: dns.message.Message) -> list[str]:
 
 def test_names_resolve_per_container(server: DnsServer, make_ns: Callable[[str], str]):
     ns1, ns2 = make_ns("c1"), make_ns("c2")
-    server.add("c1", ns1)
+    assert server.add("c1", ns1) == (53, 53)
     server.add("c2", ns2)
     assert server.keys() == ["c1", "c2"]
     r = ask(ns1, "WEB.")
@@ -334,6 +334,27 @@ def test_many_containers_at_once(server: DnsServer, engine: Engine,
         results = list(pool.map(burst, range(32)))
     for i, got in enumerate(results):
         assert got == [f"10.{i % 8}.0.2"] * 25
+
+
+def test_ephemeral_ports_leave_53_to_the_container(engine: Engine,
+                                                    fake_upstream: FakeUpstream,
+                                                    make_ns: Callable[[str], str]):
+    ns = make_ns("c1")
+    with DnsServer(engine.resolve, engine.reverse, [Upstream("127.0.0.1", fake_upstream.port)],
+                   port=0) as srv:
+        ports = srv.add("c1", ns)
+        assert 0 not in ports and 53 not in ports
+        q = dns.message.make_query("web", "A")
+        r = inside(ns, lambda: dns.query.udp(q, DNS, port=ports.udp, timeout=5))
+        assert addresses(r) == ["10.0.0.2"]
+        r = inside(ns, lambda: dns.query.tcp(q, DNS, port=ports.tcp, timeout=5))
+        assert addresses(r) == ["10.0.0.2"]
+
+        def bind_53_everywhere() -> None:  # what a DNS server in the container does
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("0.0.0.0", 53))
+        inside(ns, bind_53_everywhere)
 
 
 def test_bad_adds_change_nothing(server: DnsServer, tmp_path: Path,

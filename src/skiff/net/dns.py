@@ -13,7 +13,11 @@ MX, PTR of names and addresses the engine knows, TTL 600, in the callbacks' orde
 forwarded upstream (`dns_upstream.forward`) otherwise: to the container's own resolvers
 when `add` was given some (its ``--dns``), else to the server's (the host's resolv.conf
 by default); SERVFAIL when no upstream answers, when a container has none (an internal
-network), or when `max_forwards` queries are already out (moby's limit of 1024). A packet that is
+network), or when `max_forwards` queries are already out (moby's limit of 1024).
+Made with ``port=0``, the server listens on ephemeral ports in each namespace, which `add`
+returns: Docker's way, with a DNAT from 127.0.0.11:53 to them inside the namespace, so
+that a container may run a DNS server of its own on 0.0.0.0:53 (a socket on
+127.0.0.11:53 makes that bind fail with EADDRINUSE). A packet that is
 not a query is dropped, one whose question cannot be read gets FORMERR: nothing a client
 sends ends the loop. The callbacks are called on the server's thread, for every query:
 they must be quick (in-memory look-ups), thread-safe, and never call back into the server.
@@ -26,7 +30,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from skiff.errors import InvalidArgument, KernelError
 from skiff.kernel.netns_thread import in_netns
@@ -46,6 +50,14 @@ MAX_FORWARDS = 1024
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may keep a connection without a query
 TCP_CLIENTS = 64  # open TCP connections per container; more are closed at once
 TCP_WRITE_BACKLOG = 256 * 1024  # answers a TCP client has not read; more: it is cut off
+
+
+class Ports(NamedTuple):
+    """The ports a container's server sockets listen on (53 and 53, unless the server was
+    made with port 0)."""
+
+    udp: int
+    tcp: int
 
 
 def listening_sockets(netns_path: str, address: str = LISTEN_ADDRESS,
@@ -211,11 +223,11 @@ class DnsServer:
     # one at a time (under _lock): an add takes about half a millisecond, and a remove
     # racing the add of the same key could otherwise leave sockets no one removes
     def add(self, key: str, netns_path: str,
-            upstreams: Sequence[Upstream] | None = None) -> None:
-        """Serve the container `key` inside the network namespace at `netns_path`; the
-        names it asks that the callbacks do not know go to `upstreams` (its ``--dns``)
-        when given, to the server's own otherwise, nowhere when it is empty (an
-        ``--internal`` network: SERVFAIL)."""
+            upstreams: Sequence[Upstream] | None = None) -> Ports:
+        """Serve the container `key` inside the network namespace at `netns_path`, on the
+        ports returned; the names it asks that the callbacks do not know go to `upstreams`
+        (its ``--dns``) when given, to the server's own otherwise, nowhere when it is empty
+        (an ``--internal`` network: SERVFAIL)."""
         with self._lock:
             if self._closed:
                 raise InvalidArgument("the DNS server is closed")
@@ -231,6 +243,7 @@ class DnsServer:
                 tcp.close()
                 raise
             self._served_keys.add(key)
+            return Ports(udp.getsockname()[1], tcp.getsockname()[1])
 
     def remove(self, key: str) -> None:
         """Stop serving `key`: its sockets closed, its connections and forwards ended, by
