@@ -12,7 +12,8 @@ in-memory tables), and adds the namespace. The client is another process (``nsen
 from raw sockets:
 
 a. local name over UDP: N queries one after the other; median and p99 round trip.
-b. the same over one TCP connection.
+b. the same over one TCP connection (connected again whenever the server closes it; the
+   count is kept: Docker's closes it after every 128 answers).
 c. a forwarded name over UDP: the upstream is a process of the bench's on the host's
    127.0.0.1 that echoes each query back as an empty answer (never a real resolver).
 d. throughput: one UDP socket keeping `--window` queries in flight for `--seconds`,
@@ -20,6 +21,12 @@ d. throughput: one UDP socket keeping `--window` queries in flight for `--second
 e. add + remove of a container (sockets made in the namespace from a setns thread, and
    closed): median over 200 cycles; and ``-X importtime`` of ``skiff.net.dns``, alone and
    after ``aiohttp`` (skiffd has it, and asyncio with it, loaded anyway).
+f. Docker's embedded DNS, side by side (unless ``--no-docker``, or no dockerd): a dockerd
+   of the bench's own (``daemons.start_dockerd``: no iptables rules, no default bridge,
+   cgroups under /skiff/bench-dns-docker), the built-in busybox rootfs ``docker import``-ed,
+   a user network and a ``sleep`` container named ``web`` on it; the same client in that
+   container's namespace asks Docker's resolver for ``web`` (a. b. and d. for a local
+   name only: a forwarded name would go to the host's real resolvers).
 
 Printed as a table, and as JSON in ``bench/results/dns-<timestamp>.json``. Everything made
 (namespace, processes, temp folder) is removed at the end.
@@ -31,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,6 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from daemons import Processes, start_dockerd, unmount_under  # noqa: E402
 from skiff.engine.netns import make_netns, release_netns  # noqa: E402
 from skiff.net.dns import DnsServer  # noqa: E402
 from skiff.net.dns_upstream import Upstream  # noqa: E402
@@ -60,10 +69,14 @@ out = {}
 if mode in ("udp", "tcp"):
     n = int(sys.argv[3])
     kind = socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM
-    s = socket.socket(socket.AF_INET, kind)
-    s.settimeout(5)
-    s.connect(("127.0.0.11", 53))
+    def connect():
+        s = socket.socket(socket.AF_INET, kind)
+        s.settimeout(5)
+        s.connect(("127.0.0.11", 53))
+        return s
+    s = connect()
     times = []
+    reconnects = 0
     for i in range(n):
         q = query(i & 0xFFFF)
         t = time.perf_counter_ns()
@@ -71,12 +84,22 @@ if mode in ("udp", "tcp"):
             s.send(q)
             r = s.recv(65535)
         else:
-            s.sendall(struct.pack("!H", len(q)) + q)
-            size = struct.unpack("!H", s.recv(2, socket.MSG_WAITALL))[0]
-            r = s.recv(size, socket.MSG_WAITALL)
+            head = b""
+            while len(head) < 2:  # a server that closes after each answer: connect again
+                try:
+                    s.sendall(struct.pack("!H", len(q)) + q)
+                    head = s.recv(2, socket.MSG_WAITALL)
+                except (BrokenPipeError, ConnectionResetError):
+                    head = b""
+                if len(head) < 2:
+                    s.close()
+                    s = connect()
+                    reconnects += 1
+            r = s.recv(struct.unpack("!H", head)[0], socket.MSG_WAITALL)
         times.append(time.perf_counter_ns() - t)
         assert r[:2] == q[:2] and r[3] & 0xF == 0, r
     out["times_ns"] = times
+    out["reconnects"] = reconnects
 else:  # window: keep W queries in flight for S seconds
     seconds, window = float(sys.argv[3]), int(sys.argv[4])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -120,9 +143,11 @@ def client(ns: str, *args: object) -> dict[str, Any]:
 
 
 def latency(ns: str, mode: str, name: str, n: int) -> dict[str, float]:
-    times: list[int] = sorted(client(ns, mode, name, n)["times_ns"])
+    r = client(ns, mode, name, n)
+    times: list[int] = sorted(r["times_ns"])
     return {"median_us": statistics.median(times) / 1000,
-            "p99_us": times[int(len(times) * 0.99) - 1] / 1000, "queries": n}
+            "p99_us": times[int(len(times) * 0.99) - 1] / 1000, "queries": n,
+            "reconnects": r["reconnects"]}
 
 
 def throughput(ns: str, name: str, seconds: float, window: int) -> dict[str, float]:
@@ -152,12 +177,53 @@ def import_ms(before: str) -> float:
     return float("nan")
 
 
+DOCKER_CGROUP = "skiff/bench-dns-docker"
+
+
+def docker_figures(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """a., b. and d. (local name) against Docker's embedded DNS (see f. above)."""
+    from skiff.store.builtin import write_rootfs
+
+    procs = Processes()
+    cli: list[str] = []
+    try:
+        cli = start_dockerd(procs, work, f"--cgroup-parent=/{DOCKER_CGROUP}")
+        rootfs = work / "rootfs"
+        write_rootfs(str(rootfs))
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(cli + ["import", "-", "skiff-bench-busybox"], stdin=tar.stdout,
+                       check=True, capture_output=True)
+        tar.wait()
+        subprocess.run(cli + ["network", "create", "skiff-bench-dns"], check=True,
+                       capture_output=True)
+        subprocess.run(cli + ["run", "-d", "--network", "skiff-bench-dns", "--name", "web",
+                              "skiff-bench-busybox", "sleep", "600"], check=True,
+                       capture_output=True)
+        pid = subprocess.run(cli + ["inspect", "-f", "{{.State.Pid}}", "web"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        ns = f"/proc/{pid}/ns/net"
+        client(ns, "udp", "web", 200)  # warm-up
+        return {"a_udp_local": latency(ns, "udp", "web", args.queries),
+                "b_tcp_local": latency(ns, "tcp", "web", args.queries),
+                "d_qps_local": throughput(ns, "web", args.seconds, args.window)}
+    finally:
+        if cli:
+            subprocess.run(cli + ["rm", "-f", "web"], capture_output=True)
+            subprocess.run(cli + ["network", "rm", "skiff-bench-dns"], capture_output=True)
+        procs.stop_all()
+        unmount_under(work)
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            for leftover in sorted((hierarchy / DOCKER_CGROUP).glob("**/"), reverse=True):
+                leftover.rmdir()  # empty once the container is gone; a failure here is shown
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--no-docker", action="store_true", help="leave Docker's resolver out")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("[bench] run as root (it makes a network namespace)")
@@ -183,6 +249,8 @@ def main() -> int:
                                                     args.window)
             server.remove("bench")
             results["e_add_remove"] = add_remove(server, ns, 200)
+        if not args.no_docker and shutil.which("dockerd"):
+            results["f_docker"] = docker_figures(work, args)
         results["e_import_ms"] = import_ms("")
         # in skiffd, aiohttp (and with it asyncio) is already there: what the server adds
         results["e_import_in_skiffd_ms"] = import_ms("import aiohttp")
@@ -190,9 +258,7 @@ def main() -> int:
         os.kill(upstream.pid, signal.SIGTERM)
         upstream.wait()
         release_netns(ns)
-        for leftover in work.iterdir():
-            leftover.unlink()
-        work.rmdir()
+        shutil.rmtree(work)
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                           "kernel": os.uname().release}
     print(f"{'figure':34} {'value':>12}")
@@ -204,6 +270,14 @@ def main() -> int:
         r = results[key]
         assert isinstance(r, dict)
         print(f"{key + ' (answers/s)':34} {r['qps']:>12.0f}  ({r['timeouts']} timeouts)")
+    docker = results.get("f_docker")
+    if isinstance(docker, dict):
+        for key in ("a_udp_local", "b_tcp_local"):
+            r = docker[key]
+            print(f"{'docker ' + key + ' median / p99 (us)':34} {r['median_us']:>6.0f} / "
+                  f"{r['p99_us']:.0f}")
+        print(f"{'docker d_qps_local (answers/s)':34} {docker['d_qps_local']['qps']:>12.0f}  "
+              f"({docker['d_qps_local']['timeouts']} timeouts)")
     ar = results["e_add_remove"]
     assert isinstance(ar, dict)
     print(f"{'e_add_remove median (ms)':34} {ar['median_ms']:>12.2f}")
