@@ -192,6 +192,29 @@ def test_no_upstream_answering_is_servfail(engine: Engine, make_ns: Callable[[st
         silent.close()
 
 
+def test_past_max_forwards_is_servfail(engine: Engine, fake_upstream: FakeUpstream,
+                                       make_ns: Callable[[str], str]):
+    ns = make_ns("c1")
+    with DnsServer(engine.resolve, engine.reverse, [Upstream("127.0.0.1", fake_upstream.port)],
+                   timeout=2.0, max_forwards=1) as srv:
+        srv.add("c1", ns)
+
+        def two_at_once() -> list[tuple[int, int]]:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(10)
+                s.connect((DNS, 53))
+                s.send(dns.message.make_query("silent.test", "A", id=1).to_wire())
+                while ("silent.test", "A", "udp") not in fake_upstream.asked:
+                    time.sleep(0.01)  # the one forward allowed is out, and stays out
+                s.send(dns.message.make_query("outside.test", "A", id=2).to_wire())
+                answers = [dns.message.from_wire(s.recv(512)) for _ in range(2)]
+                return [(a.id, a.rcode()) for a in answers]
+        # the second is refused at once, so its answer comes before the first's time-out
+        assert inside(ns, two_at_once) == [(2, dns.rcode.SERVFAIL), (1, dns.rcode.SERVFAIL)]
+        assert ("outside.test", "A", "udp") not in fake_upstream.asked
+        assert addresses(ask(ns, "outside.test")) == ["192.0.2.1"]  # the slot is free again
+
+
 def listening(path: str) -> list[str]:
     """The UDP sockets bound and the TCP sockets listening on 127.0.0.11:53 in the namespace
     (as its own /proc shows them; a closed connection's TIME_WAIT is not listening)."""

@@ -11,8 +11,8 @@ stays in the host's namespace, so forwarded queries go out from the host, as Doc
 A query is answered from the callbacks when `dns_answer.local_answer` says so (A, AAAA,
 MX, PTR of names and addresses the engine knows, TTL 600, in the callbacks' order), and
 forwarded upstream (`dns_upstream.forward`) otherwise: to the container's own resolvers
-when `add` was given some (its ``--dns``), else to the server's (the host's resolv.conf
-by default); SERVFAIL when no upstream answers, when a container has none (an internal
+when `add` was given some (its ``--dns``), else to the server's (by default the host's
+resolv.conf's, as it reads when the container is added); SERVFAIL when no upstream answers, when a container has none (an internal
 network), or when `max_forwards` queries are already out (moby's limit of 1024).
 Made with ``port=0``, the server listens on ephemeral ports in each namespace, which `add`
 returns: Docker's way, with a DNAT from 127.0.0.11:53 to them inside the namespace, so
@@ -197,8 +197,9 @@ class DnsServer:
                  port: int = DNS_PORT, max_forwards: int = MAX_FORWARDS) -> None:
         self._resolve = resolve
         self._reverse = reverse
-        self.upstreams: list[Upstream] = (list(upstreams) if upstreams is not None
-                                          else host_upstreams())
+        # None: the host's, read again at every add (as Docker reads them at every
+        # container's start), so a resolv.conf rewritten by DHCP reaches new containers
+        self._own_upstreams = None if upstreams is None else list(upstreams)
         self._timeout = timeout
         self._address = address
         self._port = port
@@ -233,7 +234,12 @@ class DnsServer:
                 raise InvalidArgument("the DNS server is closed")
             if key in self._served_keys:
                 raise InvalidArgument(f"DNS: {key} is already served")
-            chosen = self.upstreams if upstreams is None else list(upstreams)
+            if upstreams is not None:
+                chosen = list(upstreams)
+            elif self._own_upstreams is not None:
+                chosen = self._own_upstreams
+            else:
+                chosen = host_upstreams()
             udp, tcp = listening_sockets(netns_path, self._address, self._port)
             try:
                 asyncio.run_coroutine_threadsafe(self._serve(key, udp, tcp, chosen),

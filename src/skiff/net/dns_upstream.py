@@ -18,6 +18,7 @@ SERVFAIL). The query goes out under an ID of our own and comes back under the cl
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import struct
@@ -43,12 +44,19 @@ class Upstream:
     port: int = 53
 
     def sockaddr(self, kind: socket.SocketKind) -> tuple[socket.AddressFamily, tuple]:  # type: ignore[type-arg]
-        family, _, _, _, address = socket.getaddrinfo(
-            self.host, self.port, type=kind, flags=socket.AI_NUMERICHOST)[0]
-        return family, address
+        return _sockaddr(self.host, self.port, kind)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=64)
+def _sockaddr(host: str, port: int, kind: socket.SocketKind
+              ) -> tuple[socket.AddressFamily, tuple]:  # type: ignore[type-arg]
+    # numeric, so no lookup goes out; cached, as every forwarded query needs it
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=kind,
+                                                  flags=socket.AI_NUMERICHOST)[0]
+    return family, address
 
 
 def parse_resolv_conf(text: str) -> list[Upstream]:
