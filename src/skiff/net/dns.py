@@ -12,15 +12,15 @@ A query is answered from the callbacks when `dns_answer.local_answer` says so (A
 MX, PTR of names and addresses the engine knows, TTL 600, in the callbacks' order), and
 forwarded upstream (`dns_upstream.forward`) otherwise: to the container's own resolvers
 when `add` was given some (its ``--dns``), else to the server's (by default the host's
-resolv.conf's, as it reads when the container is added); SERVFAIL when no upstream answers, when a container has none (an internal
-network), or when `max_forwards` queries are already out (moby's limit of 1024).
-Made with ``port=0``, the server listens on ephemeral ports in each namespace, which `add`
-returns: Docker's way, with a DNAT from 127.0.0.11:53 to them inside the namespace, so
-that a container may run a DNS server of its own on 0.0.0.0:53 (a socket on
-127.0.0.11:53 makes that bind fail with EADDRINUSE). A packet that is
-not a query is dropped, one whose question cannot be read gets FORMERR: nothing a client
-sends ends the loop. The callbacks are called on the server's thread, for every query:
-they must be quick (in-memory look-ups), thread-safe, and never call back into the server.
+resolv.conf's, read at each `add`); SERVFAIL when no upstream answers, when a container
+has none (an internal network), or when `max_forwards` queries are already out (moby's
+limit of 1024). A packet that is not a query is dropped, one whose question cannot be
+read gets FORMERR: nothing a client sends ends the loop. Made with ``port=0``, the server
+listens on ephemeral ports in each namespace and `add` returns them: Docker's way, with a
+DNAT from 127.0.0.11:53 to them inside the namespace, which leaves port 53 to a DNS server
+of the container's own (a socket on 127.0.0.11:53 makes its bind of 0.0.0.0:53 fail with
+EADDRINUSE). The callbacks are called on the server's thread, for every query: they must
+be quick (in-memory look-ups), thread-safe, and never call back into the server.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from skiff.log import logger
 from skiff.net.dns_message import (RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_SERVFAIL, Query,
@@ -33,6 +33,7 @@ from skiff.net.dns_message import (RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_SERVFAIL
 log = logger("skiff.net.dns")
 
 MAXNS = 3
+SockAddr = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flowinfo, scope) for IPv6
 DEFAULT_TIMEOUT = 4.0  # moby's extIOTimeout, per upstream and attempt
 
 
@@ -43,7 +44,7 @@ class Upstream:
     host: str
     port: int = 53
 
-    def sockaddr(self, kind: socket.SocketKind) -> tuple[socket.AddressFamily, tuple]:  # type: ignore[type-arg]
+    def sockaddr(self, kind: socket.SocketKind) -> tuple[socket.AddressFamily, SockAddr]:
         return _sockaddr(self.host, self.port, kind)
 
     def __str__(self) -> str:
@@ -52,7 +53,7 @@ class Upstream:
 
 @functools.lru_cache(maxsize=64)
 def _sockaddr(host: str, port: int, kind: socket.SocketKind
-              ) -> tuple[socket.AddressFamily, tuple]:  # type: ignore[type-arg]
+              ) -> tuple[socket.AddressFamily, SockAddr]:
     # numeric, so no lookup goes out; cached, as every forwarded query needs it
     family, _, _, _, address = socket.getaddrinfo(host, port, type=kind,
                                                   flags=socket.AI_NUMERICHOST)[0]
