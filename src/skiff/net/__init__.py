@@ -1,0 +1,1 @@
+"""Networking: bridges, NAT and published ports, name resolution (see each module)."""
