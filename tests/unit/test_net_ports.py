@@ -147,9 +147,11 @@ def test_a_reserved_port_is_held_until_closed() -> None:
     r = alloc.reserve("tcp", "127.0.0.1", str(port))
     with pytest.raises(PortAllocated, match=f"^Bind for 0.0.0.0:{port} failed: port is already allocated$"):
         alloc.reserve("tcp", "", str(port))
-    # the kernel holds it too, for every other process
-    with socket.socket() as other, pytest.raises(OSError):
-        other.bind(("127.0.0.1", port))
+    # the kernel holds it too, for every other process, SO_REUSEADDR or not
+    for reuse in (0, 1):
+        with socket.socket() as other, pytest.raises(OSError):
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
+            other.bind(("127.0.0.1", port))
     udp = alloc.reserve("udp", "127.0.0.1", str(port))  # another protocol, another port
     r.close()
     udp.close()

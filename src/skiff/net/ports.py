@@ -300,7 +300,8 @@ def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tup
 
 @dataclass
 class Reservation:
-    """A host port held by bound sockets (not listening yet: skiff.net.proxy listens on them);
+    """A host port held by bound sockets (TCP ones listening: skiff.net.proxy accepts on
+    them; with the kernel's DNAT in front, only what DNAT does not reach arrives there);
     `close` frees it."""
 
     proto: str
@@ -350,6 +351,10 @@ def _bind(proto: str, host_ip: str, port: int, ipv6: bool) -> list[socket.socket
                     made.pop().close()
                     continue
                 raise
+            if kind == socket.SOCK_STREAM:
+                # a bound socket with SO_REUSEADDR shares its port with any other that
+                # sets it too, until one listens: listening is what holds it
+                s.listen(1024)
         return made
     except OSError:
         for s in made:
