@@ -213,15 +213,17 @@ def _write_sysctl(path: str, value: str) -> None:
         raise FirewallError(f"write {value} to {path}: {e.strerror}") from None
 
 
-def apply(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule]) -> None:
+def apply(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule],
+          forwarding: bool = True) -> None:
     """Replace `table` with the rules for `bridges` and `ports`, atomically (idempotent).
 
-    The bridges must exist (route_localnet is set on those with published ports). A bad
-    argument or a refused batch raises before anything changed."""
+    The bridges must exist (route_localnet is set on those with published ports). With
+    `forwarding`, ip_forward is turned on when a bridge is not internal (dockerd's
+    ``--ip-forward``). A bad argument or a refused batch raises before anything changed."""
     batch = render(table, bridges, ports)
     for bridge in dict.fromkeys(p.bridge for p in ports):
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")
-    if any(not b.internal for b in bridges):
+    if forwarding and any(not b.internal for b in bridges):
         _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
     _nft(batch, "-f", "-")
 
