@@ -77,6 +77,14 @@ def sh(*argv: str) -> str:
     return r.stdout
 
 
+def cpu_seconds(stat: Path | None) -> float:
+    """utime + stime of a /proc/…/stat file, in seconds (0 for none)."""
+    if stat is None:
+        return 0.0
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -165,13 +173,32 @@ class Bench:
         self.ports["docker"] = port
         self._server(["nsenter", "-t", pid, "-n"])
 
+    def relay_stat(self, path: str) -> Path | None:
+        """The /proc stat file of what relays `path`'s bytes in user space: docker-proxy's
+        process, skiff's proxy thread; none for the kernel's DNAT."""
+        if path == "skiff-proxy" and self.proxy is not None:
+            return Path(f"/proc/self/task/{self.proxy._thread.native_id}/stat")
+        if path == "docker":
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if argv[0].endswith(b"docker-proxy") and str(self.ports["docker"]).encode() in argv:
+                    return Path(f"/proc/{pid}/stat")
+        return None
+
     def transfer(self, path: str, direction: str, seconds: float) -> dict[str, Any]:
+        stat = self.relay_stat(path)
+        before = cpu_seconds(stat)
         r = subprocess.run([sys.executable, "-S", str(PUMP), direction, "127.0.0.1",
                             str(self.ports[path]), str(seconds)], capture_output=True, text=True,
                            timeout=seconds + 60)
         if r.returncode != 0:
             raise RuntimeError(f"{path} {direction}: {r.stderr.strip()[-400:]}")
         result: dict[str, Any] = json.loads(r.stdout)
+        if stat is not None:  # the relay's CPU time (user + system) per GB carried
+            result["relay_cpu_s_per_GB"] = (cpu_seconds(stat) - before) / (result["bytes"] / 1e9)
         return result
 
     def cleanup(self) -> list[str]:
@@ -222,6 +249,9 @@ def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any]) -> None:
     doc["proxy_saw_dnat_connections"] = b.dnat_forward.accepted  # 0: DNAT took them all
     doc["medians_MBps"] = {p: {d: median([r["MBps"] for r in runs[p][d]]) for d in DIRECTIONS}
                            for p in PATHS}
+    doc["medians_relay_cpu_s_per_GB"] = {
+        p: {d: median([r["relay_cpu_s_per_GB"] for r in runs[p][d]]) for d in DIRECTIONS}
+        for p in ("docker", "skiff-proxy")}
 
 
 def report(doc: dict[str, Any]) -> str:
@@ -233,6 +263,9 @@ def report(doc: dict[str, Any]) -> str:
     for d, label in (("send", "host -> container"), ("receive", "container -> host")):
         dk, dn, px = m["docker"][d], m["skiff-dnat"][d], m["skiff-proxy"][d]
         lines.append(f"| {label} | {dk:.0f} | {dn:.0f} | {px:.0f} | {dn / dk:.2f}x | {px / dk:.2f}x |")
+    c = doc["medians_relay_cpu_s_per_GB"]
+    lines.append("relay CPU (user + system) per GB carried, docker-proxy / skiff's proxy thread: " + ", ".join(
+        f"{d} {c['docker'][d]:.3f} / {c['skiff-proxy'][d]:.3f} s" for d in DIRECTIONS))
     met = all(m["skiff-dnat"][d] >= m["docker"][d] for d in DIRECTIONS)
     lines.append(f"target (issue 7: no lower than docker's through a published port): "
                  f"{'met' if met else 'NOT met'}; proxy saw {doc['proxy_saw_dnat_connections']} "

@@ -134,6 +134,12 @@ def test_a_refused_batch_keeps_the_rules_in_force(net: Net) -> None:
     # route_localnet of a bridge that is not there: refused before nft is even asked
     with pytest.raises(FirewallError):
         net.apply(net.bridges() + [missing], [PortRule("tcp", "", 8080, "10.1.3.2", 80, missing.bridge)])
+    # a replacement that nft refuses half-way (the table already deleted in the batch) is
+    # undone whole by the kernel: the masquerade is still there
+    good = firewall.render(TABLE, net.bridges(), [])
+    broken = good.replace("masquerade", "masquerade to nowhere", 1)
+    with pytest.raises(FirewallError):
+        net.lab.inside(net.host, lambda: firewall._nft(broken, "-f", "-"))
     assert net.lab.ask(net.c1, "10.9.0.2", 7000) == "10.9.0.1"
 
 

@@ -219,7 +219,8 @@ def apply(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule],
 
     The bridges must exist (route_localnet is set on those with published ports). With
     `forwarding`, ip_forward is turned on when a bridge is not internal (dockerd's
-    ``--ip-forward``). A bad argument or a refused batch raises before anything changed."""
+    ``--ip-forward``). A bad argument raises before anything is touched; a batch nft
+    refuses leaves the table as it was (only the sysctls above may have been set)."""
     batch = render(table, bridges, ports)
     for bridge in dict.fromkeys(p.bridge for p in ports):
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")

@@ -40,6 +40,7 @@ SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 UDP_TIMEOUT = 90.0
 UDP_BUFSIZE = 65507
 ACCEPT_BURST = 64
+PUMP_ROUNDS = 8
 _GONE = (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTUNREACH,
          errno.ECONNREFUSED, errno.ENETUNREACH)
 
@@ -64,24 +65,32 @@ class _Stream:
     def wants_write(self) -> bool:
         return self.buffered > 0
 
-    def pump_in(self) -> None:
-        try:
-            n = os.splice(self.src.fileno(), self.w, self.size - self.buffered, flags=SPLICE_FLAGS)
-        except BlockingIOError:
-            return
-        if n == 0:
-            self.eof = True
-        self.buffered += n
-        self.pump_out()
-
-    def pump_out(self) -> None:
-        while self.buffered:
-            try:
-                n = os.splice(self.r, self.dst.fileno(), self.buffered, flags=SPLICE_FLAGS)
-            except BlockingIOError:
-                return
-            self.buffered -= n
-        if self.eof and not self.done:
+    def pump(self) -> None:
+        """Move what can move now: into the pipe while it has room and `src` has data, out
+        while `dst` takes it; a few rounds at most, so that one busy stream cannot starve
+        the loop's other connections."""
+        for _ in range(PUMP_ROUNDS):
+            moved = False
+            if self.wants_read():
+                try:
+                    n = os.splice(self.src.fileno(), self.w, self.size - self.buffered, flags=SPLICE_FLAGS)
+                except BlockingIOError:
+                    n = -1
+                if n == 0:
+                    self.eof = True
+                elif n > 0:
+                    self.buffered += n
+                    moved = True
+            if self.buffered:
+                try:
+                    n = os.splice(self.r, self.dst.fileno(), self.buffered, flags=SPLICE_FLAGS)
+                    self.buffered -= n
+                    moved = moved or n > 0
+                except BlockingIOError:
+                    pass
+            if not moved:
+                break
+        if self.eof and not self.buffered and not self.done:
             self.done = True
             try:
                 self.dst.shutdown(socket.SHUT_WR)
@@ -131,10 +140,9 @@ class _TcpConn:
                 self.streams = (_Stream(self.client, self.upstream), _Stream(self.upstream, self.client))
             else:
                 for stream in self.streams:
-                    if stream.src is s and mask & selectors.EVENT_READ:
-                        stream.pump_in()
-                    if stream.dst is s and mask & selectors.EVENT_WRITE:
-                        stream.pump_out()
+                    if (stream.src is s and mask & selectors.EVENT_READ) or (
+                            stream.dst is s and mask & selectors.EVENT_WRITE):
+                        stream.pump()
         except OSError as e:
             if e.errno not in _GONE:
                 self.loop.report(f"proxy {self.fwd}: {e}")
