@@ -21,6 +21,7 @@ def test_the_table_holds_each_rule_once() -> None:
     for rule in ['ip saddr 10.1.1.0/24 oifname != "br-a" masquerade',
                  'iifname "br-i" oifname != "br-i" drop', 'oifname "br-i" iifname != "br-i" drop',
                  'iifname "br-a" oifname { "br-i" } drop', "ct status dnat accept",
+                 "ct state established,related accept", 'oifname "br-a" iifname != "br-a" drop',
                  "meta l4proto tcp th dport 8080 dnat to 10.1.1.2:80",
                  "ip daddr 127.0.0.1 meta l4proto udp th dport 53 dnat to 10.1.1.2:5353",
                  'oifname "br-a" ip saddr 127.0.0.0/8 masquerade',

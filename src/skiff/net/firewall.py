@@ -26,6 +26,9 @@ What the table holds (IPv4; IPv6 published ports are left to the userland proxy)
 - an internal bridge forwards nothing in or out (its containers reach only each other);
 - no forwarding from one skiff bridge to another, except for traffic to a published port
   (DNAT'd: reachable from anywhere, as in Docker);
+- no new connection into a bridge from outside it but to a published port: a neighbour
+  with a route to a container's subnet cannot reach its unpublished ports (Docker 28's
+  direct-access filtering); replies to what the containers opened pass;
 - published ports DNAT'd in prerouting (from other hosts, namespaces and containers:
   hairpin included) and in output (the host's own connections, 127.0.0.1 included, as
   dockerd with ``userland-proxy=false``): that needs ``route_localnet=1`` on the target
@@ -164,12 +167,17 @@ def render(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule])
             forward.append(f'oifname "{b.bridge}" iifname != "{b.bridge}" drop')
         elif b.masquerade:
             post.append(f'ip saddr {net} oifname != "{b.bridge}" masquerade')
-    # a published port is reachable from every other bridge; isolation drops the rest
+    # replies to what the containers opened, and published ports (from everywhere, other
+    # bridges included) pass; then nothing new enters a bridge from outside it
+    forward.append("ct state established,related accept")
     forward.append("ct status dnat accept")
     for b in bridges:
         others = [o.bridge for o in bridges if o.bridge != b.bridge]
         if others:
             forward.append(f'iifname "{b.bridge}" oifname {_names(others)} drop')
+    for b in bridges:
+        if not b.internal:
+            forward.append(f'oifname "{b.bridge}" iifname != "{b.bridge}" drop')
     published: list[str] = []
     for bridge in dict.fromkeys(p.bridge for p in ports):
         net = str(ipaddress.ip_network(by_name[bridge].subnet, strict=False))
