@@ -57,6 +57,7 @@ bench: install
 	$(VENV)/bin/python bench/pull.py
 	$(VENV)/bin/python bench/containers.py
 	$(VENV)/bin/python bench/capsules.py
+	$(VENV)/bin/python bench/network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
