@@ -9,6 +9,7 @@ host namespace, so nothing of it reaches the real host.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -49,7 +50,7 @@ class Net:
 
 
 @pytest.fixture
-def net() -> Iterator[Net]:
+def net(tmp_root: Path) -> Iterator[Net]:  # tmp_root: the session's leftover check
     lab = Lab()
     try:
         yield Net(lab)

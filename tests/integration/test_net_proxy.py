@@ -11,6 +11,7 @@ import hashlib
 import os
 import socket
 import threading
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -160,7 +161,7 @@ def test_refuses_what_it_cannot_relay(loop: ProxyLoop) -> None:
 
 @pytest.mark.root
 @pytest.mark.netns
-def test_dnat_serves_ipv4_and_the_proxy_ipv6_of_one_published_port() -> None:
+def test_dnat_serves_ipv4_and_the_proxy_ipv6_of_one_published_port(tmp_root: Path) -> None:
     lab = Lab()
     try:
         host = lab.netns("host")
