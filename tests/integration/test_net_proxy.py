@@ -106,6 +106,38 @@ def test_closing_frees_the_port_and_cuts_connections(loop: ProxyLoop) -> None:
     fwd.close()  # twice is fine
 
 
+def test_many_connections_at_once_and_nothing_left_open(loop: ProxyLoop) -> None:
+    backend = socket.create_server(("127.0.0.1", 0), backlog=128)
+
+    def echo_each() -> None:
+        for _ in range(60):
+            conn, _ = backend.accept()
+            threading.Thread(target=lambda c=conn: (c.sendall(c.recv(100).upper()), c.close()),
+                             daemon=True).start()
+    server = threading.Thread(target=echo_each, daemon=True)
+    server.start()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    fwd = loop.add(PortAllocator(ipv6=False).reserve("tcp", "127.0.0.1"), "127.0.0.1",
+                   backend.getsockname()[1])
+    clients = [socket.create_connection(("127.0.0.1", fwd.reservation.host_port), timeout=10)
+               for _ in range(60)]
+    for i, c in enumerate(clients):
+        c.sendall(f"hello {i}".encode())
+    assert [c.recv(100) for c in clients] == [f"HELLO {i}".encode() for i in range(60)]
+    for c in clients:
+        assert c.recv(10) == b""  # the backend's close relayed
+        c.close()
+    server.join(timeout=10)
+    for _ in range(50):  # the loop closes both sides once both directions ended
+        if not fwd.conns:
+            break
+        threading.Event().wait(0.05)
+    assert not fwd.conns and fwd.accepted == 60
+    fwd.close()
+    backend.close()
+    assert len(os.listdir("/proc/self/fd")) <= fds_before  # sockets and pipes all closed
+
+
 def test_a_container_that_refuses_closes_the_client(loop: ProxyLoop) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

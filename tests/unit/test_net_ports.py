@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import shutil
 import socket
+import socketserver
 import subprocess
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +202,62 @@ def test_ephemeral_ports_go_round_and_skip_what_is_taken() -> None:
         ranged = PortAllocator(ipv6=False).reserve("tcp", "127.0.0.1", f"{low + 1}-{low + 2}")
         assert ranged.host_port == low + 2
         ranged.close()
+
+
+class _CreateCatcher(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Just enough of an Engine API for the docker CLI to send its create request, which
+    is kept (`bodies`) and answered with an error."""
+
+    daemon_threads = True
+    bodies: list[dict[str, Any]]
+
+
+class _CatcherHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _CreateCatcher
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass
+
+    def _answer(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        for key, value in (("API-Version", "1.41"), ("OSType", "linux"),
+                           ("Content-Type", "application/json"), ("Content-Length", str(len(body)))):
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self._answer(200)
+
+    def do_GET(self) -> None:
+        self._answer(200, b"OK" if self.path.endswith("/_ping") else b"{}")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if "/containers/create" in self.path:
+            self.server.bodies.append(json.loads(body))
+        self._answer(500, b'{"message": "caught"}')
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
+def test_forms_are_the_docker_clis(tmp_path: Path) -> None:
+    """What the docker CLI sends for each `-p` form is what parse_publish makes of it."""
+    sock = str(tmp_path / "api.sock")
+    server = _CreateCatcher(sock, _CatcherHandler)
+    server.bodies = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path))
+    try:
+        for spec, (exposed, bindings) in GOOD.items():
+            subprocess.run(["docker", "create", "-p", spec, "busybox"], capture_output=True,
+                           env=env, timeout=30)
+            sent = server.bodies.pop()
+            assert (sent["ExposedPorts"], sent["HostConfig"]["PortBindings"]) == (exposed, bindings), spec
+        subprocess.run(["docker", "create", "--expose", "7000-7001/udp", "-p", "80", "busybox"],
+                       capture_output=True, env=env, timeout=30)
+        assert server.bodies.pop()["ExposedPorts"] == ports.parse_expose(["7000-7001/udp", "80"])
+    finally:
+        server.shutdown()
+        server.server_close()
