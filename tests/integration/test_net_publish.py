@@ -23,8 +23,8 @@ def publisher() -> Iterator[PortPublisher]:
 def test_publish_serve_and_unpublish(publisher: PortPublisher) -> None:
     backend = socket.create_server(("127.0.0.1", 0))
     port = backend.getsockname()[1]
-    got = publisher.publish("c1", [PortBinding("tcp", port, "127.0.0.1"), PortBinding("udp", 53, "127.0.0.1")],
-                            "127.0.0.1", "br-x")
+    got = publisher.publish("c1", [PortBinding("tcp", port, "127.0.0.1"),
+                                   PortBinding("udp", 53, "127.0.0.1")], "127.0.0.1", "br-x")
     tcp, udp = got
     assert tcp.host_ip == "127.0.0.1" and tcp.host_port > 0 and udp.proto == "udp"
     assert publisher.published("c1") == got
