@@ -128,6 +128,8 @@ def leftovers(tmp_root: str) -> list[str]:
             cgroups = ""
         if f"SKIFF_TEST_RUN={TMP_MARK}".encode() in env or CGROUP_PREFIX in cgroups:
             found.append(f"process {pid}")
+    if os.path.isdir("/run/netns"):  # probe_netns's and tests/netlab.py's namespaces
+        found += [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"skiff-t{os.getpid()}-")]
     if os.path.isdir(tmp_root):
         for state_root in Path(tmp_root).glob("*/state/*"):
             found.append(f"state folder {state_root}")
