@@ -108,6 +108,12 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70  # the atime mode's bits: cleared whenever one mode is set
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 # statx(2): the mount a path is on, which tells a mount point from a plain directory
 STATX_MNT_ID = 0x1000
 
@@ -196,6 +202,18 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     if ret < 0:
         raise _fail("prctl", detail=f"(option {option})")
     return ret
+
+
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+_PERSONALITY_QUERY = 0xFFFFFFFF
+
+
+def personality(persona: int) -> None:
+    """Set the execution domain (personality(2)); the flags bits above it are kept."""
+    current = _libc.personality(ctypes.c_ulong(_PERSONALITY_QUERY))
+    if current == -1 or _libc.personality(ctypes.c_ulong((current & ~0xFF) | persona)) == -1:
+        raise _fail("personality", detail=f"({persona:#x})")
 
 
 def set_no_new_privs() -> None:

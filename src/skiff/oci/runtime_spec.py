@@ -1,18 +1,21 @@
 """The OCI runtime specification (config.json) as frozen records, with its checks.
 
-Only what a Linux runtime acts on is modelled; unknown keys are ignored, as runc ignores
-them. `load_config` and `parse_config` are the way in; each type's `validate` adds the rules
-the JSON schema cannot say by shape alone (absolute paths, known namespace types, …), and
-every message names the field. `to_json` is the way out.
+What a Linux runtime acts on is modelled; unknown keys are ignored, as the spec's
+extensibility rule demands ("MUST otherwise ignore them"). Fields of the spec that skiff
+does not act on are still read (as `Any`) so that the runtime can refuse them by name
+rather than ignore them: the spec's "valid values" rule wants an error for an unsupported
+value. `load_config` and `parse_config` are the way in; each type's `validate` adds the
+rules the JSON schema cannot say by shape alone (absolute paths, known namespace types,
+duplicate rlimits, …), and every message names the field. `to_json` is the way out.
 """
 
 from __future__ import annotations
 
 
-from skiff.errors import SpecError
+from skiff.errors import InvalidArgument, SpecError
 from skiff.oci.codec import decode_object, encode
 from skiff.record import Record, field
-from skiff import jsonfast
+from skiff import jsonfast, semver
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,9 +97,18 @@ class Process(Record):
     apparmor_profile: str | None = None
     selinux_label: str | None = None
     oom_score_adj: int | None = None
+    # read only to be refused by name (see `unsupported_fields`)
+    scheduler: Any = None
+    io_priority: Any = None
+    exec_cpu_affinity: Any = field(None, json="execCPUAffinity")
 
     def validate(self, where: str) -> None:
         _absolute(f"{where}.cwd", self.cwd)
+        seen: set[str] = set()
+        for i, r in enumerate(self.rlimits):  # config.md: duplicated type -> MUST error
+            if r.type in seen:
+                raise SpecError(f"{where}.rlimits[{i}].type", f"{r.type} is given twice")
+            seen.add(r.type)
 
 
 class Mount(Record):
@@ -104,9 +116,18 @@ class Mount(Record):
     type: str | None = None
     source: str | None = None
     options: tuple[str, ...] = ()
+    uid_mappings: Any = None  # idmapped mounts: read only to be refused by name
+    gid_mappings: Any = None
 
     def validate(self, where: str) -> None:
-        _absolute(f"{where}.destination", self.destination)
+        if not self.destination:
+            raise SpecError(f"{where}.destination", "must not be empty")
+
+    @property
+    def target(self) -> str:
+        """The destination as an absolute path: config.md lets a Linux destination be
+        relative ("deprecated"), and then it "MUST be interpreted as relative to /"."""
+        return self.destination if self.destination.startswith("/") else "/" + self.destination
 
 
 class Hook(Record):
@@ -210,6 +231,23 @@ class Pids(Record):
     limit: int
 
 
+class TimeOffset(Record):
+    secs: int = 0
+    nanosecs: int = 0
+
+    def validate(self, where: str) -> None:
+        _uint32(f"{where}.nanosecs", self.nanosecs)
+
+
+class Personality(Record):
+    domain: str = field(choices=("LINUX", "LINUX32"))
+    flags: tuple[str, ...] = ()
+
+    def validate(self, where: str) -> None:
+        if self.flags:  # config-linux.md: "Currently no flag values are supported"
+            raise SpecError(f"{where}.flags", f"no personality flags are supported, got {list(self.flags)}")
+
+
 class WeightDevice(Record):
     major: int
     minor: int
@@ -246,6 +284,8 @@ class Resources(Record):
     block_io: BlockIO | None = field(None, json="blockIO")
     hugepage_limits: tuple[HugepageLimit, ...] = ()
     unified: dict[str, str] | None = None
+    network: Any = None  # net_cls/net_prio and rdma: read only to be refused by name
+    rdma: Any = None
 
 
 class SeccompArg(Record):
@@ -299,8 +339,22 @@ class Linux(Record):
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
     mount_label: str | None = None
+    personality: Personality | None = None
+    time_offsets: dict[str, TimeOffset] = field(factory=dict)
+    # read only to be refused by name (see `unsupported_fields`)
+    intel_rdt: Any = None
+    memory_policy: Any = None
+    net_devices: Any = None
 
     def validate(self, where: str) -> None:
+        for key in ("masked_paths", "readonly_paths"):  # config-linux.md: MUST be absolute
+            name = "maskedPaths" if key == "masked_paths" else "readonlyPaths"
+            for i, path in enumerate(getattr(self, key)):
+                _absolute(f"{where}.{name}[{i}]", path)
+        for clock in self.time_offsets:
+            if clock not in ("monotonic", "boottime"):  # the clocks time_namespaces(7) offsets
+                raise SpecError(f"{where}.timeOffsets.{clock}",
+                                "only monotonic and boottime clocks can be offset")
         seen: set[str] = set()
         for i, ns in enumerate(self.namespaces):
             if ns.type in seen:
@@ -333,10 +387,21 @@ class Spec(Record):
     linux: Linux | None = None
 
     def validate(self, where: str) -> None:
-        if not self.oci_version:  # any version is taken, as runc takes it
-            raise SpecError("ociVersion", "must not be empty")
-        if self.hostname and self.linux and self.linux.namespace("uts") is None:
-            raise SpecError("hostname", "setting a hostname needs a uts namespace")
+        # config.md: "MUST be in SemVer v2.0.0 format"; the spec keeps compatibility within
+        # a major version only, so a 2.x document is not one this runtime can read (0.x
+        # drafts are, as runc reads them: the spec's own examples still say 0.5.0-dev)
+        try:
+            version = semver.Version.parse(self.oci_version)
+        except InvalidArgument:
+            raise SpecError("ociVersion", f"{self.oci_version!r} is not a SemVer 2.0.0 version") from None
+        if version.major > 1:
+            raise SpecError("ociVersion", f"{self.oci_version}: only 1.x documents are supported")
+        for key in ("hostname", "domainname"):
+            if getattr(self, key) and self.linux and self.linux.namespace("uts") is None:
+                raise SpecError(key, f"setting a {key} needs a uts namespace")
+        for key in self.annotations:
+            if not key:  # config.md: "Keys MUST NOT be an empty string"
+                raise SpecError("annotations", "a key must not be empty")
 
     def require_runnable(self) -> None:
         """What `create` needs beyond a well-formed document."""

@@ -125,6 +125,7 @@ def start_in(c: Container, proc: Process, term: socket.socket | None,
     filt = process.compile_seccomp(spec.linux.seccomp, os.path.join(c.store.root, ".seccomp"))
     plan = _plan(c.state.pid, tuple(n.type for n in spec.linux.namespaces))
     lsms = process.host_lsms()
+    persona = process.persona_of(spec.linux)
     if term is not None:  # now: the child cannot import once in the container's filesystem
         from skiff.runtime import console
 
@@ -136,7 +137,7 @@ def start_in(c: Container, proc: Process, term: socket.socket | None,
         env = process.environment(proc)
         path = process.find_executable(proc, env)
         wait_cgroup(chan)
-        process.become(proc, filt, lsms)
+        process.become(proc, filt, lsms, persona)
         process.preserve_fds(preserve, (chan.rfd, chan.wfd))
         chan.send("ready")
         chan.close()

@@ -12,6 +12,9 @@ import subprocess
 from skiff.errors import HookFailed
 from skiff.oci.runtime_spec import Hook
 from skiff import jsonfast
+from skiff.log import logger
+
+log = logger("skiff.runtime")
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -36,3 +39,13 @@ def run_hooks(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> Non
             err = done.stderr.decode(errors="replace").strip()
             raise HookFailed(f"{phase} hook {hook.path}: exit status {done.returncode}"
                              + (f": {err}" if err else ""))
+
+
+def run_hooks_warning(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> None:
+    """poststart and poststop: a failing hook is logged as a warning and the rest still run
+    ("the remaining hooks and lifecycle continue as if the hook had succeeded")."""
+    for hook in hooks:
+        try:
+            run_hooks(phase, (hook,), state)
+        except HookFailed as e:
+            log.warning("%s", e)

@@ -21,7 +21,7 @@ from skiff.kernel import capabilities as caps
 from skiff.kernel import signals
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import ArgRule, Filter, Program, SyscallRule
-from skiff.oci.runtime_spec import Process, Seccomp
+from skiff.oci.runtime_spec import Linux, Process, Seccomp
 from skiff.log import logger
 
 log = logger("skiff.runtime")
@@ -259,10 +259,19 @@ def _masks(process: Process) -> dict[str, int]:
     return out
 
 
+def persona_of(linux: Linux | None) -> int | None:
+    """linux.personality as the personality(2) value to set, None when not asked for."""
+    if linux is None or linux.personality is None:
+        return None
+    return sc.PER_LINUX32 if linux.personality.domain == "LINUX32" else sc.PER_LINUX
+
+
 def become(process: Process, filt: Filter | Program | None,
-           lsms: frozenset[str] = frozenset()) -> None:
+           lsms: frozenset[str] = frozenset(), persona: int | None = None) -> None:
     """Every step up to (not including) the last-moment seccomp load and execve."""
     apply_rlimits(process)
+    if persona is not None:  # before seccomp, which may limit personality(2)
+        sc.personality(persona)
     if process.oom_score_adj is not None:
         _oom_score_adj(process.oom_score_adj)
     if process.no_new_privileges:

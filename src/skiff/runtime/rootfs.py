@@ -112,7 +112,7 @@ class RootfsBuilder:
         dev_bound = False
         for m in self.spec.mounts:
             self.mount(m)
-            if m.destination.rstrip("/") == "/dev" and mount_options.parse(m.options).is_bind:
+            if m.target.rstrip("/") == "/dev" and mount_options.parse(m.options).is_bind:
                 dev_bound = True
         self.own_dev = not dev_bound
         if self.own_dev:
@@ -149,7 +149,7 @@ class RootfsBuilder:
         elif opts.is_bind or kind == "bind":
             self._mount_bind(m, opts)
         else:
-            target = make_target(self.rootfs, m.destination, is_dir=True)
+            target = make_target(self.rootfs, m.target, is_dir=True)
             try:
                 mount_onto(self.rootfs, target, m.source or kind, kind, opts.flags, opts.data or None)
             except KernelError as e:
@@ -161,11 +161,18 @@ class RootfsBuilder:
                 mount_onto(self.rootfs, target, fallback, None, sc.MS_BIND | sc.MS_REC)
                 remount_onto(self.rootfs, target, opts.flags & mount_options.BIND_REMOUNT_FLAGS)
         for prop in opts.propagation:
-            _pinned(self.rootfs, secure_join(self.rootfs, m.destination), _propagation(prop))
+            _pinned(self.rootfs, secure_join(self.rootfs, m.target), _propagation(prop))
+        if opts.attr_set or opts.attr_clr:  # rro, rnosuid, …: the whole new tree at once
+            fd = pin(self.rootfs, secure_join(self.rootfs, m.target))
+            try:
+                sc.mount_setattr(fd, opts.attr_set, opts.attr_clr,
+                                 flags=sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, what=m.target)
+            finally:
+                os.close(fd)
 
     def _source(self, m: Mount) -> str:
         if not m.source:
-            raise SpecError(f"mounts[{m.destination}].source", "a bind mount needs a source")
+            raise SpecError(f"mounts[{m.target}].source", "a bind mount needs a source")
         return m.source if m.source.startswith("/") else os.path.join(self.bundle, m.source)
 
     def _mount_bind(self, m: Mount, opts: mount_options.MountOptions) -> None:
@@ -174,14 +181,14 @@ class RootfsBuilder:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as e:
             raise KernelError.from_os("stat bind source", e, source) from None
-        target = make_target(self.rootfs, m.destination, is_dir)
+        target = make_target(self.rootfs, m.target, is_dir)
         mount_onto(self.rootfs, target, source, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
         extra = opts.flags & mount_options.BIND_REMOUNT_FLAGS
         if extra:
             remount_onto(self.rootfs, target, extra)
 
     def _mount_cgroup(self, m: Mount, opts: mount_options.MountOptions) -> None:
-        target = make_target(self.rootfs, m.destination, is_dir=True)
+        target = make_target(self.rootfs, m.target, is_dir=True)
         flags = opts.flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
         layout = self.cgroup_mounts
         if len(layout) == 1 and layout[0].fstype == "cgroup2":
@@ -215,7 +222,10 @@ class RootfsBuilder:
     def create_devices(self) -> None:
         old = os.umask(0)
         try:
-            for dev in DEFAULT_DEVICES + tuple(self.linux.devices):
+            for dev in DEFAULT_DEVICES:
+                self._device(dev)
+            for i, dev in enumerate(self.linux.devices):
+                self._refuse_other_file(dev, f"linux.devices[{i}]")
                 self._device(dev)
             for src, dst in _DEV_LINKS:
                 path = secure_join(self.rootfs, dst)
@@ -227,6 +237,20 @@ class RootfsBuilder:
                     os.symlink("/proc/kcore", path)
         finally:
             os.umask(old)
+
+    def _refuse_other_file(self, dev: Device, where: str) -> None:
+        """config-linux.md: "If a file already exists at path that does not match the
+        requested device, the runtime MUST generate an error" (the same node is replaced)."""
+        path = secure_join(self.rootfs, dev.path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[dev.type]
+        same = stat.S_IFMT(st.st_mode) == kind and (
+            dev.type == "p" or st.st_rdev == os.makedev(dev.major or 0, dev.minor or 0))
+        if not same:
+            raise SpecError(f"{where}.path", f"{dev.path} exists in the rootfs and is not that device")
 
     def _device(self, dev: Device) -> None:
         target = make_target(self.rootfs, os.path.dirname(dev.path), is_dir=True)
@@ -256,6 +280,7 @@ class RootfsBuilder:
             sc.mount(self.rootfs, "/", None, sc.MS_MOVE)
             os.chroot(".")
             os.chdir("/")
+            self._root_propagation()
             return
         old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
         new_root = os.open(self.rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
@@ -270,6 +295,15 @@ class RootfsBuilder:
         finally:
             os.close(old_root)
             os.close(new_root)
+        self._root_propagation()
+
+    def _root_propagation(self) -> None:
+        """linux.rootfsPropagation is the propagation of the container's root mount: set on
+        "/" once it is the root, as runc does (before the pivot it only picked how the copy
+        of the host's tree hears from the host); unset, the root keeps what it got."""
+        prop = self.linux.rootfs_propagation
+        if prop:
+            sc.mount(None, "/", None, mount_options.propagation_flags(prop))
 
     # -- after pivot_root ------------------------------------------------------------
     def finalize(self) -> None:

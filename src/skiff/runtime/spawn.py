@@ -33,6 +33,7 @@ class NamespacePlan(Record, mutable=True):
     new_user: bool = False
     uid_mappings: tuple[IdMapping, ...] = ()
     gid_mappings: tuple[IdMapping, ...] = ()
+    time_offsets: str = ""  # /proc/self/timens_offsets lines for a new time namespace
 
     @property
     def in_userns(self) -> bool:
@@ -47,6 +48,15 @@ def _write_map(pid: int, name: str, mappings: tuple[IdMapping, ...]) -> None:
             f.write(text)
     except OSError as e:
         raise KernelError.from_os(f"write {name}", e, path) from None
+
+
+def _write_offsets(text: str) -> None:
+    path = "/proc/self/timens_offsets"
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise KernelError.from_os("write timens_offsets", e, path) from None
 
 
 class Spawned:
@@ -156,6 +166,10 @@ def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], 
         os.close(fd)
     if plan.unshare:
         sc.unshare(plan.unshare)
+    if plan.time_offsets:
+        # a new time namespace takes its offsets only before its first process enters it:
+        # ours stays outside (unshare moves only the children), the fork below is the first
+        _write_offsets(plan.time_offsets)
     pid = os.fork()
     if pid == 0:
         try:
