@@ -325,6 +325,11 @@ class Seccomp(Record):
     listener_metadata: str | None = None
     syscalls: tuple[SeccompSyscall, ...] = ()
 
+    def validate(self, where: str) -> None:
+        if self.listener_metadata is not None and not self.listener_path:
+            # config-linux.md: "This field MUST NOT be set if listenerPath is not set"
+            raise SpecError(f"{where}.listenerMetadata", "is set without listenerPath")
+
 
 class Linux(Record):
     namespaces: tuple[Namespace, ...] = ()

@@ -1,12 +1,14 @@
 """Run the spec's lifecycle hooks: each gets the state JSON on stdin and its own timeout.
 
 A hook that fails or times out in prestart, createRuntime, createContainer or
-startContainer fails the operation (`HookFailed`, with the hook's path, status and
+startContainer fails the operation (a timed-out hook is killed with its whole session) (`HookFailed`, with the hook's path, status and
 stderr); poststart and poststop failures are only warnings, as the runtime spec says.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
 from skiff.errors import HookFailed
@@ -28,17 +30,32 @@ def run_hooks(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> Non
         env = dict(e.split("=", 1) for e in hook.env if "=" in e) if hook.env else None
         argv = list(hook.args) or [hook.path]
         try:
-            done = subprocess.run(argv, executable=hook.path, input=payload, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=hook.timeout, close_fds=True)
-        except subprocess.TimeoutExpired:
-            raise HookFailed(f"{phase} hook {hook.path}: timed out after {hook.timeout}s") from None
+            # a session of its own: a hook past its timeout is killed with all it started
+            done = subprocess.Popen(argv, executable=hook.path, stdin=subprocess.PIPE, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    close_fds=True, start_new_session=True)
         except OSError as e:
             raise HookFailed(f"{phase} hook {hook.path}: {e.strerror}") from None
+        try:
+            _, stderr = done.communicate(payload, timeout=hook.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_session(done)
+            raise HookFailed(f"{phase} hook {hook.path}: timed out after {hook.timeout}s") from None
+        except BaseException:
+            _kill_session(done)
+            raise
         if done.returncode != 0:
-            err = done.stderr.decode(errors="replace").strip()
+            err = stderr.decode(errors="replace").strip()
             raise HookFailed(f"{phase} hook {hook.path}: exit status {done.returncode}"
                              + (f": {err}" if err else ""))
+
+
+def _kill_session(p: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.communicate()
 
 
 def run_hooks_warning(phase: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> None:

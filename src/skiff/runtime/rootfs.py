@@ -103,7 +103,11 @@ class RootfsBuilder:
         """Everything before the pivot; `cgroup_ready` is called (and must return once
         the container's cgroup exists) before the first cgroup mount."""
         self._cgroup_ready = cgroup_ready
+        # how the copy of the host's tree hears from the host; an unbindable root is a
+        # private one (the rootfs could not be bound out of an unbindable "/"), made
+        # unbindable once it is the root (`_root_propagation`)
         prop = self.linux.rootfs_propagation or "rslave"
+        prop = "rprivate" if prop in ("unbindable", "runbindable") else prop
         sc.mount(None, "/", None, mount_options.propagation_flags(prop))
         if not os.path.isdir(self.rootfs):
             raise KernelError("stat rootfs", errno.ENOENT, self.rootfs)
