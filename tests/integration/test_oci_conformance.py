@@ -726,6 +726,21 @@ def test_without_umask_the_callers_umask_is_kept(runtime, bundle):
     assert p.stdout == "0027\n"
 
 
+def test_lsm_labels_are_applied_or_left_where_the_host_has_no_such_module(runtime, bundle):
+    # config.md apparmorProfile/selinuxLabel, config-linux.md mountLabel: no MUST; runc
+    # applies them where the module is enabled and leaves them where it is not
+    from skiff.runtime.process import host_lsms
+
+    bundle.config["process"]["apparmorProfile"] = "skiff-test-profile"
+    bundle.config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
+    bundle.config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    p = runtime.run(bundle.args("cat", "/proc/self/attr/current"))
+    if host_lsms():
+        assert p.returncode != 0 or "skiff-test-profile" in p.stdout or "container_t" in p.stdout
+    else:
+        assert p.returncode == 0, p.stderr
+
+
 def test_hostname_and_domainname_are_set(runtime, bundle):
     # config.md hostname/domainname: "the container's hostname/domainname as seen by
     # processes running inside the container"

@@ -387,3 +387,24 @@ def test_state_document_matches_the_schema(validate: Any) -> None:
 def test_features_document_matches_the_schema(validate: Any) -> None:
     from skiff.runtime.features import features
     assert validate("features-schema.json", features()) == []
+
+
+@pytest.mark.parametrize(("doc", "where"), [
+    ({**with_process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1}] * 2)},
+     "process.rlimits[1].type"),
+    (minimal(annotations={"": "x"}), "annotations"),
+    ({**minimal(), "ociVersion": "1.0"}, "ociVersion"),
+    ({**minimal(), "ociVersion": "2.0.0"}, "ociVersion"),
+    (with_linux(personality={"domain": "LINUX", "flags": ["X"]}), "linux.personality.flags"),
+    (with_linux(timeOffsets={"realtime": {"secs": 1}}), "linux.timeOffsets.realtime"),
+    (with_linux(maskedPaths=["proc/kcore"]), "linux.maskedPaths[0]"),
+    (with_linux(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}),
+     "linux.seccomp.listenerMetadata"),
+    (minimal(domainname="d", linux={"namespaces": [{"type": "mount"}]}), "domainname"),
+])
+def test_rules_of_the_spec_beyond_the_schema(doc: dict[str, Any], where: str) -> None:
+    assert refused(doc).field == where
+
+
+def test_a_0x_draft_version_is_still_read() -> None:
+    assert parse({**minimal(), "ociVersion": "0.5.0-dev"}).oci_version == "0.5.0-dev"
