@@ -1,8 +1,10 @@
 """Run the spec's lifecycle hooks: each gets the state JSON on stdin and its own timeout.
 
 A hook that fails or times out in prestart, createRuntime, createContainer or
-startContainer fails the operation (a timed-out hook is killed with its whole session) (`HookFailed`, with the hook's path, status and
-stderr); poststart and poststop failures are only warnings, as the runtime spec says.
+startContainer fails the operation (`HookFailed`, with the hook's path, status and stderr);
+poststart and poststop failures are only warnings, each hook on its own, as the runtime
+spec says. A hook runs in a session of its own, so one past its timeout is killed with
+everything it started.
 """
 
 from __future__ import annotations

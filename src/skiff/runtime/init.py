@@ -1,14 +1,16 @@
 """The container's first process, from its fork to the execve of the user's program.
 
-It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`), lets
-the runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes
-its terminal, sets hostname and sysctls, becomes the spec's process (`process.become`),
-tells the runtime it is ready, and then blocks opening the exec fifo for writing until
-`start` opens it for reading (`run` has no fifo: its init goes straight on, and the
-runtime waits for its execve, told by a close-on-exec pipe end closing). Everything
-it needs from the host is imported or opened before the pivot: after it the filesystem is
-the image's, so imports are sealed off (`process.seal_imports`) rather than let one load
-the image's code into a process that is still root with every capability.
+It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`), lets the
+runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes its
+terminal, sets hostname and sysctls, becomes the spec's process (`process.become`), tells
+the runtime it is ready, and then blocks opening the exec fifo for writing until `start`
+opens it for reading (`run` has no fifo: its init goes straight on, and the runtime waits
+for its execve, told by a close-on-exec pipe end closing). The startContainer hooks run
+last, right before the execve; a failure of theirs is written back on that same way out (the
+fifo, or run's pipe), for `start` or `run` to report. Everything it needs from the host is
+imported or opened before the pivot: after it the filesystem is the image's, so imports are
+sealed off (`process.seal_imports`) rather than let one load the image's code into a process
+that is still root with every capability.
 """
 
 from __future__ import annotations

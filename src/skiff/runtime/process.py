@@ -1,11 +1,11 @@
 """Turn the calling process into the spec's `process` and exec it: shared by init and exec.
 
-The order is runc's, because each step needs a privilege the next one gives up: rlimits
-and the OOM score while still root; no_new_privs and the LSM exec labels; seccomp *before*
-dropping capabilities when no_new_privs is off (loading a filter then needs CAP_SYS_ADMIN);
-the bounding set; the user and groups (keeping capabilities across setuid); the effective,
-permitted, inheritable and ambient sets; the working directory; and, when no_new_privs is
-on, seccomp as late as possible, right before execve.
+The order is runc's, because each step needs a privilege the next one gives up: rlimits, the
+personality and the OOM score while still root; no_new_privs and the LSM exec labels;
+seccomp *before* dropping capabilities when no_new_privs is off (loading a filter then needs
+CAP_SYS_ADMIN); the bounding set; the user and groups (keeping capabilities across setuid);
+the effective, permitted, inheritable and ambient sets; the working directory; and, when
+no_new_privs is on, seccomp as late as possible, right before execve.
 """
 
 from __future__ import annotations

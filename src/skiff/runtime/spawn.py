@@ -4,7 +4,8 @@ A process cannot move itself into a new pid namespace, only its children, so eve
 container process is born from two forks, as runc's nsexec does. The runtime (parent)
 forks a *stage-1* child that joins the user namespace (or makes one, and waits while the
 parent writes its id maps), joins the other namespaces given by path, unshares the new
-ones, and forks the real process, whose host pid it reports before it exits. The parent
+ones (writing a new time namespace's clock offsets, which only an empty one takes), and
+forks the real process, whose host pid it reports before it exits. The parent
 is the child subreaper, so that process becomes the parent's own child and `run` can wait
 for it. The caller puts the real process into its cgroup (`join_cgroup`) while it already
 works: the kernel's first cgroup migration after a while waits out an RCU grace period
