@@ -777,9 +777,6 @@ def test_unknown_properties_are_ignored(runtime, bundle):
 
 
 @pytest.mark.parametrize("where, value", [
-    ("process.scheduler", {"policy": "SCHED_IDLE"}),
-    ("process.ioPriority", {"class": "IOPRIO_CLASS_IDLE", "priority": 4}),
-    ("process.execCPUAffinity", {"initial": "0"}),
     ("linux.intelRdt", {"closID": "guaranteed_group"}),
     ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0"}),
     ("linux.netDevices", {"eth9": {}}),
@@ -795,6 +792,53 @@ def test_fields_skiff_does_not_support_are_refused_by_name(runtime, bundle, wher
         node = node.setdefault(key, {})
     node[last] = value
     refused(runtime, bundle, where, "not supported")
+
+
+def _stat_fields(text: str) -> list[str]:
+    """/proc/PID/stat's fields from the state on (field 3), past the command's name."""
+    return text[text.rindex(")") + 2:].split()
+
+
+def test_scheduler_policy_and_nice_are_the_programs(runtime, bundle):
+    # config.md scheduler: "an object describing the scheduler properties for the process"
+    bundle.config["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+    fields = _stat_fields(sh(runtime, bundle, "cat /proc/self/stat"))
+    assert fields[41 - 3] == "3"  # policy: SCHED_BATCH
+    assert fields[19 - 3] == "7"  # nice
+
+
+def test_io_priority_is_the_programs(runtime, bundle):
+    # config.md ioPriority: "configures the I/O priority settings for the container's processes"
+    bundle.config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    assert sh(runtime, bundle, "ionice -p $$").strip() == "best-effort: prio 6"
+
+
+@pytest.mark.parametrize("process, word", [
+    ({"scheduler": {"policy": "SCHED_NOPE"}}, "process.scheduler.policy"),
+    ({"scheduler": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_NOPE"]}}, "process.scheduler.flags[0]"),
+    ({"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 9}}, "process.ioPriority.priority"),
+    ({"ioPriority": {"class": "IOPRIO_CLASS_NONE", "priority": 0}}, "process.ioPriority.class"),
+    ({"execCPUAffinity": {"final": "3-1"}}, "process.execCPUAffinity.final")])
+def test_bad_scheduler_io_priority_or_affinity_is_an_error(runtime, bundle, process, word):
+    bundle.config["process"].update(process)
+    refused(runtime, bundle, word)
+
+
+def test_exec_cpu_affinity_is_the_exec_processes_not_the_inits(runtime, bundle, work):
+    # config.md execCPUAffinity: "specifies CPU affinity used to execute the process. This
+    # setting is not applicable to the container's init process"; final: "the process will
+    # be run on after the transition to container's cgroup"
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    bundle.config["process"]["execCPUAffinity"] = {"initial": "0", "final": "1"}
+    runtime.create(bundle.args("sleep", "30"))
+    pid = runtime.state(bundle.id)["pid"]
+    assert os.sched_getaffinity(pid) == os.sched_getaffinity(0)
+    runtime("start", bundle.id)
+    proc = dict(bundle.config["process"], args=["grep", "Cpus_allowed_list", "/proc/self/status"])
+    (work / "process.json").write_text(json.dumps(proc))
+    out = runtime("exec", "--process", str(work / "process.json"), bundle.id).stdout
+    assert out.split() == ["Cpus_allowed_list:", "1"]
 
 
 # == config-linux.md: namespaces ===========================================================

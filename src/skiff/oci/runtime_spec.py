@@ -79,6 +79,63 @@ class Rlimit(Record):
             raise SpecError(f"{where}.type", f"unknown rlimit {self.type!r}")
 
 
+class Scheduler(Record):
+    policy: str = field(choices=("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH",
+                                 "SCHED_ISO", "SCHED_IDLE", "SCHED_DEADLINE"))
+    nice: int = 0
+    priority: int = 0
+    flags: tuple[str, ...] = ()
+    runtime: int = 0
+    deadline: int = 0
+    period: int = 0
+
+    def validate(self, where: str) -> None:
+        known = ("SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+                 "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
+                 "SCHED_FLAG_UTIL_CLAMP_MAX")
+        for i, flag in enumerate(self.flags):
+            if flag not in known:
+                raise SpecError(f"{where}.flags[{i}]", f"unknown scheduler flag {flag!r}")
+        if not -20 <= self.nice <= 19:
+            raise SpecError(f"{where}.nice", f"must be -20..19, got {self.nice}")
+
+
+class IOPriority(Record):
+    klass: str = field(json="class", choices=("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE",
+                                              "IOPRIO_CLASS_IDLE"))
+    priority: int = field()
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.priority <= 7:
+            raise SpecError(f"{where}.priority", f"must be 0 (highest) to 7, got {self.priority}")
+
+
+class CPUAffinity(Record):
+    initial: str | None = None
+    final: str | None = None
+
+    def validate(self, where: str) -> None:
+        for key in ("initial", "final"):
+            value = getattr(self, key)
+            if value:
+                cpu_list(value, f"{where}.{key}")
+
+
+def cpu_list(text: str, where: str) -> set[int]:
+    """A list of CPUs as the spec writes one ("0-3,7")."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise SpecError(where, f"{text!r} is not a list of CPUs such as 0-3,7") from None
+        if first < 0 or last < first:
+            raise SpecError(where, f"{text!r} is not a list of CPUs such as 0-3,7")
+        cpus.update(range(first, last + 1))
+    return cpus
+
+
 class ConsoleSize(Record):
     height: int
     width: int
@@ -97,10 +154,9 @@ class Process(Record):
     apparmor_profile: str | None = None
     selinux_label: str | None = None
     oom_score_adj: int | None = None
-    # read only to be refused by name (see `unsupported_fields`)
-    scheduler: Any = None
-    io_priority: Any = None
-    exec_cpu_affinity: Any = field(None, json="execCPUAffinity")
+    scheduler: Scheduler | None = None
+    io_priority: IOPriority | None = None
+    exec_cpu_affinity: CPUAffinity | None = field(None, json="execCPUAffinity")  # exec only
 
     def validate(self, where: str) -> None:
         _absolute(f"{where}.cwd", self.cwd)

@@ -1,7 +1,7 @@
 """Turn the calling process into the spec's `process` and exec it: shared by init and exec.
 
 The order is runc's, because each step needs a privilege the next one gives up: rlimits, the
-personality and the OOM score while still root; no_new_privs and the LSM exec labels;
+personality, the scheduler and I/O priority and the OOM score while still root; no_new_privs and the LSM exec labels;
 seccomp *before* dropping capabilities when no_new_privs is off (loading a filter then needs
 CAP_SYS_ADMIN); the bounding set; the user and groups (keeping capabilities across setuid);
 the effective, permitted, inheritable and ambient sets; the working directory; and, when
@@ -21,7 +21,7 @@ from skiff.kernel import capabilities as caps
 from skiff.kernel import signals
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import ArgRule, Filter, Program, SyscallRule
-from skiff.oci.runtime_spec import Linux, Process, Seccomp
+from skiff.oci.runtime_spec import Linux, Process, Seccomp, cpu_list
 from skiff.log import logger
 
 log = logger("skiff.runtime")
@@ -259,6 +259,30 @@ def _masks(process: Process) -> dict[str, int]:
     return out
 
 
+def _scheduling(process: Process) -> None:
+    """process.scheduler and process.ioPriority, while still root (real-time classes and
+    raised priorities need CAP_SYS_NICE / CAP_SYS_ADMIN, which the program may not keep);
+    the program and every child of it inherit both."""
+    sched = process.scheduler
+    if sched is not None:
+        flags = 0
+        for name in sched.flags:
+            flags |= sc.SCHED_FLAGS[name]
+        sc.sched_setattr(sched.policy, flags, sched.nice, sched.priority, sched.runtime,
+                         sched.deadline, sched.period)
+    if process.io_priority is not None:
+        sc.ioprio_set(process.io_priority.klass, process.io_priority.priority)
+
+
+def set_affinity(cpus: str | None, where: str) -> None:
+    """Run on the CPUs of a spec CPU list ("0-3,7"); nothing when there is none."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpu_list(cpus, where))
+        except OSError as e:
+            raise KernelError.from_os("sched_setaffinity", e, cpus) from None
+
+
 def persona_of(linux: Linux | None) -> int | None:
     """linux.personality as the personality(2) value to set, None when not asked for."""
     if linux is None or linux.personality is None:
@@ -272,6 +296,7 @@ def become(process: Process, filt: Filter | Program | None,
     apply_rlimits(process)
     if persona is not None:  # before seccomp, which may limit personality(2)
         sc.personality(persona)
+    _scheduling(process)
     if process.oom_score_adj is not None:
         _oom_score_adj(process.oom_score_adj)
     if process.no_new_privileges:

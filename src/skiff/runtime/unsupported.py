@@ -17,12 +17,9 @@ from skiff.runtime import mount_options
 
 def refuse_unsupported(spec: Spec) -> None:
     assert spec.process is not None and spec.linux is not None
-    proc, lx = spec.process, spec.linux
+    lx = spec.linux
     res = lx.resources
     fields = (
-        ("process.scheduler", proc.scheduler, "scheduling policies (sched_setattr)"),
-        ("process.ioPriority", proc.io_priority, "I/O priorities (ioprio_set)"),
-        ("process.execCPUAffinity", proc.exec_cpu_affinity, "exec CPU affinities"),
         ("linux.intelRdt", lx.intel_rdt, "Intel RDT (resctrl)"),
         ("linux.memoryPolicy", lx.memory_policy, "NUMA memory policies (set_mempolicy)"),
         ("linux.netDevices", lx.net_devices, "moving network devices into the container"),
