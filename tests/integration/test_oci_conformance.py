@@ -586,15 +586,61 @@ def test_an_unknown_option_on_a_bind_mount_is_an_error(runtime, bundle, work):
     refused(runtime, bundle, "mounts[", "frobnicate")
 
 
-@pytest.mark.parametrize("mount", [
-    {"options": ["rbind", "idmap"]},
-    {"options": ["rbind"], "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
-     "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]},
-    {"options": ["rbind", "tmpcopyup"]}])
-def test_mount_features_skiff_lacks_are_refused(runtime, bundle, work, mount):
-    # config.md idmap/ridmap (SHOULD), tmpcopyup (MAY): unsupported, so an error
-    bundle.config["mounts"].append({"destination": "/b", "type": "bind", "source": str(work), **mount})
-    refused(runtime, bundle, "not supported")
+def test_tmpcopyup_is_refused(runtime, bundle):
+    # config.md tmpcopyup (MAY): not implemented, so an error rather than a plain tmpfs
+    bundle.config["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                                    "options": ["tmpcopyup"]})
+    refused(runtime, bundle, "tmpcopyup", "not supported")
+
+
+def _mapping(host: int, size: int = 1) -> list[dict[str, int]]:
+    return [{"containerID": 0, "hostID": host, "size": size}]
+
+
+def test_an_idmapped_mount_shows_owners_through_its_mapping(runtime, bundle, work):
+    # config.md idmap: "the mount MUST have an idmapping applied"; "If uidMappings or
+    # gidMappings are specified for the mount, the runtime MUST use those values"
+    src = work / "owned"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.chown(src / "f", 0, 0)
+    bundle.config["mounts"].append({"destination": "/ids", "type": "bind", "source": str(src),
+                                    "options": ["rbind", "idmap"], "uidMappings": _mapping(2000),
+                                    "gidMappings": _mapping(3000)})
+    assert sh(runtime, bundle, "stat -c '%u %g' /ids/f") == "2000 3000\n"
+    assert (src / "f").stat().st_uid == 0  # the files themselves are not changed
+
+
+def test_idmap_without_a_mapping_takes_the_containers_user_namespace(runtime, bundle, work):
+    # config.md idmap: "If they are not specified, the runtime MAY use the container's user
+    # namespace mapping"
+    src = work / "owned"
+    src.mkdir()
+    (src / "f").write_text("x")
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = _mapping(200000, 65536)
+    lx["gidMappings"] = _mapping(200000, 65536)
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"]
+                               if not m["destination"].startswith("/sys")]
+    bundle.config["mounts"].append({"destination": "/tmp/ids", "type": "bind", "source": str(src),
+                                    "options": ["rbind", "idmap"]})
+    os.chown(bundle.rootfs / "tmp", 200000, 200000)
+    # the host's root-owned file is the container's root's through the mount
+    assert sh(runtime, bundle, "stat -c '%u %g' /tmp/ids/f") == "0 0\n"
+
+
+@pytest.mark.parametrize("mount, word", [
+    ({"type": "bind", "options": ["rbind", "idmap"]}, "uidMappings"),  # no userns, no mapping
+    ({"type": "bind", "options": ["rbind"], "uidMappings": _mapping(1000)}, "gidMappings"),
+    ({"type": "tmpfs", "options": ["idmap"], "uidMappings": _mapping(1000),
+      "gidMappings": _mapping(1000)}, "bind mount")])
+def test_an_idmapped_mount_without_what_it_needs_is_an_error(runtime, bundle, work, mount, word):
+    # config.md idmap: "If there are no uidMappings and gidMappings specified and the
+    # container isn't using user namespaces, an error MUST be returned"; uidMappings "MUST
+    # be specified along with gidMappings"
+    bundle.config["mounts"].append({"destination": "/b", "source": str(work), **mount})
+    refused(runtime, bundle, word)
 
 
 # == config.md: process ===================================================================

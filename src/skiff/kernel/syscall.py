@@ -116,6 +116,7 @@ MOUNT_ATTR_NOATIME = 0x10
 MOUNT_ATTR_STRICTATIME = 0x20
 MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+MOUNT_ATTR_IDMAP = 0x100000
 # statx(2): the mount a path is on, which tells a mount point from a plain directory
 STATX_MNT_ID = 0x1000
 
@@ -294,10 +295,13 @@ def open_tree(path: str, flags: int, dir_fd: int = AT_FDCWD) -> int:
 
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 0,
-                  flags: int = AT_EMPTY_PATH, path: str = "", what: str | None = None) -> None:
+                  flags: int = AT_EMPTY_PATH, path: str = "", what: str | None = None,
+                  userns_fd: int = 0) -> None:
     """Set and clear MOUNT_ATTR_* on the mount `fd` is (or, with AT_RECURSIVE, the tree),
-    and change its propagation (MS_PRIVATE, …) in the same call; `what` names it in errors."""
-    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    and change its propagation (MS_PRIVATE, …) in the same call; with MOUNT_ATTR_IDMAP,
+    `userns_fd` is the user namespace whose mapping the mount takes; `what` names it in
+    errors."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
     if _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), _b(path), ctypes.c_uint(flags),
                      ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
         raise _fail("mount_setattr", what or path, f"(set {attr_set:#x})")

@@ -172,12 +172,24 @@ class Mount(Record):
     type: str | None = None
     source: str | None = None
     options: tuple[str, ...] = ()
-    uid_mappings: Any = None  # idmapped mounts: read only to be refused by name
-    gid_mappings: Any = None
+    uid_mappings: tuple[IdMapping, ...] | None = None  # an idmapped mount's mapping
+    gid_mappings: tuple[IdMapping, ...] | None = None
 
     def validate(self, where: str) -> None:
         if not self.destination:
             raise SpecError(f"{where}.destination", "must not be empty")
+        if (self.uid_mappings is None) != (self.gid_mappings is None):
+            # config.md: each "MUST be specified along with" the other
+            raise SpecError(f"{where}.uidMappings", "uidMappings and gidMappings go together")
+
+    @property
+    def idmapped(self) -> str | None:
+        """"idmap" or "ridmap" when the mount is to have an id mapping (the option, or a
+        mapping of its own, which config.md says SHOULD come with the option), else None."""
+        for word in reversed(self.options):
+            if word in ("idmap", "ridmap"):
+                return word
+        return "idmap" if self.uid_mappings is not None else None
 
     @property
     def target(self) -> str:

@@ -24,7 +24,7 @@ from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.init import InitJob, container_init, needs_rendezvous
 from skiff.runtime.process import compile_seccomp, host_lsms, passwd_entry
 from skiff.runtime.rollback import Rollback
-from skiff.runtime.rootfs import RootfsBuilder
+from skiff.runtime.rootfs import RootfsBuilder, idmapped_trees
 from skiff.runtime.spawn import NamespacePlan, kill_and_reap, spawn
 from skiff.runtime.unsupported import refuse_unsupported
 from skiff.runtime.state import (OCI_VERSION, ContainerState, StateStore, Status, process_start_time,
@@ -122,8 +122,12 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         # /sys/fs/cgroup/unified of a hybrid host, to run on the v2 driver)
         cgroup_root = os.environ.get("SKIFF_CGROUP_ROOT", "/sys/fs/cgroup")
         cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id), root=cgroup_root)
+        idmaps = idmapped_trees(spec, bundle) if any(m.idmapped for m in spec.mounts) else {}
+        for fd in idmaps.values():
+            undo.push(os.close, fd)
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
-                                cgroupns=spec.linux.namespace("cgroup") is not None)
+                                cgroupns=spec.linux.namespace("cgroup") is not None,
+                                idmap_trees=idmaps)
         job = InitJob(spec, builder, container_id, fifo, filt, console_sock=theirs,
                       no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
                       preserve_fds=opts.preserve_fds,
@@ -169,6 +173,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             write_pid_file(opts.pid_file, pid)
         undo.commit()
     lock.__exit__()
+    for fd in idmaps.values():  # the init holds its copies (until its execve)
+        os.close(fd)
     chan.close()
     if theirs is not None:
         theirs.close()

@@ -4,8 +4,9 @@ The option words are those of mount(8) and runc: flag words set or clear bits, p
 words (`rprivate`, `shared`, …) become a separate mount call, `bind`/`rbind` select a bind
 mount, the recursive words of the runtime spec (`rro`, `rnosuid`, …) become one
 `mount_setattr(AT_RECURSIVE)` on the new mount, and every other word is passed to the
-filesystem as data (`mode=755`, `size=65536k`), as config.md says runtimes SHOULD. `check`
-adds what only the runtime refuses: words it does not implement (`idmap`, `tmpcopyup`), and
+filesystem as data (`mode=755`, `size=65536k`), as config.md says runtimes SHOULD. `idmap`
+and `ridmap` are no mount(2) word at all: the rootfs builder makes such a mount idmapped.
+`check` adds what only the runtime refuses: words it does not implement (`tmpcopyup`), and
 data words on a bind mount, which has no filesystem to take them and would drop them.
 """
 
@@ -58,8 +59,8 @@ _RECURSIVE: dict[str, tuple[int, int]] = {
 }
 RECURSIVE_WORDS = frozenset(_RECURSIVE)
 # words of the spec's table that skiff does not implement: refused, never passed on as data
-UNSUPPORTED = {"idmap": "idmapped mounts", "ridmap": "idmapped mounts",
-               "tmpcopyup": "copying a tmpfs's contents up"}
+UNSUPPORTED = {"tmpcopyup": "copying a tmpfs's contents up"}
+IDMAP_WORDS = frozenset({"idmap", "ridmap"})  # no mount(2) flag: RootfsBuilder acts on them
 # flags a bind mount only takes through a second, MS_REMOUNT call
 BIND_REMOUNT_FLAGS = (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME
                       | sc.MS_NODIRATIME | sc.MS_RELATIME | sc.MS_STRICTATIME | sc.MS_NOSYMFOLLOW)
@@ -92,7 +93,7 @@ def parse(options: tuple[str, ...] | list[str]) -> MountOptions:
             on, off = _RECURSIVE[word]  # a later word wins, as with the flag words
             attr_set = (attr_set & ~off) | on
             attr_clr = (attr_clr & ~on) | off
-        elif word:
+        elif word and word not in IDMAP_WORDS:
             data.append(word)
     return MountOptions(flags, tuple(propagation), ",".join(data), attr_set, attr_clr)
 

@@ -87,7 +87,7 @@ class RootfsBuilder:
     """What init does to the mount namespace; one instance per container start."""
 
     def __init__(self, spec: Spec, bundle: str, cgroup_mounts: list, userns: bool,
-                 cgroupns: bool) -> None:
+                 cgroupns: bool, idmap_trees: dict[int, int] | None = None) -> None:
         assert spec.root is not None and spec.linux is not None
         self.spec = spec
         self.linux = spec.linux
@@ -97,6 +97,7 @@ class RootfsBuilder:
         self.userns = userns
         self.cgroupns = cgroupns
         self.own_dev = True  # /dev made here, not bound from the spec's mounts (prepare)
+        self.idmap_trees = idmap_trees or {}  # mount index -> its idmapped clone (detached)
 
     # -- before pivot_root ------------------------------------------------------------
     def prepare(self, cgroup_ready: Callable[[], None]) -> None:
@@ -114,8 +115,8 @@ class RootfsBuilder:
         self._make_parent_private()
         sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
         dev_bound = False
-        for m in self.spec.mounts:
-            self.mount(m)
+        for i, m in enumerate(self.spec.mounts):
+            self.mount(m, self.idmap_trees.get(i))
             if m.target.rstrip("/") == "/dev" and mount_options.parse(m.options).is_bind:
                 dev_bound = True
         self.own_dev = not dev_bound
@@ -144,14 +145,14 @@ class RootfsBuilder:
         if best and shared:
             sc.mount(None, best, None, sc.MS_PRIVATE)
 
-    def mount(self, m: Mount) -> None:
+    def mount(self, m: Mount, idmap_tree: int | None = None) -> None:
         opts = mount_options.parse(m.options)
         kind = m.type or ("bind" if opts.is_bind else "")
         if kind == "cgroup" or kind == "cgroup2":
             self._cgroup_ready()
             self._mount_cgroup(m, opts)
         elif opts.is_bind or kind == "bind":
-            self._mount_bind(m, opts)
+            self._mount_bind(m, opts, idmap_tree)
         else:
             target = make_target(self.rootfs, m.target, is_dir=True)
             try:
@@ -179,17 +180,30 @@ class RootfsBuilder:
             raise SpecError(f"mounts[{m.target}].source", "a bind mount needs a source")
         return m.source if m.source.startswith("/") else os.path.join(self.bundle, m.source)
 
-    def _mount_bind(self, m: Mount, opts: mount_options.MountOptions) -> None:
+    def _mount_bind(self, m: Mount, opts: mount_options.MountOptions,
+                    idmap_tree: int | None = None) -> None:
         source = self._source(m)
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as e:
             raise KernelError.from_os("stat bind source", e, source) from None
         target = make_target(self.rootfs, m.target, is_dir)
-        mount_onto(self.rootfs, target, source, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+        if idmap_tree is not None:
+            self._attach(idmap_tree, target)
+        else:
+            mount_onto(self.rootfs, target, source, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
         extra = opts.flags & mount_options.BIND_REMOUNT_FLAGS
         if extra:
             remount_onto(self.rootfs, target, extra)
+
+    def _attach(self, tree: int, target: str) -> None:
+        """Attach a detached mount made by the runtime (`idmapped_trees`) onto the pinned
+        target."""
+        fd = pin(self.rootfs, target)
+        try:
+            sc.move_mount(tree, fd, what=target)
+        finally:
+            os.close(fd)
 
     def _mount_cgroup(self, m: Mount, opts: mount_options.MountOptions) -> None:
         target = make_target(self.rootfs, m.target, is_dir=True)
@@ -374,6 +388,42 @@ class RootfsBuilder:
         except KernelError as e:
             if e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise
+
+
+def idmapped_trees(spec: Spec, bundle: str) -> dict[int, int]:
+    """For each idmapped mount (by its index), a detached clone of its source carrying the
+    mapping — its own, or else the container's (config.md lets a runtime use that one).
+    Made here in the runtime, before the fork, as runc makes them: setting a mapping needs
+    privilege over the source's filesystem, which an init in a user namespace lacks; it
+    only attaches the clone. The caller closes the fds (the init holds copies)."""
+    from skiff.kernel.idmap import userns_fd  # (a fork: only when asked for)
+
+    assert spec.linux is not None
+    trees: dict[int, int] = {}
+    try:
+        for i, m in enumerate(spec.mounts):
+            if not m.idmapped:
+                continue
+            uids = m.uid_mappings if m.uid_mappings is not None else spec.linux.uid_mappings
+            gids = m.gid_mappings if m.gid_mappings is not None else spec.linux.gid_mappings
+            source = m.source or ""
+            source = source if source.startswith("/") else os.path.join(bundle, source)
+            rec = sc.AT_RECURSIVE if mount_options.parse(m.options).flags & sc.MS_REC else 0
+            tree = sc.open_tree(source, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | rec)
+            trees[i] = tree
+            ns = userns_fd([(x.container_id, x.host_id, x.size) for x in uids or ()],
+                           [(x.container_id, x.host_id, x.size) for x in gids or ()])
+            try:
+                sc.mount_setattr(tree, sc.MOUNT_ATTR_IDMAP, what=source, userns_fd=ns,
+                                 flags=sc.AT_EMPTY_PATH
+                                 | (sc.AT_RECURSIVE if m.idmapped == "ridmap" else 0))
+            finally:
+                os.close(ns)
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        raise
+    return trees
 
 
 def _null_device() -> int:

@@ -5,7 +5,8 @@ unsupported value. Each field here is one the spec defines and skiff does not ac
 ignoring it would run a container other than the one asked for, so `create` stops before it
 makes anything and says which field it is. (Properties the spec does not define are
 another matter: those the spec's extensibility rule says to ignore, and the codec does.)
-Mount options are checked here too, so a bad word fails the create before the init forks.
+Mount options are checked here too (and what an idmapped mount needs), so a bad word fails
+the create before the init forks.
 """
 
 from __future__ import annotations
@@ -30,9 +31,16 @@ def refuse_unsupported(spec: Spec) -> None:
         if value is not None:
             raise SpecError(where, f"{what}: not supported by skiff-runtime")
     for i, m in enumerate(spec.mounts):
-        if m.uid_mappings is not None or m.gid_mappings is not None:
-            raise SpecError(f"mounts[{i}].uidMappings", "idmapped mounts: not supported by skiff-runtime")
-        mount_options.check(m.options, f"mounts[{i}]")
+        opts = mount_options.check(m.options, f"mounts[{i}]")
+        if m.idmapped:
+            if not opts.is_bind:
+                raise SpecError(f"mounts[{i}].options", "only a bind mount can be idmapped")
+            # config.md idmap: without a mapping of its own the container's user namespace
+            # mapping MAY be used, "otherwise an error MUST be returned"
+            if m.uid_mappings is None and not (lx.uid_mappings and lx.gid_mappings):
+                raise SpecError(f"mounts[{i}].uidMappings",
+                                "an idmapped mount needs uidMappings and gidMappings, its own "
+                                "or the container's user namespace's")
     if lx.time_offsets:
         ns = lx.namespace("time")
         if ns is None or ns.path:  # offsets can only be written into a namespace still empty
