@@ -975,6 +975,11 @@ def test_time_namespace_offsets_are_the_containers_clocks(runtime, bundle):
     uptime = float(sh(runtime, bundle, "cat /proc/uptime").split()[0])
     host = float(Path("/proc/uptime").read_text().split()[0])
     assert 50_000_000 - 5 <= uptime - host < 50_000_100
+    # and a process exec'd into the container shares its clocks
+    runtime.create(bundle.args("sleep", "30"))
+    runtime("start", bundle.id)
+    uptime = float(runtime("exec", bundle.id, "cat", "/proc/uptime").stdout.split()[0])
+    assert uptime >= 50_000_000
 
 
 def test_time_offsets_without_a_new_time_namespace_are_an_error(runtime, bundle):
@@ -1123,6 +1128,52 @@ def test_resources_are_written_to_the_cgroup(runtime, bundle):
     assert _cgroup_file(path, "memory", "memory.limit_in_bytes") == str(64 << 20)
     assert _cgroup_file(path, "cpu", "cpu.shares") == "512"
     assert _cgroup_file(path, "pids", "pids.max") == "42"
+
+
+def _on_the_v2_driver(runtime: Runtime) -> Path:
+    """Make the runtime use cgroup v2 (the host's own, or the unified hierarchy of a hybrid
+    host); its mount point."""
+    if (_CGROUP_ROOT / "cgroup.controllers").exists():
+        return _CGROUP_ROOT
+    unified = _CGROUP_ROOT / "unified"
+    if not (unified / "cgroup.controllers").exists():
+        pytest.skip("no cgroup2 hierarchy")
+    runtime.env["SKIFF_CGROUP_ROOT"] = str(unified)
+    return unified
+
+
+def test_unified_keys_are_written_as_they_are(runtime, bundle):
+    # config-linux.md unified: "Each key in the map refers to a file in the cgroup unified
+    # hierarchy"; "Configuration unknown to the runtime MUST still be written"
+    root = _on_the_v2_driver(runtime)
+    if "hugetlb" not in (root / "cgroup.controllers").read_text().split():
+        pytest.skip("no hugetlb controller on cgroup2")
+    if not Path("/sys/kernel/mm/hugepages/hugepages-2048kB").is_dir():
+        pytest.skip("no 2MB huge pages")
+    size = "2MB"
+    bundle.config["linux"]["resources"]["unified"] = {f"hugetlb.{size}.max": "0"}
+    runtime.create(bundle.args("true"))
+    path = root / bundle.config["linux"]["cgroupsPath"].lstrip("/") / f"hugetlb.{size}.max"
+    assert path.read_text().strip() == "0"
+
+
+def test_unified_keys_of_a_controller_not_there_are_an_error(runtime, bundle):
+    # config-linux.md unified: "The runtime MUST generate an error when the configuration
+    # refers to a cgroup controller that is not present or that cannot be enabled"
+    root = _on_the_v2_driver(runtime)
+    if "rdma" in (root / "cgroup.controllers").read_text().split():
+        pytest.skip("this host has the rdma controller")
+    bundle.config["linux"]["resources"]["unified"] = {"rdma.max": "mlx5_0 hca_handle=2"}
+    refused(runtime, bundle, "rdma")
+
+
+def test_unified_on_cgroup_v1_is_an_error(runtime, bundle):
+    # config-linux.md unified: cgroup v2 parameters; "If the conversion is not possible the
+    # runtime MUST generate an error"
+    if (_CGROUP_ROOT / "cgroup.controllers").exists():
+        pytest.skip("a cgroup v2 host")
+    bundle.config["linux"]["resources"]["unified"] = {"memory.max": "100000000"}
+    refused(runtime, bundle, "unified")
 
 
 def test_a_resource_the_kernel_refuses_is_an_error(runtime, bundle):
