@@ -585,11 +585,29 @@ def test_an_unknown_option_on_a_bind_mount_is_an_error(runtime, bundle, work):
     refused(runtime, bundle, "mounts[", "frobnicate")
 
 
-def test_tmpcopyup_is_refused(runtime, bundle):
-    # config.md tmpcopyup (MAY): not implemented, so an error rather than a plain tmpfs
-    bundle.config["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
-                                    "options": ["tmpcopyup"]})
-    refused(runtime, bundle, "tmpcopyup", "not supported")
+def test_tmpcopyup_copies_what_the_tmpfs_hides_into_it(runtime, bundle):
+    # config.md tmpcopyup (MAY): "copy up the contents to a tmpfs"
+    opt = bundle.rootfs / "opt" / "app"
+    (opt / "sub").mkdir(parents=True)
+    (opt / "sub" / "conf").write_text("setting=1\n")
+    (opt / "run.sh").write_text("#!/bin/sh\n")
+    (opt / "run.sh").chmod(0o755)
+    os.chown(opt / "sub" / "conf", 42, 43)
+    os.symlink("sub/conf", opt / "link")
+    bundle.config["mounts"].append({"destination": "/opt/app", "type": "tmpfs", "source": "tmpfs",
+                                    "options": ["nosuid", "tmpcopyup"]})
+    out = sh(runtime, bundle, "grep ' /opt/app ' /proc/self/mounts | cut -d' ' -f3; "
+                              "cat /opt/app/link; stat -c '%u %g' /opt/app/sub/conf; "
+                              "stat -c %a /opt/app/run.sh; echo new > /opt/app/fresh; "
+                              "cat /opt/app/fresh")
+    assert out.split("\n")[:-1] == ["tmpfs", "setting=1", "42 43", "755", "new"]
+    assert not (opt / "fresh").exists()  # written to the tmpfs, not to the image
+
+
+def test_tmpcopyup_on_a_bind_mount_is_an_error(runtime, bundle, work):
+    bundle.config["mounts"].append({"destination": "/b", "type": "bind", "source": str(work),
+                                    "options": ["rbind", "tmpcopyup"]})
+    refused(runtime, bundle, "tmpcopyup")
 
 
 def _mapping(host: int, size: int = 1) -> list[dict[str, int]]:

@@ -137,7 +137,7 @@ def test_an_atime_mode_clears_the_whole_atime_field() -> None:
 
 @pytest.mark.parametrize(("words", "where"), [
     (["rbind", "frobnicate"], "mounts[0].options"),
-    (["tmpcopyup"], "mounts[0].options[0]"),
+    (["rbind", "tmpcopyup"], "mounts[0].options"),
 ])
 def test_check_refuses_what_would_be_lost_or_is_not_done(words: list[str], where: str) -> None:
     with pytest.raises(SpecError) as info:

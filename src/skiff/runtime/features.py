@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def features() -> dict[str, Any]:
     lsms = host_lsms()
     words = sorted(set(mount_options._FLAGS) | mount_options.PROPAGATION_WORDS  # noqa: SLF001
-                   | mount_options.RECURSIVE_WORDS | mount_options.IDMAP_WORDS)
+                   | mount_options.RECURSIVE_WORDS | mount_options.RUNTIME_WORDS)
     sec: dict[str, Any] = {"enabled": seccomp.available()}
     if seccomp.available():
         sec.update({

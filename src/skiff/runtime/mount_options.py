@@ -4,10 +4,10 @@ The option words are those of mount(8) and runc: flag words set or clear bits, p
 words (`rprivate`, `shared`, …) become a separate mount call, `bind`/`rbind` select a bind
 mount, the recursive words of the runtime spec (`rro`, `rnosuid`, …) become one
 `mount_setattr(AT_RECURSIVE)` on the new mount, and every other word is passed to the
-filesystem as data (`mode=755`, `size=65536k`), as config.md says runtimes SHOULD. `idmap`
-and `ridmap` are no mount(2) word at all: the rootfs builder makes such a mount idmapped.
-`check` adds what only the runtime refuses: words it does not implement (`tmpcopyup`), and
-data words on a bind mount, which has no filesystem to take them and would drop them.
+filesystem as data (`mode=755`, `size=65536k`), as config.md says runtimes SHOULD. `idmap`,
+`ridmap` and `tmpcopyup` are no mount(2) word at all: the rootfs builder acts on them. `check`
+adds what only the runtime refuses: `tmpcopyup` on anything but a tmpfs, and data words on a
+bind mount, which has no filesystem to take them and would drop them.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ _RECURSIVE: dict[str, tuple[int, int]] = {
 }
 RECURSIVE_WORDS = frozenset(_RECURSIVE)
 # words of the spec's table that skiff does not implement: refused, never passed on as data
-UNSUPPORTED = {"tmpcopyup": "copying a tmpfs's contents up"}
-IDMAP_WORDS = frozenset({"idmap", "ridmap"})  # no mount(2) flag: RootfsBuilder acts on them
+# no mount(2) word: RootfsBuilder acts on them (an idmapped bind, a tmpfs's copy-up)
+IDMAP_WORDS = frozenset({"idmap", "ridmap"})
+RUNTIME_WORDS = IDMAP_WORDS | {"tmpcopyup"}
 # flags a bind mount only takes through a second, MS_REMOUNT call
 BIND_REMOUNT_FLAGS = (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME
                       | sc.MS_NODIRATIME | sc.MS_RELATIME | sc.MS_STRICTATIME | sc.MS_NOSYMFOLLOW)
@@ -93,20 +94,19 @@ def parse(options: tuple[str, ...] | list[str]) -> MountOptions:
             on, off = _RECURSIVE[word]  # a later word wins, as with the flag words
             attr_set = (attr_set & ~off) | on
             attr_clr = (attr_clr & ~on) | off
-        elif word and word not in IDMAP_WORDS:
+        elif word and word not in RUNTIME_WORDS:
             data.append(word)
     return MountOptions(flags, tuple(propagation), ",".join(data), attr_set, attr_clr)
 
 
-def check(options: tuple[str, ...], where: str) -> MountOptions:
-    """`parse`, refusing what skiff-runtime does not implement and data words on a bind
-    mount (the kernel ignores a bind's data: a word there would be silently lost)."""
-    for i, word in enumerate(options):
-        if word in UNSUPPORTED:
-            raise SpecError(f"{where}.options[{i}]", f"{word!r}: {UNSUPPORTED[word]} are not supported")
+def check(options: tuple[str, ...], where: str, fstype: str | None = None) -> MountOptions:
+    """`parse`, refusing data words on a bind mount (the kernel ignores a bind's data: a
+    word there would be silently lost) and `tmpcopyup` on another filesystem than tmpfs."""
     opts = parse(options)
     if opts.is_bind and opts.data:
         raise SpecError(f"{where}.options", f"unknown option(s) for a bind mount: {opts.data}")
+    if "tmpcopyup" in options and (opts.is_bind or fstype != "tmpfs"):
+        raise SpecError(f"{where}.options", "tmpcopyup is for a tmpfs mount only")
     return opts
 
 

@@ -18,7 +18,7 @@ import stat
 from skiff.errors import KernelError, SpecError
 from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import Device, Mount, Spec
-from skiff.runtime import mount_options
+from skiff.runtime import copy_up, mount_options
 from skiff.runtime.devices import DEFAULT_DEVICES
 from skiff.runtime.secure_path import make_target, pin, secure_join
 from skiff.log import logger
@@ -155,8 +155,20 @@ class RootfsBuilder:
             self._mount_bind(m, opts, idmap_tree)
         else:
             target = make_target(self.rootfs, m.target, is_dir=True)
+            # tmpcopyup: the folder the tmpfs hides, held open to copy from once it is on
+            below = copy_up.open_dir(target) if "tmpcopyup" in m.options else -1
             try:
                 mount_onto(self.rootfs, target, m.source or kind, kind, opts.flags, opts.data or None)
+                if below >= 0:
+                    fd = pin(self.rootfs, target)
+                    try:
+                        top = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    finally:
+                        os.close(fd)
+                    try:
+                        copy_up.copy_tree(below, top, m.target)
+                    finally:
+                        os.close(top)
             except KernelError as e:
                 # in a user namespace without its own netns/ipcns the kernel refuses a new
                 # sysfs/mqueue; runc binds the host's instead
@@ -165,6 +177,9 @@ class RootfsBuilder:
                     raise
                 mount_onto(self.rootfs, target, fallback, None, sc.MS_BIND | sc.MS_REC)
                 remount_onto(self.rootfs, target, opts.flags & mount_options.BIND_REMOUNT_FLAGS)
+            finally:
+                if below >= 0:
+                    os.close(below)
         for prop in opts.propagation:
             _pinned(self.rootfs, secure_join(self.rootfs, m.target), _propagation(prop))
         if opts.attr_set or opts.attr_clr:  # rro, rnosuid, …: the whole new tree at once

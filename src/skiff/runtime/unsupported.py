@@ -31,7 +31,7 @@ def refuse_unsupported(spec: Spec) -> None:
         if value is not None:
             raise SpecError(where, f"{what}: not supported by skiff-runtime")
     for i, m in enumerate(spec.mounts):
-        opts = mount_options.check(m.options, f"mounts[{i}]")
+        opts = mount_options.check(m.options, f"mounts[{i}]", m.type)
         if m.idmapped:
             if not opts.is_bind:
                 raise SpecError(f"mounts[{i}].options", "only a bind mount can be idmapped")
