@@ -401,6 +401,9 @@ def test_features_document_matches_the_schema(validate: Any) -> None:
     (with_linux(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}),
      "linux.seccomp.listenerMetadata"),
     (minimal(domainname="d", linux={"namespaces": [{"type": "mount"}]}), "domainname"),
+    (with_linux(resources={"blockIO": {"weightDevice": [{"major": 8, "minor": 0}]}}),
+     "linux.resources.blockIO.weightDevice[0]"),
+    (minimal(mounts=[{"destination": "/m", "uidMappings": []}]), "mounts[0].uidMappings"),
 ])
 def test_rules_of_the_spec_beyond_the_schema(doc: dict[str, Any], where: str) -> None:
     assert refused(doc).field == where

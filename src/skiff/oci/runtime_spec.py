@@ -322,6 +322,11 @@ class WeightDevice(Record):
     weight: int | None = None
     leaf_weight: int | None = None
 
+    def validate(self, where: str) -> None:
+        if self.weight is None and self.leaf_weight is None:
+            # config-linux.md: "You MUST specify at least one of weight or leafWeight"
+            raise SpecError(where, "needs weight or leafWeight")
+
 
 class ThrottleDevice(Record):
     major: int
