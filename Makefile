@@ -3,7 +3,7 @@ PY        ?= /usr/bin/python3
 VENV      ?= .venv
 BIN       ?= /usr/local/bin
 # what skiff needs at run time / what the tests and benchmarks need on top
-APT_RUN   := busybox-static libseccomp2 iproute2 procps tini
+APT_RUN   := busybox-static libseccomp2 iproute2 procps tini nftables
 APT_TEST  := $(APT_RUN) runc containerd podman docker-registry skopeo apache2-utils openssl
 APT_BENCH := $(APT_RUN) runc crun hyperfine time containerd docker.io docker-registry skopeo podman conmon
 SCRIPTS   := skiff-runtime skiff skiffd
@@ -57,6 +57,7 @@ bench: install
 	$(VENV)/bin/python bench/pull.py
 	$(VENV)/bin/python bench/containers.py
 	$(VENV)/bin/python bench/capsules.py
+	$(VENV)/bin/python bench/network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

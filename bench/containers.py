@@ -51,14 +51,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from daemons import DOCKER_CLI, Processes, log, start_dockerd, start_skiffd, unmount_under
+from daemons import (DOCKER_CLI, Processes, log, remove_cgroup_tree, start_dockerd, start_skiffd,
+                     unmount_under)
 from runtime import hyperfine, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 ENGINES = ("skiff", "docker", "podman")
 TOOLS = ("dockerd", DOCKER_CLI, "podman", "crun", "conmon", "hyperfine")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENTS = {"docker": "skiff-bench-docker", "podman": "skiff-bench-podman"}
 # in a skiff monitor's cmdline (engine/monitor/launch.py)
 IMAGE = "busybox:latest"
@@ -208,13 +208,7 @@ class Bench:
         time.sleep(0.2 if forced else 0)
         unmount_under(self.work)
         for name in CGROUP_PARENTS.values():
-            for top in CGROUP_ROOT.glob(f"*/{name}"):
-                for sub in sorted((p for p in top.rglob("*") if p.is_dir()),
-                                  key=lambda p: len(p.parts), reverse=True) + [top]:
-                    try:
-                        sub.rmdir()
-                    except OSError as e:
-                        forced.append(f"cgroup {sub}: {e}")
+            forced += remove_cgroup_tree(name)
         for d in self.made_by_podman:
             try:
                 d.rmdir()

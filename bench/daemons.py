@@ -11,12 +11,13 @@ that socket. Used by ``pull.py``, ``containers.py`` and ``containerd.py`` (for `
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 VENV_BIN = Path(sys.executable).parent
 # Debian's 20.10 CLI; /usr/local/bin may hold a newer one, first on PATH
@@ -37,6 +38,20 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float = 30.0) -> Non
             pass
         time.sleep(0.05)
     raise SystemExit(f"[bench] {what} did not come up in {timeout:.0f} s")
+
+
+def cannot_run(script: str, tools: Sequence[str]) -> bool:
+    """Whether `script` must stop before it starts (not root, or a tool missing: said why);
+    otherwise SIGTERM is made an exit, so that the script's clean-up still runs."""
+    if os.geteuid() != 0:
+        log(f"{script} needs root")
+        return True
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        log(f"missing: {' '.join(missing)} (make bench installs them)")
+        return True
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return False
 
 
 def answers(argv: list[str], env: dict[str, str] | None = None) -> bool:
@@ -104,3 +119,32 @@ def unmount_under(work: Path) -> None:
         target = mnt.split()[1]
         if target.startswith(f"{work}/"):
             subprocess.run(["umount", "-l", target], check=False)
+
+
+def remove_cgroup_tree(name: str) -> list[str]:
+    """Remove the cgroup `/name` (deepest first) in every hierarchy; returns what would not go."""
+    left = []
+    for top in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        for sub in sorted((p for p in top.rglob("*") if p.is_dir()),
+                          key=lambda p: len(p.parts), reverse=True) + [top]:
+            try:
+                sub.rmdir()
+            except OSError as e:
+                left.append(f"cgroup {sub}: {e}")
+    return left
+
+
+def guarded(work: Callable[[], object], cleanup: Callable[[], list[str]]) -> tuple[list[str], list[str]]:
+    """`work()`, then `cleanup()` whatever happened (an error, Ctrl-C, SIGTERM made an exit):
+    (the failures of `work`, what `cleanup` had to force)."""
+    failures: list[str] = []
+    try:
+        work()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        failures.append(str(e))
+    except KeyboardInterrupt:
+        failures.append("interrupted")
+    finally:
+        log("cleaning up")
+        forced = cleanup()
+    return failures, forced

@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-# the registry and daemon fixtures live in modules of their own, next to this file
-pytest_plugins = ["fixtures_registry", "fixtures_daemon"]
+# the registry, daemon and DNS fixtures live in modules of their own, next to this file
+pytest_plugins = ["fixtures_registry", "fixtures_daemon", "fixtures_dns"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,6 +134,8 @@ def leftovers(tmp_root: str) -> list[str]:
             cgroups = ""
         if f"SKIFF_TEST_RUN={TMP_MARK}".encode() in env or CGROUP_PREFIX in cgroups:
             found.append(f"process {pid}")
+    if os.path.isdir("/run/netns"):  # probe_netns's and tests/netlab.py's namespaces
+        found += [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"skiff-t{os.getpid()}-")]
     if os.path.isdir(tmp_root):
         for state_root in Path(tmp_root).glob("*/state/*"):
             found.append(f"state folder {state_root}")

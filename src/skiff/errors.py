@@ -52,7 +52,10 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      |    |                        docker CLI prints it: ``Error response from daemon: …``
      |    +-- NotFound             the engine has no such object (404)
      +-- DaemonUnreachable         nothing answers at the engine's address (Docker's ``Cannot
-                                   connect to the Docker daemon at …`` text)
+     |                             connect to the Docker daemon at …`` text)
+     +-- FirewallError             nft refused a ruleset batch (its own message kept)
+     +-- PortAllocated             a published host port is taken (Docker's ``Bind for
+                                   0.0.0.0:8080 failed: port is already allocated``)
 """
 
 from __future__ import annotations
@@ -335,3 +338,11 @@ class DaemonUnreachable(SkiffError):
         self.detail = detail
         super().__init__(detail or
                          f"Cannot connect to the Docker daemon at {host}. Is the docker daemon running?")
+
+
+class FirewallError(SkiffError):
+    """`nft` refused a batch; nothing of it was applied (a batch is one transaction)."""
+
+
+class PortAllocated(SkiffError):
+    """A host port asked for is held by another container or process; the message is Docker's."""

@@ -1,0 +1,262 @@
+"""skiff's packet filter: outbound NAT, isolation of bridges, published ports — one nftables table.
+
+Every rule skiff needs lives in ONE nftables table of its own (``ip <table>``, default
+``skiff``; each skiffd and each test names its own, `table_for_run`). `apply` renders the
+whole table from the engine's current bridges and published ports and hands it to
+``nft -f -`` as one batch that creates, deletes and re-creates the table: the kernel runs a
+batch as one transaction, so the old rules stay in force until the new ones replace them
+all, a refused batch changes nothing, and applying the same state twice is a no-op in
+effect (idempotent). `remove` deletes the table whole. Why nftables and not iptables: a
+table of our own that no one else writes to (iptables has fixed shared tables and chains
+that dockerd, podman and firewalld all edit in place, where ordering and clean-up are
+everyone's problem), atomic replace of the whole ruleset instead of rule-by-rule edits
+that leave a half-state on failure, clean removal (one ``delete table``), and no
+interference with the ``ip filter``/``ip nat`` tables that other engines make through
+iptables-nft. One limit of that separation: netfilter runs every base chain registered at
+a hook, and a packet must get past all of them — an ``accept`` in our forward chain does
+not overrule a ``drop`` elsewhere. dockerd sets its ``filter FORWARD`` policy to DROP, so
+with dockerd on the same host, traffic of skiff's bridges is dropped by Docker's chain
+unless Docker's own ``DOCKER-USER`` chain accepts it. skiff does not edit another engine's
+tables; `foreign_forward_drops` names such chains so that the engine can warn with the fix
+(e.g. ``iptables -I DOCKER-USER -i <bridge> -j ACCEPT`` and the same with ``-o``).
+
+What the table holds (IPv4; IPv6 published ports are left to the userland proxy):
+
+- masquerade of each non-internal subnet leaving through any interface but its bridge;
+- an internal bridge forwards nothing in or out (its containers reach only each other);
+- no forwarding from one skiff bridge to another, except for traffic to a published port
+  (DNAT'd: reachable from anywhere, as in Docker);
+- no new connection into a bridge from outside it but to a published port: a neighbour
+  with a route to a container's subnet cannot reach its unpublished ports (Docker 28's
+  direct-access filtering); replies to what the containers opened pass;
+- published ports DNAT'd in prerouting (from other hosts, namespaces and containers:
+  hairpin included) and in output (the host's own connections, 127.0.0.1 included, as
+  dockerd with ``userland-proxy=false``): that needs ``route_localnet=1`` on the target
+  bridge (set here) and masquerade of 127.0.0.0/8 sources leaving through it, and a
+  container's connection to its own published port (hairpin) is masqueraded too, so that
+  the reply comes back through the host's conntrack instead of being answered locally.
+  With br_netfilter loaded (bridge-nf-call-iptables=1, as here) the DNAT of a hairpin
+  connection happens at the bridge, which then sends the frame back out of the port it
+  came in by: the container's bridge port needs hairpin mode (``ip link set <port> type
+  bridge_slave hairpin on``, as libnetwork sets it without the userland proxy): that is
+  the veth's maker's job (links), not this table's.
+
+`apply` also turns on ``net.ipv4.ip_forward`` when a bridge needs it, as dockerd does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from skiff.errors import FirewallError, InvalidArgument
+
+DEFAULT_TABLE = "skiff"
+PROTOCOLS = ("tcp", "udp", "sctp")
+# nft's identifier grammar, kept strict; interface names as the kernel's dev_valid_name,
+# without the characters nft's quoting could not carry
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}\Z")
+_IFNAME = re.compile(r"[A-Za-z0-9_.+@-]{1,15}\Z")
+
+
+@dataclass(frozen=True)
+class BridgeRule:
+    """One skiff bridge: its Linux interface name, its subnet (CIDR), whether it is internal
+    (no forwarding in or out) and whether its outbound traffic is masqueraded."""
+
+    bridge: str
+    subnet: str
+    internal: bool = False
+    masquerade: bool = True
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """One published port: `host_ip` "" or "0.0.0.0" for every local address."""
+
+    proto: str
+    host_ip: str
+    host_port: int
+    container_ip: str
+    container_port: int
+    bridge: str
+
+
+def table_for_run(skiff_run: str) -> str:
+    """The table name of the skiffd whose SKIFF_RUN is `skiff_run`: ``skiff`` for the
+    default /run/skiff, else a name of its own so that engines on one host never share one."""
+    if skiff_run.rstrip("/") in ("", "/run/skiff"):
+        return DEFAULT_TABLE
+    return "skiff_" + hashlib.sha256(skiff_run.encode()).hexdigest()[:12]
+
+
+def _check_table(table: str) -> None:
+    if not _TABLE_NAME.match(table):
+        raise InvalidArgument(f"invalid firewall table name {table!r}: letters, digits, _ and -, "
+                              "starting with a letter, at most 63")
+
+
+def _check_ifname(name: str) -> None:
+    if not _IFNAME.match(name):
+        raise InvalidArgument(f"invalid interface name {name!r}")
+
+
+def _check_bridges(bridges: Sequence[BridgeRule]) -> None:
+    seen: set[str] = set()
+    for b in bridges:
+        _check_ifname(b.bridge)
+        if b.bridge in seen:
+            raise InvalidArgument(f"bridge {b.bridge} given twice")
+        seen.add(b.bridge)
+        try:
+            net = ipaddress.ip_network(b.subnet, strict=False)
+        except ValueError as e:
+            raise InvalidArgument(f"invalid subnet {b.subnet!r} of bridge {b.bridge}: {e}") from None
+        if net.version != 4:
+            raise InvalidArgument(f"subnet {b.subnet} of bridge {b.bridge}: only IPv4 is filtered")
+
+
+def _check_ports(ports: Sequence[PortRule], bridges: dict[str, BridgeRule]) -> None:
+    taken: dict[tuple[str, int], set[str]] = {}
+    for p in ports:
+        where = f"{p.host_ip or '0.0.0.0'}:{p.host_port}/{p.proto}"
+        if p.proto not in PROTOCOLS:
+            raise InvalidArgument(f"invalid proto: {p.proto}")
+        for port in (p.host_port, p.container_port):
+            if not 1 <= port <= 65535:
+                raise InvalidArgument(f"invalid port {port} in {where}")
+        for ip in (p.host_ip or "0.0.0.0", p.container_ip):
+            try:
+                if ipaddress.ip_address(ip).version != 4:
+                    raise InvalidArgument(f"{where}: only IPv4 is DNAT'd (IPv6 goes to the proxy)")
+            except ValueError:
+                raise InvalidArgument(f"invalid IP address {ip!r} in {where}") from None
+        bridge = bridges.get(p.bridge)
+        if bridge is None:
+            raise InvalidArgument(f"{where}: bridge {p.bridge} is not among the bridges")
+        if bridge.internal:
+            raise InvalidArgument(f"{where}: bridge {p.bridge} is internal, its ports are not published")
+        ips = taken.setdefault((p.proto, p.host_port), set())
+        host_ip = "0.0.0.0" if p.host_ip in ("", "0.0.0.0") else p.host_ip
+        if host_ip in ips or (ips and "0.0.0.0" in (ips | {host_ip})):
+            raise InvalidArgument(f"Bind for {where} given twice")
+        ips.add(host_ip)
+
+
+def _names(names: Iterable[str]) -> str:
+    return "{ " + ", ".join(f'"{n}"' for n in names) + " }"
+
+
+def render(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule]) -> str:
+    """The nft batch that replaces `table` with the rules for `bridges` and `ports` (checked)."""
+    _check_table(table)
+    _check_bridges(bridges)
+    by_name = {b.bridge: b for b in bridges}
+    _check_ports(ports, by_name)
+    forward: list[str] = []
+    post: list[str] = []
+    for b in bridges:
+        net = str(ipaddress.ip_network(b.subnet, strict=False))
+        if b.internal:
+            forward.append(f'iifname "{b.bridge}" oifname != "{b.bridge}" drop')
+            forward.append(f'oifname "{b.bridge}" iifname != "{b.bridge}" drop')
+        elif b.masquerade:
+            post.append(f'ip saddr {net} oifname != "{b.bridge}" masquerade')
+    # replies to what the containers opened, and published ports (from everywhere, other
+    # bridges included) pass; then nothing new enters a bridge from outside it
+    forward.append("ct state established,related accept")
+    forward.append("ct status dnat accept")
+    for b in bridges:
+        others = [o.bridge for o in bridges if o.bridge != b.bridge]
+        if others:
+            forward.append(f'iifname "{b.bridge}" oifname {_names(others)} drop')
+    for b in bridges:
+        if not b.internal:
+            forward.append(f'oifname "{b.bridge}" iifname != "{b.bridge}" drop')
+    published: list[str] = []
+    for bridge in dict.fromkeys(p.bridge for p in ports):
+        net = str(ipaddress.ip_network(by_name[bridge].subnet, strict=False))
+        # the host's own 127.0.0.1 connections, and hairpin: both must come back through us
+        post.append(f'oifname "{bridge}" ip saddr 127.0.0.0/8 masquerade')
+        post.append(f'oifname "{bridge}" ct status dnat ip saddr {net} masquerade')
+    for p in ports:
+        match = "" if p.host_ip in ("", "0.0.0.0") else f"ip daddr {p.host_ip} "
+        published.append(f"{match}meta l4proto {p.proto} th dport {p.host_port} "
+                         f"dnat to {p.container_ip}:{p.container_port}")
+
+    def chain(name: str, hook: str | None, rules: list[str]) -> str:
+        head = f"\t\ttype {hook}; policy accept;\n" if hook else ""
+        return f"\tchain {name} {{\n{head}" + "".join(f"\t\t{r}\n" for r in rules) + "\t}\n"
+
+    body = (chain("forward", "filter hook forward priority filter", forward)
+            + chain("prerouting", "nat hook prerouting priority dstnat",
+                    ["fib daddr type local jump published"])
+            + chain("output", "nat hook output priority -100",
+                    ["fib daddr type local jump published"])
+            + chain("published", None, published)
+            + chain("postrouting", "nat hook postrouting priority srcnat", post))
+    return f"table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n{body}}}\n"
+
+
+def _nft(batch: str, *args: str) -> str:
+    try:
+        done = subprocess.run(["nft", *args], input=batch, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise FirewallError("nft not found: skiff's firewall needs the nftables package") from None
+    if done.returncode != 0:
+        raise FirewallError(f"nft {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise FirewallError(f"write {value} to {path}: {e.strerror}") from None
+
+
+def apply(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule],
+          forwarding: bool = True) -> None:
+    """Replace `table` with the rules for `bridges` and `ports`, atomically (idempotent).
+
+    The bridges must exist (route_localnet is set on those with published ports). With
+    `forwarding`, ip_forward is turned on when a bridge is not internal (dockerd's
+    ``--ip-forward``). A bad argument raises before anything is touched; a batch nft
+    refuses leaves the table as it was (only the sysctls above may have been set)."""
+    batch = render(table, bridges, ports)
+    for bridge in dict.fromkeys(p.bridge for p in ports):
+        _write_sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")
+    if forwarding and any(not b.internal for b in bridges):
+        _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+    _nft(batch, "-f", "-")
+
+
+def remove(table: str) -> None:
+    """Delete `table` whole (nothing happens when it is not there)."""
+    _check_table(table)
+    _nft(f"table ip {table} {{}}\ndelete table ip {table}\n", "-f", "-")
+
+
+def exists(table: str) -> bool:
+    """Whether `table` is in the kernel's ruleset now."""
+    _check_table(table)
+    return any(t.get("table", {}).get("name") == table and t["table"].get("family") == "ip"
+               for t in json.loads(_nft("", "-j", "list", "tables"))["nftables"])
+
+
+def foreign_forward_drops(table: str) -> list[str]:
+    """The forward chains of other tables whose policy is drop (``family table chain``):
+    they drop what our table accepts, see the module's docstring."""
+    found = []
+    for item in json.loads(_nft("", "-j", "list", "chains"))["nftables"]:
+        c = item.get("chain")
+        if c and c.get("hook") == "forward" and c.get("policy") == "drop" and not (
+                c["table"] == table and c["family"] == "ip"):
+            found.append(f"{c['family']} {c['table']} {c['name']}")
+    return found
