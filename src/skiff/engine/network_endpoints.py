@@ -305,12 +305,17 @@ def reconcile(net: NetworkService, running: set[str]) -> None:
 
 
 # -- connect and disconnect -----------------------------------------------------------------
-def connect(net: NetworkService, ref: str, body: Any) -> None:
+def _request(net: NetworkService, ref: str, body: Any, other: str) -> tuple[Any, NetworkRow]:
+    """A connect or disconnect body checked (NetworkConnect/NetworkDisconnect: the
+    container, and `other`), with the container service and the network it names."""
     if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
         raise InvalidArgument("invalid JSON in the request body: expected "
-                              '{"Container": …, "EndpointConfig": …}')
-    svc = _containers(net)
-    row = net.find(ref)
+                              f'{{"Container": …, "{other}": …}}')
+    return _containers(net), net.find(ref)
+
+
+def connect(net: NetworkService, ref: str, body: Any) -> None:
+    svc, row = _request(net, ref, body, "EndpointConfig")
     crow = svc._find(body["Container"])
     if row.name in ("host", "none"):
         raise NetworkForbidden(f"container cannot be disconnected from host network or "
@@ -345,11 +350,7 @@ def connect(net: NetworkService, ref: str, body: Any) -> None:
 
 
 def disconnect(net: NetworkService, ref: str, body: Any) -> None:
-    if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
-        raise InvalidArgument("invalid JSON in the request body: expected "
-                              '{"Container": …, "Force": …}')
-    svc = _containers(net)
-    row = net.find(ref)
+    svc, row = _request(net, ref, body, "Force")
     try:
         crow = svc._find(body["Container"])
     except NoSuchContainer:
