@@ -226,6 +226,7 @@ class ContainerService:
         from skiff.engine.network_endpoints import detach_all
         from skiff.engine.netns import release_netns
 
+        self.networks.dns.forget(cid)  # first: its sockets would keep the namespace alive
         try:
             detach_all(self.networks, cid)
         except SkiffError as e:

@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from skiff.errors import InvalidArgument
 from skiff.log import logger
 from skiff.net.dns_message import (RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_SERVFAIL, Query,
                                    reply_authoritative, reply_matches, reply_rcode,
@@ -76,6 +77,28 @@ def parse_resolv_conf(text: str) -> list[Upstream]:
         if len(found) == MAXNS:
             break
     return found
+
+
+def parse_upstream(text: str) -> Upstream:
+    """An upstream as a user writes it: ``ADDR``, ``ADDR:PORT`` or ``[ADDR6]:PORT``, the
+    address numeric (no name is looked up); InvalidArgument otherwise."""
+    host, port = text.strip(), "53"
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise InvalidArgument(f"bad DNS server {text!r}: expected [ADDR6]:PORT")
+            port = rest[1:]
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"bad DNS server {text!r}: the port must be 1-65535")
+    try:
+        socket.getaddrinfo(host, 53, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        raise InvalidArgument(f"bad DNS server {text!r}: expected a numeric IP address") \
+            from None
+    return Upstream(host, int(port))
 
 
 def host_upstreams(path: str = "/etc/resolv.conf") -> list[Upstream]:
