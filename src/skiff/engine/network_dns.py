@@ -19,6 +19,7 @@ namespaces are bind mounts that outlived it).
 from __future__ import annotations
 
 import threading
+import time
 
 from skiff.engine.networks import PREDEFINED
 from skiff.errors import SkiffError
@@ -102,10 +103,15 @@ class EmbeddedDns:
             if not serve:
                 return
             assert self.net.containers is not None
+            began = time.perf_counter()
+            made = self._server is None
             server = self._ensure_server()
             server.add(cid, self.net.containers.netns_path(cid),
                        None if upstreams is None else list(upstreams))
             self._served[cid] = upstreams
+            _log.debug("container %s: DNS served in %.2f ms%s", cid[:12],
+                       (time.perf_counter() - began) * 1000,
+                       " (the server made first)" if made else "")
 
     def forget(self, cid: str) -> None:
         """The run of `cid` ends: its sockets close (before its namespace goes)."""
