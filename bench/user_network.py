@@ -65,13 +65,16 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - began
 
 
-def served_ms(skiffd_log: Path) -> tuple[list[float], list[float]]:
-    """(the first container's, the later ones') DNS serving times from skiffd's log."""
-    first, later = [], []
-    for m in re.finditer(r"DNS served in ([0-9.]+) ms( \(the server made first\))?",
-                         skiffd_log.read_text(errors="replace")):
+def served_ms(skiffd_log: Path) -> tuple[list[float], list[float], list[float]]:
+    """The DNS serving times from skiffd's log: (the first container's, the later ones',
+    the times to let each go)."""
+    first: list[float] = []
+    later: list[float] = []
+    text = skiffd_log.read_text(errors="replace")
+    for m in re.finditer(r"DNS served in ([0-9.]+) ms( \(the server made first\))?", text):
         (first if m.group(2) else later).append(float(m.group(1)))
-    return first, later
+    gone = [float(m.group(1)) for m in re.finditer(r"DNS let go in ([0-9.]+) ms", text)]
+    return first, later, gone
 
 
 def main() -> int:
@@ -82,9 +85,11 @@ def main() -> int:
     a = p.parse_args()
     if cannot_run("user_network.py", () if a.no_docker else ("dockerd", DOCKER_CLI)):
         return 2
+    doc: dict[str, Any] = {"machine": machine_info(
+        {"skiff": str(Path(sys.executable).parent / "skiff-runtime"), "runc": "runc",
+         "crun": "crun", "hyperfine": "hyperfine"}), "runs": a.runs}
     work = Path(tempfile.mkdtemp(prefix="skiff-bench-usernet-"))
     procs = Processes()
-    doc: dict[str, Any] = {"machine": machine_info({}), "runs": a.runs}
     os.environ.update(SKIFF_BRIDGE=BRIDGE, SKIFF_BRIDGE_SUBNET=BRIDGE_SUBNET,
                       SKIFF_DNS_UPSTREAM="none")  # no query is sent; none could leave
     state: dict[str, Any] = {}
@@ -126,7 +131,7 @@ def main() -> int:
                         timed(cli + ["run", "--rm", "--network", net, IMAGE, "true"], e))
         doc["run_rm"] = figures
         first_runs: list[float] = []
-        served_first, served_later = served_ms(skiffd_log)
+        served_first, served_later, let_go = served_ms(skiffd_log)
         log(f"c. the first run on a user network after skiffd's start, {a.restarts} times")
         for _ in range(a.restarts):
             stop_skiff()
@@ -134,11 +139,13 @@ def main() -> int:
             call(skiff + ["run", "--rm", "--network", "none", IMAGE, "true"], env)
             first_runs.append(timed(skiff + ["run", "--rm", "--network", "benchnet", IMAGE,
                                              "true"], env))
-            f, later = served_ms(skiffd_log)
+            f, later, gone = served_ms(skiffd_log)
             served_first += f
             served_later += later
+            let_go += gone
         doc["first_user_run"] = first_runs
-        doc["dns_served_ms"] = {"first": served_first, "later": served_later}
+        doc["dns_served_ms"] = {"first": served_first, "later": served_later,
+                                "let_go": let_go}
 
     def cleanup() -> list[str]:
         forced: list[str] = []
@@ -182,11 +189,12 @@ def report(doc: dict[str, Any]) -> str:
                      f"{ms(median(doc['first_user_run']))} (median of "
                      f"{len(doc['first_user_run'])})")
     served = doc.get("dns_served_ms") or {}
-    for key in ("first", "later"):
+    for key, what in (("first", "DNS served, the first container"),
+                      ("later", "DNS served, the later ones"),
+                      ("let_go", "DNS let go at the end of a run")):
         xs = served.get(key) or []
         if xs:
-            lines.append(f"skiffd: DNS served, {key} container(s): {median(xs):.2f} ms median "
-                         f"of {len(xs)}")
+            lines.append(f"skiffd: {what}: {median(xs):.2f} ms median of {len(xs)}")
     for f in doc.get("failures") or []:
         lines.append(f"FAILED: {f}")
     return "\n".join(lines)
