@@ -363,3 +363,12 @@ def test_skiffd_restart_keeps_networks_and_allocations(tmp_root: Path) -> None:
             stop_skiffd(d, check=False)
             shutil.rmtree(workdir, ignore_errors=True)
     assert not links_left(host_links() - before)
+
+
+def test_a_network_removed_under_a_stopped_container(daemon: Skiffd) -> None:
+    name, _ = network(daemon)
+    c = skiff(daemon, "create", "--network", name, "busybox", "true").stdout.strip()
+    skiff(daemon, "network", "rm", name)  # no active endpoint: Docker lets it go
+    p = skiff(daemon, "start", c, check=False)
+    assert p.returncode == 1 and f"network {name} not found" in p.stderr
+    assert inspect(daemon, c)["State"]["Status"] == "created"
