@@ -190,6 +190,17 @@ def test_connected_later_resolves_and_disconnected_does_not(daemon: Skiffd,
     assert not listeners(str(daemon.run / "netns" / d))  # its last user network gone
 
 
+def test_a_container_in_anothers_namespace_asks_its_server(daemon: Skiffd) -> None:
+    net = network(daemon)
+    a_name, b_name = unique("a"), unique("b")
+    a = run(daemon, "--name", a_name, "--network", net)
+    run(daemon, "--name", b_name, "--network", net)
+    joined = run(daemon, "--network", f"container:{a}")
+    assert lookup(daemon, joined, b_name) == [ip_of(daemon, b_name, net)]
+    assert not (daemon.run / "netns" / joined).exists()  # a's namespace, a's server
+    assert len(listeners(str(daemon.run / "netns" / a))) == 2
+
+
 def test_names_of_another_network_do_not_resolve(daemon: Skiffd) -> None:
     net, other = network(daemon), network(daemon)
     a = run(daemon, "--name", unique("a"), "--network", net)
@@ -294,6 +305,16 @@ def test_names_resolve_again_after_skiffd_is_killed(tmp_root: Path) -> None:
             finally:
                 stop_skiffd(d)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_bad_upstream_stops_skiffd_with_a_clear_error(tmp_path: Path) -> None:
+    env = dict(os.environ, SKIFF_ROOT=str(tmp_path / "root"), SKIFF_RUN=str(tmp_path / "run"))
+    skiffd = str(Path(sys.executable).parent / "skiffd")
+    for bad in ("dns.example", "10.0.0.2:99999"):
+        p = subprocess.run([skiffd, "--dns-upstream", bad], env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 1 and f"bad DNS server '{bad}'" in p.stderr, p
+        assert not (tmp_path / "root").exists() and not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")

@@ -228,10 +228,13 @@ async def serve(args: argparse.Namespace) -> None:
 
 def _dns_upstreams(given: list[str] | None) -> tuple[str, ...]:
     """--dns-upstream's values, else $SKIFF_DNS_UPSTREAM's (the flag wins, as for
-    --bridge)."""
-    if given:
-        return tuple(given)
-    return tuple(v for v in os.environ.get("SKIFF_DNS_UPSTREAM", "").split(",") if v.strip())
+    --bridge), checked before anything is made."""
+    from skiff.engine.network_dns import parse_upstreams
+
+    values = tuple(given) if given else tuple(
+        v.strip() for v in os.environ.get("SKIFF_DNS_UPSTREAM", "").split(",") if v.strip())
+    parse_upstreams(values)
+    return values
 
 
 def _cgroup_parent(text: str) -> str:
