@@ -279,7 +279,7 @@ def test_the_servers_sockets_close_with_the_container(daemon: Skiffd) -> None:
     assert lookup(daemon, a, a[:12]) == [ip_of(daemon, a, net)]
 
 
-def test_names_resolve_again_after_skiffd_is_killed(tmp_root: Path) -> None:
+def test_names_resolve_again_after_skiffd_is_killed_or_stopped(tmp_root: Path) -> None:
     workdir = tmp_root / f"skiffd-netdns-kill-{uuid.uuid4().hex[:8]}"
     workdir.mkdir()
     d = start_skiffd(workdir)
@@ -297,6 +297,10 @@ def test_names_resolve_again_after_skiffd_is_killed(tmp_root: Path) -> None:
         d = start_skiffd(workdir)
         assert lookup(d, b, a_name) == [ip_a]
         assert len(listeners(str(d.run / "netns" / a))) == 2
+        stop_skiffd(d)  # a clean stop closes them; the next start serves them again
+        assert not listeners(str(d.run / "netns" / a))
+        d = start_skiffd(workdir)
+        assert lookup(d, a, b[:12]) == [ip_of(d, b, net)]
     finally:
         if d.process is not None and d.process.poll() is None:
             try:
