@@ -88,7 +88,8 @@ class Processes:
                     proc.wait()
 
 
-def start_skiffd(procs: Processes, work: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
+def start_skiffd(procs: Processes, work: Path,
+                 *extra: str) -> tuple[list[str], dict[str, str]]:
     """A skiffd on `work`/skiff-root and `work`/skiff-run (flags `extra` on top); returns
     (skiff argv, its env)."""
     env = dict(os.environ, SKIFF_ROOT=str(work / "skiff-root"), SKIFF_RUN=str(work / "skiff-run"))
