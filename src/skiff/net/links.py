@@ -53,6 +53,27 @@ def warm() -> threading.Thread:
     return worker
 
 
+def on_own_thread(work: Callable[[], T], name: str) -> T:
+    """`work()` on a new thread, waited for: its result, or its error raised here. For
+    what must not touch the caller's thread — a namespace joined is the thread's, and
+    pyroute2's loop cannot run where another runs."""
+    out: list[Any] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            failed.append(e)
+
+    worker = threading.Thread(target=run, name=name)
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return out[0]  # type: ignore[no-any-return]
+
+
 def _nothing(ipr: Any) -> None:
     pass
 
@@ -206,25 +227,14 @@ def delete_link(name: str) -> bool:
     """Remove the host's link `name` (a bridge, or a veth with its peer); False when
     there was none. On a socket and thread of its own: a deletion waits for the kernel's
     RCU grace period (tens of milliseconds), which the host's thread must not wait for."""
-    out: list[bool] = []
-    failed: list[BaseException] = []
-
-    def work() -> None:
+    def work() -> bool:
+        ipr = _iproute()
         try:
-            ipr = _iproute()
-            try:
-                out.append(_delete(ipr, name))
-            finally:
-                ipr.close()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            failed.append(e)
+            return _delete(ipr, name)
+        finally:
+            ipr.close()
 
-    worker = threading.Thread(target=work, name="skiffd-netlink-delete")
-    worker.start()
-    worker.join()
-    if failed:
-        raise failed[0]
-    return out[0]
+    return on_own_thread(work, "skiffd-netlink-delete")
 
 
 def delete_endpoint(host_ifname: str) -> bool:
@@ -252,14 +262,11 @@ def unplug(ipr: Any, host_ifname: str) -> bool:
 
 def _in_netns(path: str, work: Callable[[Any], None]) -> None:
     """Run `work(iproute)` on a thread inside the network namespace kept at `path`."""
-    failed: list[BaseException] = []
-
     def inside() -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
-            failed.append(KernelError.from_os("open", e, path))
-            return
+            raise KernelError.from_os("open", e, path) from None
         try:
             syscall.setns(fd, syscall.CLONE_NEWNET, path)
             ipr = _iproute()
@@ -267,16 +274,10 @@ def _in_netns(path: str, work: Callable[[Any], None]) -> None:
                 work(ipr)
             finally:
                 ipr.close()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            failed.append(e)
         finally:
             os.close(fd)
 
-    worker = threading.Thread(target=inside, name="skiffd-netns-links")
-    worker.start()
-    worker.join()
-    if failed:
-        raise failed[0]
+    on_own_thread(inside, "skiffd-netns-links")
 
 
 class Endpoint:
