@@ -50,6 +50,10 @@ SHARED_SPECS = _find_shared_specs()
 RUNTIME = str(Path(sys.executable).parent / "skiff-runtime")
 CGROUP_PREFIX = f"skiff-test-{os.getpid()}"
 TMP_MARK = f"skiff-pytest-{os.getpid()}"
+# every skiffd a test starts (by a fixture, a CLI's autostart, a test's own subprocess)
+# forwards the names its DNS server does not know nowhere: the host's resolvers are outside
+# this machine. A test that wants forwarding gives skiffd --dns-upstream (a fake on 127.0.0.1)
+os.environ["SKIFF_DNS_UPSTREAM"] = "none"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

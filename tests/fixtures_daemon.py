@@ -175,9 +175,6 @@ def start_skiffd(workdir: Path, *args: str, env: dict[str, str] | None = None) -
         workdir.mkdir(parents=True, exist_ok=True)
         kept.write_text(subnet_for(str(workdir)))
     d.env.setdefault("SKIFF_BRIDGE_SUBNET", kept.read_text())
-    # names the embedded DNS server does not know go nowhere (SERVFAIL), never to the host's
-    # resolvers, which are outside this machine; a test gives its own: --dns-upstream
-    d.env.setdefault("SKIFF_DNS_UPSTREAM", "none")
     daemon_env = dict(d.env, SKIFF_TEST_RUN=TMP_MARK)
     with open(d.log, "wb") as log:
         d.process = subprocess.Popen([SKIFFD, "--log-level", "debug", *args], env=daemon_env,
