@@ -5,17 +5,17 @@ Containers on a user network find each other by name, network alias (``--network
 ``network connect --alias``) and hostname, with busybox's ``nslookup`` and ``ping``; one
 connected later is found, one disconnected is not; names of another network and of the
 default bridge are not; other names go to skiffd's ``--dns-upstream`` (a fake server on
-the host's 127.0.0.1) or to a container's own ``--dns`` (another fake on a loopback
-address of its own, port 53), and nowhere from an ``--internal`` network; after skiffd is
-killed with SIGKILL and started again, names resolve again; the server's sockets close
-when the container stops. Every query stays inside the machine: the fakes answer
+the host's 127.0.0.1) or to a container's own ``--dns`` (another fake, on its network's
+gateway, port 53), and nowhere from an ``--internal`` network; a ``container:<id>``
+container asks its host container's server; after skiffd is killed with SIGKILL, or
+stopped, and started again, names resolve again; the server's sockets close when the
+container stops; a bad ``--dns-upstream`` stops skiffd before it makes anything. Every query stays inside the machine: the fakes answer
 everything they are asked, and the test daemons forward nowhere else.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import signal
@@ -97,6 +97,13 @@ def ip_of(d: Skiffd, ref: str, net: str) -> str:
 
     doc = json.loads(skiff(d, "inspect", ref).stdout)[0]
     return str(doc["NetworkSettings"]["Networks"][net]["IPAddress"])
+
+
+def gateway_of(d: Skiffd, net: str) -> str:
+    import json
+
+    doc = json.loads(skiff(d, "network", "inspect", net).stdout)[0]
+    return str(doc["IPAM"]["Config"][0]["Gateway"])
 
 
 def lookup(d: Skiffd, ref: str, name: str) -> list[str] | None:
@@ -232,11 +239,13 @@ def test_other_names_go_to_skiffds_upstream(daemon: Skiffd, upstream: FakeUpstre
 
 def test_a_containers_dns_is_used_for_forwarding(daemon: Skiffd,
                                                  upstream: FakeUpstream) -> None:
-    # port 53, as --dns takes addresses only: on a loopback address of this test's own
-    host = f"127.53.{random.randrange(1, 255)}.{random.randrange(1, 255)}"
+    # port 53, as --dns takes addresses only: on the network's gateway, the host's end of
+    # its bridge, which both the host's namespace and the container's reach (Docker asks a
+    # --dns server from the container's namespace, skiff from the host's)
+    net = network(daemon)
+    host = gateway_of(daemon, net)
     own = FakeUpstream({"only-mine.test": ["198.51.100.7"]}, host=host, port=53)
     try:
-        net = network(daemon)
         a = run(daemon, "--network", net, "--dns", host)
         assert lookup(daemon, a, "only-mine.test") == ["198.51.100.7"]
         assert lookup(daemon, a, "outside.test") is None  # its own server's NXDOMAIN
