@@ -6,7 +6,8 @@ Containers on a user network find each other by name, network alias (``--network
 connected later is found, one disconnected is not; names of another network and of the
 default bridge are not; other names go to skiffd's ``--dns-upstream`` (a fake server on
 the host's 127.0.0.1) or to a container's own ``--dns`` (another fake, on its network's
-gateway, port 53), and nowhere from an ``--internal`` network; a ``container:<id>``
+gateway, port 53; and one on the loopback of the container's own namespace, where Docker
+asks ``--dns 127.0.0.1``), and nowhere from an ``--internal`` network; a ``container:<id>``
 container asks its host container's server; after skiffd is killed with SIGKILL, or
 stopped, and started again, names resolve again; the server's sockets close when the
 container stops; a bad ``--dns-upstream`` stops skiffd before it makes anything. Every query stays inside the machine: the fakes answer
@@ -255,6 +256,21 @@ def test_a_containers_dns_is_used_for_forwarding(daemon: Skiffd,
         assert "nameserver 127.0.0.11" in resolv and host not in resolv
     finally:
         own.close()
+
+
+def test_a_containers_dns_is_asked_from_its_namespace(daemon: Skiffd,
+                                                      upstream: FakeUpstream) -> None:
+    from skiff.kernel.netns_thread import in_netns
+
+    net = network(daemon)
+    a = run(daemon, "--network", net, "--dns", "127.0.0.1")  # its own loopback, as Docker's
+    theirs = in_netns(str(daemon.run / "netns" / a),
+                      lambda: FakeUpstream({"sidecar.test": ["198.51.100.8"]}, port=53))
+    try:
+        assert lookup(daemon, a, "sidecar.test") == ["198.51.100.8"]
+        assert ("sidecar.test", "A", "udp") in theirs.asked and upstream.asked == []
+    finally:
+        theirs.close()
 
 
 def test_an_internal_network_forwards_nothing(daemon: Skiffd, upstream: FakeUpstream) -> None:

@@ -27,11 +27,13 @@ class RecordingServer:
         self.fail = fail
         self.closed = False
 
-    def add(self, key: str, netns_path: str, upstreams: Any = None) -> None:
+    def add(self, key: str, netns_path: str, upstreams: Any = None,
+            from_netns: bool = False) -> None:
         if self.fail:
             raise KernelError.from_os("bind UDP 127.0.0.11:53 in", OSError(98, "in use"),
                                       netns_path)
         assert key not in self.served
+        assert from_netns == bool(upstreams)  # --dns from the container's, others the host's
         self.served[key] = (netns_path, upstreams)
         self.log.append(("add", key))
 

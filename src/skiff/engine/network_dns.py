@@ -8,8 +8,8 @@ after its start, a connect or a disconnect makes the server agree with its endpo
 `forget` at the end of its run closes its sockets before its namespace is let go (they
 would keep it alive). A ``container:<id>`` container shares the other's namespace and its
 server; a userns-remapped container has no namespace of the engine's, and so no endpoint.
-Names the engine does not know go to the container's ``--dns`` servers when it has some,
-else to skiffd's upstreams (``skiffd --dns-upstream``, default the host's resolv.conf,
+Names the engine does not know go to the container's ``--dns`` servers when it has some
+(asked from its own namespace, as moby asks them), else to skiffd's upstreams (``skiffd --dns-upstream``, default the host's resolv.conf,
 ``none``: nowhere), and nowhere when every network it is on is ``--internal`` (moby's
 "no external access": SERVFAIL, nothing leaves). After a skiffd restart the sockets are
 gone with the old process; `reconcile` serves every running container again (their
@@ -106,8 +106,11 @@ class EmbeddedDns:
             began = time.perf_counter()
             made = self._server is None
             server = self._ensure_server()
+            # a container's --dns servers are asked from its namespace, as moby asks them;
+            # skiffd's (or the host's) from the host's, where they were found
             server.add(cid, self.net.containers.netns_path(cid),
-                       None if upstreams is None else list(upstreams))
+                       None if upstreams is None else list(upstreams),
+                       from_netns=bool(upstreams))
             self._served[cid] = upstreams
             _log.debug("container %s: DNS served in %.2f ms%s", cid[:12],
                        (time.perf_counter() - began) * 1000,
