@@ -1,13 +1,15 @@
 """Fork a process into a set of namespaces: joined by path, made new, or both.
 
-A process cannot move itself into a new pid namespace, only its children, so every
-container process is born from two forks, as runc's nsexec does. The runtime (parent)
-forks a *stage-1* child that joins the user namespace (or makes one, and waits while the
-parent writes its id maps), joins the other namespaces given by path, unshares the new
-ones (writing a new time namespace's clock offsets, which only an empty one takes), and
-forks the real process, whose host pid it reports before it exits. The parent
-is the child subreaper, so that process becomes the parent's own child and `run` can wait
-for it. The caller puts the real process into its cgroup (`join_cgroup`) while it already
+A process cannot move itself into a new pid namespace, only its children, so a container's
+init is born from two forks, as runc's nsexec does. The runtime (parent) forks a *stage-1*
+child that joins the user namespace (or makes one, and waits while the parent writes its
+id maps), joins the other namespaces given by path, unshares the new ones (writing a new
+time namespace's clock offsets, which only an empty one takes), and forks the real
+process, whose host pid it reports before it exits. The parent is the child subreaper, so
+that process becomes the parent's own child and `run` can wait for it. A process that only
+joins namespaces (`exec`) needs one fork: the parent itself joins the pid namespace, which
+moves only its children, so its one child is born inside and joins the rest itself (a
+Python fork costs ~1.5 ms, a tenth of an exec). The caller puts the real process into its cgroup (`join_cgroup`) while it already
 works: the kernel's first cgroup migration after a while waits out an RCU grace period
 (~10 ms here), time the container's init spends building its filesystem meanwhile.
 """
@@ -15,7 +17,7 @@ works: the kernel's first cgroup migration after a while waits out an RCU grace 
 from __future__ import annotations
 
 import os
-from skiff.record import Record, field
+from skiff.record import Record, field, replace
 
 from skiff.errors import KernelError
 from skiff.kernel import signals
@@ -100,10 +102,48 @@ class Spawned:
             kill_and_reap(int(msg["pid"]))
 
 
+class Forked(Spawned):
+    """A spawn of one fork (`joining_only`): the real process is the parent's own child."""
+
+    def pid(self) -> int:
+        self.done = True
+        return self.stage1
+
+    def abort(self) -> None:
+        if not self.done:
+            kill_and_reap(self.stage1)
+            self.done = True
+
+
+def joining_only(plan: NamespacePlan) -> bool:
+    """Whether the plan only joins namespaces, a pid one among them (one fork will do)."""
+    return (not plan.new_user and not plan.unshare and not plan.time_offsets
+            and any(kind == "pid" for kind, _ in plan.join))
+
+
 def spawn(plan: NamespacePlan, child_main: Callable[[Channel], NoReturn]) -> Spawned:
     """Start `child_main` in the planned namespaces (see `Spawned`)."""
     parent, child = Channel.pair()
     sc.set_child_subreaper()
+    if joining_only(plan):
+        # ours is the pid namespace of our children from here on: the caller forks no other
+        path = dict(plan.join)["pid"]
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.setns(fd, sc.CLONE_NEWPID, path)
+        finally:
+            os.close(fd)
+        joined = [(kind, path) for kind, path in plan.join if kind != "pid"]
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            try:
+                _enter(replace(plan, join=joined))
+                child_main(child)
+            except BaseException as e:  # noqa: BLE001 - anything must reach the parent
+                child_failed(child, e)
+        child.close()
+        return Forked(plan, pid, parent)
     stage1 = os.fork()
     if stage1 == 0:
         parent.close()
@@ -142,29 +182,7 @@ def _join(fds: list[tuple[str, str, int]]) -> None:
 
 
 def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], NoReturn]) -> NoReturn:
-    # non-dumpable, as runc's nsexec: a process of the container must not be able to open
-    # our /proc/PID/ files (exe, mem, fds), which would reach into the host (execve of the
-    # program resets this)
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
-    # runc's order: a user namespace given by path first (the others are its own); when
-    # the user namespace is new, the given ones first (they belong to the one we are in
-    # now, where we still have the capabilities to join them), then the new user one
-    for kind, path, fd in fds:
-        if kind == "user":
-            sc.setns(fd, sc.CLONE_NEWUSER, path)
-    if plan.new_user:
-        _join(fds)
-        sc.unshare(sc.CLONE_NEWUSER)
-        chan.send("userns")
-        chan.recv("mapped")
-    if plan.in_userns:
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-    if not plan.new_user:
-        _join(fds)
-    for _, _, fd in fds:
-        os.close(fd)
+    _enter(plan, chan)
     if plan.unshare:
         sc.unshare(plan.unshare)
     if plan.time_offsets:
@@ -179,3 +197,31 @@ def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], 
             child_failed(chan, e)
     chan.send("pid", pid=pid)
     os._exit(0)
+
+
+def _enter(plan: NamespacePlan, chan: Channel | None = None) -> None:
+    """Join the plan's namespaces (and make its new user one: `chan` asks for its maps)."""
+    # non-dumpable, as runc's nsexec: a process of the container must not be able to open
+    # our /proc/PID/ files (exe, mem, fds), which would reach into the host (execve of the
+    # program resets this)
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    fds = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in plan.join]
+    # runc's order: a user namespace given by path first (the others are its own); when
+    # the user namespace is new, the given ones first (they belong to the one we are in
+    # now, where we still have the capabilities to join them), then the new user one
+    for kind, path, fd in fds:
+        if kind == "user":
+            sc.setns(fd, sc.CLONE_NEWUSER, path)
+    if plan.new_user:
+        assert chan is not None
+        _join(fds)
+        sc.unshare(sc.CLONE_NEWUSER)
+        chan.send("userns")
+        chan.recv("mapped")
+    if plan.in_userns:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    if not plan.new_user:
+        _join(fds)
+    for _, _, fd in fds:
+        os.close(fd)
