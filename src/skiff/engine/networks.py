@@ -96,6 +96,9 @@ class NetworkService:
         self.bridge_touched = False
         self._bridges: set[str] = set()  # bridges this engine made or found, at their attach
         self._reaping: set[threading.Thread] = set()  # veths being deleted after their run
+        from skiff.engine.network_dns import EmbeddedDns
+
+        self.dns = EmbeddedDns(self)  # its server is made at the first container it serves
 
     # -- the pre-defined networks -----------------------------------------------------------
     def ensure_predefined(self) -> None:
@@ -419,10 +422,12 @@ class NetworkService:
         from skiff.engine.network_endpoints import reconcile
 
         reconcile(self, running)
+        self.dns.reconcile(running)
 
     def close(self) -> None:
-        """At skiffd's stop: the veths being deleted are gone, and the default bridge goes
-        when no container runs on it."""
+        """At skiffd's stop: the DNS server ends, the veths being deleted are gone, and the
+        default bridge goes when no container runs on it."""
+        self.dns.close()
         self.settle()
         if not self.bridge_touched:
             return
