@@ -133,6 +133,31 @@ def _pings(path: Path) -> bool:
         conn.close()
 
 
+def subnet_for(key: str, taken: tuple[str, ...] = ()) -> str:
+    """A /24 for a test's network, out of the host's routes and `taken` (so not another
+    test run's, nor the 172.29.0.0/16 of a real skiffd), first tried where `key` says."""
+    import hashlib
+    import ipaddress
+
+    from skiff.net.ipam import host_routes
+
+    busy = [*host_routes(), *(ipaddress.IPv4Network(t) for t in taken)]
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
+    for step in range(4096):
+        n = (h + step * 7919) % (120 * 256)
+        candidate = ipaddress.IPv4Network(f"10.{128 + n // 256}.{n % 256}.0/24")
+        if not any(candidate.overlaps(b) for b in busy if b.prefixlen > 0):
+            return str(candidate)
+    raise AssertionError("no free /24 for a test network")
+
+
+def bridge_for(key: str) -> str:
+    """A Linux bridge name for a test daemon's default bridge (at most 15 characters)."""
+    import hashlib
+
+    return "skt" + hashlib.sha256(key.encode()).hexdigest()[:9]
+
+
 def start_skiffd(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Skiffd:
     """Start skiffd with its state under `workdir` and wait until it answers /_ping on
     ``run/skiff.sock``; ``{run}`` in `args` is replaced by the run folder (for ``-H``)."""
@@ -143,6 +168,13 @@ def start_skiffd(workdir: Path, *args: str, env: dict[str, str] | None = None) -
                env=dict(env or os.environ), args=list(args))
     d.env.update(SKIFF_ROOT=str(d.root), SKIFF_RUN=str(d.run), DOCKER_HOST=d.url,
                  DOCKER_CONFIG=str(workdir / "docker-config"))
+    # a default bridge of its own (a restart on the same folder finds the same one)
+    d.env.setdefault("SKIFF_BRIDGE", bridge_for(str(workdir)))
+    kept = workdir / "bridge-subnet"
+    if not kept.exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        kept.write_text(subnet_for(str(workdir)))
+    d.env.setdefault("SKIFF_BRIDGE_SUBNET", kept.read_text())
     daemon_env = dict(d.env, SKIFF_TEST_RUN=TMP_MARK)
     with open(d.log, "wb") as log:
         d.process = subprocess.Popen([SKIFFD, "--log-level", "debug", *args], env=daemon_env,

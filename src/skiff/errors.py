@@ -31,6 +31,11 @@ crun's: ``mount `/proc` on `/tmp/rootfs/proc`: EPERM (Operation not permitted)``
      +-- NoSuchContainer           the engine has no container of that ID, prefix or name
      |                             (Docker's `No such container: …`, 404)
      +-- NoSuchVolume              no volume has that name (Docker's `get …: no such volume`, 404)
+     +-- NoSuchNetwork             no network has that name, ID or ID prefix (`network … not found`, 404)
+     +-- NetworkConflict           a network's name, subnet or address is taken, or its state
+     |                             forbids the operation (409)
+     +-- NetworkForbidden          a pre-defined network cannot be changed, or one with active
+     |                             endpoints removed (Docker's 403)
      +-- NoSuchCapsule             no capsule has that name, version, or a version in the range (404)
      +-- CapsuleConflict           a capsule cannot be made, removed or resolved as asked: a
      |    |                        name:version taken by other content, one in use or depended
@@ -137,6 +142,24 @@ class NoSuchContainer(SkiffError):
 
 class NoSuchVolume(SkiffError):
     """No volume has that name; the message is Docker's (``get NAME: no such volume``)."""
+
+
+class NoSuchNetwork(SkiffError):
+    """No network answers to `reference`; the message is Docker's (``network X not found``)."""
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        super().__init__(f"network {reference} not found")
+
+
+class NetworkConflict(SkiffError):
+    """A network operation conflicts with what exists: a name taken, a subnet that
+    overlaps another network's, an address in use (Docker's 409)."""
+
+
+class NetworkForbidden(SkiffError):
+    """What Docker answers 403 to: a pre-defined network (``bridge``, ``host``, ``none``)
+    removed or misused, a network with active endpoints removed."""
 
 
 class NoSuchCapsule(SkiffError):

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import CGROUP_PREFIX, TMP_MARK
-from fixtures_daemon import check_api_shape
+from fixtures_daemon import bridge_for, check_api_shape, subnet_for
 from unit.test_engine_containers_views import check_inspect_shape
 
 from skiff.engine import Engine, EngineOptions
@@ -35,6 +35,16 @@ pytestmark = pytest.mark.root
 CGROUP_PARENT = f"/skiff/{CGROUP_PREFIX}"
 
 
+def engine_options(path: Path, cgroup_parent: str = CGROUP_PARENT) -> EngineOptions:
+    """The engine's settings for a test's folders: a default bridge of their own."""
+    kept = path / "bridge-subnet"
+    if not kept.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        kept.write_text(subnet_for(str(path)))
+    return EngineOptions(cgroup_parent=cgroup_parent, bridge_name=bridge_for(str(path)),
+                         bridge_subnet=kept.read_text())
+
+
 class Env:
     """One engine over one root/run pair, and what a test needs of it."""
 
@@ -44,8 +54,7 @@ class Env:
 
     def start(self) -> Engine:
         """A fresh Engine object over the same folders (what a restarted skiffd is)."""
-        self.engine = Engine(self.path / "root", self.path / "run",
-                             EngineOptions(cgroup_parent=CGROUP_PARENT))
+        self.engine = Engine(self.path / "root", self.path / "run", engine_options(self.path))
         self.engine.start()
         return self.engine
 
@@ -373,8 +382,8 @@ def test_failed_creates_leave_nothing(clean: Env) -> None:
         c.create({"Image": "busybox", "Cmd": ["true"]}, "b a d")
     with pytest.raises(ContainerConflict, match='The container name "/taken" is already in use'):
         c.create({"Image": "busybox", "Cmd": ["true"]}, "/taken")
-    with pytest.raises(InvalidArgument, match="bridge networks are not supported yet"):
-        c.create({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "bridge"}})
+    with pytest.raises(InvalidArgument, match="network nosuchnet not found"):
+        c.create({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "nosuchnet"}})
     with pytest.raises(InvalidArgument, match="bind source path does not exist"):
         c.create({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [
             {"Type": "bind", "Source": "/no/such/folder", "Target": "/x"}]}})
@@ -470,7 +479,7 @@ def test_the_engine_keeps_its_cgroup_parent_until_it_closes(tmp_root: Path) -> N
     next start need not make it again, in every hierarchy); a closing engine takes it."""
     parent = f"{CGROUP_PARENT}-keep"
     path = tmp_root / f"engine-keep-{uuid.uuid4().hex[:8]}"
-    engine = Engine(path / "root", path / "run", EngineOptions(cgroup_parent=parent))
+    engine = Engine(path / "root", path / "run", engine_options(path, cgroup_parent=parent))
     try:
         engine.start()
         c = engine.containers
@@ -488,8 +497,7 @@ def test_the_engine_keeps_its_cgroup_parent_until_it_closes(tmp_root: Path) -> N
 
 
 def test_one_engine_per_root(clean: Env) -> None:
-    other = Engine(clean.path / "root", clean.path / "run",
-                   EngineOptions(cgroup_parent=CGROUP_PARENT))
+    other = Engine(clean.path / "root", clean.path / "run", engine_options(clean.path))
     try:
         with pytest.raises(StoreError, match="another engine"):
             other.start()

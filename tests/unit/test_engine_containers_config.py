@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from skiff.engine.container_config import (BRIDGE_NOT_YET, HOST_CONFIG_FIELDS, NOT_YET,
+from skiff.engine.container_config import (HOST_CONFIG_FIELDS, NOT_YET,
                                            CreateRequest, log_limits, merge_image_config,
                                            parse_create, ram_in_bytes)
 from skiff.errors import InvalidArgument
@@ -97,13 +97,18 @@ def test_networks() -> None:
     assert parse({"HostConfig": {"NetworkMode": "none"}}).network_mode == "none"
     assert parse({"HostConfig": {"NetworkMode": "host"},
                   "NetworkingConfig": {"EndpointsConfig": {"host": {}}}}).network_mode == "host"
-    for mode in ("bridge", "mynet"):
-        refused({"HostConfig": {"NetworkMode": mode}}, BRIDGE_NOT_YET)
-    refused({"HostConfig": {"NetworkMode": "none"},
-             "NetworkingConfig": {"EndpointsConfig": {"bridge": {}}}}, BRIDGE_NOT_YET)
-    refused({"HostConfig": {"NetworkMode": "container:abc"}}, NOT_YET)
-    refused({"HostConfig": {"NetworkMode": "none"},
-             "NetworkingConfig": {"EndpointsConfig": {"none": {"Aliases": ["a"]}}}}, NOT_YET)
+    assert parse({}).network_mode == "default"  # Docker's: the default bridge
+    for mode in ("bridge", "mynet", "container:abc"):  # which networks exist is checked later
+        assert parse({"HostConfig": {"NetworkMode": mode}}).network_mode == mode
+    refused({"HostConfig": {"NetworkMode": "container:"}}, "invalid container format")
+    refused({"HostConfig": {"NetworkMode": "container:abc"},
+             "NetworkingConfig": {"EndpointsConfig": {"bridge": {}}}},
+            "container type network can't be used with other networks")
+    refused({"Hostname": "h", "HostConfig": {"NetworkMode": "container:abc"}},
+            "conflicting options: hostname and the network mode")
+    refused({"HostConfig": {"NetworkMode": "container:abc", "Dns": ["10.0.0.1"]}},
+            "conflicting options: dns and the network mode")
+    refused({"NetworkingConfig": {"EndpointsConfig": ["x"]}}, "EndpointsConfig")
 
 
 @pytest.mark.parametrize("body, what", [
@@ -159,7 +164,8 @@ def test_other_checks() -> None:
     refused({"HostConfig": {"Ulimits": [{"Name": "nofiles", "Soft": 1, "Hard": 1}]}},
             "invalid ulimit type: nofiles")
     refused({"HostConfig": {"ExtraHosts": ["nocolon"]}}, "invalid extra host")
-    refused({"HostConfig": {"ExtraHosts": ["h:host-gateway"]}}, "host-gateway")
+    assert parse({"HostConfig": {"ExtraHosts": ["h:host-gateway"]}}).host_config["ExtraHosts"] \
+        == ["h:host-gateway"]  # the gateway is known at start
     refused({"HostConfig": {"Runtime": "kata"}}, "unknown or invalid runtime name: kata")
     refused({"HostConfig": {"IpcMode": "weird"}}, "invalid IPC mode: weird")
     refused({"HostConfig": {"ShmSize": -1}}, "SHM size can not be less than 0")

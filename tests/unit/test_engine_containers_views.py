@@ -4,6 +4,7 @@ filters, and the inspect and list shapes against the Engine API v1.41 spec."""
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,11 +98,31 @@ PATHS = {"ResolvConfPath": "/r/resolv.conf", "HostnamePath": "/r/hostname",
 GRAPH = {"LowerDir": "/l", "MergedDir": "/m", "UpperDir": "/u", "WorkDir": "/w"}
 
 
+def endpoints_of(row: Any, tmp_path: Path) -> dict[str, Any]:
+    """The row's EndpointSettings as the network service gives them, from a database of
+    its own (a running container on the default bridge holds an address, as after start)."""
+    from skiff.engine.network_db import EndpointRow
+    from skiff.engine.network_endpoints import endpoint_settings, plan, record
+    from skiff.engine.networks import NetworkService
+    from skiff.engine.state_db import StateDB
+
+    net = NetworkService(StateDB(str(tmp_path / "skiff.db")))
+    record(net, row.id, row.name, plan(net, row.doc["HostConfig"]["NetworkMode"], None))
+    bridge = net.find("bridge")
+    if row.state.get("Running") and row.doc["HostConfig"]["NetworkMode"] == "default":
+        ep = EndpointRow(network_id=bridge.id, container_id=row.id, address=None,
+                         doc={"Asked": {}, "ContainerName": row.name})
+        net.db.claim(bridge.id, row.id, "172.29.0.2", {
+            **ep.doc, "EndpointID": "e" * 64, "IPAddress": "172.29.0.2", "IPPrefixLen": 16,
+            "Gateway": "172.29.0.1", "MacAddress": "02:42:ac:1d:00:02"})
+    return endpoint_settings(net, row)
+
+
 @pytest.mark.parametrize("state", [{}, RUNNING, EXITED], ids=["created", "running", "exited"])
 @pytest.mark.parametrize("mode", ["default", "none", "host"])
-def test_inspect_matches_the_spec(state: dict[str, Any], mode: str) -> None:
+def test_inspect_matches_the_spec(state: dict[str, Any], mode: str, tmp_path: Path) -> None:
     row = make_row("web", 1, {"HostConfig": {"NetworkMode": mode}, "Labels": {"k": "v"}}, **state)
-    doc = inspect_doc(row, PATHS, GRAPH)
+    doc = inspect_doc(row, PATHS, GRAPH, endpoints_of(row, tmp_path))
     check_inspect_shape(doc)
     assert doc["Name"] == "/web" and doc["Image"] == IMAGE_ID
     assert doc["Path"] == "sh" and doc["Args"] == ["-c", "echo a b"]
@@ -109,7 +130,15 @@ def test_inspect_matches_the_spec(state: dict[str, Any], mode: str) -> None:
     assert doc["Config"]["Labels"] == {"k": "v"} and doc["Config"]["Image"] == "busybox"
     assert doc["State"]["StartedAt"] == (state.get("StartedAt") or "0001-01-01T00:00:00Z")
     networks = doc["NetworkSettings"]["Networks"]
-    assert list(networks) == ([] if mode == "default" else [mode])
+    assert list(networks) == (["bridge"] if mode == "default" else [mode])
+    if mode == "default" and state is RUNNING:  # the default bridge's, at the top too
+        assert doc["NetworkSettings"]["IPAddress"] == "172.29.0.2"
+        assert doc["NetworkSettings"]["MacAddress"] == networks["bridge"]["MacAddress"]
+        assert networks["bridge"]["Gateway"] == "172.29.0.1"
+    else:
+        assert doc["NetworkSettings"]["IPAddress"] == ""
+    for settings in networks.values():
+        check_api_shape(settings, "EndpointSettings", strict=False)  # DNSNames: API 1.44
     check_api_shape(doc["State"], "ContainerState")
     check_api_shape(doc["HostConfig"], "HostConfig", strict=False)  # allOf Resources + own
     definitions = api_definitions()
@@ -121,12 +150,12 @@ def test_inspect_matches_the_spec(state: dict[str, Any], mode: str) -> None:
 
 
 def test_the_shape_check_is_not_vacuous() -> None:
-    doc = inspect_doc(make_row("web", 1), PATHS, GRAPH)
+    doc = inspect_doc(make_row("web", 1), PATHS, GRAPH, {})
     doc["State"]["Status"] = "sleeping"
     with pytest.raises(Exception, match="sleeping"):
         check_inspect_shape(doc)
     with pytest.raises(AssertionError, match="Bogus"):
-        check_inspect_shape({**inspect_doc(make_row("web", 1), PATHS, GRAPH), "Bogus": 1})
+        check_inspect_shape({**inspect_doc(make_row("web", 1), PATHS, GRAPH, {}), "Bogus": 1})
 
 
 @pytest.mark.parametrize("state", [{}, RUNNING, EXITED], ids=["created", "running", "exited"])

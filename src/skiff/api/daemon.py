@@ -53,6 +53,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--userns-remap", default="", metavar="USER[:GROUP]",
                    help="user namespace remapping: 'default' (the user dockremap) or a user "
                         "with ranges in /etc/subuid and /etc/subgid")
+    p.add_argument("-b", "--bridge", default=os.environ.get("SKIFF_BRIDGE", ""), metavar="NAME",
+                   help="the default bridge network's Linux bridge (default $SKIFF_BRIDGE or "
+                        "skiff0)")
+    p.add_argument("--bip", default=os.environ.get("SKIFF_BRIDGE_SUBNET", ""), metavar="CIDR",
+                   help="the default bridge network's subnet, its gateway the first address "
+                        "(default $SKIFF_BRIDGE_SUBNET or 172.29.0.0/16)")
     p.add_argument("-l", "--log-level", default="info", choices=sorted(_LEVELS),
                    help="log level (default info)")
     p.add_argument("-D", "--debug", action="store_true", help="debug mode (log level debug)")
@@ -159,7 +165,8 @@ async def serve(args: argparse.Namespace) -> None:
     options = EngineOptions(insecure_registries=tuple(args.insecure_registry),
                             debug=args.debug or args.log_level == "debug",
                             userns_remap=args.userns_remap,
-                            cgroup_parent=_cgroup_parent(args.cgroup_parent))
+                            cgroup_parent=_cgroup_parent(args.cgroup_parent),
+                            bridge_name=args.bridge, bridge_subnet=args.bip)
     # a signal during start-up must still clean up: take them over first
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,6 +27,9 @@ from skiff.errors import (
     NoSuchContainer,
     NoSuchExec,
     NoSuchVolume,
+    NoSuchNetwork,
+    NetworkConflict,
+    NetworkForbidden,
     PathNotFound,
     ReferenceError_,
     SpecError,
@@ -40,6 +43,9 @@ STATUS: dict[type[BaseException], int] = {
     NoSuchContainer: 404,
     NoSuchExec: 404,
     NoSuchVolume: 404,
+    NoSuchNetwork: 404,
+    NetworkForbidden: 403,       # errdefs.Forbidden
+    NetworkConflict: 409,
     NoSuchCapsule: 404,
     PathNotFound: 404,
     ImageConflict: 409,          # errdefs.Conflict

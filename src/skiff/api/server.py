@@ -110,7 +110,7 @@ class ApiServer:
     def __init__(self, engine: Engine, *, workers: int = 16) -> None:
         from skiff.api import (capsule_routes, container_capsule_routes, container_ops_routes,
                                container_routes, event_routes, exec_routes, image_routes,
-                               system_routes, volume_routes)
+                               network_routes, system_routes, volume_routes)
 
         self.engine = engine
         self.executor = ThreadPoolExecutor(max_workers=workers,
@@ -122,6 +122,7 @@ class ApiServer:
                                          *container_routes.ROUTES,
                                          *container_ops_routes.ROUTES, *exec_routes.ROUTES,
                                          *image_routes.ROUTES, *volume_routes.ROUTES,
+                                         *network_routes.ROUTES,
                                          *event_routes.ROUTES, *capsule_routes.ROUTES):
             self.router.add(method, pattern, handler)
         self.app = web.Application(client_max_size=16 << 20)

@@ -1,10 +1,9 @@
 """System routes: ``/_ping`` (GET and HEAD), ``/version``, ``/info``, ``/auth`` and
-``/system/df``, and the prunes of what skiff does not keep yet.
+``/system/df``, and the prune of what skiff does not keep yet.
 
 ``docker system prune`` calls one prune route per kind of object; skiff has no build cache
-and no networks of its own (only ``none`` and ``host``) yet, so ``/build/prune`` and
-``/networks/prune`` truthfully find nothing to remove, in Docker's shapes, until those
-slices land.
+yet, so ``/build/prune`` truthfully finds nothing to remove, in Docker's shape, until that
+slice lands (``/networks/prune`` is `network_routes`').
 
 ``/_ping`` is how the docker CLI and docker-py learn the API version to speak: its
 ``Api-Version`` header is the highest version served, and the client talks down to it.
@@ -61,11 +60,6 @@ async def prune_build_cache(call: Call) -> web.Response:
     return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
 
-async def prune_networks(call: Call) -> web.Response:
-    Filters.parse(call.query("filters")).validate(("until", "label", "label!"))
-    return json_response({"NetworksDeleted": None})
-
-
 async def auth(call: Call) -> web.Response:
     body = await call.json_body()
     return json_response(await call.run(call.engine.system.login, body))
@@ -74,5 +68,5 @@ async def auth(call: Call) -> web.Response:
 ROUTES = (
     ("GET", "/_ping", ping), ("HEAD", "/_ping", ping), ("GET", "/version", version),
     ("GET", "/info", info), ("POST", "/auth", auth), ("GET", "/system/df", disk_usage),
-    ("POST", "/build/prune", prune_build_cache), ("POST", "/networks/prune", prune_networks),
+    ("POST", "/build/prune", prune_build_cache),
 )

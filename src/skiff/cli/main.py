@@ -3,7 +3,7 @@
 This module reads the global options (``-H/--host``, ``--config``, ``-D``, ``-l``,
 ``-v/--version``), finds the command in one table, and imports only the module that runs
 it (`images`, `containers`, `container_ops`, `container_copy`, `run`, `transfer`,
-`archive`, `auth`, `system`, `volumes`, `capsules`, `capsule_attach`, `events`, `disk`), so
+`archive`, `auth`, `system`, `volumes`, `networks`, `capsules`, `capsule_attach`, `events`, `disk`), so
 `skiff --version` imports next to nothing and `skiff images` no more than it needs. Management
 commands (`skiff image ls`, `skiff container rm`) map onto the same handlers. Exit codes are
 docker's: 0, 1 for any error (the daemon's, a wrong argument count), 125 for a malformed
@@ -127,6 +127,15 @@ VOLUME = {
     "prune": ("volumes", "prune", "Remove unused local volumes"),
     "rm": ("volumes", "rm", "Remove one or more volumes"),
 }
+NETWORK = {
+    "connect": ("networks", "connect", "Connect a container to a network"),
+    "create": ("networks", "create", "Create a network"),
+    "disconnect": ("networks", "disconnect", "Disconnect a container from a network"),
+    "inspect": ("networks", "inspect", "Display detailed information on one or more networks"),
+    "ls": ("networks", "ls", "List networks"),
+    "prune": ("networks", "prune", "Remove all unused networks"),
+    "rm": ("networks", "rm", "Remove one or more networks"),
+}
 # skiff's own: versioned, read-only bundles of files, attached to running containers
 CAPSULE = {
     "attach": ("capsule_attach", "attach", "Attach a capsule to a container, live if it runs"),
@@ -144,6 +153,7 @@ GROUPS = {
                 {"list": "ls", "remove": "rm"}),
     "container": ("Manage containers", CONTAINER, {"list": "ls", "ps": "ls", "remove": "rm"}),
     "image": ("Manage images", IMAGE, {"list": "ls", "remove": "rm"}),
+    "network": ("Manage networks", NETWORK, {"list": "ls", "remove": "rm"}),
     "system": ("Manage skiff", SYSTEM, {}),
     "volume": ("Manage volumes", VOLUME, {"list": "ls", "remove": "rm"}),
 }

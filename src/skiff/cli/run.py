@@ -189,6 +189,8 @@ def container_flags() -> list[Flag]:
     """The container options `run` and `create` share (docker's AddFlags, the part skiff
     honours so far: the engine refuses what it does not do rather than ignoring it)."""
     return [
+        repeated("add-host", "", "Add a custom host-to-IP mapping (host:ip)",
+                 check=check_extra_host),
         repeated("attach", "a", "Attach to STDIN, STDOUT or STDERR", check=check_attach),
         repeated("cap-add", "", "Add Linux capabilities"),
         repeated("cap-drop", "", "Drop Linux capabilities"),
@@ -196,6 +198,10 @@ def container_flags() -> list[Flag]:
         option("cidfile", "", "Write the container ID to the file"),
         integer("cpu-shares", "c", "CPU shares (relative weight)"),
         Flag("cpus", "", "string", "Number of CPUs", type_name="decimal", check=nano_cpus),
+        repeated("dns", "", "Set custom DNS servers"),
+        repeated("dns-option", "", "Set DNS options"),
+        Flag("dns-opt", "", "list", "Set DNS options", hidden=True, dest="dns_option"),
+        repeated("dns-search", "", "Set custom DNS search domains"),
         option("entrypoint", "", "Overwrite the default ENTRYPOINT of the image"),
         repeated("env", "e", "Set environment variables", check=check_env),
         repeated("env-file", "", "Read in a file of environment variables"),
@@ -208,14 +214,19 @@ def container_flags() -> list[Flag]:
                  "(default 0s)"),
         option("hostname", "h", "Container host name"),
         flag("interactive", "i", "Keep STDIN open even if not attached"),
+        option("ip", "", 'IPv4 address (e.g., "172.30.100.104")'),
         repeated("label", "l", "Set meta data on a container", check=check_label),
         repeated("label-file", "", "Read in a line delimited file of labels"),
+        option("mac-address", "", 'Container MAC address (e.g., "92:d0:c6:0a:29:33")'),
         Flag("memory", "m", "string", "Memory limit", type_name="bytes", check=ram_in_bytes),
         repeated("mount", "", "Attach a filesystem mount to the container", type_name="mount",
                  check=_check_mount),
         option("network", "", "Connect a container to a network", type_name="network"),
         Flag("net", "", "string", "Connect a container to a network", hidden=True,
              dest="network"),
+        Flag("net-alias", "", "list", "Add network-scoped alias for the container",
+             hidden=True, dest="network_alias"),
+        repeated("network-alias", "", "Add network-scoped alias for the container"),
         integer("pids-limit", "", "Tune container pids limit (set -1 for unlimited)"),
         flag("no-healthcheck", "", "Disable any container-specified HEALTHCHECK"),
         flag("privileged", "", "Give extended privileges to this container"),
@@ -352,7 +363,9 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         "AutoRemove": opts.rm, "VolumeDriver": opts.volume_driver,
         "VolumesFrom": list(opts.volumes_from) or None,
         "ConsoleSize": [0, 0], "CapAdd": cap_add, "CapDrop": cap_drop, "CgroupnsMode": "",
-        "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+        "Dns": list(opts.dns), "DnsOptions": list(opts.dns_option),
+        "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_host) or None,
+        "GroupAdd": None,
         "IpcMode": "", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
         "Privileged": opts.privileged, "PublishAllPorts": False,
         "ReadonlyRootfs": opts.read_only, "SecurityOpt": None, "UTSMode": "",
@@ -376,8 +389,44 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
     if opts.capsule:  # skiff's own: attached at start (engine/container_capsules.py)
         config["HostConfig"]["Capsules"] = list(opts.capsule)
     apply_flags(opts, config["HostConfig"])
-    config["NetworkingConfig"] = {"EndpointsConfig": {}}
+    if opts.mac_address:
+        config["MacAddress"] = opts.mac_address  # API 1.41's place for it
+    config["NetworkingConfig"] = {"EndpointsConfig": _endpoints(opts)}
     return config
+
+
+def _endpoints(opts: Namespace) -> dict[str, Any]:
+    """The docker CLI's parseNetworkOpts for one network: --ip and --network-alias go to
+    the endpoint of the network the container joins (moby refuses them on the default)."""
+    if not (opts.ip or opts.network_alias):
+        return {}
+    mode = _network_mode(opts.network)
+    if mode in ("default", "host", "none") or mode.startswith("container:"):
+        name = "bridge" if mode == "default" else mode
+    else:
+        name = mode
+    settings: dict[str, Any] = {}
+    if opts.ip:
+        settings["IPAMConfig"] = {"IPv4Address": opts.ip}
+    if opts.network_alias:
+        settings["Aliases"] = list(opts.network_alias)
+    return {name: settings}
+
+
+def check_extra_host(value: str) -> None:
+    """opts.ValidateExtraHost: ``name:address`` (or ``name=address``), address an IP or
+    ``host-gateway``."""
+    import ipaddress
+
+    name, sep, address = value.replace("=", ":", 1).partition(":") if "=" in value \
+        else value.partition(":")
+    if not sep or not name:
+        raise ValueError(f"bad format for add-host: {value!r}")
+    if address != "host-gateway":
+        try:
+            ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            raise ValueError(f"invalid IP address in add-host: {address!r}") from None
 
 
 def _parse_container_command(ctx: Context, path: str, argv: list[str], verb: str,

@@ -5,7 +5,8 @@ the API layer calls it from worker threads. Its parts are services, one per kind
 object — `images` (ImageService), `containers` (ContainerService), `execs` (ExecService),
 `volumes` (VolumeService, which the container service holds: a container's mounts use it at
 create, start, exit and removal), `capsules` (CapsuleService: skiff's versioned, read-only
-bundles of files) and `system` (version, info, login); networks join them later. The
+bundles of files), `networks` (NetworkService, also the container service's: a container's endpoints come
+and go with its runs) and `system` (version, info, login). The
 container service fills the hooks the image, system and capsule services leave for it
 (`images.in_use`, `system.containers`, `capsules.users` and `capsules.detach`) and is given
 the capsule service for attach, detach and ``run --capsule``. `start` makes sure the built-in ``busybox:latest``
@@ -40,6 +41,8 @@ class EngineOptions(Record):
     debug: bool = False
     cgroup_parent: str = "/skiff"
     userns_remap: str = ""  # dockerd's --userns-remap: "", default, user[:group]
+    bridge_name: str = ""  # dockerd's --bridge: the default bridge's Linux name (skiff0)
+    bridge_subnet: str = ""  # dockerd's --bip, as a subnet: the default bridge's (172.29/16)
 
 
 class Engine:
@@ -70,8 +73,11 @@ class Engine:
             remap = setup_remap(self.options.userns_remap)
         self.containers = ContainerService(self.store, self.root, self.run,
                                            cgroup_parent=self.options.cgroup_parent,
-                                           events=self.events, remap=remap)
-        self.volumes = self.containers.volumes  # the containers' mounts use it at each step
+                                           events=self.events, remap=remap,
+                                           bridge_name=self.options.bridge_name,
+                                           bridge_subnet=self.options.bridge_subnet)
+        self.volumes = self.containers.volumes
+        self.networks = self.containers.networks  # a container's endpoints come at its start
         if remap is not None:
             self.volumes.owner = remap.maps.host_ids()
         self.execs = ExecService(self.containers)
@@ -102,7 +108,12 @@ class Engine:
             except StoreError as e:
                 _log.warning("no built-in %s: %s", BUILTIN_IMAGE, e)
         self.capsules.store.sweep()
+        from skiff.net import links
+
+        links.warm()  # pyroute2's import, off the first start's path
         self.containers.reconcile()
+        self.networks.reconcile({row.id for row in self.containers.db.all()
+                                 if row.state.get("Running")})
 
     def close(self) -> None:
         """Let go of the engine's resources (the containers and execs go on running)."""

@@ -12,8 +12,7 @@ an `InvalidArgument` with Docker's own words (``Minimum memory limit allowed is 
 
 The mounts (Binds, Mounts, Tmpfs and the image's Volumes) are read by `engine.mounts`
 into the request's mount points. What skiff does not do yet is refused here by name rather
-than quietly dropped: a TTY, stdin, published ports, bridge and container networks,
-and the rest listed in `_UNSUPPORTED`. A field Docker does
+than quietly dropped: published ports, links, and the rest listed in `_UNSUPPORTED`. A field Docker does
 not know is ignored, as Docker's JSON decoder ignores it (newer clients send fields of newer
 API versions).
 """
@@ -36,7 +35,6 @@ MIN_MEMORY = 6 * 1024 * 1024  # moby's linuxMinMemory
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 DEFAULT_STOP_TIMEOUT = 10
 NOT_YET = ": not supported by skiff yet"
-BRIDGE_NOT_YET = "bridge networks are not supported yet"
 DEFAULT_MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
                         "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                         "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
@@ -98,7 +96,6 @@ HOST_CONFIG_FIELDS: tuple[tuple[str, str, Any], ...] = (
 
 # What is refused until skiff does it: (section, field, the option as a user knows it)
 _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
-    ("Config", "MacAddress", "a MAC address (--mac-address)"),
     ("HostConfig", "PortBindings", "published ports (-p)"),
     ("HostConfig", "PublishAllPorts", "publishing all ports (-P)"),
     ("HostConfig", "Links", "links (--link)"),
@@ -230,6 +227,10 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
         # Docker's default: a cgroup namespace of its own where cgroups are v2 only
         host["CgroupnsMode"] = "private" if v2 else "host"
     _check_networking(host["NetworkMode"], body.get("NetworkingConfig"))
+    if host["NetworkMode"].startswith("container:"):
+        for key, what in (("Hostname", "hostname"), ("MacAddress", "mac-address")):
+            if config.get(key):
+                raise InvalidArgument(f"conflicting options: {what} and the network mode")
     merged = merge_image_config(config, image_config or {})
     _check_config(merged)
     if not merged.get("Hostname") and host["NetworkMode"] == "host":
@@ -276,10 +277,12 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
         host[key] = value if value is not None else _copy(default)
     mode = host["NetworkMode"] or "default"
     if mode.startswith("container:"):
-        raise InvalidArgument(f"joining another container's network ({mode}){NOT_YET} "
-                              f"(HostConfig.NetworkMode)")
-    if mode not in ("default", "none", "host"):
-        raise InvalidArgument(BRIDGE_NOT_YET)
+        if not mode.partition(":")[2]:
+            raise InvalidArgument("invalid container format container:<name|id>")
+        for key, what in (("Dns", "dns"), ("ExtraHosts", "add-host"),
+                          ("DnsSearch", "dns-search"), ("DnsOptions", "dns-opt")):
+            if host.get(key):
+                raise InvalidArgument(f"conflicting options: {what} and the network mode")
     host["NetworkMode"] = mode
     host["IpcMode"] = host["IpcMode"] or "private"
     host["LogConfig"] = _log_config(given.get("LogConfig"))
@@ -305,8 +308,6 @@ def _host_config(given: dict[str, Any], warnings: list[str], ncpu: int,
         name, sep, address = entry.partition(":")
         if not sep or not name or not address:
             raise InvalidArgument(f"invalid extra host entry: {entry!r} (name:address)")
-        if address == "host-gateway":
-            raise InvalidArgument(f"host-gateway in --add-host{NOT_YET} (no bridge network)")
     for key in host["Sysctls"] or {}:
         _check_sysctl(key, host)
     if host["CgroupParent"] and ".." in host["CgroupParent"].split("/"):
@@ -531,8 +532,8 @@ def _check_resources(host: dict[str, Any], warnings: list[str], ncpu: int,
 
 
 def _check_networking(mode: str, networking: Any) -> None:
-    """NetworkingConfig may only speak of the network the container is in (the docker CLI
-    sends an entry for it), and ask nothing of it."""
+    """The shape of NetworkingConfig (what it asks of each network is the network
+    service's to check, at create: `network_endpoints.plan`)."""
     if networking is None:
         return
     if not isinstance(networking, dict):
@@ -542,17 +543,9 @@ def _check_networking(mode: str, networking: Any) -> None:
     if not isinstance(endpoints, dict):
         raise _type_error("NetworkingConfig", "EndpointsConfig",
                           "map[string]*network.EndpointSettings", endpoints)
-    for name, settings in endpoints.items():
-        if name != mode:
-            if name in ("none", "host"):
-                raise InvalidArgument(f"conflicting options: the network {name} and "
-                                      f"NetworkMode {mode}")
-            raise InvalidArgument(BRIDGE_NOT_YET)
-        for key in ("IPAMConfig", "Links", "Aliases", "MacAddress", "DriverOpts",
-                    "IPAddress", "GwPriority"):
-            value = settings.get(key) if isinstance(settings, dict) else None
-            if not _zero(value):
-                raise InvalidArgument(f"network endpoint settings ({key}){NOT_YET}")
+    if mode.startswith("container:") and endpoints:
+        raise InvalidArgument("conflicting options: container type network can't be used "
+                              "with other networks")
 
 
 def merge_image_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ name; the image counts as in use meanwhile); makes the container's rootfs snapsh
 image's layers, gets its volumes from the `VolumeService` (made, copied up), writes its
 /etc/hostname, hosts and resolv.conf (owned by the remapped root under ``--userns-remap``)
 and its working directory, resolves the capsules it asks for (``HostConfig.Capsules``,
-skiff's own: `container_capsules`) and stores its row. If any step fails, what the earlier ones
+skiff's own: `container_capsules`) and stores its row, with an endpoint for each network
+it joins (`network_endpoints`). If any step fails, what the earlier ones
 made is undone.
 """
 
@@ -25,9 +26,12 @@ from skiff.engine.container_files import files_in, make_working_dir, write_files
 from skiff.engine.container_removal import drop_snapshot
 from skiff.engine.containers import _Live, _now, _swap_limit
 from skiff.engine.names import check_name, free_name, new_id
+from skiff.engine.network_endpoints import plan as plan_networks
+from skiff.engine.network_endpoints import record as record_networks
 from skiff.engine.oci_spec import compose_spec
 from skiff.engine.state_db import ContainerRow, NameTaken
 from skiff.engine.userns_remap import container_maps, maps_doc
+from skiff.errors import InvalidArgument, NoSuchNetwork
 from skiff.log import logger
 
 TYPE_CHECKING = False
@@ -57,6 +61,16 @@ def create(svc: ContainerService, body: dict[str, Any],
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]
     host = request.host_config
+    mode = host["NetworkMode"]
+    if mode.startswith("container:"):
+        svc._find(mode.partition(":")[2])  # Docker's 404 at create; it must run at start
+    try:
+        networks = plan_networks(svc.networks, mode, body.get("NetworkingConfig"),
+                                 str(config.get("MacAddress") or ""))
+    except NoSuchNetwork as e:
+        # Docker's words, but not its 404: a client takes a 404 at create for a missing
+        # image and pulls (moby itself finds out only at start, leaving the container made)
+        raise InvalidArgument(str(e)) from None
     folder = svc.container_dir(cid)
     idmaps = container_maps(svc.remap, host)
     # the whole spec, once, so that what the runtime would refuse is refused now
@@ -97,6 +111,9 @@ def create(svc: ContainerService, body: dict[str, Any],
                     svc.db.insert(row)
                 except NameTaken as e:
                     raise svc._name_conflict(e.name, e.holder) from None
+                undo.callback(svc.db.delete, cid)
+                undo.callback(svc.networks.db.forget, cid)
+                record_networks(svc.networks, cid, chosen, networks)
             undo.pop_all()
             svc.volumes.settle(cid)
         with svc._cond:

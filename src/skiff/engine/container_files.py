@@ -1,14 +1,18 @@
 """The /etc/hostname, /etc/hosts and /etc/resolv.conf a container sees, written as Docker
 writes them into its container folder and bound over the image's own.
 
-For a container with a network namespace of its own (``--network none``, and skiff's
-``default`` until bridge networks exist) /etc/hosts holds Docker's localhost and IPv6
-lines; with ``--network host`` it is a copy of the host's. ``--add-host`` entries follow
-either. /etc/resolv.conf is the host's with its localhost nameservers filtered out (they
-mean nothing in another network namespace) and Google's public resolvers in their place when
-none is left, as libnetwork does; ``--dns``, ``--dns-search`` and ``--dns-option`` replace
-the matching lines. With ``--network host`` the host's file is copied unchanged. The
-working directory (``-w``) is made in the rootfs at create, as dockerd makes it.
+For a container with a network namespace of its own /etc/hosts holds Docker's localhost
+and IPv6 lines, ``--add-host`` entries (``host-gateway`` meaning the gateway of its network,
+or the default bridge's) and, once it runs on a network, a line for each of its addresses
+with its hostname; with ``--network host`` it is a copy of the host's. /etc/resolv.conf is
+the host's with its localhost nameservers filtered out (they mean nothing in another
+network namespace) and Google's public resolvers in their place when none is left, as
+libnetwork does; on a user-defined network it names the embedded DNS server at 127.0.0.11
+instead (with ``options ndots:0``, as Docker's), which forwards other names to the host's
+resolvers or to ``--dns``. ``--dns``, ``--dns-search`` and ``--dns-option`` replace the
+matching lines. With ``--network host`` the host's file is copied unchanged. The files are
+written at create and again at each start (`write_network_files`), when the addresses are
+known. The working directory (``-w``) is made in the rootfs at create, as dockerd makes it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+    from skiff.engine.network_endpoints import NetworkFacts
+
 DEFAULT_HOSTS = ("127.0.0.1\tlocalhost\n"
                  "::1\tlocalhost ip6-localhost ip6-loopback\n"
                  "fe00::0\tip6-localnet\n"
@@ -33,6 +39,7 @@ DEFAULT_HOSTS = ("127.0.0.1\tlocalhost\n"
 DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 HOST_HOSTS = "/etc/hosts"
+EMBEDDED_DNS = "127.0.0.11"  # where the DNS server listens inside each container's netns
 
 
 def files_in(folder: str) -> ContainerFiles:
@@ -50,14 +57,20 @@ def _read(path: str) -> str:
 
 
 def hosts_text(network_mode: str, extra_hosts: Sequence[str] = (),
-               host_hosts: str | None = None) -> str:
+               host_hosts: str | None = None, own: Sequence[str] = (), hostname: str = "",
+               host_gateway: str = "") -> str:
+    """/etc/hosts: the base, the --add-host entries, then `own` addresses with `hostname`."""
     base = (_read(HOST_HOSTS) if host_hosts is None else host_hosts) \
         if network_mode == "host" else DEFAULT_HOSTS
     if base and not base.endswith("\n"):
         base += "\n"
     for entry in extra_hosts:
         name, _, address = entry.partition(":")
+        if address == "host-gateway":
+            address = host_gateway
         base += f"{address}\t{name}\n"
+    if hostname:
+        base += "".join(f"{address}\t{hostname}\n" for address in own)
     return base
 
 
@@ -66,8 +79,11 @@ def _is_localhost(address: str) -> bool:
 
 
 def resolv_conf_text(network_mode: str, dns: Sequence[str] = (), search: Sequence[str] = (),
-                     options: Sequence[str] = (), host_file: str | None = None) -> str:
+                     options: Sequence[str] = (), host_file: str | None = None,
+                     internal_dns: bool = False) -> str:
     text = _read(HOST_RESOLV_CONF) if host_file is None else host_file
+    if internal_dns:  # the embedded server forwards the rest (to --dns, if given)
+        return _embedded_resolv_conf(text, search, options)
     if network_mode == "host" and not (dns or search or options):
         return text
     nameservers: list[str] = []
@@ -100,15 +116,40 @@ def resolv_conf_text(network_mode: str, dns: Sequence[str] = (), search: Sequenc
     return "".join(out)
 
 
+def _embedded_resolv_conf(host_text: str, search: Sequence[str],
+                          options: Sequence[str]) -> str:
+    domains = list(search)
+    if not domains:
+        for line in host_text.splitlines():
+            words = line.split()
+            if words and words[0] in ("search", "domain"):
+                domains = words[1:]
+    opts = list(options)
+    if not any(o.startswith("ndots:") for o in opts):
+        opts.append("ndots:0")
+    out = "search " + " ".join(domains) + "\n" if domains and domains != ["."] else ""
+    return out + f"nameserver {EMBEDDED_DNS}\n" + "options " + " ".join(opts) + "\n"
+
+
 def write_files(files: ContainerFiles, config: dict[str, Any], host: dict[str, Any]) -> None:
-    """Write the three files for a container (Config and HostConfig as stored)."""
+    """Write the three files for a container (Config and HostConfig as stored), before it
+    has any address."""
+    write_network_files(files, config, host, None)
+
+
+def write_network_files(files: ContainerFiles, config: dict[str, Any], host: dict[str, Any],
+                        facts: NetworkFacts | None) -> None:
+    """Write the three files, with what `facts` says of the container's networks."""
     mode = host["NetworkMode"]
     hostname = config.get("Hostname") or ""
     _write(files.hostname, hostname + "\n")
-    _write(files.hosts, hosts_text(mode, host.get("ExtraHosts") or ()))
+    _write(files.hosts, hosts_text(mode, host.get("ExtraHosts") or (),
+                                   own=facts.addresses if facts else (), hostname=hostname,
+                                   host_gateway=facts.host_gateway if facts else ""))
     _write(files.resolv_conf, resolv_conf_text(mode, host.get("Dns") or (),
                                                host.get("DnsSearch") or (),
-                                               host.get("DnsOptions") or ()))
+                                               host.get("DnsOptions") or (),
+                                               internal_dns=bool(facts and facts.internal_dns)))
 
 
 def _write(path: str, text: str) -> None:

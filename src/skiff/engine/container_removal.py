@@ -117,6 +117,7 @@ def _destroy(svc: ContainerService, cid: str) -> None:
         except FileNotFoundError:
             pass
     svc.db.delete(cid)
+    svc.networks.db.forget(cid)  # its attachments, kept while it was stopped
     threading.Thread(target=empty_trash, args=(trash,), name="skiffd-trash",
                      daemon=True).start()
 

@@ -3,7 +3,9 @@ container.
 
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd, the mounts the `VolumeService` makes ready and the attached capsules'), makes the container's network
-namespace, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
+namespace and wires it into the container's networks (`network_endpoints.attach_all`, with
+its /etc/hosts and resolv.conf written for them) — or joins another's (``container:<id>``)
+—, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
 (the service's `start_monitor`), which runs the container and outlives skiffd; a start that
 fails leaves the container as it was, with the error and exit code in its state (and an
 AutoRemove container removed). `monitor_ended` is told when a run is over — by the
@@ -12,7 +14,8 @@ whoever finds a run's monitor gone: the exit file becomes the container's state 
 time, OOM kill) once, with the ``die`` event, and wakes the waiters; a monitor that died
 without writing one (killed) leaves a container nobody supervises, which is taken down and
 reported as exited with ``monitor gone`` — never silently lost. What the run leaves (its
-runtime container, its network namespace, the volumes' mounts) is tidied on another thread.
+runtime container, its endpoints and network namespace, the volumes' mounts) is tidied on
+another thread.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from skiff import jsonfast
 from skiff.engine.attach import stdio_of
 from skiff.engine.container_capsules import start_mounts
 from skiff.engine.container_config import log_limits
-from skiff.engine.container_files import files_in
+from skiff.engine.container_files import files_in, write_network_files
 from skiff.engine.container_removal import remove_quietly
 from skiff.engine.containers import MonitorRun, _now
 from skiff.engine.oci_spec import compose_spec_json, resolve_user
 from skiff.engine.userns_remap import maps_of
-from skiff.errors import ContainerConflict, NoSuchContainer, SkiffError
+from skiff.errors import (ContainerConflict, InvalidArgument, KernelError, NoSuchContainer,
+                          SkiffError)
 from skiff.log import logger
 from skiff.runtime import cgroup_warmup
 
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from skiff.engine.containers import ContainerService, _Live
+    from skiff.engine.oci_spec import ContainerFiles
     from skiff.engine.state_db import ContainerRow
 
 _log = logger("skiff.engine.containers")
@@ -75,15 +80,8 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
         rootfs = svc._mounted_rootfs(cid, row.image_id, idmaps)
         user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
         svc._runtime_delete(cid)  # what the last run left, if its tidying is under way
-        netns = None
-        if host["NetworkMode"] != "host" and idmaps is None:
-            from skiff.engine.netns import make_netns
-
-            netns = svc.netns_path(cid)
-            svc._release_netns(cid)  # a run's that ended while skiffd was away
-            make_netns(netns)
-        spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
-                                 files=files_in(svc.container_dir(cid)),
+        netns, files = _network_of(svc, row, idmaps is not None)
+        spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user, files=files,
                                  cgroup_parent=svc.cgroup_parent, netns=netns,
                                  idmaps=idmaps,
                                  mounts=svc.volumes.start_mounts(
@@ -130,6 +128,39 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
         svc._watcher.watch(cid, monitor_pid, bundle)
     else:
         monitor_ended(svc, cid, 0)  # no monitor to watch: it cannot be running
+
+
+def _network_of(svc: ContainerService, row: ContainerRow,
+                remapped: bool) -> tuple[str | None, ContainerFiles]:
+    """The network namespace the container joins and the files bound over its /etc/hosts,
+    /etc/resolv.conf and /etc/hostname: another container's (``container:<id>``, which
+    must be running), none of its own (``host``; a remapped container, whose runtime makes
+    one), or a new one wired into each of its networks, with its files written for them."""
+    cid, host = row.id, row.doc["HostConfig"]
+    mode = host["NetworkMode"]
+    files = files_in(svc.container_dir(cid))
+    if mode.startswith("container:"):
+        other = svc._find(mode.partition(":")[2])
+        if other.id == cid:
+            raise InvalidArgument("cannot join own network namespace")
+        if not svc._running(other):
+            raise ContainerConflict(f"cannot join network namespace of a non running "
+                                    f"container: {other.id}")
+        return svc.netns_path(other.id), files_in(svc.container_dir(other.id))
+    if mode == "host" or remapped:
+        return None, files
+    from skiff.engine.netns import make_netns
+    from skiff.engine.network_endpoints import attach_all, facts
+
+    netns = svc.netns_path(cid)
+    svc._release_netns(cid)  # a run's that ended while skiffd was away
+    make_netns(netns)
+    attach_all(svc.networks, row, netns)
+    try:
+        write_network_files(files, row.doc["Config"], host, facts(svc.networks, row))
+    except OSError as e:
+        raise KernelError.from_os("write", e, files.hosts) from None
+    return netns, files
 
 
 def _start_failed(svc: ContainerService, cid: str, message: str, code: int) -> None:

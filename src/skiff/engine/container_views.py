@@ -5,9 +5,8 @@ ContainerSummary (``GET /containers/json``), both from a stored row; `status_tex
 Docker's ``Up 3 seconds`` / ``Exited (0) 2 seconds ago`` / ``Created`` (go-units'
 HumanDuration); `ListFilter` is moby's list filtering (id and name as regular expressions,
 label, status, exited, ancestor, before, since, network, expose, health, isolation,
-is-task, volume, publish) over rows. The network settings are honest for what exists: a
-container in ``none`` or ``host`` mode shows that network, one in skiff's ``default`` mode
-(an isolated namespace until bridge networks come) shows none.
+is-task, volume, publish) over rows. The network settings are the network service's
+(`network_endpoints.endpoint_settings`), given to the shapes by the caller.
 """
 
 from __future__ import annotations
@@ -83,25 +82,19 @@ def command_text(path: str, args: Iterable[str]) -> str:
     return " ".join([path, *quoted]) if quoted else path
 
 
-def networks(network_mode: str) -> dict[str, Any]:
-    """The container's endpoints: the ``none`` or ``host`` network, or nothing yet."""
-    if network_mode not in ("none", "host"):
-        return {}
-    return {network_mode: {
-        "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
-        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
-        "DriverOpts": None}}
-
-
-def network_settings(network_mode: str, sandbox_key: str) -> dict[str, Any]:
+def network_settings(sandbox_key: str, networks: dict[str, Any]) -> dict[str, Any]:
+    """Docker's NetworkSettings: `networks` (EndpointSettings by network name), and the
+    default bridge's endpoint again at the top, as Docker shows it."""
+    top = networks.get("bridge") or {}
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": sandbox_key,
-        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-        "Networks": networks(network_mode),
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+        "EndpointID": top.get("EndpointID", ""), "Gateway": top.get("Gateway", ""),
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": top.get("IPAddress", ""), "IPPrefixLen": top.get("IPPrefixLen", 0),
+        "IPv6Gateway": "", "MacAddress": top.get("MacAddress", ""),
+        "Networks": networks,
     }
 
 
@@ -122,10 +115,11 @@ def state_doc(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def inspect_doc(row: ContainerRow, paths: dict[str, str],
-                graph: dict[str, str]) -> dict[str, Any]:
+def inspect_doc(row: ContainerRow, paths: dict[str, str], graph: dict[str, str],
+                networks: dict[str, Any]) -> dict[str, Any]:
     """Docker's ContainerInspect. `paths`: ResolvConfPath, HostnamePath, HostsPath, LogPath
-    (and SandboxKey); `graph`: the overlay's LowerDir, MergedDir, UpperDir, WorkDir."""
+    (and SandboxKey); `graph`: the overlay's LowerDir, MergedDir, UpperDir, WorkDir;
+    `networks`: its EndpointSettings by network name."""
     doc = row.doc
     host = doc["HostConfig"]
     return {
@@ -151,13 +145,15 @@ def inspect_doc(row: ContainerRow, paths: dict[str, str],
         "GraphDriver": {"Data": graph, "Name": "overlay2"},
         "Mounts": mount_views(doc.get("MountPoints")),
         "Config": container_config(doc["Config"]),
-        "NetworkSettings": network_settings(host["NetworkMode"], paths.get("SandboxKey", "")),
+        "NetworkSettings": network_settings(paths.get("SandboxKey", ""), networks),
     }
 
 
-def summary(row: ContainerRow, image: str, now: float | None = None) -> dict[str, Any]:
+def summary(row: ContainerRow, image: str, now: float | None = None,
+            networks: dict[str, Any] | None = None) -> dict[str, Any]:
     """Docker's ContainerSummary; `image` is what the Image column shows (the name the user
-    gave while it still names the same image, else the image ID)."""
+    gave while it still names the same image, else the image ID); `networks` its
+    EndpointSettings by network name."""
     doc = row.doc
     mode = doc["HostConfig"]["NetworkMode"]
     return {
@@ -172,7 +168,7 @@ def summary(row: ContainerRow, image: str, now: float | None = None) -> dict[str
         "State": state_string(row.state),
         "Status": status_text(row.state, now),
         "HostConfig": {"NetworkMode": mode},
-        "NetworkSettings": {"Networks": networks(mode)},
+        "NetworkSettings": {"Networks": networks or {}},
         "Mounts": mount_views(doc.get("MountPoints")),
     }
 
@@ -256,7 +252,9 @@ class ListFilter:
             return False
         if self.ancestors is not None and row.image_id not in self.ancestors:
             return False
-        if f.contains("network") and host["NetworkMode"] not in f.get("network"):
+        mode = host["NetworkMode"]
+        if f.contains("network") and not {mode, "bridge" if mode == "default" else mode} \
+                & set(f.get("network")):
             return False
         if f.contains("expose"):
             exposed = {_port_key(p) for p in config.get("ExposedPorts") or {}}

@@ -137,7 +137,9 @@ class ContainerService:
 
     def __init__(self, store: ImageStore, root: str, run: str, *, cgroup_parent: str = "/skiff",
                  start_monitor: Callable[[MonitorRun], int] | None = None,
-                 events: EventLog | None = None, remap: Remap | None = None) -> None:
+                 events: EventLog | None = None, remap: Remap | None = None,
+                 bridge_name: str = "", bridge_subnet: str = "") -> None:
+        from skiff.engine.networks import DEFAULT_BRIDGE, DEFAULT_SUBNET, NetworkService
         from skiff.store.snapshots import Snapshotter
 
         self.store = store
@@ -156,6 +158,10 @@ class ContainerService:
         self.remap = remap  # skiffd --userns-remap
         self.volumes = VolumeService(root, self.events)
         self.volumes.users = self.volume_users
+        self.networks = NetworkService(self.db, self.events,
+                                       bridge_name=bridge_name or DEFAULT_BRIDGE,
+                                       bridge_subnet=bridge_subnet or DEFAULT_SUBNET)
+        self.networks.containers = self
         self.capsules: CapsuleService | None = None  # the engine's, set with its hooks
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
@@ -172,6 +178,7 @@ class ContainerService:
         database, and take the cgroup parent if no container is left below it."""
         self._watcher.close()
         self.monitors.close()
+        self.networks.close()
         from skiff.runtime.cgroups import prune_parent
         prune_parent(self.cgroup_parent)  # when no container's cgroup is left below it
         self.db.close()
@@ -215,8 +222,14 @@ class ContainerService:
         return os.path.join(self.netns_dir, cid)
 
     def _release_netns(self, cid: str) -> None:
+        """What a run held of the network: its endpoints (veths, addresses), its namespace."""
+        from skiff.engine.network_endpoints import detach_all
         from skiff.engine.netns import release_netns
 
+        try:
+            detach_all(self.networks, cid)
+        except SkiffError as e:
+            _log.warning("container %s: %s", cid[:12], e)
         try:
             release_netns(self.netns_path(cid))
         except SkiffError as e:

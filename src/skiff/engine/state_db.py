@@ -1,4 +1,5 @@
-"""The engine's state database: one SQLite file (WAL) under SKIFF_ROOT, for containers.
+"""The engine's state database: one SQLite file (WAL) under SKIFF_ROOT, for containers
+(and, in tables of their own that `network_db` reads and writes, networks and endpoints).
 
 A container is one row: its ID, its name (unique: the database refuses a second holder, which
 is what makes concurrent creates with one name safe), its image ID, the moment it was made,
@@ -37,6 +38,21 @@ CREATE TABLE IF NOT EXISTS containers (
     created  TEXT NOT NULL,
     doc      TEXT NOT NULL,
     state    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS networks (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       TEXT NOT NULL UNIQUE,
+    name     TEXT NOT NULL UNIQUE,
+    created  TEXT NOT NULL,
+    doc      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    network_id   TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    address      TEXT,
+    doc          TEXT NOT NULL,
+    PRIMARY KEY (network_id, container_id),
+    UNIQUE (network_id, address)
 );
 """
 _COLUMNS = "seq, id, name, image_id, created, doc, state"

@@ -96,7 +96,7 @@ class SystemService:
             "DriverStatus": [["Backing Filesystem", _filesystem_of(engine.root)],
                              ["Supports d_type", "true"]],
             "DockerRootDir": engine.root,
-            "Plugins": {"Volume": ["local"], "Network": [], "Authorization": None, "Log": []},
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None, "Log": []},
             "MemoryLimit": True,
             "SwapLimit": cgroup_version == "2" or os.path.exists(
                 "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
