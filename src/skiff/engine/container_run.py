@@ -155,7 +155,9 @@ def _network_of(svc: ContainerService, row: ContainerRow,
     netns = svc.netns_path(cid)
     svc._release_netns(cid)  # a run's that ended while skiffd was away
     make_netns(netns)
-    attach_all(svc.networks, row, netns)
+    made = attach_all(svc.networks, row, netns)
+    if svc.networks.ports is not None:
+        svc.networks.ports.publish(row, made)
     try:
         write_network_files(files, row.doc["Config"], host, facts(svc.networks, row))
     except OSError as e:

@@ -82,13 +82,14 @@ def command_text(path: str, args: Iterable[str]) -> str:
     return " ".join([path, *quoted]) if quoted else path
 
 
-def network_settings(sandbox_key: str, networks: dict[str, Any]) -> dict[str, Any]:
+def network_settings(sandbox_key: str, networks: dict[str, Any],
+                     ports: dict[str, Any] | None = None) -> dict[str, Any]:
     """Docker's NetworkSettings: `networks` (EndpointSettings by network name), and the
-    default bridge's endpoint again at the top, as Docker shows it."""
+    default bridge's endpoint again at the top, as Docker shows it; `ports` its Ports."""
     top = networks.get("bridge") or {}
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": sandbox_key,
+        "LinkLocalIPv6PrefixLen": 0, "Ports": ports or {}, "SandboxKey": sandbox_key,
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": top.get("EndpointID", ""), "Gateway": top.get("Gateway", ""),
         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
@@ -116,10 +117,10 @@ def state_doc(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def inspect_doc(row: ContainerRow, paths: dict[str, str], graph: dict[str, str],
-                networks: dict[str, Any]) -> dict[str, Any]:
+                networks: dict[str, Any], ports: dict[str, Any] | None = None) -> dict[str, Any]:
     """Docker's ContainerInspect. `paths`: ResolvConfPath, HostnamePath, HostsPath, LogPath
     (and SandboxKey); `graph`: the overlay's LowerDir, MergedDir, UpperDir, WorkDir;
-    `networks`: its EndpointSettings by network name."""
+    `networks`: its EndpointSettings by network name; `ports`: NetworkSettings.Ports."""
     doc = row.doc
     host = doc["HostConfig"]
     return {
@@ -145,15 +146,16 @@ def inspect_doc(row: ContainerRow, paths: dict[str, str], graph: dict[str, str],
         "GraphDriver": {"Data": graph, "Name": "overlay2"},
         "Mounts": mount_views(doc.get("MountPoints")),
         "Config": container_config(doc["Config"]),
-        "NetworkSettings": network_settings(paths.get("SandboxKey", ""), networks),
+        "NetworkSettings": network_settings(paths.get("SandboxKey", ""), networks, ports),
     }
 
 
 def summary(row: ContainerRow, image: str, now: float | None = None,
-            networks: dict[str, Any] | None = None) -> dict[str, Any]:
+            networks: dict[str, Any] | None = None,
+            ports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Docker's ContainerSummary; `image` is what the Image column shows (the name the user
     gave while it still names the same image, else the image ID); `networks` its
-    EndpointSettings by network name."""
+    EndpointSettings by network name; `ports` its Ports in the list's shape."""
     doc = row.doc
     mode = doc["HostConfig"]["NetworkMode"]
     return {
@@ -163,7 +165,7 @@ def summary(row: ContainerRow, image: str, now: float | None = None,
         "ImageID": row.image_id,
         "Command": command_text(doc["Path"], doc["Args"]),
         "Created": int(parse_time(row.created) or 0),
-        "Ports": [],
+        "Ports": ports or [],
         "Labels": dict(doc["Config"].get("Labels") or {}),
         "State": state_string(row.state),
         "Status": status_text(row.state, now),

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from skiff.engine.containers import ContainerService
     from skiff.engine.events import EventLog
     from skiff.engine.network_db import EndpointRow
+    from skiff.engine.network_ports import NetworkPorts
     from skiff.engine.state_db import StateDB
 
 _log = logger("skiff.engine.networks")
@@ -89,6 +90,7 @@ class NetworkService:
         self.bridge_pool = ipam.parse_pool(bridge_subnet)
         self.routes = routes
         self.containers: ContainerService | None = None
+        self.ports: NetworkPorts | None = None  # published ports and the firewall (the engine's)
         self.lock = threading.RLock()  # a create's checks and insert, an allocation
         self._ready = False
         self.bridge_touched = False  # the default bridge was made or used by this engine
@@ -205,6 +207,7 @@ class NetworkService:
                     links.delete_bridge(bridge)
                 raise
             self._bridges.add(bridge)
+        self.endpoints_changed()
         self.events.emit("network", "create", nid, {"name": name, "type": "bridge"})
         return {"Id": nid, "Warning": ""}
 
@@ -278,6 +281,7 @@ class NetworkService:
         links.delete_bridge(bridge_of(row))
         self.forget_bridge(bridge_of(row))
         self.db.delete(row.id)  # the stopped containers' attachments go with it, as Docker's
+        self.endpoints_changed()
         self.events.emit("network", "destroy", row.id, {"name": row.name, "type": "bridge"})
 
     def prune(self, filters: Any = None) -> dict[str, Any]:
@@ -327,8 +331,9 @@ class NetworkService:
     def endpoints_changed(self) -> None:
         """Called after any endpoint was added or removed (a start, a run's end, connect,
         disconnect) and after a network was made or removed. The firewall re-applies its
-        rules from here (NAT for the bridges, isolation between them, published ports);
-        nothing else needs it yet."""
+        rules from here (NAT for the bridges, isolation between them, published ports)."""
+        if self.ports is not None:
+            self.ports.sync()
 
     def resolve(self, cid: str, name: str) -> builtins.list[str]:
         """The IPv4 addresses `name` resolves to for the container `cid`: on each user
@@ -357,6 +362,10 @@ class NetworkService:
 
         links.ensure_bridge(name, str(pool.gateway), pool.subnet.prefixlen, mtu_of(row))
         self._bridges.add(name)
+
+    def has_bridge(self, name: str) -> bool:
+        """Whether this engine made or found the bridge `name` (and has not removed it)."""
+        return name in self._bridges
 
     def forget_bridge(self, name: str) -> None:
         self._bridges.discard(name)
@@ -398,6 +407,13 @@ class NetworkService:
         """At skiffd's stop: the veths being deleted are gone, and the default bridge goes
         when no container runs on it."""
         self.settle()
+        try:
+            self._close_default_bridge()
+        finally:
+            if self.ports is not None:
+                self.ports.close()
+
+    def _close_default_bridge(self) -> None:
         if not self.bridge_touched:
             return
         try:
