@@ -210,6 +210,8 @@ def monitor_ended(svc: ContainerService, cid: str, monitor_pid: int) -> None:
         ended = {"ExitCode": status.exit_code, "FinishedAt": status.finished_at,
                  "OOMKilled": status.oom_killed, "Error": status.error,
                  "RestartCount": status.restart_count}
+    if svc.networks.ports is not None:
+        svc.networks.ports.run_ended(cid)  # its ports free when its end is told, as dockerd's
     if _record_exit(svc, cid, monitor_pid, ended):
         # told at once; what the run leaves (the runtime container, which its monitor
         # may still be deleting, and the network namespace) goes on another thread

@@ -103,6 +103,13 @@ class NetworkPorts:
             raise
         return got
 
+    def run_ended(self, cid: str) -> None:
+        """The run of `cid` is over: its ports freed and the table without them, before
+        its end is told (so a ``stop`` returns with them free); its endpoints go later."""
+        if self._publisher is not None and self._publisher.published(cid):
+            self._publisher.unpublish(cid)
+            self.sync()
+
     def unpublish(self, cid: str) -> None:
         """Free the ports of `cid` (its run is over); the caller syncs the table after."""
         if self._publisher is not None:
