@@ -344,8 +344,11 @@ def test_skiffd_restart_keeps_networks_and_allocations(tmp_root: Path) -> None:
         a = skiff(d, "run", "-d", "--network", name, "busybox", "sleep", "120").stdout.strip()
         ip_a = ip_of(d, a, name)
         stop_skiffd(d)
+        # what a host reboot would do to the network under the running container
+        subprocess.run(["ip", "link", "del", f"br-{nid[:12]}"], check=True)
         d = start_skiffd(workdir)
         assert ip_of(d, a, name) == ip_a  # still running, still its address
+        assert len(links_on(f"br-{nid[:12]}")) == 1  # its bridge made again, its veth on it
         b = skiff(d, "run", "-d", "--network", name, "busybox", "sleep", "60").stdout.strip()
         assert ip_of(d, b, name) != ip_a  # which is not handed out again
         skiff(d, "exec", b, "ping", "-c1", "-W2", ip_a)
@@ -363,3 +366,37 @@ def test_skiffd_restart_keeps_networks_and_allocations(tmp_root: Path) -> None:
             stop_skiffd(d, check=False)
             shutil.rmtree(workdir, ignore_errors=True)
     assert not links_left(host_links() - before)
+
+
+def test_a_network_removed_under_a_stopped_container(daemon: Skiffd) -> None:
+    name, _ = network(daemon)
+    c = skiff(daemon, "create", "--network", name, "busybox", "true").stdout.strip()
+    skiff(daemon, "network", "rm", name)  # no active endpoint: Docker lets it go
+    p = skiff(daemon, "start", c, check=False)
+    assert p.returncode == 1 and f"network {name} not found" in p.stderr
+    assert inspect(daemon, c)["State"]["Status"] == "created"
+
+
+def test_network_events(daemon: Skiffd) -> None:
+    import time
+    from urllib.parse import quote
+
+    since = time.time() - 1
+    name, nid = network(daemon)
+    c = skiff(daemon, "run", "-d", "busybox", "sleep", "60").stdout.strip()
+    skiff(daemon, "network", "connect", name, c)
+    skiff(daemon, "network", "disconnect", name, c)
+    skiff(daemon, "network", "rm", name)
+    filters = quote(json.dumps({"type": ["network"]}))
+    status, _, body = daemon.request(
+        "GET", f"/events?since={since:.3f}&until={time.time() + 1:.3f}&filters={filters}")
+    assert status == 200
+    events = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    mine = [(e["Action"], e["Actor"]["Attributes"].get("container")) for e in events
+            if e["Actor"]["ID"] == nid]
+    assert mine == [("create", None), ("connect", c), ("disconnect", c), ("destroy", None)]
+    bridge = daemon.json("GET", "/networks/bridge")[1]["Id"]
+    assert ("connect", c) in [(e["Action"], e["Actor"]["Attributes"].get("container"))
+                              for e in events if e["Actor"]["ID"] == bridge]  # at its start
+    assert all(e["Type"] == "network" and e["Actor"]["Attributes"]["type"] == "bridge"
+               for e in events)

@@ -23,6 +23,18 @@ def test_hosts() -> None:
     assert DEFAULT_HOSTS.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost")
     assert hosts_text("default", ["db:10.1.2.3"]).endswith("10.1.2.3\tdb\n")
     assert hosts_text("host", [], host_hosts="1.2.3.4 me") == "1.2.3.4 me\n"
+    on_networks = hosts_text("default", ["gw:host-gateway"], own=["10.5.0.2", "10.6.0.3"],
+                             hostname="box", host_gateway="10.5.0.1")
+    assert on_networks == DEFAULT_HOSTS + "10.5.0.1\tgw\n10.5.0.2\tbox\n10.6.0.3\tbox\n"
+
+
+def test_resolv_conf_of_a_user_network_names_the_embedded_server() -> None:
+    text = resolv_conf_text("mynet", host_file=HOST_RESOLV, internal_dns=True)
+    assert text == "search corp.example\nnameserver 127.0.0.11\noptions ndots:0\n"
+    text = resolv_conf_text("mynet", ["1.1.1.1"], ["a.example"], ["ndots:3", "edns0"],
+                            host_file=HOST_RESOLV, internal_dns=True)
+    # --dns servers are the embedded server's to forward to, not the container's to ask
+    assert text == "search a.example\nnameserver 127.0.0.11\noptions ndots:3 edns0\n"
 
 
 def test_resolv_conf_filters_localhost_and_falls_back_to_public_resolvers() -> None:
@@ -50,6 +62,9 @@ def test_write_files(tmp_path: Path) -> None:
     assert Path(files.hostname).read_text() == "box\n"
     assert Path(files.hosts).read_text() == DEFAULT_HOSTS + "1.2.3.4\tx\n"
     assert "nameserver 1.1.1.1\n" in Path(files.resolv_conf).read_text()
+    write_files(files, {"Hostname": "box"}, {"NetworkMode": "host",
+                                             "ExtraHosts": ["gw:host-gateway"]}, "172.29.0.1")
+    assert Path(files.hosts).read_text().endswith("172.29.0.1\tgw\n")
 
 
 def test_working_dir(tmp_path: Path) -> None:

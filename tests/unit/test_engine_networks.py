@@ -211,3 +211,16 @@ def test_endpoint_settings_and_list_filters(net: NetworkService) -> None:
         net.list({"type": ["weird"]})
     assert net.inspect("front")["Containers"][web.id]["IPv4Address"] == "10.7.0.2/24"
     assert "_UserSubnet" not in net.inspect("front")
+
+
+def test_upstream_servers_for_the_dns_server(net: NetworkService) -> None:
+    web = container(net, "web")
+    from skiff.engine.container_files import host_nameservers
+
+    assert net.upstream_servers(web.id) == host_nameservers()
+    assert host_nameservers("nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch x\n") == \
+        ["10.0.0.2"]
+    crow = net.containers.db.get(web.id)  # type: ignore[union-attr]
+    crow.doc["HostConfig"]["Dns"] = ["192.0.2.53"]
+    net.containers.db.set_doc(web.id, crow.doc)  # type: ignore[union-attr]
+    assert net.upstream_servers(web.id) == ["192.0.2.53"]

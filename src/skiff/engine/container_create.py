@@ -94,7 +94,8 @@ def create(svc: ContainerService, body: dict[str, Any],
             undo.callback(shutil.rmtree, folder, ignore_errors=True)
             if idmaps is not None:  # as Docker: its root may reach the files bound in
                 os.chown(folder, 0, idmaps.host_ids()[1])
-            write_files(files_in(folder), config, host)
+            write_files(files_in(folder), config, host,
+                        str(svc.networks.bridge_pool.gateway))
             if idmaps is not None:  # root's inside, as Docker chowns them
                 bound = files_in(folder)
                 for path in (bound.hostname, bound.hosts, bound.resolv_conf):

@@ -78,6 +78,16 @@ def _is_localhost(address: str) -> bool:
     return address.startswith("127.") or address in ("::1", "0:0:0:0:0:0:0:1")
 
 
+def host_nameservers(text: str | None = None) -> list[str]:
+    """The host's resolvers (/etc/resolv.conf, or `text`) that are not loopback addresses."""
+    found = []
+    for line in (_read(HOST_RESOLV_CONF) if text is None else text).splitlines():
+        words = line.split()
+        if len(words) > 1 and words[0] == "nameserver" and not _is_localhost(words[1]):
+            found.append(words[1])
+    return found
+
+
 def resolv_conf_text(network_mode: str, dns: Sequence[str] = (), search: Sequence[str] = (),
                      options: Sequence[str] = (), host_file: str | None = None,
                      internal_dns: bool = False) -> str:
@@ -131,25 +141,28 @@ def _embedded_resolv_conf(host_text: str, search: Sequence[str],
     return out + f"nameserver {EMBEDDED_DNS}\n" + "options " + " ".join(opts) + "\n"
 
 
-def write_files(files: ContainerFiles, config: dict[str, Any], host: dict[str, Any]) -> None:
+def write_files(files: ContainerFiles, config: dict[str, Any], host: dict[str, Any],
+                host_gateway: str = "") -> None:
     """Write the three files for a container (Config and HostConfig as stored), before it
-    has any address."""
-    write_network_files(files, config, host, None)
+    has any address; `host_gateway` is what ``--add-host …:host-gateway`` means until then
+    (the default bridge's gateway, as dockerd's default --host-gateway-ip)."""
+    from skiff.engine.network_endpoints import NetworkFacts
+
+    write_network_files(files, config, host, NetworkFacts([], False, host_gateway))
 
 
 def write_network_files(files: ContainerFiles, config: dict[str, Any], host: dict[str, Any],
-                        facts: NetworkFacts | None) -> None:
+                        facts: NetworkFacts) -> None:
     """Write the three files, with what `facts` says of the container's networks."""
     mode = host["NetworkMode"]
     hostname = config.get("Hostname") or ""
     _write(files.hostname, hostname + "\n")
-    _write(files.hosts, hosts_text(mode, host.get("ExtraHosts") or (),
-                                   own=facts.addresses if facts else (), hostname=hostname,
-                                   host_gateway=facts.host_gateway if facts else ""))
+    _write(files.hosts, hosts_text(mode, host.get("ExtraHosts") or (), own=facts.addresses,
+                                   hostname=hostname, host_gateway=facts.host_gateway))
     _write(files.resolv_conf, resolv_conf_text(mode, host.get("Dns") or (),
                                                host.get("DnsSearch") or (),
                                                host.get("DnsOptions") or (),
-                                               internal_dns=bool(facts and facts.internal_dns)))
+                                               internal_dns=facts.internal_dns))
 
 
 def _write(path: str, text: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from skiff import jsonfast
 from skiff.engine.attach import stdio_of
@@ -154,8 +155,11 @@ def _network_of(svc: ContainerService, row: ContainerRow,
 
     netns = svc.netns_path(cid)
     svc._release_netns(cid)  # a run's that ended while skiffd was away
+    began = time.perf_counter()
     make_netns(netns)
     made = attach_all(svc.networks, row, netns)
+    _log.debug("container %s: network namespace and %d endpoint(s) in %.1f ms", cid[:12],
+               len(made), (time.perf_counter() - began) * 1e3)
     if svc.networks.ports is not None:
         svc.networks.ports.publish(row, made)
     try:

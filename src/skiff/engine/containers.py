@@ -230,8 +230,11 @@ class ContainerService:
         from skiff.engine.network_endpoints import detach_all
         from skiff.engine.netns import release_netns
 
+        began = time.perf_counter()
         try:
             detach_all(self.networks, cid)
+            _log.debug("container %s: endpoints taken down in %.1f ms", cid[:12],
+                       (time.perf_counter() - began) * 1e3)
         except SkiffError as e:
             _log.warning("container %s: %s", cid[:12], e)
         try:

@@ -143,7 +143,11 @@ def record(net: NetworkService, cid: str, name: str,
 
 # -- start and the end of a run -------------------------------------------------------------
 def attach_all(net: NetworkService, crow: ContainerRow, netns: str) -> list[EndpointRow]:
-    """Wire the container into each of its bridge networks (made or nothing)."""
+    """Wire the container into each of its bridge networks (made or nothing). A network
+    its NetworkMode names that was removed meanwhile is Docker's 404 at start."""
+    primary = mode_network(crow.doc["HostConfig"]["NetworkMode"])
+    if primary is not None and primary not in PREDEFINED:
+        net.find(primary)
     made: list[EndpointRow] = []
     try:
         for ep in net.db.endpoints(cid=crow.id):

@@ -395,6 +395,18 @@ class NetworkService:
         for worker in pending:
             worker.join()
 
+    def upstream_servers(self, cid: str) -> builtins.list[str]:
+        """Where the DNS server forwards the names it does not know, for the container
+        `cid`: its ``--dns`` servers, else the host's resolvers that are not loopback
+        addresses (which mean nothing in the container's namespace)."""
+        crow = self.containers.db.get(cid) if self.containers is not None else None
+        given = list(crow.doc["HostConfig"].get("Dns") or []) if crow is not None else []
+        if given:
+            return given
+        from skiff.engine.container_files import host_nameservers
+
+        return host_nameservers()
+
     # -- engine start and stop --------------------------------------------------------------
     def reconcile(self, running: set[str]) -> None:
         """At skiffd's start: the addresses of containers that are not running go back to

@@ -66,7 +66,9 @@ def _off_the_loop(fn: Callable[..., T]) -> Callable[..., T]:
     def call(*args: Any, **kwargs: Any) -> T:
         import asyncio
 
-        if asyncio._get_running_loop() is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop runs on this thread: the common case
             return fn(*args, **kwargs)
         out: list[Any] = []
         failed: list[BaseException] = []
@@ -265,9 +267,10 @@ def add_endpoint(ep: Endpoint) -> None:
         except OSError as e:
             raise KernelError.from_os("open", e, ep.netns) from None
         try:
-            ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=ep.mtu,
-                     peer={"ifname": ep.ifname, "net_ns_fd": fd, "address": ep.mac,
-                           "mtu": ep.mtu})
+            # one message: the pair, its host end on the bridge and up, its peer inside
+            ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=ep.mtu, master=bridge,
+                     state="up", peer={"ifname": ep.ifname, "net_ns_fd": fd,
+                                       "address": ep.mac, "mtu": ep.mtu})
         except Exception as e:  # noqa: BLE001
             raise _failure("link add veth", ep.host_ifname, e) from None
         finally:
@@ -276,7 +279,6 @@ def add_endpoint(ep: Endpoint) -> None:
             host = _index(ipr, ep.host_ifname)
             if host is None:
                 raise KernelError("netlink link lookup", errno.ENODEV, ep.host_ifname)
-            ipr.link("set", index=host, master=bridge, state="up")
             _hairpin(ipr, host)
             _in_netns(ep.netns, lambda inner: _configure_inside(inner, ep))
         except BaseException as e:
