@@ -88,11 +88,13 @@ class Processes:
                     proc.wait()
 
 
-def start_skiffd(procs: Processes, work: Path) -> tuple[list[str], dict[str, str]]:
-    """A skiffd on `work`/skiff-root and `work`/skiff-run; returns (skiff argv, its env)."""
+def start_skiffd(procs: Processes, work: Path,
+                 *extra: str) -> tuple[list[str], dict[str, str]]:
+    """A skiffd on `work`/skiff-root and `work`/skiff-run (flags `extra` on top); returns
+    (skiff argv, its env)."""
     env = dict(os.environ, SKIFF_ROOT=str(work / "skiff-root"), SKIFF_RUN=str(work / "skiff-run"))
     sock = work / "skiff-run" / "skiff.sock"
-    procs.start("skiffd", [str(VENV_BIN / "skiffd"), "--host", f"unix://{sock}"],
+    procs.start("skiffd", [str(VENV_BIN / "skiffd"), "--host", f"unix://{sock}", *extra],
                 work / "skiffd.log", env=env)
     cli = [str(VENV_BIN / "skiff"), "-H", f"unix://{sock}"]
     wait_for("skiffd", lambda: answers(cli + ["version"], env))
