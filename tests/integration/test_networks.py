@@ -272,8 +272,18 @@ def test_container_network_mode_joins_the_other(daemon: Skiffd) -> None:
 def test_ls_filters_and_prune(daemon: Skiffd) -> None:
     kept, _ = network(daemon, "--label", "keep=yes")
     gone, _ = network(daemon)
-    used, _ = network(daemon)
-    skiff(daemon, "run", "-d", "--network", used, "busybox", "sleep", "60")
+    used, used_id = network(daemon)
+    c = skiff(daemon, "run", "-d", "--network", used, "busybox", "sleep", "60").stdout.strip()
+    other = skiff(daemon, "run", "-d", "busybox", "sleep", "60").stdout.strip()
+    skiff(daemon, "network", "connect", kept, other)
+    assert skiff(daemon, "ps", "-q", "--no-trunc", "-f", f"network={used}").stdout.split() == [c]
+    assert skiff(daemon, "ps", "-q", "--no-trunc", "-f", f"network={used_id}").stdout.split() \
+        == [c]
+    assert skiff(daemon, "ps", "-q", "--no-trunc", "-f", f"network={kept}").stdout.split() \
+        == [other]  # connected later, found by it too
+    assert skiff(daemon, "ps", "-q", "--no-trunc", "-f", "network=bridge").stdout.split() \
+        == [other]
+    skiff(daemon, "rm", "-f", other)
     names = skiff(daemon, "network", "ls", "--format", "{{.Name}}").stdout.split()
     assert {"bridge", "host", "none", kept, gone, used} <= set(names)
     custom = skiff(daemon, "network", "ls", "-f", "type=custom", "--format", "{{.Name}}")

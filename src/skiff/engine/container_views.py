@@ -194,12 +194,15 @@ def _port_key(text: str) -> str:
 class ListFilter:
     """moby's list filtering, prepared once for a list call. `resolve` turns a before/since
     value (an ID, prefix or name) into its row; `image_ids` turns ancestor values into the
-    image IDs they name."""
+    image IDs they name; `networks_of` a container's ID into the names and IDs of the
+    networks it is attached to (the network filter's; its NetworkMode without it)."""
 
     def __init__(self, filters: Filters, resolve: Callable[[str], ContainerRow],
-                 image_ids: Callable[[list[str]], set[str]]) -> None:
+                 image_ids: Callable[[list[str]], set[str]],
+                 networks_of: Callable[[str], set[str]] | None = None) -> None:
         filters.validate(LIST_FILTERS)
         self.f = filters
+        self.networks_of = networks_of
         for status in filters.get("status"):
             if status not in STATUSES:
                 raise InvalidArgument(f"invalid filter 'status={status}'")
@@ -254,10 +257,12 @@ class ListFilter:
             return False
         if self.ancestors is not None and row.image_id not in self.ancestors:
             return False
-        mode = host["NetworkMode"]
-        if f.contains("network") and not {mode, "bridge" if mode == "default" else mode} \
-                & set(f.get("network")):
-            return False
+        if f.contains("network"):
+            mode = host["NetworkMode"]
+            joined = self.networks_of(row.id) if self.networks_of is not None else \
+                {mode, "bridge" if mode == "default" else mode}
+            if not joined & set(f.get("network")):
+                return False
         if f.contains("expose"):
             exposed = {_port_key(p) for p in config.get("ExposedPorts") or {}}
             if not any(_port_key(v) in exposed for v in f.get("expose")):

@@ -22,7 +22,9 @@ The container's other verbs take the service too: `container_control` (pause, un
 rename, update), `container_stats` (top, stats), `container_archive` (cp, export, diff),
 `container_capsules` (capsule attach and detach, over the engine's `CapsuleService`, which
 the engine gives the service as `capsules`) and `commit`; restart policies and health checks are the `Supervisor`'s
-(`container_supervision`).
+(`container_supervision`). Its networks are the `NetworkService` it holds as `networks`
+(`network_endpoints`: a container's endpoints, recorded at create, wired at each start and
+taken down when the run ends — with its network namespace, in `_release_netns`).
 
 Threads: the API calls in from many worker threads. Each container has an operation lock
 (start, stop's signal, kill and remove of one container never interleave); state changes go

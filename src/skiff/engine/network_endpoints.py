@@ -439,6 +439,16 @@ def facts(net: NetworkService, crow: ContainerRow) -> NetworkFacts:
     return NetworkFacts([str(ep.address) for ep in eps], user, gateway)
 
 
+def networks_of(net: NetworkService, cid: str) -> set[str]:
+    """The names and IDs of the networks the container is attached to (``ps -f network``)."""
+    out: set[str] = set()
+    for ep in net.db.endpoints(cid=cid):
+        row = net.db.get(ep.network_id)
+        if row is not None:
+            out |= {row.name, row.id}
+    return out
+
+
 def endpoint_settings(net: NetworkService, crow: ContainerRow) -> dict[str, dict[str, Any]]:
     """NetworkSettings.Networks: Docker's EndpointSettings for each network joined."""
     out: dict[str, dict[str, Any]] = {}

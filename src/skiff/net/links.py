@@ -14,11 +14,14 @@ idempotent (a missing link is no error), creations are made-or-nothing: a failur
 deletes what was made, and the error says which netlink call failed on which link.
 
 Speed: importing pyroute2 costs about 160 ms, so it is imported on first use, and `warm`
-does that import on a background thread when skiffd starts. Each call opens its own
-netlink socket (under a millisecond): pyroute2's synchronous sockets keep per-thread
-state, and skiffd calls in from many threads. Work inside a container's namespace runs on
-a short-lived thread that has joined that namespace (a namespace is a thread's, so
-skiffd's other threads stay where they are), with a socket opened there.
+does that import (and opens the host's socket) on a background thread when skiffd starts.
+The host-side calls all run on one thread that keeps one netlink socket (`_HostSocket`):
+pyroute2's synchronous sockets keep per-thread state and an asyncio loop of their own,
+while skiffd calls in from many threads, one of them running its own loop. Work inside a
+container's namespace runs on a short-lived thread that has joined that namespace (a
+namespace is a thread's, so skiffd's other threads stay where they are), with a socket
+opened there. A veth pair is one message (its host end made on its bridge and up, its
+peer made inside the namespace), then three calls inside: a start costs about 5 ms here.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from skiff.kernel import syscall
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -44,47 +47,102 @@ def warm() -> threading.Thread:
     """Import pyroute2 on a background thread (skiffd's start), so that the first
     container start does not pay for it."""
     def load() -> None:
-        from pyroute2 import IPRoute  # noqa: F401
+        _HOST.run(_nothing)  # pyroute2 imported, the host's socket open
 
     worker = threading.Thread(target=load, name="skiffd-netlink-warm", daemon=True)
     worker.start()
     return worker
 
 
+def on_own_thread(work: Callable[[], T], name: str) -> T:
+    """`work()` on a new thread, waited for: its result, or its error raised here. For
+    what must not touch the caller's thread — a namespace joined is the thread's, and
+    pyroute2's loop cannot run where another runs."""
+    out: list[Any] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            failed.append(e)
+
+    worker = threading.Thread(target=run, name=name)
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return out[0]  # type: ignore[no-any-return]
+
+
+def _nothing(ipr: Any) -> None:
+    pass
+
+
 def _iproute() -> Any:
     from pyroute2 import IPRoute
 
-    return IPRoute()
+    # no multicast groups: a socket that lives on must not queue every link event
+    return IPRoute(groups=0)
 
 
-def _off_the_loop(fn: Callable[..., T]) -> Callable[..., T]:
-    """pyroute2's synchronous socket runs an asyncio loop of its own, which cannot run on a
-    thread whose loop is running (skiffd's, at its stop): there, `fn` goes on a thread."""
+class _HostSocket:
+    """One netlink socket in skiffd's own network namespace, kept on a thread of its own
+    that runs every host-side call in turn: a socket is made once, not per call (under a
+    millisecond each, paid twice a run), pyroute2's per-thread state stays on one thread,
+    and its asyncio loop never meets a running one (skiffd's, at its stop)."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
+                                             threading.Event, list[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(iproute, *args)` on the socket's thread; its result, or its error raised."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="skiffd-netlink",
+                                                daemon=True)
+                self._thread.start()
+        done = threading.Event()
+        box: list[Any] = []
+        self._calls.put((fn, args, done, box))
+        done.wait()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def _serve(self) -> None:
+        ipr = None
+        while True:
+            fn, args, done, box = self._calls.get()
+            try:
+                if ipr is None:
+                    ipr = _iproute()
+                box.append((True, fn(ipr, *args)))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                box.append((False, e))
+                if isinstance(e, OSError) and not hasattr(e, "code") and ipr is not None:
+                    ipr.close()  # the socket itself failed: a new one for the next call
+                    ipr = None
+            finally:
+                done.set()
+
+
+_HOST = _HostSocket()
+
+
+def _on_host(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn(iproute, …)` as a call `fn(…)` run on the host's netlink thread."""
     import functools
 
     @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> T:
-        import asyncio
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # no loop runs on this thread: the common case
-            return fn(*args, **kwargs)
-        out: list[Any] = []
-        failed: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                out.append(fn(*args, **kwargs))
-            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-                failed.append(e)
-
-        worker = threading.Thread(target=work, name="skiffd-netlink")
-        worker.start()
-        worker.join()
-        if failed:
-            raise failed[0]
-        return out[0]  # type: ignore[no-any-return]
+    def call(*args: Any) -> T:
+        return _HOST.run(fn, *args)
 
     return call
 
@@ -103,14 +161,10 @@ def _index(ipr: Any, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
-@_off_the_loop
-def link_exists(name: str) -> bool:
+@_on_host
+def link_exists(ipr: Any, name: str) -> bool:
     """Whether the host has a link called `name`."""
-    ipr = _iproute()
-    try:
-        return _index(ipr, name) is not None
-    finally:
-        ipr.close()
+    return _index(ipr, name) is not None
 
 
 def _enable_forwarding(path: str = IP_FORWARD) -> None:
@@ -123,37 +177,33 @@ def _enable_forwarding(path: str = IP_FORWARD) -> None:
         raise KernelError.from_os("write", e, path) from None
 
 
-@_off_the_loop
-def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> bool:
+@_on_host
+def ensure_bridge(ipr: Any, name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> bool:
     """The bridge `name` with `gateway`/`prefixlen` on it, up; True when it was made now."""
-    ipr = _iproute()
     made = False
-    try:
-        index = _index(ipr, name)
-        if index is None:
-            try:
-                ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-            except Exception as e:  # noqa: BLE001 - pyroute2's NetlinkError and OSError
-                raise _failure("link add bridge", name, e) from None
-            made = True
-            index = _index(ipr, name)
+    index = _index(ipr, name)
+    if index is None:
         try:
-            if index is None:
-                raise KernelError("netlink link lookup", errno.ENODEV, name)
-            have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=2)}
-            if gateway not in have:
-                ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
-            ipr.link("set", index=index, state="up")
-            _enable_forwarding()
-        except Exception as e:  # noqa: BLE001
-            if made:
-                _delete(ipr, name)
-            if isinstance(e, KernelError):
-                raise
-            raise _failure("address add", name, e) from None
-        return made
-    finally:
-        ipr.close()
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        except Exception as e:  # noqa: BLE001 - pyroute2's NetlinkError and OSError
+            raise _failure("link add bridge", name, e) from None
+        made = True
+        index = _index(ipr, name)
+    try:
+        if index is None:
+            raise KernelError("netlink link lookup", errno.ENODEV, name)
+        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=2)}
+        if gateway not in have:
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        ipr.link("set", index=index, state="up")
+        _enable_forwarding()
+    except Exception as e:  # noqa: BLE001
+        if made:
+            _delete(ipr, name)
+        if isinstance(e, KernelError):
+            raise
+        raise _failure("address add", name, e) from None
+    return made
 
 
 def _delete(ipr: Any, name: str) -> bool:
@@ -174,15 +224,18 @@ def delete_bridge(name: str) -> bool:
     return delete_link(name)
 
 
-@_off_the_loop
 def delete_link(name: str) -> bool:
     """Remove the host's link `name` (a bridge, or a veth with its peer); False when
-    there was none."""
-    ipr = _iproute()
-    try:
-        return _delete(ipr, name)
-    finally:
-        ipr.close()
+    there was none. On a socket and thread of its own: a deletion waits for the kernel's
+    RCU grace period (tens of milliseconds), which the host's thread must not wait for."""
+    def work() -> bool:
+        ipr = _iproute()
+        try:
+            return _delete(ipr, name)
+        finally:
+            ipr.close()
+
+    return on_own_thread(work, "skiffd-netlink-delete")
 
 
 def delete_endpoint(host_ifname: str) -> bool:
@@ -190,38 +243,31 @@ def delete_endpoint(host_ifname: str) -> bool:
     return delete_link(host_ifname)
 
 
-@_off_the_loop
-def unplug(host_ifname: str) -> bool:
+@_on_host
+def unplug(ipr: Any, host_ifname: str) -> bool:
     """Take a veth's host end off its bridge and down (a millisecond, where deleting the
     pair waits for the kernel's RCU grace period, tens of milliseconds): no frame reaches
     the peer any more, so its address may be given again before the pair is deleted.
     False when the link is gone already."""
-    ipr = _iproute()
+    index = _index(ipr, host_ifname)
+    if index is None:
+        return False
     try:
-        index = _index(ipr, host_ifname)
-        if index is None:
+        ipr.link("set", index=index, state="down", master=0)
+    except Exception as e:  # noqa: BLE001
+        if getattr(e, "code", None) == errno.ENODEV:
             return False
-        try:
-            ipr.link("set", index=index, state="down", master=0)
-        except Exception as e:  # noqa: BLE001
-            if getattr(e, "code", None) == errno.ENODEV:
-                return False
-            raise _failure("link set nomaster down", host_ifname, e) from None
-        return True
-    finally:
-        ipr.close()
+        raise _failure("link set nomaster down", host_ifname, e) from None
+    return True
 
 
 def _in_netns(path: str, work: Callable[[Any], None]) -> None:
     """Run `work(iproute)` on a thread inside the network namespace kept at `path`."""
-    failed: list[BaseException] = []
-
     def inside() -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
-            failed.append(KernelError.from_os("open", e, path))
-            return
+            raise KernelError.from_os("open", e, path) from None
         try:
             syscall.setns(fd, syscall.CLONE_NEWNET, path)
             ipr = _iproute()
@@ -229,16 +275,10 @@ def _in_netns(path: str, work: Callable[[Any], None]) -> None:
                 work(ipr)
             finally:
                 ipr.close()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            failed.append(e)
         finally:
             os.close(fd)
 
-    worker = threading.Thread(target=inside, name="skiffd-netns-links")
-    worker.start()
-    worker.join()
-    if failed:
-        raise failed[0]
+    on_own_thread(inside, "skiffd-netns-links")
 
 
 class Endpoint:
@@ -254,40 +294,43 @@ class Endpoint:
         self.gateway = gateway  # None: no default route (an internal network)
 
 
-@_off_the_loop
 def add_endpoint(ep: Endpoint) -> None:
     """Make `ep`'s veth pair and configure both ends (made or nothing)."""
-    ipr = _iproute()
+    _HOST.run(_add_pair, ep)
     try:
-        bridge = _index(ipr, ep.bridge)
-        if bridge is None:
-            raise KernelError("netlink link lookup", errno.ENODEV, ep.bridge, "no such bridge")
-        try:
-            fd = os.open(ep.netns, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise KernelError.from_os("open", e, ep.netns) from None
-        try:
-            # one message: the pair, its host end on the bridge and up, its peer inside
-            ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=ep.mtu, master=bridge,
-                     state="up", peer={"ifname": ep.ifname, "net_ns_fd": fd,
-                                       "address": ep.mac, "mtu": ep.mtu})
-        except Exception as e:  # noqa: BLE001
-            raise _failure("link add veth", ep.host_ifname, e) from None
-        finally:
-            os.close(fd)
-        try:
-            host = _index(ipr, ep.host_ifname)
-            if host is None:
-                raise KernelError("netlink link lookup", errno.ENODEV, ep.host_ifname)
-            _hairpin(ipr, host)
-            _in_netns(ep.netns, lambda inner: _configure_inside(inner, ep))
-        except BaseException as e:
-            _delete(ipr, ep.host_ifname)
-            if isinstance(e, KernelError):
-                raise
-            raise _failure("link set", ep.host_ifname, e) from None
+        _in_netns(ep.netns, lambda inner: _configure_inside(inner, ep))
+    except BaseException as e:
+        delete_link(ep.host_ifname)
+        if isinstance(e, KernelError):
+            raise
+        raise _failure("configure", ep.host_ifname, e) from None
+
+
+def _add_pair(ipr: Any, ep: Endpoint) -> None:
+    bridge = _index(ipr, ep.bridge)
+    if bridge is None:
+        raise KernelError("netlink link lookup", errno.ENODEV, ep.bridge, "no such bridge")
+    try:
+        fd = os.open(ep.netns, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise KernelError.from_os("open", e, ep.netns) from None
+    try:
+        # one message: the pair, its host end on the bridge and up, its peer inside
+        ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=ep.mtu, master=bridge,
+                 state="up", peer={"ifname": ep.ifname, "net_ns_fd": fd, "address": ep.mac,
+                                   "mtu": ep.mtu})
+    except Exception as e:  # noqa: BLE001
+        raise _failure("link add veth", ep.host_ifname, e) from None
     finally:
-        ipr.close()
+        os.close(fd)
+    try:
+        host = _index(ipr, ep.host_ifname)
+        if host is None:
+            raise KernelError("netlink link lookup", errno.ENODEV, ep.host_ifname)
+        _hairpin(ipr, host)
+    except BaseException:
+        _delete(ipr, ep.host_ifname)
+        raise
 
 
 def _hairpin(ipr: Any, index: int) -> None:
@@ -313,37 +356,21 @@ def _configure_inside(ipr: Any, ep: Endpoint) -> None:
         raise _failure("configure", f"{ep.ifname} in {ep.netns}", e) from None
 
 
-@_off_the_loop
-def links_named(prefix: str) -> Iterator[str]:
-    """The host's links whose names start with `prefix` (the tests' leftovers check)."""
-    ipr = _iproute()
-    try:
-        names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
-    finally:
-        ipr.close()
-    return iter([n for n in names if n and n.startswith(prefix)])
-
-
-@_off_the_loop
-def attach_to_bridge(host_ifname: str, bridge: str) -> bool:
+@_on_host
+def attach_to_bridge(ipr: Any, host_ifname: str, bridge: str) -> bool:
     """Put the host's link `host_ifname` on `bridge` (a bridge made again under running
     containers); False when either is gone."""
-    ipr = _iproute()
+    link, master = _index(ipr, host_ifname), _index(ipr, bridge)
+    if link is None or master is None:
+        return False
     try:
-        link, master = _index(ipr, host_ifname), _index(ipr, bridge)
-        if link is None or master is None:
-            return False
-        try:
-            ipr.link("set", index=link, master=master, state="up")
-        except Exception as e:  # noqa: BLE001
-            raise _failure("link set master", host_ifname, e) from None
-        _hairpin(ipr, link)
-        return True
-    finally:
-        ipr.close()
+        ipr.link("set", index=link, master=master, state="up")
+    except Exception as e:  # noqa: BLE001
+        raise _failure("link set master", host_ifname, e) from None
+    _hairpin(ipr, link)
+    return True
 
 
-@_off_the_loop
 def add_default_route(netns: str, ifname: str, gateway: str) -> None:
     """The default route via `gateway` on `ifname` inside the namespace at `netns` (the
     route a container keeps when the network that gave it one is disconnected)."""
