@@ -17,8 +17,9 @@ run ends.
 bridges in use and the held ports and applies it whole, or removes it when no bridge and
 no port is left; the network service calls it whenever an endpoint or a network comes or
 goes. A table that would come out as the one applied last is not applied again, so that a
-run on a bridge that is there already costs no ``nft`` call at all, and one with published
-ports one at its start and one at its end. Live restore: the table outlives skiffd (its
+run on a bridge that is there already costs no ``nft`` batch at all, and one with published
+ports one at its start (rules added to the table in force, `firewall.append_ports`: no
+deletion, so no wait for the kernel's grace period) and one at its end. Live restore: the table outlives skiffd (its
 DNAT keeps the ports of running containers answering while skiffd is away) and nothing is
 applied until `restore`, at skiffd's start, has held the running containers' ports again
 — otherwise the first run to end after a restart would apply a table without them.
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from skiff.engine.network_db import EndpointRow
     from skiff.engine.networks import NetworkService
     from skiff.engine.state_db import ContainerRow
-    from skiff.net.firewall import BridgeRule
+    from skiff.net.firewall import BridgeRule, PortRule
     from skiff.net.ports import Published
     from skiff.net.publish import PortPublisher
 
@@ -60,6 +61,7 @@ class NetworkPorts:
         self.warnings: list[str] = []  # for ``info``: another engine's forward DROP
         self._publisher: PortPublisher | None = None
         self._applied: str | None = None  # the batch in force ("" removed; None unknown)
+        self._state: tuple[list[BridgeRule], list[PortRule]] | None = None  # what it holds
         self._restored = False
         self._lock = threading.Lock()
 
@@ -150,14 +152,17 @@ class NetworkPorts:
                 if not bridges and not rules:
                     if self._applied != "":
                         firewall.remove(self.table)
-                        self._applied = ""
+                        self._applied, self._state = "", None
                     return
                 batch = firewall.render(self.table, bridges, rules)
                 if batch == self._applied:
                     return
                 first = self._applied is None or self._applied == ""
-                firewall.apply(self.table, bridges, rules)
-                self._applied = batch
+                before = self._state
+                if first or before is None or before[0] != bridges or \
+                        not firewall.append_ports(self.table, bridges, before[1], rules):
+                    firewall.apply(self.table, bridges, rules)
+                self._applied, self._state = batch, (bridges, rules)
             except SkiffError as e:
                 if strict:
                     raise
