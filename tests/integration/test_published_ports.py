@@ -201,6 +201,10 @@ def test_a_published_tcp_port_answers_on_loopback_and_on_ipv6(daemon: Skiffd) ->
     assert skiff(daemon, "port", cid, "80").stdout.splitlines()[0] == f"127.0.0.1:{local}"
     ps = skiff(daemon, "ps", "--filter", f"id={cid}", "--format", "{{.Ports}}").stdout
     assert f"127.0.0.1:{local}->80/tcp" in ps and f"0.0.0.0:{anywhere}->80/tcp" in ps
+    for wanted, found in ((f"{local}", [cid]), (f"{local}/udp", []), (f"{anywhere}/tcp", [cid]),
+                          ("80", [])):  # moby's publish filter: the host ports
+        assert skiff(daemon, "ps", "-q", "--no-trunc", "--filter", f"publish={wanted}") \
+            .stdout.split() == found, wanted
     status, listed = daemon.json("GET", "/containers/json?filters="
                                  + quote(json.dumps({"id": [cid]})))
     assert status == 200

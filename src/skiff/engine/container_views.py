@@ -186,6 +186,18 @@ def _regex_match(pattern: str, text: str) -> bool:
         return False
 
 
+def _port_range(text: str) -> list[str]:
+    """A publish/expose filter value (``8080``, ``8000-8010/udp``) as its ports."""
+    ports, _, proto = text.partition("/")
+    low, _, high = ports.partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise InvalidArgument(f"invalid filter: invalid port {text!r}") from None
+    return [f"{p}/{proto or 'tcp'}" for p in range(first, last + 1)] if last - first < 65536 \
+        else []
+
+
 def _port_key(text: str) -> str:
     port, _, proto = text.partition("/")
     return f"{port}/{proto or 'tcp'}"
@@ -195,14 +207,18 @@ class ListFilter:
     """moby's list filtering, prepared once for a list call. `resolve` turns a before/since
     value (an ID, prefix or name) into its row; `image_ids` turns ancestor values into the
     image IDs they name; `networks_of` a container's ID into the names and IDs of the
-    networks it is attached to (the network filter's; its NetworkMode without it)."""
+    networks it is attached to (the network filter's; its NetworkMode without it);
+    `published_of` a container's ID into its published host ports (``8080/tcp``)."""
 
     def __init__(self, filters: Filters, resolve: Callable[[str], ContainerRow],
                  image_ids: Callable[[list[str]], set[str]],
-                 networks_of: Callable[[str], set[str]] | None = None) -> None:
+                 networks_of: Callable[[str], set[str]] | None = None,
+                 published_of: Callable[[str], set[str]] | None = None) -> None:
         filters.validate(LIST_FILTERS)
         self.f = filters
         self.networks_of = networks_of
+        self.published_of = published_of
+        self.publish = {_port_key(p) for v in filters.get("publish") for p in _port_range(v)}
         for status in filters.get("status"):
             if status not in STATUSES:
                 raise InvalidArgument(f"invalid filter 'status={status}'")
@@ -279,6 +295,7 @@ class ListFilter:
             names |= {m["Destination"] for m in shown}
             if not names & set(f.get("volume")):
                 return False
-        if f.contains("publish"):
-            return False  # no published ports yet
+        if f.contains("publish"):  # moby: the host ports published
+            if self.published_of is None or not self.publish & self.published_of(row.id):
+                return False
         return True

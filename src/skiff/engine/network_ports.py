@@ -238,6 +238,11 @@ def published_of(net: NetworkService, cid: str) -> list[Published]:
     return []
 
 
+def published_ports(net: NetworkService, cid: str) -> set[str]:
+    """The host ports `cid` publishes now, as ``8080/tcp`` (the list's publish filter)."""
+    return {f"{p.host_port}/{p.proto}" for p in published_of(net, cid)}
+
+
 def _ipv6(net: NetworkService) -> bool:
     ports = net.ports
     return bool(ports is not None and ports._publisher is not None
