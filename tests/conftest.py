@@ -4,7 +4,7 @@ Integration tests build OCI bundles from a busybox rootfs (made once per session
 Debian's busybox-static by `scripts/busybox-rootfs`) and drive the real `skiff-runtime`
 command, each with its own state root and cgroup prefix. At the end of the session the
 suite fails if anything it made is still there: mounts under its temporary folders,
-cgroups under its prefix, processes it started, state folders.
+cgroups under its prefix, the bridges of its engines, processes it started, state folders.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ SHARED_SPECS = _find_shared_specs()
 RUNTIME = str(Path(sys.executable).parent / "skiff-runtime")
 CGROUP_PREFIX = f"skiff-test-{os.getpid()}"
 TMP_MARK = f"skiff-pytest-{os.getpid()}"
+# the Linux bridges this session's engines make start with it (at most 15 characters in
+# all: the session's 3 hex digits, then 6 of their own; see fixtures_daemon.bridge_for)
+LINK_PREFIX = "skt" + hashlib.sha256(TMP_MARK.encode()).hexdigest()[:3]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -112,6 +115,9 @@ def leftovers(tmp_root: str) -> list[str]:
             target = line.split()[1]
             if TMP_MARK in target or CGROUP_PREFIX in target:
                 found.append(f"mount {target}")
+    for link in os.listdir("/sys/class/net"):
+        if link.startswith(LINK_PREFIX):
+            found.append(f"link {link}")
     for hier in Path("/sys/fs/cgroup").iterdir():
         if (hier / "skiff" / CGROUP_PREFIX).exists():
             found.append(f"cgroup {hier / 'skiff' / CGROUP_PREFIX}")

@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from conftest import SHARED_SPECS, TMP_MARK
+from conftest import LINK_PREFIX, SHARED_SPECS, TMP_MARK
 
 SKIFFD = str(Path(sys.executable).parent / "skiffd")
 ENGINE_API_SPEC = SHARED_SPECS / "docker-engine-api-v1.41.yaml" if SHARED_SPECS else None
@@ -152,10 +152,11 @@ def subnet_for(key: str, taken: tuple[str, ...] = ()) -> str:
 
 
 def bridge_for(key: str) -> str:
-    """A Linux bridge name for a test daemon's default bridge (at most 15 characters)."""
+    """A Linux bridge name for a test daemon's default bridge: the session's prefix (which
+    the end-of-session check looks for) and 6 hex digits of `key`."""
     import hashlib
 
-    return "skt" + hashlib.sha256(key.encode()).hexdigest()[:9]
+    return LINK_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:6]
 
 
 def start_skiffd(workdir: Path, *args: str, env: dict[str, str] | None = None) -> Skiffd:

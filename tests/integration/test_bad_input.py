@@ -38,7 +38,7 @@ def failed_create(runtime, bundle) -> str:
     (lambda c: c["process"].pop("cwd"), "process.cwd"),
     (lambda c: c["process"]["user"].update(uid="root"), "process.user.uid"),
     (lambda c: c["process"].update(args=[]), "process.args"),
-    (lambda c: c["mounts"][0].update(destination="proc"), "mounts[0].destination"),
+    (lambda c: c["mounts"][0].update(destination=""), "mounts[0].destination"),
     (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "linux.namespaces[5].type"),
     (lambda c: c["linux"].update(sysctl={"vm.swappiness": "1"}), "linux.sysctl.vm.swappiness"),
     (lambda c: c["linux"]["resources"].update(pids={"limit": "lots"}), "linux.resources.pids.limit"),

@@ -19,7 +19,7 @@ import pytest
 from fixtures_daemon import (Skiffd, check_api_shape, docker_py_client, module_daemon,
                              remove_all, subnet_for)
 from test_docker_cli import DOCKER, docker
-from test_networks import host_links, links_left, remove_networks
+from test_networks import MADE, host_links, links_left, ours, remove_networks
 
 pytestmark = [pytest.mark.root, pytest.mark.netns,
               pytest.mark.skipif(not shutil.which(DOCKER), reason="no docker CLI")]
@@ -38,10 +38,14 @@ def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
 @pytest.fixture
 def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
     before = host_links()
+    MADE.clear()
     yield module_skiffd
+    status, found = module_skiffd.json("GET", "/networks")
+    MADE.extend(f"br-{n['Id'][:12]}" for n in found if n["Name"] not in ("bridge", "host",
+                                                                            "none"))
     remove_all(module_skiffd)
     remove_networks(module_skiffd)
-    assert not links_left(host_links() - before - {module_skiffd.env["SKIFF_BRIDGE"]})
+    assert not links_left(ours(before))
 
 
 def test_docker_network_commands(daemon: Skiffd) -> None:
@@ -86,6 +90,7 @@ def test_docker_network_commands(daemon: Skiffd) -> None:
     docker(daemon, "rm", "-f", a, b, c)
     assert docker(daemon, "network", "rm", name).stdout.strip() == name
     assert name not in docker(daemon, "network", "ls").stdout
+    assert f"br-{nid[:12]}" not in host_links()  # its bridge went with it
 
 
 def test_docker_cli_bad_input(daemon: Skiffd) -> None:

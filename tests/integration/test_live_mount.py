@@ -71,8 +71,9 @@ def test_attach_shows_the_files_read_only_and_detach_takes_them(runtime, bundle,
 
 
 def test_a_process_already_running_sees_the_attach(runtime, bundle, capsule):
+    # /seen appears whole or not at all (the poll below must not read it half-written)
     script = ("while ! [ -f /opt/demo/hello.txt ]; do sleep 0.01; done; "
-              "cat /opt/demo/hello.txt > /seen; sleep 1000")
+              "cat /opt/demo/hello.txt > /seen.tmp && mv /seen.tmp /seen; sleep 1000")
     c = running(runtime, bundle, "sh", "-c", script)
     live_mount.add_mount(c, str(capsule), "/opt/demo")
     deadline = time.monotonic() + 10

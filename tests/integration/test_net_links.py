@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import LINK_PREFIX
 from fixtures_daemon import subnet_for
 from skiff.engine.netns import make_netns, release_netns
 from skiff.errors import KernelError
@@ -37,7 +38,7 @@ def netns(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def bridge() -> Iterator[tuple[str, str]]:
-    name = "sktl" + uuid.uuid4().hex[:8]
+    name = LINK_PREFIX + uuid.uuid4().hex[:6]  # the session's, which its end checks
     subnet = subnet_for(name)
     try:
         yield name, subnet

@@ -9,6 +9,7 @@ Each test's subnets come from `subnet_for`, out of the host's routes and other r
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -72,13 +73,24 @@ def module_skiffd(tmp_root: Path) -> Iterator[Skiffd]:
     assert d.env["SKIFF_BRIDGE"] not in host_links()  # the default bridge went with skiffd
 
 
+MADE: list[str] = []  # the bridges of the networks the running test made
+SKIFF_VETH = re.compile(r"veth[0-9a-f]{11}")  # a skiff endpoint's host end
+
+
+def ours(before: set[str]) -> set[str]:
+    """The links of the host that this test's engine made since `before`: its networks'
+    bridges and skiff's veths (other programs on the machine make links of their own)."""
+    return {n for n in host_links() - before if n in MADE or SKIFF_VETH.fullmatch(n)}
+
+
 @pytest.fixture
 def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
     before = host_links()
+    MADE.clear()
     yield module_skiffd
     remove_all(module_skiffd)
     remove_networks(module_skiffd)
-    left = links_left(host_links() - before - {module_skiffd.env["SKIFF_BRIDGE"]})
+    left = links_left(ours(before))
     assert not left, f"links left behind: {left}"  # (the default bridge goes with skiffd)
 
 
@@ -93,6 +105,7 @@ def network(d: Skiffd, *flags: str, name: str | None = None) -> tuple[str, str]:
         flags = (*flags, "--subnet", subnet_for(name))
     nid = skiff(d, "network", "create", *flags, name).stdout.strip()
     assert len(nid) == 64
+    MADE.append(f"br-{nid[:12]}")
     return name, nid
 
 
@@ -375,7 +388,7 @@ def test_skiffd_restart_keeps_networks_and_allocations(tmp_root: Path) -> None:
         finally:
             stop_skiffd(d, check=False)
             shutil.rmtree(workdir, ignore_errors=True)
-    assert not links_left(host_links() - before)
+    assert not links_left(ours(before) | ({d.env["SKIFF_BRIDGE"]} & host_links()))
 
 
 def test_a_network_removed_under_a_stopped_container(daemon: Skiffd) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from skiff.runtime.mount_options import PROPAGATION_WORDS, parse
+from skiff.errors import SpecError
+from skiff.runtime.mount_options import PROPAGATION_WORDS, check, parse
 
 # from include/uapi/linux/mount.h
 MS_RDONLY = 0x1
@@ -100,3 +101,54 @@ def test_data_keeps_its_order_and_skips_empty_words() -> None:
 
 def test_tuple_input() -> None:
     assert parse(("ro", "bind")) == parse(["ro", "bind"])
+
+
+# from include/uapi/linux/mount.h: mount_setattr's attributes
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+
+
+def test_recursive_words_become_mount_setattr_attributes() -> None:
+    opts = parse(["rbind", "rro", "rnosuid", "rnoexec"])
+    assert opts.attr_set == MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC
+    assert opts.attr_clr == 0
+    assert opts.flags == MS_BIND | MS_REC and opts.data == ""
+
+
+def test_a_later_recursive_word_wins() -> None:
+    opts = parse(["rro", "rrw"])
+    assert (opts.attr_set, opts.attr_clr) == (0, MOUNT_ATTR_RDONLY)
+    opts = parse(["rrw", "rro"])
+    assert (opts.attr_set, opts.attr_clr) == (MOUNT_ATTR_RDONLY, 0)
+
+
+def test_an_atime_mode_clears_the_whole_atime_field() -> None:
+    # mount_setattr(2): attr_clr must hold all of MOUNT_ATTR__ATIME to change the mode
+    opts = parse(["rnoatime"])
+    assert (opts.attr_set, opts.attr_clr) == (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME)
+    opts = parse(["rnoatime", "rro", "rstrictatime"])
+    assert opts.attr_set == MOUNT_ATTR_STRICTATIME | MOUNT_ATTR_RDONLY
+    assert opts.attr_clr == MOUNT_ATTR__ATIME
+
+
+@pytest.mark.parametrize(("words", "where"), [
+    (["rbind", "frobnicate"], "mounts[0].options"),
+    (["rbind", "tmpcopyup"], "mounts[0].options"),
+])
+def test_check_refuses_what_would_be_lost_or_is_not_done(words: list[str], where: str) -> None:
+    with pytest.raises(SpecError) as info:
+        check(tuple(words), "mounts[0]")
+    assert info.value.field == where
+
+
+def test_check_passes_data_words_of_a_filesystem_mount() -> None:
+    assert check(("size=1m", "mode=700", "nosuid"), "mounts[0]").data == "size=1m,mode=700"
+
+
+def test_idmap_words_are_no_filesystem_data() -> None:
+    opts = parse(["rbind", "ridmap"])
+    assert opts.data == "" and opts.flags == MS_BIND | MS_REC

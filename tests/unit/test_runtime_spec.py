@@ -165,10 +165,16 @@ def test_namespace_given_twice() -> None:
     assert "pid" in str(err)
 
 
-def test_relative_mount_destination() -> None:
-    err = refused(minimal(mounts=[{"destination": "proc", "type": "proc", "source": "proc"}]))
+def test_relative_mount_destination_is_taken_from_the_root() -> None:
+    # config.md (Linux): a relative destination "MUST be interpreted as relative to /"
+    spec = parse_config(json.dumps(minimal(mounts=[{"destination": "proc", "type": "proc",
+                                                    "source": "proc"}])))
+    assert spec.mounts[0].target == "/proc"
+
+
+def test_empty_mount_destination() -> None:
+    err = refused(minimal(mounts=[{"destination": "", "type": "proc", "source": "proc"}]))
     assert err.field == "mounts[0].destination"
-    assert "absolute" in str(err)
 
 
 def test_relative_cwd() -> None:
@@ -381,3 +387,27 @@ def test_state_document_matches_the_schema(validate: Any) -> None:
 def test_features_document_matches_the_schema(validate: Any) -> None:
     from skiff.runtime.features import features
     assert validate("features-schema.json", features()) == []
+
+
+@pytest.mark.parametrize(("doc", "where"), [
+    ({**with_process(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1}] * 2)},
+     "process.rlimits[1].type"),
+    (minimal(annotations={"": "x"}), "annotations"),
+    ({**minimal(), "ociVersion": "1.0"}, "ociVersion"),
+    ({**minimal(), "ociVersion": "2.0.0"}, "ociVersion"),
+    (with_linux(personality={"domain": "LINUX", "flags": ["X"]}), "linux.personality.flags"),
+    (with_linux(timeOffsets={"realtime": {"secs": 1}}), "linux.timeOffsets.realtime"),
+    (with_linux(maskedPaths=["proc/kcore"]), "linux.maskedPaths[0]"),
+    (with_linux(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}),
+     "linux.seccomp.listenerMetadata"),
+    (minimal(domainname="d", linux={"namespaces": [{"type": "mount"}]}), "domainname"),
+    (with_linux(resources={"blockIO": {"weightDevice": [{"major": 8, "minor": 0}]}}),
+     "linux.resources.blockIO.weightDevice[0]"),
+    (minimal(mounts=[{"destination": "/m", "uidMappings": []}]), "mounts[0].uidMappings"),
+])
+def test_rules_of_the_spec_beyond_the_schema(doc: dict[str, Any], where: str) -> None:
+    assert refused(doc).field == where
+
+
+def test_a_0x_draft_version_is_still_read() -> None:
+    assert parse({**minimal(), "ociVersion": "0.5.0-dev"}).oci_version == "0.5.0-dev"

@@ -198,9 +198,19 @@ def test_default_errno_defaults_to_eperm() -> None:
                                     "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO",
                                     "SCMP_ACT_TRACE", "SCMP_ACT_LOG"])
 def test_every_oci_action_compiles(action: str) -> None:
-    with compile_([SyscallRule(("mkdir",), action, errno.EACCES)]) as filt:
+    ret = errno.EACCES if action in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") else None
+    with compile_([SyscallRule(("mkdir",), action, ret)]) as filt:
         bpf = filt.export_bpf()
         assert bpf and len(bpf) % 8 == 0
+
+
+@pytest.mark.parametrize("action", ["SCMP_ACT_KILL", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG"])
+def test_an_errno_on_an_action_without_one_is_refused(action: str) -> None:
+    # config-linux.md errnoRet: "When the action doesn't support an errno, the runtime MUST
+    # print and error and fail"
+    with pytest.raises(SpecError, match="takes no errno"):
+        with compile_([SyscallRule(("mkdir",), action, errno.EACCES)]):
+            pass
 
 
 @pytest.mark.parametrize("flag", sorted(seccomp.FLAGS))

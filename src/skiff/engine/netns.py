@@ -24,6 +24,7 @@ import threading
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall
+from skiff.kernel.netns_thread import in_new_thread
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -51,7 +52,6 @@ def make_netns(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
     except OSError as e:
         raise KernelError.from_os("create", e, path) from None
-    from skiff.net.links import on_own_thread
 
     def inside() -> None:
         syscall.unshare(syscall.CLONE_NEWNET)
@@ -60,7 +60,7 @@ def make_netns(path: str) -> None:
         _loopback_up()
 
     try:
-        on_own_thread(inside, "skiffd-netns")
+        in_new_thread(inside)
     except BaseException:
         release_netns(path)
         raise

@@ -289,8 +289,7 @@ def reconcile(net: NetworkService, running: set[str]) -> None:
         if ep.address is not None and ep.container_id not in running:
             _detach(net, ep)
     live = {ep.network_id for ep in every if ep.container_id in running and ep.address}
-    if any(ep.address for ep in every):
-        net.bridge_touched = True  # one was in use when skiffd stopped: look at it at close
+    net.bridge_touched = True  # a skiffd killed before may have left it: looked at at close
     for row in net.db.all():
         if row.doc.get("Driver") != "bridge" or (row.name == "bridge" and row.id not in live):
             continue
@@ -308,12 +307,17 @@ def reconcile(net: NetworkService, running: set[str]) -> None:
 
 
 # -- connect and disconnect -----------------------------------------------------------------
-def connect(net: NetworkService, ref: str, body: Any) -> None:
+def _request(net: NetworkService, ref: str, body: Any, other: str) -> tuple[Any, NetworkRow]:
+    """A connect or disconnect body checked (NetworkConnect/NetworkDisconnect: the
+    container, and `other`), with the container service and the network it names."""
     if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
         raise InvalidArgument("invalid JSON in the request body: expected "
-                              '{"Container": …, "EndpointConfig": …}')
-    svc = _containers(net)
-    row = net.find(ref)
+                              f'{{"Container": …, "{other}": …}}')
+    return _containers(net), net.find(ref)
+
+
+def connect(net: NetworkService, ref: str, body: Any) -> None:
+    svc, row = _request(net, ref, body, "EndpointConfig")
     crow = svc._find(body["Container"])
     if row.name in ("host", "none"):
         raise NetworkForbidden(f"container cannot be disconnected from host network or "
@@ -331,6 +335,11 @@ def connect(net: NetworkService, ref: str, body: Any) -> None:
             raise NetworkForbidden(f"endpoint with name {crow.name} already exists in network "
                                    f"{row.name}")
         if svc._running(crow):
+            if not os.path.exists(svc.netns_path(crow.id)):
+                net.db.detach(row.id, crow.id)
+                raise NetworkForbidden(f"container {crow.id[:12]} runs in a network namespace "
+                                       f"its runtime made (--userns-remap): skiff cannot "
+                                       f"connect it to a bridge network")
             ep = next(e for e in net.db.endpoints(nid=row.id, cid=crow.id))
             try:
                 made = _attach(net, row, ep, crow, svc.netns_path(crow.id), active(net, crow.id))
@@ -343,11 +352,7 @@ def connect(net: NetworkService, ref: str, body: Any) -> None:
 
 
 def disconnect(net: NetworkService, ref: str, body: Any) -> None:
-    if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
-        raise InvalidArgument("invalid JSON in the request body: expected "
-                              '{"Container": …, "Force": …}')
-    svc = _containers(net)
-    row = net.find(ref)
+    svc, row = _request(net, ref, body, "Force")
     try:
         crow = svc._find(body["Container"])
     except NoSuchContainer:

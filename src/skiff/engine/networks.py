@@ -93,7 +93,9 @@ class NetworkService:
         self.ports: NetworkPorts | None = None  # published ports and the firewall (the engine's)
         self.lock = threading.RLock()  # a create's checks and insert, an allocation
         self._ready = False
-        self.bridge_touched = False  # the default bridge was made or used by this engine
+        # the default bridge may be there: made or used by this engine, or by one before it
+        # at this root (started: `reconcile`), so that its stop looks at it
+        self.bridge_touched = False
         self._bridges: set[str] = set()  # bridges this engine made or found, at their attach
         self._reaping: set[threading.Thread] = set()  # veths being deleted after their run
 

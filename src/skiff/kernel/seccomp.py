@@ -178,6 +178,8 @@ def _errno_text(rc: int) -> str:
 
 def _action(name: str, errno: int | None, field: str, errno_field: str) -> int:
     if name in _PLAIN_ACTIONS:
+        if errno is not None:  # config-linux.md: "the runtime MUST print and error and fail"
+            raise SpecError(errno_field, f"{name} takes no errno")
         return _PLAIN_ACTIONS[name]
     if name in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
         ret = _errno.EPERM if errno is None else errno

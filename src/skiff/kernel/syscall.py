@@ -79,9 +79,11 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 # the calls glibc has no wrapper for, by number: they differ between architectures
 SYSCALL_NUMBERS = {
     "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126, "rt_sigaction": 13,
-               "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442},
+               "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442,
+               "ioprio_set": 251, "sched_setattr": 314},
     "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91, "rt_sigaction": 134,
-                "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442},
+                "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442,
+                "ioprio_set": 30, "sched_setattr": 274},
 }[os.uname().machine]
 _SYS_PIVOT_ROOT = SYSCALL_NUMBERS["pivot_root"]
 _SYS_KEYCTL = SYSCALL_NUMBERS["keyctl"]
@@ -108,6 +110,13 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70  # the atime mode's bits: cleared whenever one mode is set
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+MOUNT_ATTR_IDMAP = 0x100000
 # statx(2): the mount a path is on, which tells a mount point from a plain directory
 STATX_MNT_ID = 0x1000
 
@@ -121,6 +130,14 @@ class _OpenHow(ctypes.Structure):
 class _MountAttr(ctypes.Structure):
     _fields_ = (("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64))
+
+
+class _SchedAttr(ctypes.Structure):  # struct sched_attr (SCHED_ATTR_SIZE_VER1, 56 bytes)
+    _fields_ = (("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
+                ("sched_util_min", ctypes.c_uint32), ("sched_util_max", ctypes.c_uint32))
 
 
 class _Statx(ctypes.Structure):  # struct statx, up to stx_mnt_id and padded to its 256 bytes
@@ -198,6 +215,49 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return ret
 
 
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+_IOPRIO_WHO_PROCESS = 1
+_IOPRIO_CLASS_SHIFT = 13
+
+
+def ioprio_set(klass: str, priority: int) -> None:
+    """The calling process's I/O scheduling class and priority (its children inherit them)."""
+    value = (IOPRIO_CLASSES[klass] << _IOPRIO_CLASS_SHIFT) | priority
+    if _libc.syscall(SYSCALL_NUMBERS["ioprio_set"], ctypes.c_int(_IOPRIO_WHO_PROCESS),
+                     ctypes.c_int(0), ctypes.c_int(value)) != 0:
+        raise _fail("ioprio_set", detail=f"({klass}, {priority})")
+
+
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                  "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x1, "SCHED_FLAG_RECLAIM": 0x2,
+               "SCHED_FLAG_DL_OVERRUN": 0x4, "SCHED_FLAG_KEEP_POLICY": 0x8,
+               "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+
+
+def sched_setattr(policy: str, flags: int = 0, nice: int = 0, priority: int = 0,
+                  runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+    """The calling thread's scheduling policy and its parameters (sched_setattr(2))."""
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), SCHED_POLICIES[policy], flags, nice, priority,
+                      runtime, deadline, period, 0, 0)
+    if _libc.syscall(SYSCALL_NUMBERS["sched_setattr"], ctypes.c_int(0), ctypes.byref(attr),
+                     ctypes.c_uint(0)) != 0:
+        raise _fail("sched_setattr", detail=f"({policy})")
+
+
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+_PERSONALITY_QUERY = 0xFFFFFFFF
+
+
+def personality(persona: int) -> None:
+    """Set the execution domain (personality(2)); the flags bits above it are kept."""
+    current = _libc.personality(ctypes.c_ulong(_PERSONALITY_QUERY))
+    if current == -1 or _libc.personality(ctypes.c_ulong((current & ~0xFF) | persona)) == -1:
+        raise _fail("personality", detail=f"({persona:#x})")
+
+
 def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
@@ -235,10 +295,13 @@ def open_tree(path: str, flags: int, dir_fd: int = AT_FDCWD) -> int:
 
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 0,
-                  flags: int = AT_EMPTY_PATH, path: str = "", what: str | None = None) -> None:
+                  flags: int = AT_EMPTY_PATH, path: str = "", what: str | None = None,
+                  userns_fd: int = 0) -> None:
     """Set and clear MOUNT_ATTR_* on the mount `fd` is (or, with AT_RECURSIVE, the tree),
-    and change its propagation (MS_PRIVATE, …) in the same call; `what` names it in errors."""
-    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    and change its propagation (MS_PRIVATE, …) in the same call; with MOUNT_ATTR_IDMAP,
+    `userns_fd` is the user namespace whose mapping the mount takes; `what` names it in
+    errors."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
     if _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), _b(path), ctypes.c_uint(flags),
                      ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
         raise _fail("mount_setattr", what or path, f"(set {attr_set:#x})")

@@ -31,7 +31,7 @@ import os
 import threading
 
 from skiff.errors import KernelError
-from skiff.kernel import syscall
+from skiff.kernel.netns_thread import in_netns, in_new_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,27 +52,6 @@ def warm() -> threading.Thread:
     worker = threading.Thread(target=load, name="skiffd-netlink-warm", daemon=True)
     worker.start()
     return worker
-
-
-def on_own_thread(work: Callable[[], T], name: str) -> T:
-    """`work()` on a new thread, waited for: its result, or its error raised here. For
-    what must not touch the caller's thread — a namespace joined is the thread's, and
-    pyroute2's loop cannot run where another runs."""
-    out: list[Any] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(work())
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            failed.append(e)
-
-    worker = threading.Thread(target=run, name=name)
-    worker.start()
-    worker.join()
-    if failed:
-        raise failed[0]
-    return out[0]  # type: ignore[no-any-return]
 
 
 def _nothing(ipr: Any) -> None:
@@ -235,7 +214,7 @@ def delete_link(name: str) -> bool:
         finally:
             ipr.close()
 
-    return on_own_thread(work, "skiffd-netlink-delete")
+    return in_new_thread(work)
 
 
 def delete_endpoint(host_ifname: str) -> bool:
@@ -262,23 +241,16 @@ def unplug(ipr: Any, host_ifname: str) -> bool:
 
 
 def _in_netns(path: str, work: Callable[[Any], None]) -> None:
-    """Run `work(iproute)` on a thread inside the network namespace kept at `path`."""
+    """Run `work(iproute)` on a thread inside the network namespace kept at `path`, with a
+    socket opened there."""
     def inside() -> None:
+        ipr = _iproute()
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise KernelError.from_os("open", e, path) from None
-        try:
-            syscall.setns(fd, syscall.CLONE_NEWNET, path)
-            ipr = _iproute()
-            try:
-                work(ipr)
-            finally:
-                ipr.close()
+            work(ipr)
         finally:
-            os.close(fd)
+            ipr.close()
 
-    on_own_thread(inside, "skiffd-netns-links")
+    in_netns(path, inside)
 
 
 class Endpoint:

@@ -1,18 +1,21 @@
 """The OCI runtime specification (config.json) as frozen records, with its checks.
 
-Only what a Linux runtime acts on is modelled; unknown keys are ignored, as runc ignores
-them. `load_config` and `parse_config` are the way in; each type's `validate` adds the rules
-the JSON schema cannot say by shape alone (absolute paths, known namespace types, …), and
-every message names the field. `to_json` is the way out.
+What a Linux runtime acts on is modelled; unknown keys are ignored, as the spec's
+extensibility rule demands ("MUST otherwise ignore them"). Fields of the spec that skiff
+does not act on are still read (as `Any`) so that the runtime can refuse them by name
+rather than ignore them: the spec's "valid values" rule wants an error for an unsupported
+value. `load_config` and `parse_config` are the way in; each type's `validate` adds the
+rules the JSON schema cannot say by shape alone (absolute paths, known namespace types,
+duplicate rlimits, …), and every message names the field. `to_json` is the way out.
 """
 
 from __future__ import annotations
 
 
-from skiff.errors import SpecError
+from skiff.errors import InvalidArgument, SpecError
 from skiff.oci.codec import decode_object, encode
 from skiff.record import Record, field
-from skiff import jsonfast
+from skiff import jsonfast, semver
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,6 +79,63 @@ class Rlimit(Record):
             raise SpecError(f"{where}.type", f"unknown rlimit {self.type!r}")
 
 
+class Scheduler(Record):
+    policy: str = field(choices=("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH",
+                                 "SCHED_ISO", "SCHED_IDLE", "SCHED_DEADLINE"))
+    nice: int = 0
+    priority: int = 0
+    flags: tuple[str, ...] = ()
+    runtime: int = 0
+    deadline: int = 0
+    period: int = 0
+
+    def validate(self, where: str) -> None:
+        known = ("SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+                 "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
+                 "SCHED_FLAG_UTIL_CLAMP_MAX")
+        for i, flag in enumerate(self.flags):
+            if flag not in known:
+                raise SpecError(f"{where}.flags[{i}]", f"unknown scheduler flag {flag!r}")
+        if not -20 <= self.nice <= 19:
+            raise SpecError(f"{where}.nice", f"must be -20..19, got {self.nice}")
+
+
+class IOPriority(Record):
+    klass: str = field(json="class", choices=("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE",
+                                              "IOPRIO_CLASS_IDLE"))
+    priority: int = field()
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.priority <= 7:
+            raise SpecError(f"{where}.priority", f"must be 0 (highest) to 7, got {self.priority}")
+
+
+class CPUAffinity(Record):
+    initial: str | None = None
+    final: str | None = None
+
+    def validate(self, where: str) -> None:
+        for key in ("initial", "final"):
+            value = getattr(self, key)
+            if value:
+                cpu_list(value, f"{where}.{key}")
+
+
+def cpu_list(text: str, where: str) -> set[int]:
+    """A list of CPUs as the spec writes one ("0-3,7")."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise SpecError(where, f"{text!r} is not a list of CPUs such as 0-3,7") from None
+        if first < 0 or last < first:
+            raise SpecError(where, f"{text!r} is not a list of CPUs such as 0-3,7")
+        cpus.update(range(first, last + 1))
+    return cpus
+
+
 class ConsoleSize(Record):
     height: int
     width: int
@@ -94,9 +154,17 @@ class Process(Record):
     apparmor_profile: str | None = None
     selinux_label: str | None = None
     oom_score_adj: int | None = None
+    scheduler: Scheduler | None = None
+    io_priority: IOPriority | None = None
+    exec_cpu_affinity: CPUAffinity | None = field(None, json="execCPUAffinity")  # exec only
 
     def validate(self, where: str) -> None:
         _absolute(f"{where}.cwd", self.cwd)
+        seen: set[str] = set()
+        for i, r in enumerate(self.rlimits):  # config.md: duplicated type -> MUST error
+            if r.type in seen:
+                raise SpecError(f"{where}.rlimits[{i}].type", f"{r.type} is given twice")
+            seen.add(r.type)
 
 
 class Mount(Record):
@@ -104,9 +172,30 @@ class Mount(Record):
     type: str | None = None
     source: str | None = None
     options: tuple[str, ...] = ()
+    uid_mappings: tuple[IdMapping, ...] | None = None  # an idmapped mount's mapping
+    gid_mappings: tuple[IdMapping, ...] | None = None
 
     def validate(self, where: str) -> None:
-        _absolute(f"{where}.destination", self.destination)
+        if not self.destination:
+            raise SpecError(f"{where}.destination", "must not be empty")
+        if (self.uid_mappings is None) != (self.gid_mappings is None):
+            # config.md: each "MUST be specified along with" the other
+            raise SpecError(f"{where}.uidMappings", "uidMappings and gidMappings go together")
+
+    @property
+    def idmapped(self) -> str | None:
+        """"idmap" or "ridmap" when the mount is to have an id mapping (the option, or a
+        mapping of its own, which config.md says SHOULD come with the option), else None."""
+        for word in reversed(self.options):
+            if word in ("idmap", "ridmap"):
+                return word
+        return "idmap" if self.uid_mappings is not None else None
+
+    @property
+    def target(self) -> str:
+        """The destination as an absolute path: config.md lets a Linux destination be
+        relative ("deprecated"), and then it "MUST be interpreted as relative to /"."""
+        return self.destination if self.destination.startswith("/") else "/" + self.destination
 
 
 class Hook(Record):
@@ -210,11 +299,33 @@ class Pids(Record):
     limit: int
 
 
+class TimeOffset(Record):
+    secs: int = 0
+    nanosecs: int = 0
+
+    def validate(self, where: str) -> None:
+        _uint32(f"{where}.nanosecs", self.nanosecs)
+
+
+class Personality(Record):
+    domain: str = field(choices=("LINUX", "LINUX32"))
+    flags: tuple[str, ...] = ()
+
+    def validate(self, where: str) -> None:
+        if self.flags:  # config-linux.md: "Currently no flag values are supported"
+            raise SpecError(f"{where}.flags", f"no personality flags are supported, got {list(self.flags)}")
+
+
 class WeightDevice(Record):
     major: int
     minor: int
     weight: int | None = None
     leaf_weight: int | None = None
+
+    def validate(self, where: str) -> None:
+        if self.weight is None and self.leaf_weight is None:
+            # config-linux.md: "You MUST specify at least one of weight or leafWeight"
+            raise SpecError(where, "needs weight or leafWeight")
 
 
 class ThrottleDevice(Record):
@@ -246,6 +357,8 @@ class Resources(Record):
     block_io: BlockIO | None = field(None, json="blockIO")
     hugepage_limits: tuple[HugepageLimit, ...] = ()
     unified: dict[str, str] | None = None
+    network: Any = None  # net_cls/net_prio and rdma: read only to be refused by name
+    rdma: Any = None
 
 
 class SeccompArg(Record):
@@ -285,6 +398,11 @@ class Seccomp(Record):
     listener_metadata: str | None = None
     syscalls: tuple[SeccompSyscall, ...] = ()
 
+    def validate(self, where: str) -> None:
+        if self.listener_metadata is not None and not self.listener_path:
+            # config-linux.md: "This field MUST NOT be set if listenerPath is not set"
+            raise SpecError(f"{where}.listenerMetadata", "is set without listenerPath")
+
 
 class Linux(Record):
     namespaces: tuple[Namespace, ...] = ()
@@ -299,8 +417,22 @@ class Linux(Record):
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
     mount_label: str | None = None
+    personality: Personality | None = None
+    time_offsets: dict[str, TimeOffset] = field(factory=dict)
+    # read only to be refused by name (see `unsupported_fields`)
+    intel_rdt: Any = None
+    memory_policy: Any = None
+    net_devices: Any = None
 
     def validate(self, where: str) -> None:
+        for key in ("masked_paths", "readonly_paths"):  # config-linux.md: MUST be absolute
+            name = "maskedPaths" if key == "masked_paths" else "readonlyPaths"
+            for i, path in enumerate(getattr(self, key)):
+                _absolute(f"{where}.{name}[{i}]", path)
+        for clock in self.time_offsets:
+            if clock not in ("monotonic", "boottime"):  # the clocks time_namespaces(7) offsets
+                raise SpecError(f"{where}.timeOffsets.{clock}",
+                                "only monotonic and boottime clocks can be offset")
         seen: set[str] = set()
         for i, ns in enumerate(self.namespaces):
             if ns.type in seen:
@@ -333,10 +465,21 @@ class Spec(Record):
     linux: Linux | None = None
 
     def validate(self, where: str) -> None:
-        if not self.oci_version:  # any version is taken, as runc takes it
-            raise SpecError("ociVersion", "must not be empty")
-        if self.hostname and self.linux and self.linux.namespace("uts") is None:
-            raise SpecError("hostname", "setting a hostname needs a uts namespace")
+        # config.md: "MUST be in SemVer v2.0.0 format"; the spec keeps compatibility within
+        # a major version only, so a 2.x document is not one this runtime can read (0.x
+        # drafts are, as runc reads them: the spec's own examples still say 0.5.0-dev)
+        try:
+            version = semver.Version.parse(self.oci_version)
+        except InvalidArgument:
+            raise SpecError("ociVersion", f"{self.oci_version!r} is not a SemVer 2.0.0 version") from None
+        if version.major > 1:
+            raise SpecError("ociVersion", f"{self.oci_version}: only 1.x documents are supported")
+        for key in ("hostname", "domainname"):
+            if getattr(self, key) and self.linux and self.linux.namespace("uts") is None:
+                raise SpecError(key, f"setting a {key} needs a uts namespace")
+        for key in self.annotations:
+            if not key:  # config.md: "Keys MUST NOT be an empty string"
+                raise SpecError("annotations", "a key must not be empty")
 
     def require_runnable(self) -> None:
         """What `create` needs beyond a well-formed document."""

@@ -48,6 +48,10 @@ def expand_slice(slice_: str) -> str:
 def cgroup_path(spec_path: str | None, container_id: str) -> str:
     if not spec_path:
         return f"/skiff/{container_id}"
+    if ".." in spec_path.split("/") or "\0" in spec_path:
+        # joined below each hierarchy's mount point, `..` would climb out of it (to /sys);
+        # config-linux.md lets a runtime call such a value invalid, with an error
+        raise SpecError("linux.cgroupsPath", f"{spec_path!r}: `..` is not allowed")
     if ":" in spec_path and not spec_path.startswith("/"):
         slice_, prefix, name = (spec_path.split(":") + ["", ""])[:3]
         scope = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"

@@ -71,11 +71,15 @@ class Channel:
             return self._next()
         return None
 
-    def wait_closed(self) -> None:
+    def wait_closed(self) -> bytes:
         """Block until every copy of the other side's writing end is closed (by its
-        execve when close-on-exec, or its death); whatever comes meanwhile is dropped."""
-        while os.read(self.rfd, 4096):
-            pass
+        execve when close-on-exec, or its death); what came meanwhile, raw."""
+        out = b""
+        while True:
+            chunk = os.read(self.rfd, 4096)
+            if not chunk:
+                return out
+            out += chunk
 
     def raise_pending(self, cause: BaseException) -> NoReturn:
         """Raise the child's own error if it sent one (it failed first, and says better

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from skiff.errors import RuntimeError_, SpecError
+from skiff.errors import HookFailed, RuntimeError_, SpecError
 from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import Resources, Spec, load_config, to_json
 from skiff.record import Record, replace
@@ -24,9 +24,10 @@ from skiff.runtime.devices import cgroup_rules
 from skiff.runtime.init import InitJob, container_init, needs_rendezvous
 from skiff.runtime.process import compile_seccomp, host_lsms, passwd_entry
 from skiff.runtime.rollback import Rollback
-from skiff.runtime.rootfs import RootfsBuilder
+from skiff.runtime.rootfs import RootfsBuilder, idmapped_trees
 from skiff.runtime.spawn import NamespacePlan, kill_and_reap, spawn
-from skiff.runtime.state import (ContainerState, StateStore, Status, process_start_time,
+from skiff.runtime.unsupported import refuse_unsupported
+from skiff.runtime.state import (OCI_VERSION, ContainerState, StateStore, Status, process_start_time,
                                  write_pid_file)
 
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
@@ -47,7 +48,9 @@ class CreateOptions(Record, mutable=True):
 
 def namespace_plan(spec: Spec) -> NamespacePlan:
     assert spec.linux is not None
-    plan = NamespacePlan(uid_mappings=spec.linux.uid_mappings, gid_mappings=spec.linux.gid_mappings)
+    plan = NamespacePlan(uid_mappings=spec.linux.uid_mappings, gid_mappings=spec.linux.gid_mappings,
+                         time_offsets="".join(f"{clock} {o.secs} {o.nanosecs}\n" for clock, o
+                                              in spec.linux.time_offsets.items()))
     for ns in sorted(spec.linux.namespaces, key=lambda n: n.type != "user"):
         if ns.path:
             plan.join.append((ns.type, ns.path))
@@ -61,6 +64,7 @@ def namespace_plan(spec: Spec) -> NamespacePlan:
 def preflight(spec: Spec, opts: CreateOptions) -> None:
     spec.require_runnable()
     assert spec.linux is not None and spec.process is not None
+    refuse_unsupported(spec)
     lx = spec.linux
     if lx.namespace("mount") is None:
         raise SpecError("linux.namespaces", "skiff-runtime needs a mount namespace")
@@ -103,6 +107,8 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         if opts.terminal is not None:
             undo.push(opts.terminal.close)  # type: ignore[attr-defined]
         store.make_dir(container_id)
+        if spec.hooks and spec.hooks.poststop:  # runs last: after everything else is undone
+            undo.push(_poststop_after_failure, spec, container_id, bundle)
         undo.push(store.remove_dir, container_id)
         lock = store.locked(container_id)  # held until the state is saved: see delete --force
         lock.acquire(wait=True)
@@ -116,8 +122,12 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         # /sys/fs/cgroup/unified of a hybrid host, to run on the v2 driver)
         cgroup_root = os.environ.get("SKIFF_CGROUP_ROOT", "/sys/fs/cgroup")
         cg = open_cgroup(cgroup_path(spec.linux.cgroups_path, container_id), root=cgroup_root)
+        idmaps = idmapped_trees(spec, bundle) if any(m.idmapped for m in spec.mounts) else {}
+        for fd in idmaps.values():
+            undo.push(os.close, fd)
         builder = RootfsBuilder(spec, bundle, cg.mounts(), userns=plan.in_userns,
-                                cgroupns=spec.linux.namespace("cgroup") is not None)
+                                cgroupns=spec.linux.namespace("cgroup") is not None,
+                                idmap_trees=idmaps)
         job = InitJob(spec, builder, container_id, fifo, filt, console_sock=theirs,
                       no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
                       preserve_fds=opts.preserve_fds,
@@ -153,16 +163,36 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             chan.send("hooks-done", state=state_doc)  # createContainer: still "creating"
         chan.recv("ready")
         if opts.start_at_once:
-            chan.wait_closed()  # until init's execve (see `container_init`): the program runs
+            # until init's execve (see `container_init`): the program runs; what came
+            # meanwhile is a startContainer hook's failure
+            failure = chan.wait_closed()
+            if failure:
+                raise HookFailed(failure.decode(errors="replace"))
         store.save(st)
         if opts.pid_file:
             write_pid_file(opts.pid_file, pid)
         undo.commit()
     lock.__exit__()
+    for fd in idmaps.values():  # the init holds its copies (until its execve)
+        os.close(fd)
     chan.close()
     if theirs is not None:
         theirs.close()
     return st
+
+
+def _poststop_after_failure(spec: Spec, container_id: str, bundle: str) -> None:
+    """A failed create ends as a delete does (runtime.md: a failing prestart, createRuntime
+    or createContainer hook "continue[s] the lifecycle at step 12"): the poststop hooks run
+    once all it made is gone, and their own failure is only a warning."""
+    from skiff.runtime.hooks import run_hooks_warning  # (subprocess: only when used)
+
+    assert spec.hooks is not None
+    doc: dict = {"ociVersion": OCI_VERSION, "id": container_id, "status": Status.STOPPED,
+                 "pid": 0, "bundle": bundle}
+    if spec.annotations:
+        doc["annotations"] = dict(spec.annotations)
+    run_hooks_warning("poststop", spec.hooks.poststop, doc)
 
 
 def _owner() -> str:

@@ -125,18 +125,27 @@ def start_in(c: Container, proc: Process, term: socket.socket | None,
     filt = process.compile_seccomp(spec.linux.seccomp, os.path.join(c.store.root, ".seccomp"))
     plan = _plan(c.state.pid, tuple(n.type for n in spec.linux.namespaces))
     lsms = process.host_lsms()
+    persona = process.persona_of(spec.linux)
     if term is not None:  # now: the child cannot import once in the container's filesystem
         from skiff.runtime import console
 
+    affinity = proc.exec_cpu_affinity
+
     def child(chan: Channel) -> NoReturn:
         process.seal_imports()  # we are in the container's mount namespace already
+        if affinity is not None:
+            # "CPUs ... to be run on initially, before the transition to container's
+            # cgroup": set here, not in the caller (which may be skiffd itself)
+            process.set_affinity(affinity.initial, "process.execCPUAffinity.initial")
         os.setsid()
         if term is not None:
             console.take_terminal(term, proc.console_size, console=False)
         env = process.environment(proc)
         path = process.find_executable(proc, env)
         wait_cgroup(chan)
-        process.become(proc, filt, lsms)
+        if affinity is not None:  # "after the transition to container's cgroup"
+            process.set_affinity(affinity.final, "process.execCPUAffinity.final")
+        process.become(proc, filt, lsms, persona)
         process.preserve_fds(preserve, (chan.rfd, chan.wfd))
         chan.send("ready")
         chan.close()

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def features() -> dict[str, Any]:
     lsms = host_lsms()
-    words = sorted(set(mount_options._FLAGS) | mount_options.PROPAGATION_WORDS)  # noqa: SLF001
+    words = sorted(set(mount_options._FLAGS) | mount_options.PROPAGATION_WORDS  # noqa: SLF001
+                   | mount_options.RECURSIVE_WORDS | mount_options.RUNTIME_WORDS)
     sec: dict[str, Any] = {"enabled": seccomp.available()}
     if seccomp.available():
         sec.update({
@@ -39,6 +40,8 @@ def features() -> dict[str, Any]:
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": sec,
             "apparmor": {"enabled": "apparmor" in lsms},
+            "mountExtensions": {"idmap": {"enabled": True}},
+            "intelRdt": {"enabled": False},
             "selinux": {"enabled": "selinux" in lsms},
         },
         "annotations": {"io.skiff.runtime.version": __version__},

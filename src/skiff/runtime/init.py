@@ -1,14 +1,16 @@
 """The container's first process, from its fork to the execve of the user's program.
 
-It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`), lets
-the runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes
-its terminal, sets hostname and sysctls, becomes the spec's process (`process.become`),
-tells the runtime it is ready, and then blocks opening the exec fifo for writing until
-`start` opens it for reading (`run` has no fifo: its init goes straight on, and the
-runtime waits for its execve, told by a close-on-exec pipe end closing). Everything
-it needs from the host is imported or opened before the pivot: after it the filesystem is
-the image's, so imports are sealed off (`process.seal_imports`) rather than let one load
-the image's code into a process that is still root with every capability.
+It runs inside the new namespaces (see `spawn`): builds the filesystem (`rootfs`), lets the
+runtime run the createRuntime hooks, runs createContainer hooks itself, pivots, takes its
+terminal, sets hostname and sysctls, becomes the spec's process (`process.become`), tells
+the runtime it is ready, and then blocks opening the exec fifo for writing until `start`
+opens it for reading (`run` has no fifo: its init goes straight on, and the runtime waits
+for its execve, told by a close-on-exec pipe end closing). The startContainer hooks run
+last, right before the execve; a failure of theirs is written back on that same way out (the
+fifo, or run's pipe), for `start` or `run` to report. Everything it needs from the host is
+imported or opened before the pivot: after it the filesystem is the image's, so imports are
+sealed off (`process.seal_imports`) rather than let one load the image's code into a process
+that is still root with every capability.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 from skiff.record import Record
 
+from skiff.errors import HookFailed
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import Filter, Program
 from skiff.oci.runtime_spec import Spec
@@ -95,7 +98,7 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
         sc.join_session_keyring(f"_ses.{job.container_id}")
     env = process.environment(proc)
     path = process.find_executable(proc, env)
-    process.become(proc, job.seccomp, job.lsms)
+    process.become(proc, job.seccomp, job.lsms, process.persona_of(spec.linux))
     cgroup_ready()
     # fds 3..3+N-1 go to the program (LISTEN_FDS style); everything else of ours closes on exec
     process.preserve_fds(job.preserve_fds, (chan.rfd, chan.wfd))
@@ -106,13 +109,20 @@ def container_init(job: InitJob, chan: Channel) -> NoReturn:
     # signal handlers a `kill` or `top` right after the start would meet)
     exec_latch = os.dup(chan.wfd) if fifo_fd < 0 else -1  # (dup: close-on-exec)
     chan.close()
+    start_hooks = hooks.start_container if hooks else ()
+    report = exec_latch  # where a startContainer failure is told (see start.py, create.py)
     if fifo_fd >= 0:
-        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(fd, b"0")
-        os.close(fd)
+        report = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(report, b"0")
         os.close(fifo_fd)
-    if hooks and hooks.start_container:
+        if not start_hooks:
+            os.close(report)
+    if start_hooks:
         state["status"] = "running"  # run_hooks was imported above, before the pivot
-        run_hooks("startContainer", hooks.start_container, state)
+        try:
+            run_hooks("startContainer", start_hooks, state)
+        except HookFailed as e:
+            os.write(report, str(e).encode())
+            os._exit(1)
     process.execute(proc, job.seccomp, path, env)
     raise AssertionError("unreachable")

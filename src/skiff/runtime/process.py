@@ -1,11 +1,11 @@
 """Turn the calling process into the spec's `process` and exec it: shared by init and exec.
 
-The order is runc's, because each step needs a privilege the next one gives up: rlimits
-and the OOM score while still root; no_new_privs and the LSM exec labels; seccomp *before*
-dropping capabilities when no_new_privs is off (loading a filter then needs CAP_SYS_ADMIN);
-the bounding set; the user and groups (keeping capabilities across setuid); the effective,
-permitted, inheritable and ambient sets; the working directory; and, when no_new_privs is
-on, seccomp as late as possible, right before execve.
+The order is runc's, because each step needs a privilege the next one gives up: rlimits, the
+personality, the scheduler and I/O priority and the OOM score while still root; no_new_privs and the LSM exec labels;
+seccomp *before* dropping capabilities when no_new_privs is off (loading a filter then needs
+CAP_SYS_ADMIN); the bounding set; the user and groups (keeping capabilities across setuid);
+the effective, permitted, inheritable and ambient sets; the working directory; and, when
+no_new_privs is on, seccomp as late as possible, right before execve.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from skiff.kernel import capabilities as caps
 from skiff.kernel import signals
 from skiff.kernel import syscall as sc
 from skiff.kernel.seccomp import ArgRule, Filter, Program, SyscallRule
-from skiff.oci.runtime_spec import Process, Seccomp
+from skiff.oci.runtime_spec import Linux, Process, Seccomp, cpu_list
 from skiff.log import logger
 
 log = logger("skiff.runtime")
@@ -259,10 +259,44 @@ def _masks(process: Process) -> dict[str, int]:
     return out
 
 
+def _scheduling(process: Process) -> None:
+    """process.scheduler and process.ioPriority, while still root (real-time classes and
+    raised priorities need CAP_SYS_NICE / CAP_SYS_ADMIN, which the program may not keep);
+    the program and every child of it inherit both."""
+    sched = process.scheduler
+    if sched is not None:
+        flags = 0
+        for name in sched.flags:
+            flags |= sc.SCHED_FLAGS[name]
+        sc.sched_setattr(sched.policy, flags, sched.nice, sched.priority, sched.runtime,
+                         sched.deadline, sched.period)
+    if process.io_priority is not None:
+        sc.ioprio_set(process.io_priority.klass, process.io_priority.priority)
+
+
+def set_affinity(cpus: str | None, where: str) -> None:
+    """Run on the CPUs of a spec CPU list ("0-3,7"); nothing when there is none."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpu_list(cpus, where))
+        except OSError as e:
+            raise KernelError.from_os("sched_setaffinity", e, cpus) from None
+
+
+def persona_of(linux: Linux | None) -> int | None:
+    """linux.personality as the personality(2) value to set, None when not asked for."""
+    if linux is None or linux.personality is None:
+        return None
+    return sc.PER_LINUX32 if linux.personality.domain == "LINUX32" else sc.PER_LINUX
+
+
 def become(process: Process, filt: Filter | Program | None,
-           lsms: frozenset[str] = frozenset()) -> None:
+           lsms: frozenset[str] = frozenset(), persona: int | None = None) -> None:
     """Every step up to (not including) the last-moment seccomp load and execve."""
     apply_rlimits(process)
+    if persona is not None:  # before seccomp, which may limit personality(2)
+        sc.personality(persona)
+    _scheduling(process)
     if process.oom_score_adj is not None:
         _oom_score_adj(process.oom_score_adj)
     if process.no_new_privileges:

@@ -18,7 +18,7 @@ import stat
 from skiff.errors import KernelError, SpecError
 from skiff.kernel import syscall as sc
 from skiff.oci.runtime_spec import Device, Mount, Spec
-from skiff.runtime import mount_options
+from skiff.runtime import copy_up, mount_options
 from skiff.runtime.devices import DEFAULT_DEVICES
 from skiff.runtime.secure_path import make_target, pin, secure_join
 from skiff.log import logger
@@ -87,7 +87,7 @@ class RootfsBuilder:
     """What init does to the mount namespace; one instance per container start."""
 
     def __init__(self, spec: Spec, bundle: str, cgroup_mounts: list, userns: bool,
-                 cgroupns: bool) -> None:
+                 cgroupns: bool, idmap_trees: dict[int, int] | None = None) -> None:
         assert spec.root is not None and spec.linux is not None
         self.spec = spec
         self.linux = spec.linux
@@ -97,22 +97,27 @@ class RootfsBuilder:
         self.userns = userns
         self.cgroupns = cgroupns
         self.own_dev = True  # /dev made here, not bound from the spec's mounts (prepare)
+        self.idmap_trees = idmap_trees or {}  # mount index -> its idmapped clone (detached)
 
     # -- before pivot_root ------------------------------------------------------------
     def prepare(self, cgroup_ready: Callable[[], None]) -> None:
         """Everything before the pivot; `cgroup_ready` is called (and must return once
         the container's cgroup exists) before the first cgroup mount."""
         self._cgroup_ready = cgroup_ready
+        # how the copy of the host's tree hears from the host; an unbindable root is a
+        # private one (the rootfs could not be bound out of an unbindable "/"), made
+        # unbindable once it is the root (`_root_propagation`)
         prop = self.linux.rootfs_propagation or "rslave"
+        prop = "rprivate" if prop in ("unbindable", "runbindable") else prop
         sc.mount(None, "/", None, mount_options.propagation_flags(prop))
         if not os.path.isdir(self.rootfs):
             raise KernelError("stat rootfs", errno.ENOENT, self.rootfs)
         self._make_parent_private()
         sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
         dev_bound = False
-        for m in self.spec.mounts:
-            self.mount(m)
-            if m.destination.rstrip("/") == "/dev" and mount_options.parse(m.options).is_bind:
+        for i, m in enumerate(self.spec.mounts):
+            self.mount(m, self.idmap_trees.get(i))
+            if m.target.rstrip("/") == "/dev" and mount_options.parse(m.options).is_bind:
                 dev_bound = True
         self.own_dev = not dev_bound
         if self.own_dev:
@@ -140,18 +145,30 @@ class RootfsBuilder:
         if best and shared:
             sc.mount(None, best, None, sc.MS_PRIVATE)
 
-    def mount(self, m: Mount) -> None:
+    def mount(self, m: Mount, idmap_tree: int | None = None) -> None:
         opts = mount_options.parse(m.options)
         kind = m.type or ("bind" if opts.is_bind else "")
         if kind == "cgroup" or kind == "cgroup2":
             self._cgroup_ready()
             self._mount_cgroup(m, opts)
         elif opts.is_bind or kind == "bind":
-            self._mount_bind(m, opts)
+            self._mount_bind(m, opts, idmap_tree)
         else:
-            target = make_target(self.rootfs, m.destination, is_dir=True)
+            target = make_target(self.rootfs, m.target, is_dir=True)
+            # tmpcopyup: the folder the tmpfs hides, held open to copy from once it is on
+            below = copy_up.open_dir(target) if "tmpcopyup" in m.options else -1
             try:
                 mount_onto(self.rootfs, target, m.source or kind, kind, opts.flags, opts.data or None)
+                if below >= 0:
+                    fd = pin(self.rootfs, target)
+                    try:
+                        top = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    finally:
+                        os.close(fd)
+                    try:
+                        copy_up.copy_tree(below, top, m.target)
+                    finally:
+                        os.close(top)
             except KernelError as e:
                 # in a user namespace without its own netns/ipcns the kernel refuses a new
                 # sysfs/mqueue; runc binds the host's instead
@@ -160,28 +177,51 @@ class RootfsBuilder:
                     raise
                 mount_onto(self.rootfs, target, fallback, None, sc.MS_BIND | sc.MS_REC)
                 remount_onto(self.rootfs, target, opts.flags & mount_options.BIND_REMOUNT_FLAGS)
+            finally:
+                if below >= 0:
+                    os.close(below)
         for prop in opts.propagation:
-            _pinned(self.rootfs, secure_join(self.rootfs, m.destination), _propagation(prop))
+            _pinned(self.rootfs, secure_join(self.rootfs, m.target), _propagation(prop))
+        if opts.attr_set or opts.attr_clr:  # rro, rnosuid, …: the whole new tree at once
+            fd = pin(self.rootfs, secure_join(self.rootfs, m.target))
+            try:
+                sc.mount_setattr(fd, opts.attr_set, opts.attr_clr,
+                                 flags=sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, what=m.target)
+            finally:
+                os.close(fd)
 
     def _source(self, m: Mount) -> str:
         if not m.source:
-            raise SpecError(f"mounts[{m.destination}].source", "a bind mount needs a source")
+            raise SpecError(f"mounts[{m.target}].source", "a bind mount needs a source")
         return m.source if m.source.startswith("/") else os.path.join(self.bundle, m.source)
 
-    def _mount_bind(self, m: Mount, opts: mount_options.MountOptions) -> None:
+    def _mount_bind(self, m: Mount, opts: mount_options.MountOptions,
+                    idmap_tree: int | None = None) -> None:
         source = self._source(m)
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as e:
             raise KernelError.from_os("stat bind source", e, source) from None
-        target = make_target(self.rootfs, m.destination, is_dir)
-        mount_onto(self.rootfs, target, source, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
+        target = make_target(self.rootfs, m.target, is_dir)
+        if idmap_tree is not None:
+            self._attach(idmap_tree, target)
+        else:
+            mount_onto(self.rootfs, target, source, None, opts.flags & (sc.MS_BIND | sc.MS_REC))
         extra = opts.flags & mount_options.BIND_REMOUNT_FLAGS
         if extra:
             remount_onto(self.rootfs, target, extra)
 
+    def _attach(self, tree: int, target: str) -> None:
+        """Attach a detached mount made by the runtime (`idmapped_trees`) onto the pinned
+        target."""
+        fd = pin(self.rootfs, target)
+        try:
+            sc.move_mount(tree, fd, what=target)
+        finally:
+            os.close(fd)
+
     def _mount_cgroup(self, m: Mount, opts: mount_options.MountOptions) -> None:
-        target = make_target(self.rootfs, m.destination, is_dir=True)
+        target = make_target(self.rootfs, m.target, is_dir=True)
         flags = opts.flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
         layout = self.cgroup_mounts
         if len(layout) == 1 and layout[0].fstype == "cgroup2":
@@ -215,7 +255,10 @@ class RootfsBuilder:
     def create_devices(self) -> None:
         old = os.umask(0)
         try:
-            for dev in DEFAULT_DEVICES + tuple(self.linux.devices):
+            for dev in DEFAULT_DEVICES:
+                self._device(dev)
+            for i, dev in enumerate(self.linux.devices):
+                self._refuse_other_file(dev, f"linux.devices[{i}]")
                 self._device(dev)
             for src, dst in _DEV_LINKS:
                 path = secure_join(self.rootfs, dst)
@@ -227,6 +270,20 @@ class RootfsBuilder:
                     os.symlink("/proc/kcore", path)
         finally:
             os.umask(old)
+
+    def _refuse_other_file(self, dev: Device, where: str) -> None:
+        """config-linux.md: "If a file already exists at path that does not match the
+        requested device, the runtime MUST generate an error" (the same node is replaced)."""
+        path = secure_join(self.rootfs, dev.path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[dev.type]
+        same = stat.S_IFMT(st.st_mode) == kind and (
+            dev.type == "p" or st.st_rdev == os.makedev(dev.major or 0, dev.minor or 0))
+        if not same:
+            raise SpecError(f"{where}.path", f"{dev.path} exists in the rootfs and is not that device")
 
     def _device(self, dev: Device) -> None:
         target = make_target(self.rootfs, os.path.dirname(dev.path), is_dir=True)
@@ -256,6 +313,7 @@ class RootfsBuilder:
             sc.mount(self.rootfs, "/", None, sc.MS_MOVE)
             os.chroot(".")
             os.chdir("/")
+            self._root_propagation()
             return
         old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
         new_root = os.open(self.rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
@@ -270,6 +328,15 @@ class RootfsBuilder:
         finally:
             os.close(old_root)
             os.close(new_root)
+        self._root_propagation()
+
+    def _root_propagation(self) -> None:
+        """linux.rootfsPropagation is the propagation of the container's root mount: set on
+        "/" once it is the root, as runc does (before the pivot it only picked how the copy
+        of the host's tree hears from the host); unset, the root keeps what it got."""
+        prop = self.linux.rootfs_propagation
+        if prop:
+            sc.mount(None, "/", None, mount_options.propagation_flags(prop))
 
     # -- after pivot_root ------------------------------------------------------------
     def finalize(self) -> None:
@@ -336,6 +403,42 @@ class RootfsBuilder:
         except KernelError as e:
             if e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise
+
+
+def idmapped_trees(spec: Spec, bundle: str) -> dict[int, int]:
+    """For each idmapped mount (by its index), a detached clone of its source carrying the
+    mapping — its own, or else the container's (config.md lets a runtime use that one).
+    Made here in the runtime, before the fork, as runc makes them: setting a mapping needs
+    privilege over the source's filesystem, which an init in a user namespace lacks; it
+    only attaches the clone. The caller closes the fds (the init holds copies)."""
+    from skiff.kernel.idmap import userns_fd  # (a fork: only when asked for)
+
+    assert spec.linux is not None
+    trees: dict[int, int] = {}
+    try:
+        for i, m in enumerate(spec.mounts):
+            if not m.idmapped:
+                continue
+            uids = m.uid_mappings if m.uid_mappings is not None else spec.linux.uid_mappings
+            gids = m.gid_mappings if m.gid_mappings is not None else spec.linux.gid_mappings
+            source = m.source or ""
+            source = source if source.startswith("/") else os.path.join(bundle, source)
+            rec = sc.AT_RECURSIVE if mount_options.parse(m.options).flags & sc.MS_REC else 0
+            tree = sc.open_tree(source, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | rec)
+            trees[i] = tree
+            ns = userns_fd([(x.container_id, x.host_id, x.size) for x in uids or ()],
+                           [(x.container_id, x.host_id, x.size) for x in gids or ()])
+            try:
+                sc.mount_setattr(tree, sc.MOUNT_ATTR_IDMAP, what=source, userns_fd=ns,
+                                 flags=sc.AT_EMPTY_PATH
+                                 | (sc.AT_RECURSIVE if m.idmapped == "ridmap" else 0))
+            finally:
+                os.close(ns)
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        raise
+    return trees
 
 
 def _null_device() -> int:

@@ -4,7 +4,8 @@ A process cannot move itself into a new pid namespace, only its children, so eve
 container process is born from two forks, as runc's nsexec does. The runtime (parent)
 forks a *stage-1* child that joins the user namespace (or makes one, and waits while the
 parent writes its id maps), joins the other namespaces given by path, unshares the new
-ones, and forks the real process, whose host pid it reports before it exits. The parent
+ones (writing a new time namespace's clock offsets, which only an empty one takes), and
+forks the real process, whose host pid it reports before it exits. The parent
 is the child subreaper, so that process becomes the parent's own child and `run` can wait
 for it. The caller puts the real process into its cgroup (`join_cgroup`) while it already
 works: the kernel's first cgroup migration after a while waits out an RCU grace period
@@ -33,6 +34,7 @@ class NamespacePlan(Record, mutable=True):
     new_user: bool = False
     uid_mappings: tuple[IdMapping, ...] = ()
     gid_mappings: tuple[IdMapping, ...] = ()
+    time_offsets: str = ""  # /proc/self/timens_offsets lines for a new time namespace
 
     @property
     def in_userns(self) -> bool:
@@ -47,6 +49,15 @@ def _write_map(pid: int, name: str, mappings: tuple[IdMapping, ...]) -> None:
             f.write(text)
     except OSError as e:
         raise KernelError.from_os(f"write {name}", e, path) from None
+
+
+def _write_offsets(text: str) -> None:
+    path = "/proc/self/timens_offsets"
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise KernelError.from_os("write timens_offsets", e, path) from None
 
 
 class Spawned:
@@ -156,6 +167,10 @@ def _stage1(plan: NamespacePlan, chan: Channel, child_main: Callable[[Channel], 
         os.close(fd)
     if plan.unshare:
         sc.unshare(plan.unshare)
+    if plan.time_offsets:
+        # a new time namespace takes its offsets only before its first process enters it:
+        # ours stays outside (unshare moves only the children), the fork below is the first
+        _write_offsets(plan.time_offsets)
     pid = os.fork()
     if pid == 0:
         try:

@@ -2,6 +2,10 @@
 
 The init blocks opening the exec fifo for writing; opening it for reading and taking its
 one byte releases it. The fifo is then removed, which is what makes the status `running`.
+With startContainer hooks, the init keeps its end open while they run and writes their
+failure into it; its end closes on the program's execve. A failure there stops and
+destroys the container (runtime.md: "generate an error, stop the container, and continue
+the lifecycle at step 12") and `start` fails with the hook's message.
 """
 
 from __future__ import annotations
@@ -12,9 +16,6 @@ import select
 from skiff.errors import HookFailed, RuntimeError_
 from skiff.runtime.container import Container, open_container
 from skiff.runtime.state import StateStore
-from skiff.log import logger
-
-log = logger("skiff.runtime")
 
 
 def start(store: StateStore, container_id: str) -> None:
@@ -30,10 +31,26 @@ def start(store: StateStore, container_id: str) -> None:
                     break
                 if not c.state.alive():
                     raise RuntimeError_(f"container `{container_id}` init died before it started")
+            failure = _rest(fd) if c.has_hooks("startContainer") else b""
         finally:
             os.close(fd)
         os.unlink(fifo)
+        if failure:
+            from skiff.runtime.delete import destroy
+            destroy(c, c.status())
+            raise HookFailed(failure.decode(errors="replace"))
         poststart(c)
+
+
+def _rest(fd: int) -> bytes:
+    """What init writes after its byte, until its end closes (at the execve, or its death)."""
+    out = b""
+    while True:
+        select.select([fd], [], [])
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return out
+        out += chunk
 
 
 def poststart(c: Container) -> None:
@@ -42,11 +59,8 @@ def poststart(c: Container) -> None:
         hooks = c.spec.hooks
         assert hooks is not None
         _await_exec(c)
-        from skiff.runtime.hooks import run_hooks  # (subprocess: only when used)
-        try:
-            run_hooks("poststart", hooks.poststart, c.oci_state())
-        except HookFailed as e:
-            log.warning("%s", e)
+        from skiff.runtime.hooks import run_hooks_warning  # (subprocess: only when used)
+        run_hooks_warning("poststart", hooks.poststart, c.oci_state())
 
 
 def _await_exec(c: Container) -> None:
