@@ -214,6 +214,9 @@ def test_ports_are_taken_checked_and_refused_as_moby_does() -> None:
             ({"ExposedPorts": {"80/tcp": {}}, "HostConfig": {"NetworkMode": "container:x"}},
              "conflicting options: port exposing and the container type network mode"),
             ({"HostConfig": {"NetworkMode": "container:x", "PublishAllPorts": True}},
+             "conflicting options: port publishing and the container type network mode"),
+            ({"ExposedPorts": {"80/tcp": {}}, "HostConfig": {  # what `run -p` sends: publishing
+                "NetworkMode": "container:x", "PortBindings": {"80/tcp": [{"HostPort": "1"}]}}},
              "conflicting options: port publishing and the container type network mode")):
         with pytest.raises(InvalidArgument, match=words):
             parse(body)

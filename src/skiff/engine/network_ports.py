@@ -288,12 +288,12 @@ def check_ports(config: dict[str, Any], host: dict[str, Any], warnings: list[str
     exposed_from_json(exposed)
     bindings_from_json(bindings)
     mode = str(host.get("NetworkMode") or "")
-    if mode.startswith("container:"):
-        if exposed:
-            raise InvalidArgument("conflicting options: port exposing and the container type "
-                                  "network mode")
+    if mode.startswith("container:"):  # moby's order: publishing, then exposing
         if bindings or host.get("PublishAllPorts"):
             raise InvalidArgument("conflicting options: port publishing and the container type "
+                                  "network mode")
+        if exposed:
+            raise InvalidArgument("conflicting options: port exposing and the container type "
                                   "network mode")
     if mode == "host" and (bindings or host.get("PublishAllPorts")):
         warnings.append(HOST_MODE_WARNING)
