@@ -418,3 +418,21 @@ def test_the_docker_cli_and_docker_py_publish(daemon: Skiffd) -> None:
         c.reload()
         assert {"HostIp": "0.0.0.0", "HostPort": str(other)} in c.ports["80/tcp"]
         c.remove(force=True)
+
+
+def test_ports_follow_the_gateway_when_its_network_is_disconnected(daemon: Skiffd) -> None:
+    one, _ = network(daemon)
+    two, _ = network(daemon)
+    port = free_ports()
+    cid = skiff(daemon, "run", "-d", "--network", one, "-p", f"{port}:80", "busybox",
+                *httpd("moving")).stdout.strip()
+    assert http_get("127.0.0.1", port) == "moving"
+    skiff(daemon, "network", "connect", two, cid)
+    skiff(daemon, "network", "disconnect", one, cid)
+    address = inspect(daemon, cid)["NetworkSettings"]["Networks"][two]["IPAddress"]
+    assert f"dnat to {address}:80" in table_text(daemon)  # on the new gateway endpoint
+    assert http_get("127.0.0.1", port) == "moving"
+    assert skiff(daemon, "port", cid).stdout.splitlines()[0] == f"80/tcp -> 0.0.0.0:{port}"
+    skiff(daemon, "network", "disconnect", two, cid)  # no network left: nothing published
+    assert f"dport {port} " not in table_text(daemon)
+    assert http_once("127.0.0.1", port, timeout=1) is None

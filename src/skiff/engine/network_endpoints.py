@@ -382,6 +382,8 @@ def disconnect(net: NetworkService, ref: str, body: Any) -> None:
         if ep.address is not None:
             if ep.doc.get("DefaultRoute"):
                 _route_again(net, svc.netns_path(crow.id), crow.id)
+                if net.ports is not None:
+                    net.ports.gateway_gone(svc._row(crow.id), ep)
             _event(net, "disconnect", ep)
             net.endpoints_changed()
             _rewrite_files(svc, svc._row(crow.id))

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from skiff.engine.networks import NetworkService
     from skiff.engine.state_db import ContainerRow
     from skiff.net.firewall import BridgeRule, PortRule
-    from skiff.net.ports import Published
+    from skiff.net.ports import PortBinding, Published
     from skiff.net.publish import PortPublisher
 
 _log = logger("skiff.engine.networks")
@@ -77,15 +77,18 @@ class NetworkPorts:
         return self._publisher
 
     # -- a run's ports ------------------------------------------------------------------------
-    def publish(self, crow: ContainerRow, made: list[EndpointRow]) -> list[Published]:
-        """Publish the ports of `crow`, whose endpoints `made` were just wired (nothing when
-        it publishes none or has no gateway endpoint); PortAllocated with nothing held."""
+    def publish(self, crow: ContainerRow, made: list[EndpointRow],
+                bindings: list[PortBinding] | None = None) -> list[Published]:
+        """Publish the ports of `crow` (or `bindings`), whose endpoints `made` were just wired
+        (nothing when it publishes none or has no gateway endpoint); PortAllocated with
+        nothing held."""
         from skiff.net.ports import effective_bindings
 
         host = crow.doc["HostConfig"]
-        bindings = effective_bindings(crow.doc["Config"].get("ExposedPorts"),
-                                      host.get("PortBindings"),
-                                      bool(host.get("PublishAllPorts")))
+        if bindings is None:
+            bindings = effective_bindings(crow.doc["Config"].get("ExposedPorts"),
+                                          host.get("PortBindings"),
+                                          bool(host.get("PublishAllPorts")))
         gateway = next((ep for ep in made if ep.doc.get("DefaultRoute")), None)
         if not bindings or gateway is None or gateway.address is None:
             return []
@@ -109,6 +112,22 @@ class NetworkPorts:
         _log.debug("container %s: %d port(s) held in %.1f ms, table in %.1f ms", crow.id[:12],
                    len(got), (held - began) * 1e3, (time.perf_counter() - held) * 1e3)
         return got
+
+    def gateway_gone(self, crow: ContainerRow, gone: EndpointRow) -> None:
+        """`gone`, the endpoint `crow`'s ports were published on, was disconnected: they move,
+        with the host ports they had, to the endpoint that gives the default route now (as
+        libnetwork's new gateway endpoint), or go when there is none."""
+        held = gone.doc.get(PUBLISHED_KEY)
+        if not held:
+            return
+        self.unpublish(crow.id)
+        from skiff.engine.network_endpoints import active
+
+        try:
+            self.publish(crow, active(self.net, crow.id), _bindings(held))
+        except SkiffError as e:
+            _log.warning("container %s: its published ports: %s", crow.id[:12], e)
+            self.sync()
 
     def run_ended(self, cid: str) -> None:
         """The run of `cid` is over: its ports freed and the table without them, before
@@ -200,8 +219,6 @@ class NetworkPorts:
     def restore(self, running: set[str]) -> None:
         """skiffd's start: the running containers' ports held and proxied again (the same
         host ports), then the table applied for what there is."""
-        from skiff.net.ports import PortBinding
-
         for ep in self.net.db.endpoints():
             held = ep.doc.get(PUBLISHED_KEY)
             if not held or ep.address is None or ep.container_id not in running:
@@ -209,10 +226,9 @@ class NetworkPorts:
             row = self.net.db.get(ep.network_id)
             if row is None:
                 continue
-            bindings = [PortBinding(p["proto"], int(p["container_port"]), p["host_ip"],
-                                    str(p["host_port"])) for p in held]
             try:
-                self.publisher.publish(ep.container_id, bindings, ep.address, bridge_of(row))
+                self.publisher.publish(ep.container_id, _bindings(held), ep.address,
+                                       bridge_of(row))
             except SkiffError as e:
                 _log.warning("container %s: its published ports: %s", ep.container_id[:12], e)
         self._restored = True
@@ -225,6 +241,14 @@ class NetworkPorts:
         if self._publisher is not None:
             self._publisher.close()
             self._publisher = None
+
+
+def _bindings(held: list[dict[str, Any]]) -> list[PortBinding]:
+    """What a container's recorded ports were, as bindings of the very same host ports."""
+    from skiff.net.ports import PortBinding
+
+    return [PortBinding(str(p["proto"]), int(p["container_port"]), str(p["host_ip"]),
+                        str(p["host_port"])) for p in held]
 
 
 # -- what inspect, the list and `port` show -------------------------------------------------
