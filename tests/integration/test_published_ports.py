@@ -316,13 +316,19 @@ def test_an_internal_network_publishes_nothing(daemon: Skiffd) -> None:
     assert inspect(daemon, cid)["NetworkSettings"]["Ports"] == {"80/tcp": None}
 
 
+def serving(d: Skiffd, net: str, word: str) -> tuple[str, int]:
+    """A container on `net` serving `word` on a free host port of every address, answering."""
+    port = free_ports()
+    cid = skiff(d, "run", "-d", "--network", net, "-p", f"{port}:80", "busybox",
+                *httpd(word)).stdout.strip()
+    assert http_get("127.0.0.1", port) == word
+    return cid, port
+
+
 def test_two_networks_are_isolated_but_published_ports_reach_across(daemon: Skiffd) -> None:
     one, _ = network(daemon)
     two, _ = network(daemon)
-    port = free_ports()
-    server = skiff(daemon, "run", "-d", "--network", two, "-p", f"{port}:80", "busybox",
-                   *httpd("two")).stdout.strip()
-    assert http_get("127.0.0.1", port) == "two"
+    server, port = serving(daemon, two, "two")
     settings = inspect(daemon, server)["NetworkSettings"]["Networks"][two]
     neighbour = skiff(daemon, "run", "-d", "--network", two, "busybox", "sleep", "60").stdout.strip()
     stranger = skiff(daemon, "run", "-d", "--network", one, "busybox", "sleep", "60").stdout.strip()
@@ -423,10 +429,7 @@ def test_the_docker_cli_and_docker_py_publish(daemon: Skiffd) -> None:
 def test_ports_follow_the_gateway_when_its_network_is_disconnected(daemon: Skiffd) -> None:
     one, _ = network(daemon)
     two, _ = network(daemon)
-    port = free_ports()
-    cid = skiff(daemon, "run", "-d", "--network", one, "-p", f"{port}:80", "busybox",
-                *httpd("moving")).stdout.strip()
-    assert http_get("127.0.0.1", port) == "moving"
+    cid, port = serving(daemon, one, "moving")
     skiff(daemon, "network", "connect", two, cid)
     skiff(daemon, "network", "disconnect", one, cid)
     address = inspect(daemon, cid)["NetworkSettings"]["Networks"][two]["IPAddress"]
