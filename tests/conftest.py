@@ -53,6 +53,10 @@ TMP_MARK = f"skiff-pytest-{os.getpid()}"
 # the Linux bridges this session's engines make start with it (at most 15 characters in
 # all: the session's 3 hex digits, then 6 of their own; see fixtures_daemon.bridge_for)
 LINK_PREFIX = "skt" + hashlib.sha256(TMP_MARK.encode()).hexdigest()[:3]
+# every skiffd a test starts (by a fixture, a CLI's autostart, a test's own subprocess)
+# forwards the names its DNS server does not know nowhere: the host's resolvers are outside
+# this machine. A test that wants forwarding gives skiffd --dns-upstream (a fake on 127.0.0.1)
+os.environ["SKIFF_DNS_UPSTREAM"] = "none"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

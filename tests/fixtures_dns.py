@@ -1,11 +1,11 @@
-"""A fake upstream DNS server for the embedded DNS server's tests, on the host's 127.0.0.1.
+"""A fake upstream DNS server for the embedded DNS server's tests, on the host's loopback.
 
 It is built on dnspython, not on skiff's own codec, so that the tests check skiff's
-messages against another implementation. One thread serves UDP and TCP on the same
-ephemeral port: names in `zone` get their A records (over UDP only as many as fit in
-`udp_limit`, else an empty answer with TC, as a real server truncates), ``fail.test``
-gets SERVFAIL, ``silent.test`` gets no answer at all, every other name an authoritative
-NXDOMAIN. Every question it is asked is kept in `asked` as (name, type, "udp"|"tcp").
+messages against another implementation. One thread serves UDP and TCP on the same port
+(an ephemeral one of 127.0.0.1 unless `host` and `port` say otherwise): names in `zone`
+get their A records (over UDP only as many as fit in `udp_limit`, else an empty answer
+with TC, as a real server truncates), ``fail.test`` gets SERVFAIL, ``silent.test`` gets
+no answer at all, every other name an authoritative NXDOMAIN. Every question it is asked is kept in `asked` as (name, type, "udp"|"tcp").
 With `spoof_first`, each UDP answer is preceded by a datagram under a wrong ID.
 Traffic stays on the loopback: it never asks anyone else.
 """
@@ -27,35 +27,36 @@ import pytest
 
 class FakeUpstream:
     def __init__(self, zone: dict[str, list[str]] | None = None, udp_limit: int | None = None,
-                 spoof_first: bool = False) -> None:
+                 spoof_first: bool = False, host: str = "127.0.0.1", port: int = 0) -> None:
         self.zone = {k.lower(): v for k, v in (zone or {}).items()}
         self.udp_limit = udp_limit
         self.spoof_first = spoof_first
         self.asked: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
-        self.udp, self.tcp = self._bind_pair()
+        self.host = host
+        self.udp, self.tcp = self._bind_pair(host, port)
         self.port = self.udp.getsockname()[1]
         self._stop_r, self._stop_w = socket.socketpair()
         self._thread = threading.Thread(target=self._serve, name="fake-upstream", daemon=True)
         self._thread.start()
 
     @staticmethod
-    def _bind_pair() -> tuple[socket.socket, socket.socket]:
+    def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
         # the same port for both protocols, as a resolver has: retry until a free one is found
-        for _ in range(50):
+        for _ in range(50 if port == 0 else 1):
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind(("127.0.0.1", 0))
+            udp.bind((host, port))
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+                tcp.bind((host, udp.getsockname()[1]))
             except OSError:
                 udp.close()
                 tcp.close()
                 continue
             tcp.listen(16)
             return udp, tcp
-        raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
+        raise RuntimeError(f"no port free for both UDP and TCP on {host}")
 
     def answer(self, wire: bytes, proto: str) -> bytes | None:
         query = dns.message.from_wire(wire)

@@ -155,6 +155,25 @@ def test_a_containers_own_upstreams_or_none(server: DnsServer, fake_upstream: Fa
         own.close()
 
 
+def test_a_containers_own_upstreams_asked_from_its_namespace(server: DnsServer,
+                                                             make_ns: Callable[[str], str]):
+    ns1, ns2 = make_ns("c1"), make_ns("c2")
+    # a resolver on the loopback of c1's namespace: reachable from there only
+    theirs = inside(ns1, lambda: FakeUpstream({"inside.test": ["192.0.2.77"]}))
+    try:
+        own = [Upstream("127.0.0.1", theirs.port)]
+        server.add("c1", ns1, upstreams=own, from_netns=True)
+        server.add("c2", ns2, upstreams=own)  # the same address, asked from the host's
+        assert addresses(ask(ns1, "inside.test")) == ["192.0.2.77"]
+        assert addresses(ask(ns1, "inside.test", tcp=True)) == ["192.0.2.77"]
+        assert ask(ns2, "inside.test").rcode() == dns.rcode.SERVFAIL  # nobody there
+        assert [a[2] for a in theirs.asked] == ["udp", "tcp"]  # c1's two only
+        server.remove("c1")  # with its namespace's sockets for forwards
+        assert not listening(ns1)
+    finally:
+        theirs.close()
+
+
 def test_big_answers_truncate_and_tcp_gets_them_all(server: DnsServer,
                                                     fake_upstream: FakeUpstream,
                                                     make_ns: Callable[[str], str]):

@@ -30,11 +30,17 @@ def test_hosts() -> None:
 
 def test_resolv_conf_of_a_user_network_names_the_embedded_server() -> None:
     text = resolv_conf_text("mynet", host_file=HOST_RESOLV, internal_dns=True)
-    assert text == "search corp.example\nnameserver 127.0.0.11\noptions ndots:0\n"
+    # the host's options stay, ndots:0 is added (moby's resolvconf.TransformForIntNS)
+    assert text == ("search corp.example\nnameserver 127.0.0.11\n"
+                    "options edns0 trust-ad ndots:0\n")
     text = resolv_conf_text("mynet", ["1.1.1.1"], ["a.example"], ["ndots:3", "edns0"],
                             host_file=HOST_RESOLV, internal_dns=True)
     # --dns servers are the embedded server's to forward to, not the container's to ask
     assert text == "search a.example\nnameserver 127.0.0.11\noptions ndots:3 edns0\n"
+    # --dns-option replaces the host's options
+    text = resolv_conf_text("mynet", [], [], ["attempts:2"], internal_dns=True,
+                            host_file="options ndots:5 rotate\n")
+    assert text == "nameserver 127.0.0.11\noptions attempts:2 ndots:0\n"
 
 
 def test_resolv_conf_filters_localhost_and_falls_back_to_public_resolvers() -> None:

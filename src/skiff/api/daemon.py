@@ -59,6 +59,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--bip", default=os.environ.get("SKIFF_BRIDGE_SUBNET", ""), metavar="CIDR",
                    help="the default bridge network's subnet, its gateway the first address "
                         "(default $SKIFF_BRIDGE_SUBNET or 172.29.0.0/16)")
+    p.add_argument("--dns-upstream", action="append", metavar="ADDR[:PORT]",
+                   help="where the embedded DNS server of user networks forwards the names "
+                        "it does not know, for containers without --dns (repeatable; "
+                        "default $SKIFF_DNS_UPSTREAM, comma-separated, or the host's "
+                        "resolv.conf; 'none': nowhere)")
     p.add_argument("-l", "--log-level", default="info", choices=sorted(_LEVELS),
                    help="log level (default info)")
     p.add_argument("-D", "--debug", action="store_true", help="debug mode (log level debug)")
@@ -166,7 +171,8 @@ async def serve(args: argparse.Namespace) -> None:
                             debug=args.debug or args.log_level == "debug",
                             userns_remap=args.userns_remap,
                             cgroup_parent=_cgroup_parent(args.cgroup_parent),
-                            bridge_name=args.bridge, bridge_subnet=args.bip)
+                            bridge_name=args.bridge, bridge_subnet=args.bip,
+                            dns_upstreams=_dns_upstreams(args.dns_upstream))
     # a signal during start-up must still clean up: take them over first
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -218,6 +224,17 @@ async def serve(args: argparse.Namespace) -> None:
                 mine = False
             if mine:
                 _remove(pidfile)
+
+
+def _dns_upstreams(given: list[str] | None) -> tuple[str, ...]:
+    """--dns-upstream's values, else $SKIFF_DNS_UPSTREAM's (the flag wins, as for
+    --bridge), checked before anything is made."""
+    from skiff.engine.network_dns import parse_upstreams
+
+    values = tuple(given) if given else tuple(
+        v.strip() for v in os.environ.get("SKIFF_DNS_UPSTREAM", "").split(",") if v.strip())
+    parse_upstreams(values)
+    return values
 
 
 def _cgroup_parent(text: str) -> str:

@@ -43,6 +43,7 @@ class EngineOptions(Record):
     userns_remap: str = ""  # dockerd's --userns-remap: "", default, user[:group]
     bridge_name: str = ""  # dockerd's --bridge: the default bridge's Linux name (skiff0)
     bridge_subnet: str = ""  # dockerd's --bip, as a subnet: the default bridge's (172.29/16)
+    dns_upstreams: tuple[str, ...] = ()  # where the embedded DNS forwards (): the host's
 
 
 class Engine:
@@ -78,6 +79,10 @@ class Engine:
                                            bridge_subnet=self.options.bridge_subnet)
         self.volumes = self.containers.volumes
         self.networks = self.containers.networks  # a container's endpoints come at its start
+        if self.options.dns_upstreams:
+            from skiff.engine.network_dns import parse_upstreams
+
+            self.networks.dns.upstreams = parse_upstreams(self.options.dns_upstreams)
         if remap is not None:
             self.volumes.owner = remap.maps.host_ids()
         self.execs = ExecService(self.containers)

@@ -8,9 +8,9 @@ with its hostname; with ``--network host`` it is a copy of the host's. /etc/reso
 the host's with its localhost nameservers filtered out (they mean nothing in another
 network namespace) and Google's public resolvers in their place when none is left, as
 libnetwork does; on a user-defined network it names the embedded DNS server at 127.0.0.11
-instead (with ``options ndots:0``, as Docker's), which forwards other names to the host's
-resolvers or to ``--dns``. ``--dns``, ``--dns-search`` and ``--dns-option`` replace the
-matching lines. With ``--network host`` the host's file is copied unchanged. The files are
+instead (the host's search and options kept, ``ndots:0`` added, as Docker's), which
+forwards other names to the host's resolvers or to ``--dns``. ``--dns``, ``--dns-search``
+and ``--dns-option`` replace the matching lines. With ``--network host`` the host's file is copied unchanged. The files are
 written at create and again at each start (`write_network_files`), when the addresses are
 known. The working directory (``-w``) is made in the rootfs at create, as dockerd makes it.
 """
@@ -128,13 +128,16 @@ def resolv_conf_text(network_mode: str, dns: Sequence[str] = (), search: Sequenc
 
 def _embedded_resolv_conf(host_text: str, search: Sequence[str],
                           options: Sequence[str]) -> str:
-    domains = list(search)
-    if not domains:
-        for line in host_text.splitlines():
-            words = line.split()
-            if words and words[0] in ("search", "domain"):
-                domains = words[1:]
-    opts = list(options)
+    # the host's search domains and options are kept unless given (Docker's file on a
+    # systemd-resolved host reads "options edns0 trust-ad ndots:0")
+    domains, host_opts = list(search), []
+    for line in host_text.splitlines():
+        words = line.split()
+        if words and words[0] in ("search", "domain") and not search:
+            domains = words[1:]
+        elif words and words[0] == "options":
+            host_opts += words[1:]
+    opts = list(options) or host_opts
     if not any(o.startswith("ndots:") for o in opts):
         opts.append("ndots:0")
     out = "search " + " ".join(domains) + "\n" if domains and domains != ["."] else ""

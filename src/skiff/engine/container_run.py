@@ -166,6 +166,7 @@ def _network_of(svc: ContainerService, row: ContainerRow,
         write_network_files(files, row.doc["Config"], host, facts(svc.networks, row))
     except OSError as e:
         raise KernelError.from_os("write", e, files.hosts) from None
+    svc.networks.dns.refresh(row)  # 127.0.0.11 answers before the container's process runs
     return netns, files
 
 

@@ -232,6 +232,7 @@ class ContainerService:
         from skiff.engine.network_endpoints import detach_all
         from skiff.engine.netns import release_netns
 
+        self.networks.dns.forget(cid)  # first: its sockets would keep the namespace alive
         began = time.perf_counter()
         try:
             detach_all(self.networks, cid)

@@ -349,6 +349,7 @@ def connect(net: NetworkService, ref: str, body: Any) -> None:
             _event(net, "connect", made)
             net.endpoints_changed()
             _rewrite_files(svc, crow)
+            net.dns.refresh(crow, quiet=True)
 
 
 def disconnect(net: NetworkService, ref: str, body: Any) -> None:
@@ -387,6 +388,7 @@ def disconnect(net: NetworkService, ref: str, body: Any) -> None:
             _event(net, "disconnect", ep)
             net.endpoints_changed()
             _rewrite_files(svc, svc._row(crow.id))
+            net.dns.refresh(crow, quiet=True)
 
 
 def _route_again(net: NetworkService, netns: str, cid: str) -> None:

@@ -98,6 +98,9 @@ class NetworkService:
         self.bridge_touched = False
         self._bridges: set[str] = set()  # bridges this engine made or found, at their attach
         self._reaping: set[threading.Thread] = set()  # veths being deleted after their run
+        from skiff.engine.network_dns import EmbeddedDns
+
+        self.dns = EmbeddedDns(self)  # its server is made at the first container it serves
 
     # -- the pre-defined networks -----------------------------------------------------------
     def ensure_predefined(self) -> None:
@@ -337,6 +340,18 @@ class NetworkService:
         if self.ports is not None:
             self.ports.sync()
 
+    def bridges(self) -> builtins.list[tuple[str, str, bool]]:
+        """(Linux bridge, subnet, internal) of every bridge network whose bridge is there
+        to filter: the user networks' (made with them) and the default bridge once this
+        engine made or found it — what the firewall's rules are made of."""
+        out = []
+        for row in self.all():
+            pool = pool_of(row)
+            if pool is None or (row.name == "bridge" and bridge_of(row) not in self._bridges):
+                continue
+            out.append((bridge_of(row), str(pool.subnet), bool(row.doc.get("Internal"))))
+        return out
+
     def resolve(self, cid: str, name: str) -> builtins.list[str]:
         """The IPv4 addresses `name` resolves to for the container `cid`: on each user
         network `cid` is running on, the running containers there called so — by name,
@@ -416,10 +431,12 @@ class NetworkService:
         from skiff.engine.network_endpoints import reconcile
 
         reconcile(self, running)
+        self.dns.reconcile(running)
 
     def close(self) -> None:
-        """At skiffd's stop: the veths being deleted are gone, and the default bridge goes
-        when no container runs on it."""
+        """At skiffd's stop: the DNS server ends, the veths being deleted are gone, and the
+        default bridge goes when no container runs on it."""
+        self.dns.close()
         self.settle()
         try:
             self._close_default_bridge()

@@ -7,14 +7,15 @@ namespace it was made in, so the serving thread itself never moves), `remove(key
 them and every connection and forward in flight for that container, and `close()` ends
 it all. One thread runs an asyncio loop of its own over every container's sockets, so the
 server is independent of whatever loop skiffd's API runs and of its load; the loop thread
-stays in the host's namespace, so forwarded queries go out from the host, as Docker's do.
-A query is answered from the callbacks when `dns_answer.local_answer` says so (A, AAAA,
-MX, PTR of names and addresses the engine knows, TTL 600, in the callbacks' order), and
-forwarded upstream (`dns_upstream.forward`) otherwise: to the container's own resolvers
-when `add` was given some (its ``--dns``), else to the server's (by default the host's
-resolv.conf's, read at each `add`); SERVFAIL when no upstream answers, when a container
-has none (an internal network), or when `max_forwards` queries are already out (moby's
-limit of 1024). A packet that is not a query is dropped, one whose question cannot be
+stays in the host's namespace, so forwarded queries go out from the host, as Docker's go
+to the resolvers it read from the host. A query is answered from the callbacks when
+`dns_answer.local_answer` says so (A, AAAA, MX, PTR of names and addresses the engine
+knows, TTL 600, in the callbacks' order), and forwarded upstream (`dns_upstream.forward`)
+otherwise: to the container's own resolvers when `add` was given some (its ``--dns``;
+asked from inside its namespace with ``from_netns``, as moby asks them), else to the
+server's (by default the host's resolv.conf's, read at each `add`, asked from the host's
+namespace); SERVFAIL when no upstream answers, when a container has none (an internal
+network), or when `max_forwards` queries are already out (moby's limit of 1024). A packet that is not a query is dropped, one whose question cannot be
 read gets FORMERR: nothing a client sends ends the loop. Made with ``port=0``, the server
 listens on ephemeral ports in each namespace and `add` returns them: Docker's way, with a
 DNAT from 127.0.0.11:53 to them inside the namespace, which leaves port 53 to a DNS server
@@ -40,7 +41,8 @@ from skiff.net.dns_message import (EXTENDED_RCODE_BADVERS, OPCODE_QUERY, RCODE_F
                                    RCODE_NOERROR, RCODE_NOTIMP, RCODE_SERVFAIL, TCP_MAX_SIZE,
                                    MalformedMessage, Query, build_reply, error_reply,
                                    parse_query)
-from skiff.net.dns_upstream import DEFAULT_TIMEOUT, Upstream, forward, host_upstreams
+from skiff.net.dns_upstream import (DEFAULT_TIMEOUT, OpenSocket, Upstream, forward,
+                                    host_socket, host_upstreams)
 
 log = logger("skiff.net.dns")
 
@@ -89,6 +91,25 @@ def listening_sockets(netns_path: str, address: str = LISTEN_ADDRESS,
         return made[0], made[1]
 
     return in_netns(netns_path, bind)
+
+
+def netns_socket_opener(netns_path: str) -> OpenSocket:
+    """What makes a forwarded query's socket inside the network namespace at `netns_path`
+    (from a thread that joins it, run off the loop); a namespace gone is an OSError, as a
+    failed connect is, so that the query fails like one."""
+
+    async def open_socket(family: socket.AddressFamily,
+                          kind: socket.SocketKind) -> socket.socket:
+        def make() -> socket.socket:
+            return socket.socket(family, kind)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, in_netns, netns_path, make)
+        except KernelError as e:
+            raise OSError(e.errno or 0, str(e)) from None
+
+    return open_socket
 
 
 class _UdpService(asyncio.DatagramProtocol):
@@ -180,6 +201,7 @@ class _Served:
 
     key: str
     upstreams: list[Upstream]
+    open_socket: OpenSocket  # where a forwarded query's socket is made
     udp: _UdpService | None = None
     listener: socket.socket | None = None
     clients: set[_TcpClient] = field(default_factory=set)
@@ -223,12 +245,14 @@ class DnsServer:
     # -- the callers' side ----------------------------------------------------------------
     # one at a time (under _lock): an add takes about half a millisecond, and a remove
     # racing the add of the same key could otherwise leave sockets no one removes
-    def add(self, key: str, netns_path: str,
-            upstreams: Sequence[Upstream] | None = None) -> Ports:
+    def add(self, key: str, netns_path: str, upstreams: Sequence[Upstream] | None = None,
+            *, from_netns: bool = False) -> Ports:
         """Serve the container `key` inside the network namespace at `netns_path`, on the
         ports returned; the names it asks that the callbacks do not know go to `upstreams`
         (its ``--dns``) when given, to the server's own otherwise, nowhere when it is empty
-        (an ``--internal`` network: SERVFAIL)."""
+        (an ``--internal`` network: SERVFAIL). `from_netns`: `upstreams` are asked from
+        inside that namespace, as moby asks a container's own ``--dns`` servers (the
+        server's own are always asked from the host's)."""
         with self._lock:
             if self._closed:
                 raise InvalidArgument("the DNS server is closed")
@@ -241,8 +265,10 @@ class DnsServer:
             else:
                 chosen = host_upstreams()
             udp, tcp = listening_sockets(netns_path, self._address, self._port)
+            opener = netns_socket_opener(netns_path) \
+                if from_netns and upstreams is not None else host_socket
             try:
-                asyncio.run_coroutine_threadsafe(self._serve(key, udp, tcp, chosen),
+                asyncio.run_coroutine_threadsafe(self._serve(key, udp, tcp, chosen, opener),
                                                  self._loop).result()
             except BaseException:
                 udp.close()
@@ -281,9 +307,9 @@ class DnsServer:
 
     # -- the loop's side ------------------------------------------------------------------
     async def _serve(self, key: str, udp: socket.socket, tcp: socket.socket,
-                     upstreams: list[Upstream]) -> None:
+                     upstreams: list[Upstream], opener: OpenSocket) -> None:
         loop = asyncio.get_running_loop()
-        served = _Served(key, upstreams)
+        served = _Served(key, upstreams, opener)
         _, served.udp = await loop.create_datagram_endpoint(
             lambda: _UdpService(self, served), sock=udp)
         # accepted here, not by an asyncio.Server: a Server that is closed while a connection
@@ -376,7 +402,8 @@ class DnsServer:
             return build_reply(query, RCODE_SERVFAIL, limit=limit)
         self._forwards += 1
         try:
-            reply = await forward(data, query, served.upstreams, self._timeout, tcp, limit)
+            reply = await forward(data, query, served.upstreams, self._timeout, tcp, limit,
+                                  served.open_socket)
         finally:
             self._forwards -= 1
         if reply is None:

@@ -5,7 +5,9 @@ three as glibc takes (MAXNS), and 127.0.0.1 when there is none (glibc's default 
 Loopback servers (systemd-resolved's 127.0.0.53, a local dnsmasq) are kept: the queries
 leave from the host's network namespace, where they are reachable, which is why Docker's
 resolver too forwards to the host's loopback servers from the host's namespace instead of
-writing a public resolver into the container's resolv.conf. `forward` asks them in order:
+writing a public resolver into the container's resolv.conf (a container's own ``--dns``
+servers moby asks from inside the container's namespace: `forward`'s `open_socket` says
+where each query's socket is made). `forward` asks them in order:
 over UDP first (from a socket of its own per query, connected, so a source port the
 upstream cannot guess and an ICMP "port unreachable" ends the wait at once), again over
 TCP when the answer came truncated, and over TCP only for a query that came over TCP. An
@@ -23,8 +25,9 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
+from skiff.errors import InvalidArgument
 from skiff.log import logger
 from skiff.net.dns_message import (RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_SERVFAIL, Query,
                                    reply_authoritative, reply_matches, reply_rcode,
@@ -78,6 +81,28 @@ def parse_resolv_conf(text: str) -> list[Upstream]:
     return found
 
 
+def parse_upstream(text: str) -> Upstream:
+    """An upstream as a user writes it: ``ADDR``, ``ADDR:PORT`` or ``[ADDR6]:PORT``, the
+    address numeric (no name is looked up); InvalidArgument otherwise."""
+    host, port = text.strip(), "53"
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise InvalidArgument(f"bad DNS server {text!r}: expected [ADDR6]:PORT")
+            port = rest[1:]
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"bad DNS server {text!r}: the port must be 1-65535")
+    try:
+        socket.getaddrinfo(host, 53, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        raise InvalidArgument(f"bad DNS server {text!r}: expected a numeric IP address") \
+            from None
+    return Upstream(host, int(port))
+
+
 def host_upstreams(path: str = "/etc/resolv.conf") -> list[Upstream]:
     """The host's resolvers (see the module's text); 127.0.0.1 when the file names none or
     cannot be read."""
@@ -89,11 +114,19 @@ def host_upstreams(path: str = "/etc/resolv.conf") -> list[Upstream]:
     return found or [Upstream("127.0.0.1")]
 
 
+OpenSocket = Callable[[socket.AddressFamily, socket.SocketKind], Awaitable[socket.socket]]
+
+
+async def host_socket(family: socket.AddressFamily, kind: socket.SocketKind) -> socket.socket:
+    """A socket of the caller's own network namespace (the host's, for the DNS server)."""
+    return socket.socket(family, kind)
+
+
 async def _udp_exchange(upstream: Upstream, message: bytes, ident: int, query: Query,
-                        timeout: float) -> bytes:
+                        timeout: float, open_socket: OpenSocket) -> bytes:
     loop = asyncio.get_running_loop()
     family, address = upstream.sockaddr(socket.SOCK_DGRAM)
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+    with await open_socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.connect(address)
         await loop.sock_sendall(sock, message)
@@ -106,10 +139,10 @@ async def _udp_exchange(upstream: Upstream, message: bytes, ident: int, query: Q
 
 
 async def _tcp_exchange(upstream: Upstream, message: bytes, ident: int, query: Query,
-                        timeout: float) -> bytes:
+                        timeout: float, open_socket: OpenSocket) -> bytes:
     loop = asyncio.get_running_loop()
     family, address = upstream.sockaddr(socket.SOCK_STREAM)  # a raw socket keeps a %zone
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with await open_socket(family, socket.SOCK_STREAM) as sock:
         sock.setblocking(False)
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, address)
@@ -133,24 +166,29 @@ async def _read_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, si
 
 
 async def forward(raw: bytes, query: Query, upstreams: Sequence[Upstream], timeout: float,
-                  tcp: bool, udp_limit: int) -> bytes | None:
+                  tcp: bool, udp_limit: int,
+                  open_socket: OpenSocket = host_socket) -> bytes | None:
     """The answer of the first upstream that gives a usable one to the query `raw` (parsed:
     `query`), under the client's ID; None when none answered at all. `tcp`: the client
     asked over TCP; `udp_limit`: the largest UDP answer it takes (a TCP retry's answer
     bigger than that goes back truncated, as the upstream sent it, for the client to retry
-    over TCP itself)."""
+    over TCP itself). `open_socket` makes each query's socket (in the host's namespace
+    unless it says otherwise)."""
     ident = int.from_bytes(os.urandom(2), "big")  # unguessable, and no `secrets` to import
     message = with_id(raw, ident)
     fallback: bytes | None = None
     for upstream in upstreams:
         try:
             if tcp:
-                reply = await _tcp_exchange(upstream, message, ident, query, timeout)
+                reply = await _tcp_exchange(upstream, message, ident, query, timeout,
+                                            open_socket)
             else:
-                reply = await _udp_exchange(upstream, message, ident, query, timeout)
+                reply = await _udp_exchange(upstream, message, ident, query, timeout,
+                                            open_socket)
                 if reply_truncated(reply):
                     try:
-                        full = await _tcp_exchange(upstream, message, ident, query, timeout)
+                        full = await _tcp_exchange(upstream, message, ident, query, timeout,
+                                                   open_socket)
                     except (OSError, TimeoutError) as e:
                         log.debug("dns: TCP retry to %s: %s", upstream, e)
                     else:
