@@ -1,4 +1,4 @@
-"""TCP throughput through a published port on the loopback: skiff's two paths next to docker's.
+"""TCP throughput through a published port on the loopback: skiff's engine next to docker's.
 
 Run as root with the venv's python::
 
@@ -13,25 +13,23 @@ the host inside the container's network namespace), each a container behind a br
   published port go through ``docker-proxy`` in every dockerd set-up with the default
   ``userland-proxy=true`` (its DNAT rules skip 127.0.0.0/8), so ``--iptables=false`` loses
   nothing here and leaves the host's rules alone.
-* **skiff-dnat**: a namespace and a veth into a bridge of the bench's own, skiff's firewall
-  table (``skiff.net.firewall``, a table named for this run) DNAT'ing 127.0.0.1:P in the
-  output hook: the kernel does the relay. This is what ``skiff run -p 127.0.0.1:P:5201``
-  will set up once the engine wires net/ in: then `SkiffPath.start` becomes that one
-  command, and the server is started in the container's namespace the same way.
-* **skiff-proxy**: the same container, reached on another port held by
-  ``skiff.net.ports.PortAllocator`` and relayed by ``skiff.net.proxy.ProxyLoop`` (a thread
-  of this process, as it will be a thread of skiffd) with no DNAT in front: skiff's
-  userland path, the like-for-like peer of docker-proxy.
+* **skiff**: a skiffd of the bench's own (``daemons.start_skiffd``, its default bridge on
+  the bench's subnet), ``skiff run -d -p 127.0.0.1:P:5201 -p Q:5201 busybox sleep``: the
+  engine's firewall table DNATs 127.0.0.1:P in the output hook, the kernel does the relay.
+* **skiff-proxy**: the same container reached on ``[::1]:Q``, which no DNAT rule takes
+  (IPv4 only): skiffd's userland proxy (one epoll thread, splice) relays it — the
+  like-for-like peer of docker-proxy. Its relay CPU is skiffd's whole process time.
 
 Each round runs every path once per direction (``send``: host to container; ``receive``:
 container to host), for ``--seconds`` each, the order of the paths rotating from round to
 round; before each round the bench waits (up to ``--quiet-timeout``) for the machine's busy
 share to fall below ``--max-busy``. MB/s is counted where the data lands (tcp_pump.py).
-Printed: medians per path and direction, skiff-dnat/docker and skiff-proxy/docker; the JSON
+Printed: medians per path and direction, skiff/docker and skiff-proxy/docker; the JSON
 (``bench/results/network-<ts>.json``) keeps every transfer. At the end (also on Ctrl-C or an
-error) the container is removed, dockerd stopped by PID, the servers killed by PID, the
-table, bridges, veths and namespace deleted, mounts below the temp folder unmounted and
-its cgroup parent removed. Exit 1 on a failure, 2 when a tool is missing.
+error) the containers are removed, skiffd and dockerd stopped by PID (skiffd removes its
+table and bridge), the servers killed by PID, the bench's bridge deleted, mounts below the
+temp folder unmounted and the cgroup parents removed. Exit 1 on a failure, 2 when a tool is
+missing.
 """
 
 from __future__ import annotations
@@ -50,21 +48,19 @@ from typing import Any, Sequence
 
 from containers import IMAGE, median, wait_quiet
 from daemons import (DOCKER_CLI, Processes, cannot_run, guarded, log, remove_cgroup_tree,
-                     start_dockerd, unmount_under)
+                     start_dockerd, start_skiffd, unmount_under)
 from runtime import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from skiff.net import firewall  # noqa: E402 - after the path above
-from skiff.net.firewall import BridgeRule, PortRule  # noqa: E402
-from skiff.net.ports import PortAllocator  # noqa: E402
-from skiff.net.proxy import ProxyLoop  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
 PUMP = Path(__file__).resolve().parent / "tcp_pump.py"
 SERVER_PORT = 5201
-PATHS = ("docker", "skiff-dnat", "skiff-proxy")
+PATHS = ("docker", "skiff", "skiff-proxy")
+HOSTS = {"docker": "127.0.0.1", "skiff": "127.0.0.1", "skiff-proxy": "::1"}
 DIRECTIONS = ("send", "receive")
 TOOLS = ("dockerd", DOCKER_CLI, "docker-proxy", "nft", "ip", "nsenter")
 CGROUP_PARENT = "skiff-bench-network-docker"
@@ -85,6 +81,13 @@ def cpu_seconds(stat: Path | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sh_env(env: dict[str, str], *argv: str) -> str:
+    r = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exited {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,14 +100,13 @@ class Bench:
     def __init__(self, work: Path, subnets: tuple[str, str]) -> None:
         self.work, self.procs = work, Processes()
         tag = f"{os.getpid() % 100000}"
-        self.table = f"skiff_bench_{tag}"
-        self.netns = f"skiff-bench-net-{tag}"
-        self.skiff_bridge, self.skiff_veth = f"skbns{tag}", f"skbnv{tag}"
+        self.skiff_bridge = f"skbns{tag}"
         self.docker_bridge = f"skbnd{tag}"
         self.skiff_net, self.docker_net = subnets
         self.servers: list[subprocess.Popen[str]] = []
         self.docker: list[str] = []
-        self.proxy: ProxyLoop | None = None
+        self.skiff: list[str] = []
+        self.skiff_env: dict[str, str] = {}
         self.ports: dict[str, int] = {}
         self.made: list[str] = []   # what cleanup must delete, by kind:name
 
@@ -124,32 +126,18 @@ class Bench:
         return gateway
 
     def start_skiff(self) -> None:
-        # ---- what `skiff run -d -p 127.0.0.1:P:5201` will do once net/ is wired in ----
-        gateway = self._bridge(self.skiff_bridge, self.skiff_net)
-        container_ip = self.skiff_net.rsplit(".", 1)[0] + ".2"
-        sh("ip", "netns", "add", self.netns)
-        self.made.append(f"netns:{self.netns}")
-        sh("ip", "link", "add", self.skiff_veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
-        sh("ip", "link", "set", self.skiff_veth, "master", self.skiff_bridge, "up")
-        for argv in (["addr", "add", f"{container_ip}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
-                     ["link", "set", "lo", "up"], ["route", "add", "default", "via", gateway]):
-            sh("ip", "-n", self.netns, *argv)
-        alloc = PortAllocator(ipv6=False)
-        dnat = alloc.reserve("tcp", "127.0.0.1")  # held, as the engine holds it, DNAT in front
-        self.made.append(f"table:{self.table}")
-        firewall.apply(self.table, [BridgeRule(self.skiff_bridge, self.skiff_net)],
-                       [PortRule("tcp", "127.0.0.1", dnat.host_port, container_ip, SERVER_PORT,
-                                 self.skiff_bridge)], forwarding=False)
-        self.proxy = ProxyLoop()
-        proxied = self.proxy.add(alloc.reserve("tcp", "127.0.0.1"), container_ip, SERVER_PORT)
-        # the DNAT'd port's own socket is served by the proxy too, as in skiffd; the kernel's
-        # DNAT takes the 127.0.0.1 connections before they reach it
-        dnat_fwd = self.proxy.add(dnat, container_ip, SERVER_PORT)
-        self.ports["skiff-dnat"] = dnat.host_port
-        self.ports["skiff-proxy"] = proxied.reservation.host_port
-        self.dnat_forward = dnat_fwd
-        # ---- end of what `skiff run -p` replaces ----
-        self._server(["ip", "netns", "exec", self.netns])
+        self.skiff, self.skiff_env = start_skiffd(self.procs, self.work, "--bridge",
+                                                  self.skiff_bridge, "--bip", self.skiff_net)
+        local, anywhere = free_port(), free_port()
+        started = time.perf_counter()
+        sh_env(self.skiff_env, *self.skiff, "run", "-d", "--name", "skb-net",
+               "-p", f"127.0.0.1:{local}:{SERVER_PORT}", "-p", f"{anywhere}:{SERVER_PORT}",
+               IMAGE, "sleep", "1000000")
+        log(f"skiff run -d with two published ports: {(time.perf_counter() - started) * 1e3:.0f} ms")
+        self.ports["skiff"], self.ports["skiff-proxy"] = local, anywhere
+        pid = sh_env(self.skiff_env, *self.skiff, "inspect", "-f", "{{.State.Pid}}",
+                     "skb-net").strip()
+        self._server(["nsenter", "-t", pid, "-n"])
 
     def start_docker(self) -> None:
         self._bridge(self.docker_bridge, self.docker_net)
@@ -176,8 +164,8 @@ class Bench:
     def relay_stat(self, path: str) -> Path | None:
         """The /proc stat file of what relays `path`'s bytes in user space: docker-proxy's
         process, skiff's proxy thread; none for the kernel's DNAT."""
-        if path == "skiff-proxy" and self.proxy is not None:
-            return Path(f"/proc/self/task/{self.proxy._thread.native_id}/stat")
+        if path == "skiff-proxy" and self.skiff:
+            return Path(f"/proc/{self.procs.pid('skiffd')}/stat")
         if path == "docker":
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
@@ -191,7 +179,7 @@ class Bench:
     def transfer(self, path: str, direction: str, seconds: float) -> dict[str, Any]:
         stat = self.relay_stat(path)
         before = cpu_seconds(stat)
-        r = subprocess.run([sys.executable, "-S", str(PUMP), direction, "127.0.0.1",
+        r = subprocess.run([sys.executable, "-S", str(PUMP), direction, HOSTS[path],
                             str(self.ports[path]), str(seconds)], capture_output=True, text=True,
                            timeout=seconds + 60)
         if r.returncode != 0:
@@ -205,21 +193,23 @@ class Bench:
         forced: list[str] = []
         if self.docker:
             subprocess.run([*self.docker, "rm", "-f", "skb-net"], capture_output=True)
+        if self.skiff:
+            subprocess.run([*self.skiff, "rm", "-f", "skb-net"], capture_output=True,
+                           env=self.skiff_env)
         for p in self.servers:
             p.kill()
             p.wait()
-        if self.proxy is not None:
-            self.proxy.close()
         self.procs.stop_all()
+        table = firewall.table_for_run(self.skiff_env.get("SKIFF_RUN", ""))
+        if self.skiff and firewall.exists(table):
+            forced.append(f"table:{table}: skiffd left it")
+            firewall.remove(table)
         unmount_under(self.work)
         for item in reversed(self.made):
             kind, name = item.split(":", 1)
-            argv = {"link": ["ip", "link", "del", name], "netns": ["ip", "netns", "del", name]}.get(kind)
             try:
-                if kind == "table":
-                    firewall.remove(name)
-                elif argv:
-                    sh(*argv)
+                if kind == "link":
+                    sh("ip", "link", "del", name)
             except (RuntimeError, OSError) as e:
                 forced.append(f"{item}: {e}")
         forced += remove_cgroup_tree(CGROUP_PARENT)
@@ -228,7 +218,7 @@ class Bench:
 
 
 def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any]) -> None:
-    log("setting up skiff's paths and dockerd")
+    log("starting skiffd and dockerd, a published container on each")
     b.start_skiff()
     b.start_docker()
     doc["ports"] = dict(b.ports)
@@ -246,30 +236,48 @@ def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any]) -> None:
         log(f"round {i + 1}/{a.rounds}: " + ", ".join(
             f"{p} {runs[p]['send'][-1]['MBps']:.0f}/{runs[p]['receive'][-1]['MBps']:.0f}" for p in PATHS))
     doc["runs"] = runs
-    doc["proxy_saw_dnat_connections"] = b.dnat_forward.accepted  # 0: DNAT took them all
     doc["medians_MBps"] = {p: {d: median([r["MBps"] for r in runs[p][d]]) for d in DIRECTIONS}
                            for p in PATHS}
+    doc["run_rm_s"] = run_rm_times(b, a.starts)
     doc["medians_relay_cpu_s_per_GB"] = {
         p: {d: median([r["relay_cpu_s_per_GB"] for r in runs[p][d]]) for d in DIRECTIONS}
         for p in ("docker", "skiff-proxy")}
+
+
+def run_rm_times(b: Bench, starts: int) -> dict[str, dict[str, float]]:
+    """Median wall time of ``run --rm busybox true`` on the default bridge, and with one
+    published port (ephemeral, on 127.0.0.1), for skiff and docker, interleaved."""
+    clis = {"skiff": (b.skiff, b.skiff_env), "docker": (b.docker, dict(os.environ))}
+    forms = {"bridge": [], "published": ["-p", f"127.0.0.1::{SERVER_PORT}"]}
+    times: dict[str, dict[str, list[float]]] = {e: {f: [] for f in forms} for e in clis}
+    for _ in range(starts):
+        for engine, (cli, env) in clis.items():
+            for form, extra in forms.items():
+                began = time.perf_counter()
+                sh_env(env, *cli, "run", "--rm", *extra, IMAGE, "true")
+                times[engine][form].append(time.perf_counter() - began)
+    return {e: {f: median(v) for f, v in by.items()} for e, by in times.items()}
 
 
 def report(doc: dict[str, Any]) -> str:
     m = doc["medians_MBps"]
     lines = [f"TCP through a published port on 127.0.0.1, {doc['args']['rounds']} rounds of "
              f"{doc['args']['seconds']} s, medians in MB/s (busy before: {doc['busy_before']})",
-             "| | docker (docker-proxy) | skiff-dnat | skiff-proxy | dnat/docker | proxy/docker |",
+             "| | docker (docker-proxy) | skiff (DNAT) | skiff-proxy (::1) | skiff/docker | proxy/docker |",
              "|---|---|---|---|---|---|"]
     for d, label in (("send", "host -> container"), ("receive", "container -> host")):
-        dk, dn, px = m["docker"][d], m["skiff-dnat"][d], m["skiff-proxy"][d]
+        dk, dn, px = m["docker"][d], m["skiff"][d], m["skiff-proxy"][d]
         lines.append(f"| {label} | {dk:.0f} | {dn:.0f} | {px:.0f} | {dn / dk:.2f}x | {px / dk:.2f}x |")
     c = doc["medians_relay_cpu_s_per_GB"]
-    lines.append("relay CPU (user + system) per GB carried, docker-proxy / skiff's proxy thread: " + ", ".join(
+    lines.append("relay CPU (user + system) per GB carried, docker-proxy / skiffd: " + ", ".join(
         f"{d} {c['docker'][d]:.3f} / {c['skiff-proxy'][d]:.3f} s" for d in DIRECTIONS))
-    met = all(m["skiff-dnat"][d] >= m["docker"][d] for d in DIRECTIONS)
+    met = all(m["skiff"][d] >= m["docker"][d] for d in DIRECTIONS)
     lines.append(f"target (issue 7: no lower than docker's through a published port): "
-                 f"{'met' if met else 'NOT met'}; proxy saw {doc['proxy_saw_dnat_connections']} "
-                 "of the DNAT'd port's connections")
+                 f"{'met' if met else 'NOT met'}")
+    t = doc["run_rm_s"]
+    lines.append(f"run --rm busybox true, median of {doc['args']['starts']}: " + "; ".join(
+        f"{form}: skiff {t['skiff'][form]:.3f} s, docker {t['docker'][form]:.3f} s "
+        f"({t['skiff'][form] / t['docker'][form]:.2f}x)" for form in ("bridge", "published")))
     lines.append(f"JSON: {doc['json']}")
     return "\n".join(lines)
 
@@ -280,6 +288,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=2.0, help="seconds per transfer (default 2)")
     p.add_argument("--subnets", default="10.213.0.0/24,10.214.0.0/24",
                    help="the skiff and docker bridges' /24 subnets (default 10.213.0.0/24,10.214.0.0/24)")
+    p.add_argument("--starts", type=int, default=10,
+                   help="run --rm timings per engine and form (default 10)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--max-busy", type=float, default=0.25)
     p.add_argument("--quiet-timeout", type=float, default=30.0)
@@ -300,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_json: Path = a.out or RESULTS_DIR / f"network-{stamp}.json"
     b = Bench(Path(tempfile.mkdtemp(prefix="skiff-bench-network.")), (skiff_net, docker_net))
     doc: dict[str, Any] = {"timestamp": stamp, "json": str(out_json),
-                           "args": {"rounds": a.rounds, "seconds": a.seconds}}
+                           "args": {"rounds": a.rounds, "seconds": a.seconds,
+                                                    "starts": a.starts}}
 
     def work() -> None:
         doc["machine"] = machine_info({"skiff": str(Path(sys.executable).parent / "skiff-runtime"),

@@ -157,3 +157,29 @@ def test_foreign_forward_drop_is_named(net: Net) -> None:
         firewall.apply(TABLE, [], [])
         return firewall.foreign_forward_drops(TABLE)
     assert net.lab.inside(net.host, other_engine) == ["ip other_engine FORWARD"]
+
+
+def test_ports_appended_make_the_table_a_replace_makes(net: Net) -> None:
+    one = PortRule("tcp", "127.0.0.1", 8080, "10.1.1.2", 80, net.br_a)
+    two = PortRule("udp", "", 5353, "10.1.2.2", 53, net.br_b)
+    three = PortRule("tcp", "", 8081, "10.1.1.3", 80, net.br_a)
+    bridges = net.bridges()
+
+    def listing() -> str:
+        return str(net.lab.inside(net.host, lambda: firewall._nft("", "list", "table", "ip", TABLE)))
+
+    def append(applied: list[PortRule], ports: list[PortRule]) -> bool:
+        return bool(net.lab.inside(net.host, lambda: firewall.append_ports(TABLE, bridges, applied, ports)))
+
+    net.lab.start(net.c2, TCP_WHOAMI, "80")
+    net.apply(bridges, [one])
+    assert append([one], [one, two, three])
+    appended = listing()
+    assert net.lab.ask(net.outside, "10.9.0.1", 8081) == "10.9.0.2"  # the added DNAT works
+    net.apply(bridges, [one, two, three])
+    assert listing() == appended  # rule for rule what a whole replace makes
+    assert not append([one, two], [two, three])  # not an append: the caller replaces
+    assert not append([one], [one])
+    with pytest.raises(InvalidArgument, match="given twice"):
+        append([one], [one, PortRule("tcp", "", 8080, "10.1.1.3", 81, net.br_a)])
+    assert listing() == appended  # a refusal changes nothing

@@ -112,7 +112,7 @@ def test_networks() -> None:
 
 
 @pytest.mark.parametrize("body, what", [
-    ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}, "published ports"),
+    ({"HostConfig": {"Links": ["a:b"]}}, "links"),
     ({"HostConfig": {"UsernsMode": "private"}}, "UsernsMode"),
     ({"HostConfig": {"PidMode": "container:x"}}, "PidMode"),
     ({"HostConfig": {"LogConfig": {"Type": "syslog"}}}, "logging driver 'syslog'"),
@@ -195,3 +195,31 @@ def test_log_options() -> None:
             "unknown log opt 'bogus' for json-file log driver")
     assert [ram_in_bytes(t) for t in ("100", "1k", "1.5m", "2g", "3MB", "1KiB")] == \
         [100, 1024, 1572864, 2 << 30, 3 << 20, 1024]
+
+
+def test_ports_are_taken_checked_and_refused_as_moby_does() -> None:
+    request = parse({"ExposedPorts": {"80/tcp": {}},
+                     "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                                 "HostPort": "8080"}]},
+                                    "PublishAllPorts": True}})
+    assert request.host_config["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                               "HostPort": "8080"}]}
+    assert request.host_config["PublishAllPorts"] is True
+    for body, words in (
+            ({"HostConfig": {"PortBindings": {"80/xyz": []}}}, "invalid proto: xyz"),
+            ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}}},
+             "invalid hostPort: x"),
+            ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "1.2.3"}]}}},
+             "invalid IP address: 1.2.3"),
+            ({"ExposedPorts": {"80/tcp": {}}, "HostConfig": {"NetworkMode": "container:x"}},
+             "conflicting options: port exposing and the container type network mode"),
+            ({"HostConfig": {"NetworkMode": "container:x", "PublishAllPorts": True}},
+             "conflicting options: port publishing and the container type network mode"),
+            ({"ExposedPorts": {"80/tcp": {}}, "HostConfig": {  # what `run -p` sends: publishing
+                "NetworkMode": "container:x", "PortBindings": {"80/tcp": [{"HostPort": "1"}]}}},
+             "conflicting options: port publishing and the container type network mode")):
+        with pytest.raises(InvalidArgument, match=words):
+            parse(body)
+    host = parse({"HostConfig": {"NetworkMode": "host",
+                                 "PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}})
+    assert "Published ports are discarded when using host network mode" in host.warnings

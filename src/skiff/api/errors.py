@@ -31,6 +31,7 @@ from skiff.errors import (
     NetworkConflict,
     NetworkForbidden,
     PathNotFound,
+    PortAllocated,
     ReferenceError_,
     SpecError,
     UsageError,
@@ -60,6 +61,7 @@ STATUS: dict[type[BaseException], int] = {
     UsageError: 400,
     ArchiveError: 400,
     AuthenticationFailed: 401,   # errdefs.Unauthorized
+    PortAllocated: 500,          # moby: a start's "driver failed programming external connectivity"
 }
 NOT_FOUND_PAGE = "page not found"
 

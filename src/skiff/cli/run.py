@@ -205,6 +205,7 @@ def container_flags() -> list[Flag]:
         option("entrypoint", "", "Overwrite the default ENTRYPOINT of the image"),
         repeated("env", "e", "Set environment variables", check=check_env),
         repeated("env-file", "", "Read in a file of environment variables"),
+        repeated("expose", "", "Expose a port or a range of ports"),
         option("health-cmd", "", "Command to run to check health"),
         duration("health-interval", "Time between running the check (ms|s|m|h) (default 0s)"),
         integer("health-retries", "", "Consecutive failures needed to report unhealthy"),
@@ -230,6 +231,8 @@ def container_flags() -> list[Flag]:
         integer("pids-limit", "", "Tune container pids limit (set -1 for unlimited)"),
         flag("no-healthcheck", "", "Disable any container-specified HEALTHCHECK"),
         flag("privileged", "", "Give extended privileges to this container"),
+        repeated("publish", "p", "Publish a container's port(s) to the host"),
+        flag("publish-all", "P", "Publish all exposed ports to random ports"),
         flag("read-only", "", "Mount the container's root filesystem as read only"),
         flag("rm", "", "Automatically remove the container and its associated anonymous "
              "volumes when it exits"),
@@ -335,6 +338,7 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
     from skiff.cli.mount_flags import parse_mount, split_volumes, tmpfs_map
 
     binds, volumes = split_volumes(opts.volume)
+    exposed, bindings = _ports(opts)
     config: dict[str, Any] = {
         "Hostname": opts.hostname, "Domainname": "", "User": opts.user,
         "AttachStdin": "stdin" in attach or opts.interactive,
@@ -345,6 +349,8 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         "WorkingDir": opts.workdir, "Entrypoint": entrypoint, "OnBuild": None,
         "Labels": _labels(labels),
     }
+    if exposed:
+        config["ExposedPorts"] = exposed
     if opts.given("stop_signal"):
         config["StopSignal"] = opts.stop_signal
     health = healthcheck(opts)
@@ -359,7 +365,7 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
     config["HostConfig"] = {
         "Binds": binds, "ContainerIDFile": opts.cidfile,
         "LogConfig": {"Type": "", "Config": {}}, "NetworkMode": _network_mode(opts.network),
-        "PortBindings": {}, "RestartPolicy": policy,
+        "PortBindings": bindings, "RestartPolicy": policy,
         "AutoRemove": opts.rm, "VolumeDriver": opts.volume_driver,
         "VolumesFrom": list(opts.volumes_from) or None,
         "ConsoleSize": [0, 0], "CapAdd": cap_add, "CapDrop": cap_drop, "CgroupnsMode": "",
@@ -367,7 +373,7 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_host) or None,
         "GroupAdd": None,
         "IpcMode": "", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
-        "Privileged": opts.privileged, "PublishAllPorts": False,
+        "Privileged": opts.privileged, "PublishAllPorts": opts.publish_all,
         "ReadonlyRootfs": opts.read_only, "SecurityOpt": None, "UTSMode": "",
         "UsernsMode": "", "ShmSize": 0, "Isolation": "", "CpuShares": opts.cpu_shares,
         "Memory": memory, "NanoCpus": cpus, "CgroupParent": "", "BlkioWeight": 0,
@@ -393,6 +399,19 @@ def container_body(opts: Namespace, image: str, args: list[str]) -> dict[str, An
         config["MacAddress"] = opts.mac_address  # API 1.41's place for it
     config["NetworkingConfig"] = {"EndpointsConfig": _endpoints(opts)}
     return config
+
+
+def _ports(opts: Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``-p`` and ``--expose`` as the docker CLI sends them: every published port is
+    exposed too (ExposedPorts), the bindings by port (PortBindings)."""
+    if not (opts.publish or opts.expose):
+        return {}, {}
+    from skiff.net.port_specs import parse_expose, parse_publish  # text only: cheap to import
+
+    exposed, bindings = parse_publish(opts.publish)
+    for key, value in parse_expose(opts.expose).items():
+        exposed.setdefault(key, value)
+    return exposed, bindings
 
 
 def _endpoints(opts: Namespace) -> dict[str, Any]:

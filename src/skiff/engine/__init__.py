@@ -117,8 +117,10 @@ class Engine:
 
         links.warm()  # pyroute2's import, off the first start's path
         self.containers.reconcile()
-        self.networks.reconcile({row.id for row in self.containers.db.all()
-                                 if row.state.get("Running")})
+        running = {row.id for row in self.containers.db.all() if row.state.get("Running")}
+        self.networks.reconcile(running)
+        if self.networks.ports is not None:
+            self.networks.ports.restore(running)  # their ports held again, the table applied
 
     def close(self) -> None:
         """Let go of the engine's resources (the containers and execs go on running)."""

@@ -12,7 +12,7 @@ an `InvalidArgument` with Docker's own words (``Minimum memory limit allowed is 
 
 The mounts (Binds, Mounts, Tmpfs and the image's Volumes) are read by `engine.mounts`
 into the request's mount points. What skiff does not do yet is refused here by name rather
-than quietly dropped: published ports, links, and the rest listed in `_UNSUPPORTED`. A field Docker does
+than quietly dropped: links, and the rest listed in `_UNSUPPORTED`. A field Docker does
 not know is ignored, as Docker's JSON decoder ignores it (newer clients send fields of newer
 API versions).
 """
@@ -96,8 +96,6 @@ HOST_CONFIG_FIELDS: tuple[tuple[str, str, Any], ...] = (
 
 # What is refused until skiff does it: (section, field, the option as a user knows it)
 _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
-    ("HostConfig", "PortBindings", "published ports (-p)"),
-    ("HostConfig", "PublishAllPorts", "publishing all ports (-P)"),
     ("HostConfig", "Links", "links (--link)"),
     ("HostConfig", "DeviceRequests", "device requests (--gpus)"),
     ("HostConfig", "StorageOpt", "storage options (--storage-opt)"),
@@ -227,6 +225,9 @@ def parse_create(body: Any, image_config: dict[str, Any] | None, *,
         # Docker's default: a cgroup namespace of its own where cgroups are v2 only
         host["CgroupnsMode"] = "private" if v2 else "host"
     _check_networking(host["NetworkMode"], body.get("NetworkingConfig"))
+    from skiff.engine.network_ports import check_ports
+
+    check_ports(config, host, warnings)
     if host["NetworkMode"].startswith("container:"):
         for key, what in (("Hostname", "hostname"), ("MacAddress", "mac-address")):
             if config.get(key):

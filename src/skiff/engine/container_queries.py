@@ -24,6 +24,7 @@ from skiff.engine.container_views import ListFilter, inspect_doc, summary
 from skiff.engine.containers import _never
 from skiff.engine.filters import Filters, until_timestamp
 from skiff.engine.network_endpoints import endpoint_settings, networks_of
+from skiff.engine.network_ports import network_ports_of, port_list, published_ports
 from skiff.errors import ImageNotFound, InvalidArgument, StoreError
 from skiff.store.volumes import tree_size as _tree_size  # Docker's SizeRw of an upper dir
 
@@ -44,7 +45,7 @@ def inspect(svc: ContainerService, ref: str, size: bool = False) -> dict[str, An
     if row.state.get("Running") and not svc._running(row):
         row = svc._row(row.id)  # its monitor was gone: the exit is recorded now
     doc = inspect_doc(row, _paths(svc, row.id), _graph(svc, row),
-                      endpoint_settings(svc.networks, row))
+                      endpoint_settings(svc.networks, row), network_ports_of(svc.networks, row))
     capsules = capsule_views(row)
     if capsules:  # skiff's own, so only when there are some: else Docker's shape exactly
         doc["Capsules"] = capsules
@@ -61,7 +62,8 @@ def list_containers(svc: ContainerService, all: bool = False, limit: int = -1,
     """``GET /containers/json``: ContainerSummary objects, newest first; running ones
     only unless `all` (or a status filter, or a `limit`)."""
     chosen = ListFilter(Filters.parse(filters), svc._find, partial(_image_ids, svc),
-                        partial(networks_of, svc.networks))
+                        partial(networks_of, svc.networks),
+                        partial(published_ports, svc.networks))
     show_all = all or chosen.wants_all or limit > 0
     now = time.time()
     names: dict[str, str] = {}
@@ -72,7 +74,8 @@ def list_containers(svc: ContainerService, all: bool = False, limit: int = -1,
         if not chosen.match(row):
             continue
         item = summary(row, _image_column(svc, row, names), now,
-                       endpoint_settings(svc.networks, row))
+                       endpoint_settings(svc.networks, row),
+                       port_list(network_ports_of(svc.networks, row)))
         if size:
             item["SizeRw"], item["SizeRootFs"] = _sizes(svc, row)
         out.append(item)

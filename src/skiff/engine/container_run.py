@@ -160,6 +160,8 @@ def _network_of(svc: ContainerService, row: ContainerRow,
     made = attach_all(svc.networks, row, netns)
     _log.debug("container %s: network namespace and %d endpoint(s) in %.1f ms", cid[:12],
                len(made), (time.perf_counter() - began) * 1e3)
+    if svc.networks.ports is not None:
+        svc.networks.ports.publish(row, made)
     try:
         write_network_files(files, row.doc["Config"], host, facts(svc.networks, row))
     except OSError as e:
@@ -213,6 +215,8 @@ def monitor_ended(svc: ContainerService, cid: str, monitor_pid: int) -> None:
         ended = {"ExitCode": status.exit_code, "FinishedAt": status.finished_at,
                  "OOMKilled": status.oom_killed, "Error": status.error,
                  "RestartCount": status.restart_count}
+    if svc.networks.ports is not None:
+        svc.networks.ports.run_ended(cid)  # its ports free when its end is told, as dockerd's
     if _record_exit(svc, cid, monitor_pid, ended):
         # told at once; what the run leaves (the runtime container, which its monitor
         # may still be deleting, and the network namespace) goes on another thread

@@ -82,13 +82,14 @@ def command_text(path: str, args: Iterable[str]) -> str:
     return " ".join([path, *quoted]) if quoted else path
 
 
-def network_settings(sandbox_key: str, networks: dict[str, Any]) -> dict[str, Any]:
+def network_settings(sandbox_key: str, networks: dict[str, Any],
+                     ports: dict[str, Any] | None = None) -> dict[str, Any]:
     """Docker's NetworkSettings: `networks` (EndpointSettings by network name), and the
-    default bridge's endpoint again at the top, as Docker shows it."""
+    default bridge's endpoint again at the top, as Docker shows it; `ports` its Ports."""
     top = networks.get("bridge") or {}
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": sandbox_key,
+        "LinkLocalIPv6PrefixLen": 0, "Ports": ports or {}, "SandboxKey": sandbox_key,
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": top.get("EndpointID", ""), "Gateway": top.get("Gateway", ""),
         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
@@ -116,10 +117,10 @@ def state_doc(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def inspect_doc(row: ContainerRow, paths: dict[str, str], graph: dict[str, str],
-                networks: dict[str, Any]) -> dict[str, Any]:
+                networks: dict[str, Any], ports: dict[str, Any] | None = None) -> dict[str, Any]:
     """Docker's ContainerInspect. `paths`: ResolvConfPath, HostnamePath, HostsPath, LogPath
     (and SandboxKey); `graph`: the overlay's LowerDir, MergedDir, UpperDir, WorkDir;
-    `networks`: its EndpointSettings by network name."""
+    `networks`: its EndpointSettings by network name; `ports`: NetworkSettings.Ports."""
     doc = row.doc
     host = doc["HostConfig"]
     return {
@@ -145,15 +146,16 @@ def inspect_doc(row: ContainerRow, paths: dict[str, str], graph: dict[str, str],
         "GraphDriver": {"Data": graph, "Name": "overlay2"},
         "Mounts": mount_views(doc.get("MountPoints")),
         "Config": container_config(doc["Config"]),
-        "NetworkSettings": network_settings(paths.get("SandboxKey", ""), networks),
+        "NetworkSettings": network_settings(paths.get("SandboxKey", ""), networks, ports),
     }
 
 
 def summary(row: ContainerRow, image: str, now: float | None = None,
-            networks: dict[str, Any] | None = None) -> dict[str, Any]:
+            networks: dict[str, Any] | None = None,
+            ports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Docker's ContainerSummary; `image` is what the Image column shows (the name the user
     gave while it still names the same image, else the image ID); `networks` its
-    EndpointSettings by network name."""
+    EndpointSettings by network name; `ports` its Ports in the list's shape."""
     doc = row.doc
     mode = doc["HostConfig"]["NetworkMode"]
     return {
@@ -163,7 +165,7 @@ def summary(row: ContainerRow, image: str, now: float | None = None,
         "ImageID": row.image_id,
         "Command": command_text(doc["Path"], doc["Args"]),
         "Created": int(parse_time(row.created) or 0),
-        "Ports": [],
+        "Ports": ports or [],
         "Labels": dict(doc["Config"].get("Labels") or {}),
         "State": state_string(row.state),
         "Status": status_text(row.state, now),
@@ -184,6 +186,18 @@ def _regex_match(pattern: str, text: str) -> bool:
         return False
 
 
+def _port_range(text: str) -> list[str]:
+    """A publish/expose filter value (``8080``, ``8000-8010/udp``) as its ports."""
+    ports, _, proto = text.partition("/")
+    low, _, high = ports.partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise InvalidArgument(f"invalid filter: invalid port {text!r}") from None
+    return [f"{p}/{proto or 'tcp'}" for p in range(first, last + 1)] if last - first < 65536 \
+        else []
+
+
 def _port_key(text: str) -> str:
     port, _, proto = text.partition("/")
     return f"{port}/{proto or 'tcp'}"
@@ -193,14 +207,18 @@ class ListFilter:
     """moby's list filtering, prepared once for a list call. `resolve` turns a before/since
     value (an ID, prefix or name) into its row; `image_ids` turns ancestor values into the
     image IDs they name; `networks_of` a container's ID into the names and IDs of the
-    networks it is attached to (the network filter's; its NetworkMode without it)."""
+    networks it is attached to (the network filter's; its NetworkMode without it);
+    `published_of` a container's ID into its published host ports (``8080/tcp``)."""
 
     def __init__(self, filters: Filters, resolve: Callable[[str], ContainerRow],
                  image_ids: Callable[[list[str]], set[str]],
-                 networks_of: Callable[[str], set[str]] | None = None) -> None:
+                 networks_of: Callable[[str], set[str]] | None = None,
+                 published_of: Callable[[str], set[str]] | None = None) -> None:
         filters.validate(LIST_FILTERS)
         self.f = filters
         self.networks_of = networks_of
+        self.published_of = published_of
+        self.publish = {_port_key(p) for v in filters.get("publish") for p in _port_range(v)}
         for status in filters.get("status"):
             if status not in STATUSES:
                 raise InvalidArgument(f"invalid filter 'status={status}'")
@@ -277,6 +295,7 @@ class ListFilter:
             names |= {m["Destination"] for m in shown}
             if not names & set(f.get("volume")):
                 return False
-        if f.contains("publish"):
-            return False  # no published ports yet
+        if f.contains("publish"):  # moby: the host ports published
+            if self.published_of is None or not self.publish & self.published_of(row.id):
+                return False
         return True

@@ -164,6 +164,10 @@ class ContainerService:
                                        bridge_name=bridge_name or DEFAULT_BRIDGE,
                                        bridge_subnet=bridge_subnet or DEFAULT_SUBNET)
         self.networks.containers = self
+        from skiff.engine.network_ports import NetworkPorts
+        from skiff.net.firewall import table_for_run
+
+        self.networks.ports = NetworkPorts(self.networks, table_for_run(run))
         self.capsules: CapsuleService | None = None  # the engine's, set with its hooks
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}

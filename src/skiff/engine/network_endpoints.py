@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 _log = logger("skiff.engine.networks")
 RUNTIME_KEYS = ("EndpointID", "IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "HostIf",
-                "IfName", "DefaultRoute")
+                "IfName", "DefaultRoute", "PublishedPorts")
 _ASKED_KEYS = ("IPAMConfig", "Aliases", "MacAddress", "DriverOpts")
 
 
@@ -256,6 +256,8 @@ def _detach(net: NetworkService, ep: EndpointRow, later: bool = False) -> None:
 
 def detach_all(net: NetworkService, cid: str) -> None:
     """The run of `cid` is over: its veths go and its addresses go back."""
+    if net.ports is not None:
+        net.ports.unpublish(cid)
     gone = [ep for ep in net.db.endpoints(cid=cid) if ep.address is not None]
     for ep in gone:
         _detach(net, ep, later=True)
@@ -381,6 +383,8 @@ def disconnect(net: NetworkService, ref: str, body: Any) -> None:
         if ep.address is not None:
             if ep.doc.get("DefaultRoute"):
                 _route_again(net, svc.netns_path(crow.id), crow.id)
+                if net.ports is not None:
+                    net.ports.gateway_gone(svc._row(crow.id), ep)
             _event(net, "disconnect", ep)
             net.endpoints_changed()
             _rewrite_files(svc, svc._row(crow.id))

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from skiff.engine.containers import ContainerService
     from skiff.engine.events import EventLog
     from skiff.engine.network_db import EndpointRow
+    from skiff.engine.network_ports import NetworkPorts
     from skiff.engine.state_db import StateDB
 
 _log = logger("skiff.engine.networks")
@@ -89,6 +90,7 @@ class NetworkService:
         self.bridge_pool = ipam.parse_pool(bridge_subnet)
         self.routes = routes
         self.containers: ContainerService | None = None
+        self.ports: NetworkPorts | None = None  # published ports and the firewall (the engine's)
         self.lock = threading.RLock()  # a create's checks and insert, an allocation
         self._ready = False
         # the default bridge may be there: made or used by this engine, or by one before it
@@ -210,6 +212,7 @@ class NetworkService:
                     links.delete_bridge(bridge)
                 raise
             self._bridges.add(bridge)
+        self.endpoints_changed()
         self.events.emit("network", "create", nid, {"name": name, "type": "bridge"})
         return {"Id": nid, "Warning": ""}
 
@@ -283,6 +286,7 @@ class NetworkService:
         links.delete_bridge(bridge_of(row))
         self.forget_bridge(bridge_of(row))
         self.db.delete(row.id)  # the stopped containers' attachments go with it, as Docker's
+        self.endpoints_changed()
         self.events.emit("network", "destroy", row.id, {"name": row.name, "type": "bridge"})
 
     def prune(self, filters: Any = None) -> dict[str, Any]:
@@ -332,8 +336,9 @@ class NetworkService:
     def endpoints_changed(self) -> None:
         """Called after any endpoint was added or removed (a start, a run's end, connect,
         disconnect) and after a network was made or removed. The firewall re-applies its
-        rules from here (NAT for the bridges, isolation between them, published ports);
-        nothing else needs it yet."""
+        rules from here (NAT for the bridges, isolation between them, published ports)."""
+        if self.ports is not None:
+            self.ports.sync()
 
     def bridges(self) -> builtins.list[tuple[str, str, bool]]:
         """(Linux bridge, subnet, internal) of every bridge network whose bridge is there
@@ -374,6 +379,10 @@ class NetworkService:
 
         links.ensure_bridge(name, str(pool.gateway), pool.subnet.prefixlen, mtu_of(row))
         self._bridges.add(name)
+
+    def has_bridge(self, name: str) -> bool:
+        """Whether this engine made or found the bridge `name` (and has not removed it)."""
+        return name in self._bridges
 
     def forget_bridge(self, name: str) -> None:
         self._bridges.discard(name)
@@ -429,6 +438,13 @@ class NetworkService:
         default bridge goes when no container runs on it."""
         self.dns.close()
         self.settle()
+        try:
+            self._close_default_bridge()
+        finally:
+            if self.ports is not None:
+                self.ports.close()
+
+    def _close_default_bridge(self) -> None:
         if not self.bridge_touched:
             return
         try:

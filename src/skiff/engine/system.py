@@ -147,8 +147,13 @@ class SystemService:
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
             "SecurityOptions": _security_options(self.engine.options.userns_remap),
-            "Warnings": None,
+            "Warnings": self._warnings(),
         }
+
+    def _warnings(self) -> list[str] | None:
+        """What the firewall found in the way (another engine's forward DROP), as dockerd's."""
+        ports = getattr(getattr(self.engine, "networks", None), "ports", None)
+        return list(ports.warnings) if ports is not None and ports.warnings else None
 
     def login(self, body: dict[str, Any]) -> dict[str, str]:
         """``POST /auth``: check the credentials in `body` (Docker's AuthConfig JSON) with

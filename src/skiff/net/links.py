@@ -6,7 +6,8 @@ bridge; `delete_bridge` takes it away. `add_endpoint` wires one container into a
 a veth pair whose container end is made directly inside the container's network namespace
 (given by path, e.g. ``$SKIFF_RUN/netns/<id>``) under its final name (``eth0``, ``eth1``…),
 with its MAC address and MTU, so that no temporary name ever appears on the host; the host
-end is attached to the bridge and brought up; inside, the address is added, the link
+end is attached to the bridge (in hairpin mode, for published ports reached from the
+container itself) and brought up; inside, the address is added, the link
 brought up and — unless the network is internal — the default route set via the gateway.
 `delete_endpoint` deletes the host end, which takes its peer with it. Removals are
 idempotent (a missing link is no error), creations are made-or-nothing: a failure half-way
@@ -294,6 +295,24 @@ def _add_pair(ipr: Any, ep: Endpoint) -> None:
         raise _failure("link add veth", ep.host_ifname, e) from None
     finally:
         os.close(fd)
+    try:
+        host = _index(ipr, ep.host_ifname)
+        if host is None:
+            raise KernelError("netlink link lookup", errno.ENODEV, ep.host_ifname)
+        _hairpin(ipr, host)
+    except BaseException:
+        _delete(ipr, ep.host_ifname)
+        raise
+
+
+def _hairpin(ipr: Any, index: int) -> None:
+    """Hairpin mode on a bridge port (IFLA_BRPORT_MODE, ``bridge_slave hairpin on``): with
+    br_netfilter the DNAT of a container's connection to its own published port happens at
+    the bridge, which must then send the frame back out of the port it came in by."""
+    try:
+        ipr.brport("set", index=index, mode=1)
+    except Exception as e:  # noqa: BLE001
+        raise _failure("brport set hairpin", str(index), e) from None
 
 
 def _configure_inside(ipr: Any, ep: Endpoint) -> None:
@@ -320,6 +339,7 @@ def attach_to_bridge(ipr: Any, host_ifname: str, bridge: str) -> bool:
         ipr.link("set", index=link, master=master, state="up")
     except Exception as e:  # noqa: BLE001
         raise _failure("link set master", host_ifname, e) from None
+    _hairpin(ipr, link)
     return True
 
 
