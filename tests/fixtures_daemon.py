@@ -212,6 +212,16 @@ def stop_skiffd(d: Skiffd, check: bool = True) -> None:
         assert not d.pidfile.exists(), "skiffd left its pid file behind"
 
 
+def remove_networks(d: Skiffd) -> None:
+    """Every user network of `d` (the pre-defined ones stay)."""
+    status, found = d.json("GET", "/networks")
+    assert status == 200, found
+    for n in found:
+        if n["Name"] not in ("bridge", "host", "none"):
+            status, _, body = d.request("DELETE", f"/networks/{n['Id']}")
+            assert status in (204, 404), body
+
+
 def remove_all(d: Skiffd, volumes: bool = False) -> None:
     """Every container of `d`, removed by force (and with `volumes` their anonymous volumes
     and then every volume); none may be left."""

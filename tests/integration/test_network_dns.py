@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import (Skiffd, module_daemon, remove_all, run_client, start_skiffd,
-                             stop_skiffd, subnet_for)
+from fixtures_daemon import (Skiffd, module_daemon, remove_all, remove_networks, run_client,
+                             start_skiffd, stop_skiffd, subnet_for)
 from fixtures_dns import FakeUpstream
 
 SKIFF = str(Path(sys.executable).parent / "skiff")
@@ -44,15 +44,6 @@ def skiff(d: Skiffd, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def remove_networks(d: Skiffd) -> None:
-    status, found = d.json("GET", "/networks")
-    assert status == 200, found
-    for n in found:
-        if n["Name"] not in ("bridge", "host", "none"):
-            status, _, body = d.request("DELETE", f"/networks/{n['Id']}")
-            assert status in (204, 404), body
 
 
 @pytest.fixture(scope="module")

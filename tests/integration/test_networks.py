@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import (Skiffd, module_daemon, remove_all, run_client, start_skiffd,
-                             stop_skiffd, subnet_for)
+from fixtures_daemon import (Skiffd, module_daemon, remove_all, remove_networks, run_client,
+                             start_skiffd, stop_skiffd, subnet_for)
 
 SKIFF = str(Path(sys.executable).parent / "skiff")
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -51,15 +51,6 @@ def links_on(bridge: str) -> set[str]:
     out = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True,
                          text=True).stdout
     return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
-
-
-def remove_networks(d: Skiffd) -> None:
-    status, found = d.json("GET", "/networks")
-    assert status == 200, found
-    for n in found:
-        if n["Name"] not in ("bridge", "host", "none"):
-            status, _, body = d.request("DELETE", f"/networks/{n['Id']}")
-            assert status in (204, 404), body
 
 
 @pytest.fixture(scope="module")
