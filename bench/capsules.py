@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from daemons import DOCKER_CLI, Processes, log, start_dockerd, start_skiffd, unmount_under
+from daemons import (DOCKER_CLI, Processes, guarded, log, start_dockerd, start_skiffd,
+                     unmount_under)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
@@ -185,13 +186,14 @@ class Bench:
         call(rm)
         return {"recreate": quantiles(times)}
 
-    def cleanup(self) -> None:
+    def cleanup(self) -> list[str]:
         for cli, env in ((self.skiff, self.env), (self.docker, None)):
             if cli:
                 subprocess.run(cli + ["rm", "-f", "capbench"], capture_output=True, env=env)
         self.procs.stop_all()
         unmount_under(self.work)
         shutil.rmtree(self.work, ignore_errors=True)
+        return []
 
 
 def us(v: float | None) -> str:
@@ -264,8 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = Bench(Path(tempfile.mkdtemp(prefix="skiff-bench-capsules.")), Processes())
     doc: dict[str, Any] = {"timestamp": stamp, "args": vars(a) | {"out": str(out_json)},
                            "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
-    failures: list[str] = []
-    try:
+
+    def work() -> None:
         b.start(not a.no_docker)
         for name, n, fn in (("library", a.cycles, b.library), ("api", a.cycles, b.api),
                             ("cli", a.cli_cycles, b.cli)):
@@ -274,13 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not a.no_docker:
             log(f"docker: {a.docker_cycles} recreates")
             doc["docker"] = b.docker_recreate(a.docker_cycles)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        failures.append(str(e))
-    except KeyboardInterrupt:
-        failures.append("interrupted")
-    finally:
-        log("cleaning up")
-        b.cleanup()
+    failures, _ = guarded(work, b.cleanup)
     doc["targets"] = targets(doc)
     doc["failures"] = failures
     out_json.parent.mkdir(parents=True, exist_ok=True)
