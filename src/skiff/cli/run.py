@@ -406,7 +406,7 @@ def _ports(opts: Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     exposed too (ExposedPorts), the bindings by port (PortBindings)."""
     if not (opts.publish or opts.expose):
         return {}, {}
-    from skiff.net.port_specs import parse_expose, parse_publish  # text only: cheap to import
+    from skiff.port_specs import parse_expose, parse_publish  # text only: cheap to import
 
     exposed, bindings = parse_publish(opts.publish)
     for key, value in parse_expose(opts.expose).items():

@@ -1,6 +1,6 @@
 """Docker's port model: `-p`/`--expose` parsing, the JSON shapes, and host ports reserved for real.
 
-Parsing (in `skiff.net.port_specs`, which the CLI imports alone) follows the docker CLI and
+Parsing (in the foundation module `skiff.port_specs`, which the CLI imports alone) follows the docker CLI and
 go-connections' ``nat.ParsePortSpecs`` line by line
 (``[ip:][hostPort[-end]:]containerPort[-end][/tcp|udp|sctp]``, the long form
 ``published=…,target=…,protocol=…``, ``--expose`` ranges), with their error texts, so
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from skiff.errors import InvalidArgument, PortAllocated
-from skiff.net.port_specs import (  # noqa: F401 - the parsing (`port_specs`), re-exported
+from skiff.port_specs import (  # noqa: F401 - the parsing (`port_specs`), re-exported
     PROTOCOLS,
     _host_ip,
     parse_expose,

@@ -2,7 +2,9 @@
 
 The text half of `skiff.net.ports`, kept apart so that ``skiff run -p`` pays for none of
 what the engine's half imports (dataclasses, ipaddress, typing: some 25 ms of the CLI's
-start): go-connections' ``nat.ParsePortSpecs`` line by line
+start), and a foundation module (like errors, units and reference) so that the CLI and the
+engine check ``-p`` with one grammar, neither importing the other's layer: go-connections'
+``nat.ParsePortSpecs`` line by line
 (``[ip:][hostPort[-end]:]containerPort[-end][/tcp|udp|sctp]``, the long form
 ``published=…,target=…,protocol=…``, ``--expose`` ranges), with its error texts. Addresses
 are checked with ``inet_pton``, which refuses what Go's ``net.ParseIP`` refuses (leading
