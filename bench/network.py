@@ -282,7 +282,7 @@ class Bench:
         shared, elsewhere = host_firewall.differences(self.firewall, host_firewall.take())
         ours = (self.podman.network.name if self.podman.network else "", self.skiff_bridge,
                 firewall.table_for_run(self.skiff_env.get("SKIFF_RUN", "-")))
-        self.firewall_notes += [f"changed meanwhile, not ours: {d}" for d in elsewhere
+        self.firewall_notes += [f"changed meanwhile: {d}" for d in elsewhere
                                 if not any(n in d for n in ours)]
         return [f"firewall differs after the bench: {d}" for d in shared] + [
             f"firewall differs after the bench: {d}" for d in elsewhere if any(n in d for n in ours)]
@@ -362,11 +362,15 @@ def report(doc: dict[str, Any]) -> str:
         f"{form} {'met' if t['skiff'][form] <= t['podman'][form] / 2 else 'NOT met'} "
         f"({t['skiff'][form]:.3f} s vs {t['podman'][form] / 2:.3f} s)"
         for form in ("bridge", "published")))
-    lines += [f"firewall: {n}" for n in doc.get("firewall_notes", [])
-              if not n.startswith("removed: ")]
-    removed = sum(n.startswith("removed: ") for n in doc.get("firewall_notes", []))
-    lines.append(f"firewall: {removed} rules/chains/tables netavark left removed; iptables-save "
-                 f"and nft list ruleset as before: {'no' if doc.get('firewall_differs') else 'yes'}")
+    notes = doc.get("firewall_notes", [])
+    removed = sum(n.startswith("removed: ") for n in notes)
+    lines.append(f"firewall: {removed} rules, chains, tables and sysctls netavark left were undone; "
+                 "every iptables variant's save and iptables-nft's nft tables as before: "
+                 f"{'NO' if doc.get('firewall_differs') else 'yes'}")
+    lines += [f"firewall: {n}" for n in notes if n.startswith("left: ")]
+    others = [n.split(": ", 1)[1] for n in notes if n.startswith("changed meanwhile")]
+    if others:
+        lines.append(f"firewall: changed meanwhile by others' engines, left alone: {'; '.join(others)}")
     lines.append(f"JSON: {doc['json']}")
     return "\n".join(lines)
 
