@@ -13,7 +13,7 @@ the runtime's setrlimit fail (see ../shared/peers/README.md). With `network` giv
 network (its name, bridge and subnet the bench's) is written as netavark JSON and made
 podman's default one, DNS off like podman's own default network, so no aardvark-dns.
 
-Two places podman uses as root whatever it is told: netavark's run folder
+Fixed places podman uses as root whatever it is told: netavark's run folder
 /run/containers/networks (its IPAM database ``ipam.db``, one bucket per network name:
 `cleanup` removes the network, which drops its bucket — a default network cannot be removed,
 so that call gets a containers.conf naming another default) and the blob-info cache of
@@ -26,8 +26,9 @@ end (recorded from ``inspect``) is unmounted and removed, as a forced clean-up.
 `cleanup` removes every container (``rm -f -t 0``), waits for podman's own clean-up processes
 (conmon's exit command) and kills by PID any conmon or podman process of this storage still
 there, removes the network and does ``system reset``, unmounts what is left below its folder,
-removes the netns files, the cgroup parent and netavark's bridge if it is still there, and
-returns what had to be forced.
+removes the netns files, an aardvark-dns that started for this network after all (by PID),
+the cgroup parent and netavark's bridge if it is still there, and returns what had to be
+forced.
 """
 
 from __future__ import annotations
@@ -65,6 +66,17 @@ class PodmanNetwork:
         return self.subnet.rsplit(".", 1)[0] + ".1"
 
 
+def _aardvarks() -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "aardvark-dns":
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
 def _nproc_limit() -> int:
     nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
     # podman lowers its own RLIMIT_NPROC to 32768 before it starts anything
@@ -88,6 +100,7 @@ class IsolatedPodman:
                         TMPDIR=str(base / "tmpdir"), DOCKER_CONFIG=str(base / "docker-config"))
         self.netns: set[str] = set()
         self.made = [d for d in (*NETAVARK_RUN, *BLOB_CACHE) if not d.exists()]
+        self.aardvarks_before = set(_aardvarks())
 
     def run_args(self) -> list[str]:
         """What every `run` of this podman gets after ``run``."""
@@ -184,6 +197,25 @@ class IsolatedPodman:
         return subprocess.run([*self.argv, *args], capture_output=True, text=True,
                               env=env or self.env, cwd=self.base)
 
+    def _stop_aardvark(self) -> list[str]:
+        """The network has DNS off, so no aardvark-dns should start; one that did since
+        `__init__` while this network's file is in its config folder (netavark's shared run
+        folder) is this bench's: killed by PID, its file removed."""
+        if self.network is None:
+            return []
+        mine = NETAVARK_RUN[1] / "aardvark-dns" / self.network.name
+        if not mine.exists():
+            return []
+        forced = [f"podman: removed {mine}"]
+        for pid in set(_aardvarks()) - self.aardvarks_before:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                forced.append(f"podman: killed aardvark-dns {pid}")
+            except OSError:
+                pass
+        mine.unlink()
+        return forced
+
     def cleanup(self) -> list[str]:
         forced: list[str] = []
         if not (self.base / "containers.conf").exists():
@@ -224,6 +256,7 @@ class IsolatedPodman:
                     forced.append(f"podman: removed left-over netns {key}")
                 except OSError as e:
                     forced.append(f"podman: netns {key}: {e}")
+        forced += self._stop_aardvark()
         forced += remove_cgroup_tree(self.cgroup_parent)
         if self.network is not None and Path(f"/sys/class/net/{self.network.bridge}").exists():
             subprocess.run(["ip", "link", "del", self.network.bridge], capture_output=True)
