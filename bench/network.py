@@ -121,7 +121,7 @@ def free_port() -> int:
 
 
 class Bench:
-    """The three paths' set-up and clean-up; every name carries this run's tag."""
+    """The four paths' set-up and clean-up; every name carries this run's tag."""
 
     def __init__(self, work: Path, subnets: tuple[str, str, str], podman_runtime: str) -> None:
         self.work, self.procs = work, Processes()
