@@ -5,7 +5,7 @@ BIN       ?= /usr/local/bin
 # what skiff needs at run time / what the tests and benchmarks need on top
 APT_RUN   := busybox-static libseccomp2 iproute2 procps tini nftables
 APT_TEST  := $(APT_RUN) runc containerd podman docker-registry skopeo apache2-utils openssl
-APT_BENCH := $(APT_RUN) runc crun hyperfine time containerd docker.io docker-registry skopeo podman conmon
+APT_BENCH := $(APT_RUN) runc crun hyperfine time containerd docker.io docker-registry skopeo podman conmon netavark iptables
 SCRIPTS   := skiff-runtime skiff skiffd
 # the commands whose start-up counts get a launcher of their own (below): command:module
 FAST      := skiff-runtime:skiff.runtime.cli skiff:skiff.cli.main

@@ -1,10 +1,10 @@
-"""TCP throughput through a published port on the loopback: skiff's engine next to docker's.
+"""Published ports and bridges on the loopback: skiff's engine next to docker's and podman's.
 
 Run as root with the venv's python::
 
-    .venv/bin/python bench/network.py [--rounds 5] [--seconds 2]
+    .venv/bin/python bench/network.py [--rounds 5] [--seconds 2] [--starts 10]
 
-Three paths to one server (``tcp_pump.py serve``, the same program in every case, run from
+Four paths to one server (``tcp_pump.py serve``, the same program in every case, run from
 the host inside the container's network namespace), each a container behind a bridge:
 
 * **docker**: a dockerd of the bench's own (``daemons.start_dockerd``: own roots and socket,
@@ -13,6 +13,14 @@ the host inside the container's network namespace), each a container behind a br
   published port go through ``docker-proxy`` in every dockerd set-up with the default
   ``userland-proxy=true`` (its DNAT rules skip 127.0.0.0/8), so ``--iptables=false`` loses
   nothing here and leaves the host's rules alone.
+* **podman**: Debian's podman 4.3 on everything of the bench's own (``isolated_podman``:
+  roots, tmpdir, containers.conf, storage.conf, network config dir; ``--runtime runc`` or
+  ``--podman-runtime crun``; cgroups under ``/skiff-bench-network-podman``), its default
+  network the bench's (netavark, a bridge and subnet of this run, DNS off as in podman's own
+  default network), ``podman run -d -p 127.0.0.1:P:5201``. Loopback publishing works as root
+  here: netavark DNATs 127.0.0.1:P in the nat OUTPUT chain (iptables-nft), sets
+  ``route_localnet`` on its bridge and masquerades the 127.0.0.1 source; conmon holds the
+  port open only to reserve it. The kernel relays, as for skiff.
 * **skiff**: a skiffd of the bench's own (``daemons.start_skiffd``, its default bridge on
   the bench's subnet), ``skiff run -d -p 127.0.0.1:P:5201 -p Q:5201 busybox sleep``: the
   engine's firewall table DNATs 127.0.0.1:P in the output hook, the kernel does the relay.
@@ -24,12 +32,25 @@ Each round runs every path once per direction (``send``: host to container; ``re
 container to host), for ``--seconds`` each, the order of the paths rotating from round to
 round; before each round the bench waits (up to ``--quiet-timeout``) for the machine's busy
 share to fall below ``--max-busy``. MB/s is counted where the data lands (tcp_pump.py).
-Printed: medians per path and direction, skiff/docker and skiff-proxy/docker; the JSON
-(``bench/results/network-<ts>.json``) keeps every transfer. At the end (also on Ctrl-C or an
-error) the containers are removed, skiffd and dockerd stopped by PID (skiffd removes its
-table and bridge), the servers killed by PID, the bench's bridge deleted, mounts below the
-temp folder unmounted and the cgroup parents removed. Exit 1 on a failure, 2 when a tool is
-missing.
+Then ``run --rm busybox true`` on each engine's default bridge and with one published port
+(``-p 127.0.0.1::5201``), ``--starts`` rounds of one call per engine and form, each timed
+with ``perf_counter``. Printed: medians per path and direction, skiff/docker, skiff/podman
+and skiff-proxy/docker; the ``run --rm`` medians with skiff/docker and skiff/podman, and
+issue 7's targets; the JSON (``bench/results/network-<ts>.json``) keeps every transfer.
+
+netavark writes into the host's shared iptables tables (here iptables-nft's ``ip nat`` and
+``ip filter``) and leaves its scaffolding when its last container goes, so the host's
+firewall is snapshot before any engine starts (``host_firewall``: every iptables variant's
+save, ``nft list ruleset``, the forwarding sysctls) and at the end exactly what netavark
+added is removed (its chains, the jumps to them, its masquerade rule, the tables it made)
+and the sysctls put back; what still differs in those tables afterwards is a failure, and
+what changed meanwhile in other nftables tables (others' engines on the machine) is noted.
+At the end (also on Ctrl-C or an error) the containers are removed, skiffd and dockerd
+stopped by PID (skiffd removes its table and bridge), podman's containers removed, its
+leftover processes killed by PID, its network removed and ``system reset`` done
+(``isolated_podman``), the servers killed by PID, the bench's bridge deleted, mounts below
+the temp folder unmounted, the cgroup parents removed and the firewall restored. Exit 1 on
+a failure, 2 when a tool is missing.
 """
 
 from __future__ import annotations
@@ -46,9 +67,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import host_firewall
 from containers import IMAGE, median, wait_quiet
 from daemons import (DOCKER_CLI, Processes, cannot_run, guarded, log, remove_cgroup_tree,
                      start_dockerd, start_skiffd, unmount_under)
+from isolated_podman import NETAVARK, IsolatedPodman, PodmanNetwork
 from runtime import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,11 +82,14 @@ from skiff.net import firewall  # noqa: E402 - after the path above
 RESULTS_DIR = REPO / "bench" / "results"
 PUMP = Path(__file__).resolve().parent / "tcp_pump.py"
 SERVER_PORT = 5201
-PATHS = ("docker", "skiff", "skiff-proxy")
-HOSTS = {"docker": "127.0.0.1", "skiff": "127.0.0.1", "skiff-proxy": "::1"}
+PATHS = ("docker", "skiff", "skiff-proxy", "podman")
+HOSTS = {"docker": "127.0.0.1", "skiff": "127.0.0.1", "skiff-proxy": "::1", "podman": "127.0.0.1"}
 DIRECTIONS = ("send", "receive")
-TOOLS = ("dockerd", DOCKER_CLI, "docker-proxy", "nft", "ip", "nsenter")
+ENGINES = ("skiff", "docker", "podman")
+TOOLS = ("dockerd", DOCKER_CLI, "docker-proxy", "nft", "ip", "nsenter", "podman", "conmon",
+         NETAVARK, "iptables-save", "unshare")
 CGROUP_PARENT = "skiff-bench-network-docker"
+PODMAN_CGROUP_PARENT = "skiff-bench-network-podman"
 
 
 def sh(*argv: str) -> str:
@@ -95,14 +121,18 @@ def free_port() -> int:
 
 
 class Bench:
-    """The three paths' set-up and clean-up; every name carries this run's tag."""
+    """The four paths' set-up and clean-up; every name carries this run's tag."""
 
-    def __init__(self, work: Path, subnets: tuple[str, str]) -> None:
+    def __init__(self, work: Path, subnets: tuple[str, str, str], podman_runtime: str) -> None:
         self.work, self.procs = work, Processes()
         tag = f"{os.getpid() % 100000}"
         self.skiff_bridge = f"skbns{tag}"
         self.docker_bridge = f"skbnd{tag}"
-        self.skiff_net, self.docker_net = subnets
+        self.skiff_net, self.docker_net, podman_net = subnets
+        self.podman = IsolatedPodman(work / "podman", podman_runtime, PODMAN_CGROUP_PARENT,
+                                     PodmanNetwork(f"skbnp{tag}", f"skbnp{tag}", podman_net))
+        self.firewall: host_firewall.Snapshot | None = None   # before any engine ran
+        self.firewall_notes: list[str] = []
         self.servers: list[subprocess.Popen[str]] = []
         self.docker: list[str] = []
         self.skiff: list[str] = []
@@ -139,26 +169,46 @@ class Bench:
                      "skb-net").strip()
         self._server(["nsenter", "-t", pid, "-n"])
 
-    def start_docker(self) -> None:
-        self._bridge(self.docker_bridge, self.docker_net)
-        self.docker = start_dockerd(
-            self.procs, self.work, f"--bridge={self.docker_bridge}", "--ip-forward=false",
-            "--ip-masq=false", "--userland-proxy=true", f"--cgroup-parent=/{CGROUP_PARENT}")
+    def image_tar(self) -> Path:
+        """skiff's built-in busybox as a `docker save` tar (made once), for docker and podman."""
+        tar = self.work / "busybox.tar"
+        if tar.exists():
+            return tar
         from skiff.store.archive import save
         from skiff.store.builtin import ensure_busybox
         from skiff.store.images import ImageStore
 
         store = ImageStore(self.work / "skiff-store")
         ensure_busybox(store, IMAGE)
-        tar = self.work / "busybox.tar"
         with tar.open("wb") as f:
             save(store, [IMAGE], f)
-        sh(*self.docker, "load", "-q", "-i", str(tar))
+        return tar
+
+    def start_docker(self) -> None:
+        self._bridge(self.docker_bridge, self.docker_net)
+        self.docker = start_dockerd(
+            self.procs, self.work, f"--bridge={self.docker_bridge}", "--ip-forward=false",
+            "--ip-masq=false", "--userland-proxy=true", f"--cgroup-parent=/{CGROUP_PARENT}")
+        sh(*self.docker, "load", "-q", "-i", str(self.image_tar()))
         port = free_port()
         sh(*self.docker, "run", "-d", "--name", "skb-net", "-p", f"127.0.0.1:{port}:{SERVER_PORT}",
            IMAGE, "sleep", "1000000")
         pid = sh(*self.docker, "inspect", "-f", "{{.State.Pid}}", "skb-net").strip()
         self.ports["docker"] = port
+        self._server(["nsenter", "-t", pid, "-n"])
+
+    def start_podman(self) -> None:
+        """podman's published container: netavark DNATs 127.0.0.1:P in the output hook
+        (route_localnet on its bridge, the 127.0.0.0/8 source masqueraded) and the kernel
+        relays; conmon holds the port open (listening, never read) only to reserve it."""
+        p = self.podman
+        p.setup(self.image_tar())
+        port = free_port()
+        p.podman("run", "-d", *p.run_args(), "--name", "skb-net",
+                 "-p", f"127.0.0.1:{port}:{SERVER_PORT}", IMAGE, "sleep", "1000000")
+        p.remember_netns("skb-net")
+        pid = p.podman("inspect", "-f", "{{.State.Pid}}", "skb-net").strip()
+        self.ports["podman"] = port
         self._server(["nsenter", "-t", pid, "-n"])
 
     def relay_stat(self, path: str) -> Path | None:
@@ -200,6 +250,7 @@ class Bench:
             p.kill()
             p.wait()
         self.procs.stop_all()
+        forced += self.podman.cleanup()
         table = firewall.table_for_run(self.skiff_env.get("SKIFF_RUN", ""))
         if self.skiff and firewall.exists(table):
             forced.append(f"table:{table}: skiffd left it")
@@ -213,14 +264,36 @@ class Bench:
             except (RuntimeError, OSError) as e:
                 forced.append(f"{item}: {e}")
         forced += remove_cgroup_tree(CGROUP_PARENT)
+        forced += self.restore_firewall()
         shutil.rmtree(self.work, ignore_errors=True)
         return forced
 
+    def restore_firewall(self) -> list[str]:
+        """Remove what netavark added to the host's iptables and put its sysctls back;
+        returns what then still differs in the shared tables (a failure). Other nftables
+        tables that changed meanwhile (others' engines on the machine) are noted only, unless
+        they carry this run's names."""
+        if self.firewall is None:
+            return []
+        removed, left = host_firewall.undo(self.firewall, self.podman.firewall_claim(self.firewall))
+        if removed:
+            log(f"removed what netavark left: {len(removed)} rules, chains, tables")
+        self.firewall_notes = [f"removed: {r}" for r in removed] + [f"left: {x}" for x in left]
+        shared, elsewhere = host_firewall.differences(self.firewall, host_firewall.take())
+        ours = (self.podman.network.name if self.podman.network else "", self.skiff_bridge,
+                firewall.table_for_run(self.skiff_env.get("SKIFF_RUN", "-")))
+        self.firewall_notes += [f"changed meanwhile: {d}" for d in elsewhere
+                                if not any(n in d for n in ours)]
+        return [f"firewall differs after the bench: {d}" for d in shared] + [
+            f"firewall differs after the bench: {d}" for d in elsewhere if any(n in d for n in ours)]
+
 
 def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any]) -> None:
-    log("starting skiffd and dockerd, a published container on each")
+    b.firewall = host_firewall.take()
+    log("starting skiffd and dockerd, podman; a published container on each")
     b.start_skiff()
     b.start_docker()
+    b.start_podman()
     doc["ports"] = dict(b.ports)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {p: {d: [] for d in DIRECTIONS} for p in PATHS}
     doc["busy_before"] = []
@@ -229,7 +302,7 @@ def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any]) -> None:
             b.transfer(path, direction, 0.5)
     for i in range(a.rounds):
         doc["busy_before"].append(wait_quiet(a.max_busy, a.quiet_timeout))
-        order = PATHS[i % 3:] + PATHS[:i % 3]
+        order = PATHS[i % len(PATHS):] + PATHS[:i % len(PATHS)]
         for direction in DIRECTIONS:
             for path in order:
                 runs[path][direction].append(b.transfer(path, direction, a.seconds))
@@ -246,15 +319,17 @@ def measure(b: Bench, a: argparse.Namespace, doc: dict[str, Any]) -> None:
 
 def run_rm_times(b: Bench, starts: int) -> dict[str, dict[str, float]]:
     """Median wall time of ``run --rm busybox true`` on the default bridge, and with one
-    published port (ephemeral, on 127.0.0.1), for skiff and docker, interleaved."""
-    clis = {"skiff": (b.skiff, b.skiff_env), "docker": (b.docker, dict(os.environ))}
+    published port (ephemeral, on 127.0.0.1), for skiff, docker and podman, interleaved:
+    one of each engine and form, then the next round."""
+    clis = {"skiff": (b.skiff, b.skiff_env, []), "docker": (b.docker, dict(os.environ), []),
+            "podman": (b.podman.argv, b.podman.env, b.podman.run_args())}
     forms = {"bridge": [], "published": ["-p", f"127.0.0.1::{SERVER_PORT}"]}
     times: dict[str, dict[str, list[float]]] = {e: {f: [] for f in forms} for e in clis}
     for _ in range(starts):
-        for engine, (cli, env) in clis.items():
+        for engine, (cli, env, always) in clis.items():
             for form, extra in forms.items():
                 began = time.perf_counter()
-                sh_env(env, *cli, "run", "--rm", *extra, IMAGE, "true")
+                sh_env(env, *cli, "run", "--rm", *always, *extra, IMAGE, "true")
                 times[engine][form].append(time.perf_counter() - began)
     return {e: {f: median(v) for f, v in by.items()} for e, by in times.items()}
 
@@ -263,11 +338,13 @@ def report(doc: dict[str, Any]) -> str:
     m = doc["medians_MBps"]
     lines = [f"TCP through a published port on 127.0.0.1, {doc['args']['rounds']} rounds of "
              f"{doc['args']['seconds']} s, medians in MB/s (busy before: {doc['busy_before']})",
-             "| | docker (docker-proxy) | skiff (DNAT) | skiff-proxy (::1) | skiff/docker | proxy/docker |",
-             "|---|---|---|---|---|---|"]
+             "| | docker (docker-proxy) | podman (netavark DNAT) | skiff (DNAT) | skiff-proxy (::1) "
+             "| skiff/docker | skiff/podman | proxy/docker |",
+             "|---|---|---|---|---|---|---|---|"]
     for d, label in (("send", "host -> container"), ("receive", "container -> host")):
-        dk, dn, px = m["docker"][d], m["skiff"][d], m["skiff-proxy"][d]
-        lines.append(f"| {label} | {dk:.0f} | {dn:.0f} | {px:.0f} | {dn / dk:.2f}x | {px / dk:.2f}x |")
+        dk, pm, dn, px = m["docker"][d], m["podman"][d], m["skiff"][d], m["skiff-proxy"][d]
+        lines.append(f"| {label} | {dk:.0f} | {pm:.0f} | {dn:.0f} | {px:.0f} | {dn / dk:.2f}x "
+                     f"| {dn / pm:.2f}x | {px / dk:.2f}x |")
     c = doc["medians_relay_cpu_s_per_GB"]
     lines.append("relay CPU (user + system) per GB carried, docker-proxy / skiffd: " + ", ".join(
         f"{d} {c['docker'][d]:.3f} / {c['skiff-proxy'][d]:.3f} s" for d in DIRECTIONS))
@@ -275,9 +352,25 @@ def report(doc: dict[str, Any]) -> str:
     lines.append(f"target (issue 7: no lower than docker's through a published port): "
                  f"{'met' if met else 'NOT met'}")
     t = doc["run_rm_s"]
-    lines.append(f"run --rm busybox true, median of {doc['args']['starts']}: " + "; ".join(
-        f"{form}: skiff {t['skiff'][form]:.3f} s, docker {t['docker'][form]:.3f} s "
-        f"({t['skiff'][form] / t['docker'][form]:.2f}x)" for form in ("bridge", "published")))
+    lines += [f"run --rm busybox true, median of {doc['args']['starts']} (podman: "
+              f"{doc['args']['podman_runtime']}, netavark)",
+              "| | skiff | docker | podman | skiff/docker | skiff/podman |", "|---|---|---|---|---|---|"]
+    for form, label in (("bridge", "default bridge"), ("published", f"-p 127.0.0.1::{SERVER_PORT}")):
+        s, dk, pm = (t[e][form] for e in ENGINES)
+        lines.append(f"| {label} | {s:.3f} s | {dk:.3f} s | {pm:.3f} s | {s / dk:.2f}x | {s / pm:.2f}x |")
+    lines.append("target (issue 7: start on a bridge at most half of podman's): " + "; ".join(
+        f"{form} {'met' if t['skiff'][form] <= t['podman'][form] / 2 else 'NOT met'} "
+        f"({t['skiff'][form]:.3f} s vs {t['podman'][form] / 2:.3f} s)"
+        for form in ("bridge", "published")))
+    notes = doc.get("firewall_notes", [])
+    removed = sum(n.startswith("removed: ") for n in notes)
+    lines.append(f"firewall: {removed} rules, chains, tables and sysctls netavark left were undone; "
+                 "every iptables variant's save and iptables-nft's nft tables as before: "
+                 f"{'NO' if doc.get('firewall_differs') else 'yes'}")
+    lines += [f"firewall: {n}" for n in notes if n.startswith("left: ")]
+    others = [n.split(": ", 1)[1] for n in notes if n.startswith("changed meanwhile")]
+    if others:
+        lines.append(f"firewall: changed meanwhile by others' engines, left alone: {'; '.join(others)}")
     lines.append(f"JSON: {doc['json']}")
     return "\n".join(lines)
 
@@ -286,8 +379,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5, help="rounds of every path and direction (default 5)")
     p.add_argument("--seconds", type=float, default=2.0, help="seconds per transfer (default 2)")
-    p.add_argument("--subnets", default="10.213.0.0/24,10.214.0.0/24",
-                   help="the skiff and docker bridges' /24 subnets (default 10.213.0.0/24,10.214.0.0/24)")
+    p.add_argument("--subnets", default="10.213.0.0/24,10.214.0.0/24,10.215.0.0/24",
+                   help="the skiff, docker and podman bridges' /24 subnets "
+                        "(default 10.213.0.0/24,10.214.0.0/24,10.215.0.0/24)")
+    p.add_argument("--podman-runtime", choices=("runc", "crun"), default="runc",
+                   help="podman's OCI runtime (default runc; crun needs "
+                        "scripts/fix-hybrid-cgroups.sh on this hybrid-cgroup VM)")
     p.add_argument("--starts", type=int, default=10,
                    help="run --rm timings per engine and form (default 10)")
     p.add_argument("--out", type=Path, default=None)
@@ -298,27 +395,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
-    if cannot_run("bench/network.py", TOOLS):
+    if cannot_run("bench/network.py", (*TOOLS, a.podman_runtime)):
         return 2
-    skiff_net, docker_net = a.subnets.split(",")
+    subnets = a.subnets.split(",")
+    if len(subnets) != 3 or not all(n.endswith(".0/24") for n in subnets):
+        log(f"--subnets wants three /24 subnets (a.b.c.0/24), got {a.subnets!r}")
+        return 2
+    skiff_net, docker_net, podman_net = subnets
     routes = sh("ip", "-4", "route")
-    for net in (skiff_net, docker_net):
+    for net in subnets:
         if net.rsplit(".", 1)[0] + "." in routes:
             log(f"subnet {net} is already routed here: pick others with --subnets")
             return 2
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_json: Path = a.out or RESULTS_DIR / f"network-{stamp}.json"
-    b = Bench(Path(tempfile.mkdtemp(prefix="skiff-bench-network.")), (skiff_net, docker_net))
+    b = Bench(Path(tempfile.mkdtemp(prefix="skiff-bench-network.")),
+              (skiff_net, docker_net, podman_net), a.podman_runtime)
     doc: dict[str, Any] = {"timestamp": stamp, "json": str(out_json),
-                           "args": {"rounds": a.rounds, "seconds": a.seconds,
-                                                    "starts": a.starts}}
+                           "args": {"rounds": a.rounds, "seconds": a.seconds, "starts": a.starts,
+                                    "podman_runtime": a.podman_runtime}}
 
     def work() -> None:
         doc["machine"] = machine_info({"skiff": str(Path(sys.executable).parent / "skiff-runtime"),
                                        "runc": "runc", "crun": "crun", "hyperfine": "hyperfine"})
         measure(b, a, doc)
         doc["docker_version"] = sh(*b.docker, "version", "-f", "{{.Server.Version}}").strip()
+        doc["podman_version"] = b.podman.podman("version", "-f", "{{.Client.Version}}").strip()
     failures, doc["forced_cleanup"] = guarded(work, b.cleanup)
+    doc["firewall_notes"] = b.firewall_notes
+    doc["firewall_differs"] = any(f.startswith("firewall differs") for f in doc["forced_cleanup"])
     doc["failures"] = failures + doc["forced_cleanup"]
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(doc, indent=1) + "\n")
