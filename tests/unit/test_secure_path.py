@@ -146,20 +146,27 @@ def test_file_in_the_way_of_a_middle_directory_is_enotdir(rootfs: Path) -> None:
     assert (rootfs / "etc" / "passwd").is_file()
 
 
-@pytest.mark.parametrize("is_dir", [True, False])
-def test_make_target_never_follows_a_link_swapped_in_after_the_join(rootfs: Path, outside: Path,
-                                                                  monkeypatch, is_dir) -> None:
-    # the race of runc's CVE-2021-30465: `secure_join` saw a folder, which a container
-    # sharing the volume then swaps for a link out; what is missing is never made there
+@pytest.mark.parametrize("target, swapped, is_dir", [
+    ("/vol/x/t", "x", True), ("/vol/x/t", "x", False), ("/vol/t", "t", False)])
+def test_make_target_never_follows_a_link_swapped_in_for_what_it_made(
+        rootfs: Path, outside: Path, monkeypatch, target: str, swapped: str, is_dir: bool) -> None:
+    # the race of runc's CVE-2021-30465: the walk made a folder (or the file), which a
+    # container sharing the volume swaps for a link out before the walk enters it; what is
+    # missing below is never made there
     from skiff.runtime import secure_path
     (rootfs / "vol").mkdir()
-    joined = secure_join(str(rootfs), "/vol/x/t")
-    (rootfs / "vol" / "x").symlink_to(outside)  # the swap, after the join
-    monkeypatch.setattr(secure_path, "secure_join", lambda root, unsafe: joined)
+    enter = secure_path._enter_made
+
+    def swap_then_enter(parent: int, name: str, *args):
+        if name == swapped:
+            os.rename(name, f"{name}.moved", src_dir_fd=parent, dst_dir_fd=parent)
+            os.symlink(str(outside), name, dir_fd=parent)
+        return enter(parent, name, *args)
+    monkeypatch.setattr(secure_path, "_enter_made", swap_then_enter)
     with pytest.raises(KernelError) as info:
-        make_target(str(rootfs), "/vol/x/t", is_dir=is_dir)
+        make_target(str(rootfs), target, is_dir=is_dir)
     assert info.value.errno in (errno.ENOTDIR, errno.ELOOP)
-    assert "link swapped in" in str(info.value)
+    assert "link swapped in" in str(info.value) and target in str(info.value)
     assert list(outside.iterdir()) == []
 
 
