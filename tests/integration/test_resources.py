@@ -194,7 +194,7 @@ def test_terminal_through_a_console_socket(runtime, bundle, work):
         bundle.config["process"]["terminal"] = True
         bundle.args("sh", "-c", "tty; test -t 0 && echo IS-A-TTY; read line; echo got-$line; exit 5")
         bundle.write()
-        create = subprocess.Popen(["skiff-runtime", "--root", str(runtime.root), "create", "--bundle",
+        create = subprocess.Popen([RUNTIME, "--root", str(runtime.root), "create", "--bundle",
                                    str(bundle.path), "--console-socket", str(work / "console.sock"),
                                    bundle.id], env=runtime.env, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -217,7 +217,7 @@ def test_exec_tty_through_a_console_socket(runtime, bundle, work):
     started(runtime, bundle, "sleep", "1000")
     listener = ConsoleListener(work / "exec.sock")
     try:
-        proc = subprocess.Popen(["skiff-runtime", "--root", str(runtime.root), "exec", "-t",
+        proc = subprocess.Popen([RUNTIME, "--root", str(runtime.root), "exec", "-t",
                                  "--console-socket", str(work / "exec.sock"), bundle.id, "sh"],
                                 env=runtime.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

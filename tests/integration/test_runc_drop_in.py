@@ -21,10 +21,14 @@ module made them). The containers.conf does three things:
 What podman passes to the runtime (seen with a logging wrapper): `create --bundle B --pid-file F
 [--console-socket S] ID` (through conmon), `start ID`, `exec --pid-file F --process P --detach
 [--console-socket S] ID`, `kill ID 15`, `kill ID 9`, `pause ID`, `resume ID`, `update
---resources=FILE ID`, `delete --force ID`. As root it passes no `--root`: skiff-runtime keeps the
-state in its default root /run/skiff/runtime, as runc uses /run/runc. (Podman runs the runtime
-with an environment of its own making, so a SKIFF_RUN in podman's environment does not reach it;
-only `podman --runtime-flag root=DIR` would move that state.)
+--resources=FILE ID`, `delete --force ID`. As root it passes no `--root`, and skiff-runtime would
+keep the state in its default root /run/skiff/runtime (as runc uses /run/runc) — the machine's,
+not the test's. Podman runs the runtime with an environment of its own making, so a SKIFF_RUN in
+podman's environment does not reach it, and `podman --runtime-flag root=DIR` reaches only the
+calls of that podman command, not those of the `podman container cleanup` that conmon starts when
+a container exits (its exit command has no runtime flags). So podman is given, as its runtime, a
+two-line script named skiff-runtime in this module's folder that runs `.venv/bin/skiff-runtime
+--root DIR "$@"`: every call, conmon's and cleanup's too, keeps its state in this module's DIR.
 
 Containers get the cgroup /libpod_parent/libpod-<ID> (`--cgroup-manager cgroupfs`); podman puts
 conmon in /libpod_parent/conmon. Both parents are removed at the end if this module made them.
@@ -52,7 +56,7 @@ PODMAN = shutil.which("podman")
 RUNC = shutil.which("runc")
 IMAGE = "localhost/skiff-busybox:podman-test"
 CGROUP = Path("/sys/fs/cgroup")
-SKIFF_STATE = Path("/run/skiff/runtime")  # skiff-runtime's default --root (SKIFF_RUN unset)
+DEFAULT_STATE = Path("/run/skiff/runtime")  # skiff-runtime's default --root: never used here
 # made by podman as root whatever --root/--runroot say: the blob-info cache of `podman import`
 # (containers/image's fixed system path) and netavark's run dir; removed after if made here
 PODMAN_FIXED_DIRS = [Path("/var/lib/containers"), Path("/run/containers")]
@@ -76,12 +80,28 @@ class Podman:
     base: Path
     env: dict[str, str]
 
+    @property
+    def skiff_state(self) -> Path:
+        """skiff-runtime's --root for every call podman makes of it."""
+        return self.base / "skiff-runtime-state"
+
+    @property
+    def skiff_runtime(self) -> Path:
+        """What podman runs for RUNTIME: it, on `skiff_state` (see the module's docstring)."""
+        return self.base / "bin" / "skiff-runtime"
+
     def argv(self, runtime: str) -> list[str]:
         b = self.base
+        runtime = str(self.skiff_runtime) if runtime == RUNTIME else runtime
         return [PODMAN or "podman", "--runtime", runtime, "--cgroup-manager", "cgroupfs",
                 "--root", str(b / "storage"), "--runroot", str(b / "run"), "--tmpdir", str(b / "tmp"),
                 "--network-config-dir", str(b / "networks"), "--events-backend", "none",
                 "--log-level", "error"]
+
+    def runtime_state(self, cid: str) -> subprocess.CompletedProcess[str]:
+        """`skiff-runtime state` of `cid` in the root podman has it use."""
+        return subprocess.run([RUNTIME, "--root", str(self.skiff_state), "state", cid],
+                              capture_output=True, text=True, env=self.env)
 
     def __call__(self, *args: str, runtime: str = RUNTIME, check: bool = True, timeout: float = 60,
                  stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
@@ -149,12 +169,15 @@ def podman(tmp_root: Path, busybox_rootfs: Path) -> Iterator[Podman]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CONTAINERS_", "SKIFF_")) and k != "XDG_RUNTIME_DIR"}
     env.update(CONTAINERS_CONF=str(base / "containers.conf"), TMPDIR=str(base / "vartmp"))
+    pm = Podman(base, env)
+    pm.skiff_runtime.parent.mkdir()
+    pm.skiff_runtime.write_text(f'#!/bin/sh\nexec {RUNTIME} --root {pm.skiff_state} "$@"\n')
+    pm.skiff_runtime.chmod(0o755)
     before = Before(
         libpod_parent={h.name for h in cgroup_hierarchies() if (h / "libpod_parent").exists()},
         libpod_children=libpod_children(),
-        skiff_state=set(os.listdir(SKIFF_STATE)) if SKIFF_STATE.is_dir() else set(),
+        default_state=set(os.listdir(DEFAULT_STATE)) if DEFAULT_STATE.is_dir() else set(),
         fixed_dirs={d for d in PODMAN_FIXED_DIRS if d.exists()})
-    pm = Podman(base, env)
     try:
         tar = subprocess.Popen(["tar", "-C", str(busybox_rootfs), "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run([*pm.argv(RUNTIME), "import", "-q", "-", IMAGE], stdin=tar.stdout,
@@ -174,7 +197,7 @@ class Before:
 
     libpod_parent: set[str]
     libpod_children: set[str]
-    skiff_state: set[str]
+    default_state: set[str]
     fixed_dirs: set[Path]
 
 
@@ -193,7 +216,6 @@ def teardown(pm: Podman, before: Before) -> list[str]:
     for target in sorted(mounts_under(base), key=len, reverse=True):
         problems.append(f"mount {target}")
         subprocess.run(["umount", target], check=False)
-    shutil.rmtree(base, ignore_errors=True)
     # containers' cgroups: podman made /libpod_parent/libpod-<ID>, the runtime must remove them
     problems += [f"cgroup {d}" for d in sorted(libpod_children() - before.libpod_children)
                  if Path(d).name.startswith("libpod-")]
@@ -207,13 +229,18 @@ def teardown(pm: Podman, before: Before) -> list[str]:
                     d.rmdir()
                 except OSError:
                     pass  # has children: reported above if they are ours
-    # skiff-runtime state of the containers this module made
-    if SKIFF_STATE.is_dir():
-        problems += [f"skiff-runtime state {SKIFF_STATE / n}" for n in sorted(os.listdir(SKIFF_STATE))
-                     if n not in before.skiff_state and CID_RE.match(n)]
+    # skiff-runtime state of the containers this module made, in its root or (a runtime
+    # call without --root) in the default one
+    if pm.skiff_state.is_dir():
+        problems += [f"skiff-runtime state {pm.skiff_state / n}"
+                     for n in sorted(os.listdir(pm.skiff_state)) if CID_RE.match(n)]
+    if DEFAULT_STATE.is_dir():
+        problems += [f"skiff-runtime state {DEFAULT_STATE / n}" for n in sorted(os.listdir(DEFAULT_STATE))
+                     if n not in before.default_state and CID_RE.match(n)]
     for d in PODMAN_FIXED_DIRS:
         if d not in before.fixed_dirs and d.exists():
             shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
     return problems
 
 
@@ -249,12 +276,11 @@ def test_detached_container_lifecycle(podman: Podman) -> None:
     assert len(ps) == 1 and ps[0].startswith(f"{cid} Up ") and ps[0].endswith("sleep 1000"), ps
     assert podman.inspect(cid, "{{.State.Status}}") == "running"
 
-    # what skiff-runtime itself says, in the root podman left it to (its default)
+    # what skiff-runtime itself says, in the root podman's calls of it have
     pid = int(podman.inspect(cid, "{{.State.Pid}}"))
-    st = json.loads(subprocess.run([RUNTIME, "state", cid], capture_output=True, text=True,
-                                   env=podman.env, check=True).stdout)
+    st = json.loads(podman.runtime_state(cid).stdout)
     assert (st["id"], st["status"], st["pid"]) == (cid, "running", pid)
-    assert (SKIFF_STATE / cid).is_dir()
+    assert (podman.skiff_state / cid).is_dir() and not (DEFAULT_STATE / cid).exists()
     cgroup_path = podman.inspect(cid, "{{.State.CgroupPath}}")
     assert cgroup_path == f"/libpod_parent/libpod-{cid}"
     memcg = CGROUP / "memory" / cgroup_path.lstrip("/")
@@ -279,8 +305,8 @@ def test_detached_container_lifecycle(podman: Podman) -> None:
     assert podman.inspect(cid, "{{.State.ExitCode}}") == "137"
     podman("rm", cid)
     assert podman("ps", "-aq").stdout == ""
-    assert not (SKIFF_STATE / cid).exists()
-    assert subprocess.run([RUNTIME, "state", cid], capture_output=True, env=podman.env).returncode == 1
+    assert not (podman.skiff_state / cid).exists()
+    assert podman.runtime_state(cid).returncode == 1
     assert [str(h) for h in cgroup_hierarchies() if (h / cgroup_path.lstrip("/")).exists()] == []
 
 
@@ -295,8 +321,7 @@ def test_pause_unpause(podman: Podman) -> None:
         assert podman.inspect(cid, "{{.State.Status}}") == "paused"
         if freezer.exists():
             assert freezer.read_text().strip() == "FROZEN"
-        st = json.loads(subprocess.run([RUNTIME, "state", cid], capture_output=True, text=True,
-                                       env=podman.env, check=True).stdout)
+        st = json.loads(podman.runtime_state(cid).stdout)
         assert st["status"] == "paused"
         podman("unpause", cid)
         assert podman.inspect(cid, "{{.State.Status}}") == "running"
@@ -305,7 +330,7 @@ def test_pause_unpause(podman: Podman) -> None:
         assert podman("exec", cid, "echo", "alive").stdout == "alive\n"
     finally:
         podman("rm", "--force", "--time", "0", cid, check=False)
-    assert not (SKIFF_STATE / cid).exists()
+    assert not (podman.skiff_state / cid).exists()
 
 
 # -- 3: a terminal through conmon's console socket -------------------------------------------

@@ -15,10 +15,9 @@ the folders made for the target are removed again.
 Not noexec: a capsule holds libraries and programs, and the kernel refuses to map a file of a
 noexec mount executable, so dlopen of a capsule's library would fail with EPERM.
 
-The target is resolved one component at a time from the init's root, each step an fd-relative
-`openat2` of one name that may not cross a symlink, with `..` and symlinks expanded by us:
-what the container would see, except that a symlink (or a `..`) that would climb above the
-root is an error, not clamped, and a `..` in the target as given is refused outright. Nothing
+The target is resolved from the init's root by `secure_path.open_in_root`, the runtime's one
+walker: what the container would see, except that a symlink that would climb above the root
+is an error (`REFUSE`), not clamped, and a `..` in the target as given is refused outright. Nothing
 in the container can write through the mount: it is read-only, and remounting it read-write
 takes CAP_SYS_ADMIN, which a container lacks by default (in a user namespace of its own, the
 host's files it shows are not its to write either).
@@ -34,6 +33,7 @@ import threading
 from skiff.errors import InvalidArgument, KernelError
 from skiff.kernel import syscall as sc
 from skiff.runtime.container import Container
+from skiff.runtime.secure_path import REFUSE, Created, open_in_root
 from skiff.runtime.state import process_start_time
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
 # what a capsule's mount is: read-only, no set-uid, no device nodes (see above for noexec)
 ATTACH_ATTRS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV
-_MAX_LINKS = 40  # the kernel's own limit on symlinks in one lookup
-_STEP = sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS
 
 
 def check_target(target: str) -> str:
@@ -66,15 +64,13 @@ def refuse_escape(root_dir: str, target: str) -> str:
     the way leaves it; a missing rest is fine (the start makes it). The target, cleaned."""
     target = check_target(target)
     root = os.open(root_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    fds = [root]
     try:
-        _resolve(root, target, fds, None, None)
+        os.close(_resolve(root, target))
     except KernelError as e:
         if e.errno != errno.ENOENT:
             raise
     finally:
-        for fd in fds:
-            os.close(fd)
+        os.close(root)
     return target
 
 
@@ -95,20 +91,11 @@ def add_mount(container: Container, source_dir: str, target: str) -> None:
         sc.mount_setattr(tree, ATTACH_ATTRS, propagation=sc.MS_PRIVATE, what=source_dir)
 
         def place(root: int) -> None:
-            made: list[tuple[int, str]] = []  # (parent fd, name) of each folder we created
-            fds: list[int] = []
-            try:
-                _, fd = _resolve(root, target, fds, made, owner)
-                sc.move_mount(tree, fd, what=target)
-            except BaseException:
-                for parent, name in reversed(made):
-                    try:
-                        os.rmdir(name, dir_fd=parent)
-                    except OSError:
-                        pass  # something of the container's own went into it meanwhile
-                raise
-            finally:
-                for fd in fds:
+            with Created() as made:  # the folders made for the target go again on an error
+                fd = _resolve(root, target, made, owner)
+                try:
+                    sc.move_mount(tree, fd, what=target)
+                finally:
                     os.close(fd)
 
         _in_namespace(container, place)
@@ -123,10 +110,15 @@ def remove_mount(container: Container, target: str) -> None:
     container.require("mount")
 
     def take(root: int) -> None:
-        fds: list[int] = []
+        fd = _resolve(root, target)
         try:
-            parent, fd = _resolve(root, target, fds, None, None)
-            if sc.mount_id(fd, target) == sc.mount_id(parent, target):
+            # `..` of a mount's root is the folder its mount point is in, on the mount below
+            parent = os.open("..", os.O_PATH | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                mounted = sc.mount_id(fd, target) != sc.mount_id(parent, target)
+            finally:
+                os.close(parent)
+            if not mounted:
                 raise InvalidArgument(f"nothing is mounted at `{target}` in container "
                                       f"`{container.id}`")
             os.fchdir(fd)  # the mount's root: umount2 of "." needs no /proc in there
@@ -135,8 +127,7 @@ def remove_mount(container: Container, target: str) -> None:
             except KernelError as e:
                 raise KernelError(e.call, e.errno, target) from None
         finally:
-            for fd in fds:
-                os.close(fd)
+            os.close(fd)
 
     _in_namespace(container, take)
 
@@ -206,62 +197,13 @@ def _root_owner(pid: int) -> tuple[int, int] | None:
 
 
 # -- resolving the target -------------------------------------------------------------------
-def _resolve(root: int, target: str, fds: list[int], made: list[tuple[int, str]] | None,
-             owner: tuple[int, int] | None) -> tuple[int, int]:
-    """O_PATH fds on `target` below `root` (the folder a mount goes onto) and on its parent,
-    its missing folders created when `made` is a list (each recorded there). Every fd opened
-    is appended to `fds`, for the caller to close."""
-    stack = [os.dup(root)]  # the folders from the root down to where the walk is
-    fds.append(stack[0])
-    todo = [p for p in target.split("/") if p]
-    links = 0
-    while todo:
-        name = todo.pop(0)
-        if name == ".":
-            continue
-        if name == "..":  # only a symlink's text brings one: check_target refused the rest
-            if len(stack) == 1:
-                raise InvalidArgument(f"mount target `{target}` leaves the container's root "
-                                      "through a symlink")
-            stack.pop()
-            continue
-        fd = _open_step(stack[-1], name, target, made, owner)
-        fds.append(fd)
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISLNK(mode):
-            links += 1
-            if links > _MAX_LINKS:
-                raise KernelError("resolve mount target", errno.ELOOP, target)
-            link = os.readlink("", dir_fd=fd)
-            if link.startswith("/"):
-                del stack[1:]
-            todo = [p for p in link.split("/") if p] + todo
-        elif stat.S_ISDIR(mode):
-            stack.append(fd)
-        else:
-            raise KernelError("mount target", errno.ENOTDIR, target, f"(at `{name}`)")
-    if len(stack) == 1:
+def _resolve(root: int, target: str, made: Created | None = None,
+             owner: tuple[int, int] | None = None) -> int:
+    """An O_PATH fd on the folder `target` below `root`, a symlink that climbs out refused;
+    with `made`, its missing folders are created (given to `owner`) and recorded there."""
+    fd = open_in_root(root, target, want_dir=True, create=made is not None, escape=REFUSE,
+                      made=made, owner=owner, what="mount target")
+    if os.path.samestat(os.fstat(fd), os.fstat(root)):
+        os.close(fd)
         raise InvalidArgument(f"mount target `{target}` resolves to the container's root")
-    return stack[-2], stack[-1]
-
-
-def _open_step(parent: int, name: str, target: str, made: list[tuple[int, str]] | None,
-               owner: tuple[int, int] | None) -> int:
-    """One component below `parent`, never following a symlink (the caller expands it), made a
-    folder if missing and `made` allows."""
-    for _ in range(2):  # once more if the folder appeared between the open and the mkdir
-        try:
-            return sc.openat2(parent, name, os.O_PATH | os.O_NOFOLLOW, _STEP)
-        except KernelError as e:
-            if e.errno != errno.ENOENT or made is None:
-                raise KernelError(e.call, e.errno, target, f"(at `{name}`)") from None
-        try:
-            os.mkdir(name, 0o755, dir_fd=parent)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise KernelError.from_os("mkdir mount target", e, target) from None
-        made.append((parent, name))
-        if owner is not None:
-            os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
-    raise KernelError("mkdir mount target", errno.EEXIST, target, f"(at `{name}`)")
+    return fd
