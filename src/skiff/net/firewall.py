@@ -255,8 +255,12 @@ class _Libnftables:
 _LIB: list[_Libnftables | None] = []
 
 
-def _batch(batch: str) -> None:
-    """Run an nft batch: in this process when libnftables is there, else with ``nft``."""
+def run_batch(batch: str) -> None:
+    """Run an nft batch: in this process when libnftables is there, else with ``nft``; in
+    the calling thread's network namespace either way (the library's netlink socket is
+    made per batch, by this thread, and a child inherits its thread's namespace), so a
+    thread that joined a container's namespace (``kernel.netns_thread.in_netns``) writes
+    that namespace's ruleset."""
     if not _LIB:
         try:
             _LIB.append(_Libnftables())
@@ -300,7 +304,7 @@ def apply(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule],
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")
     if forwarding and any(not b.internal for b in bridges):
         _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
-    _batch(batch)
+    run_batch(batch)
 
 
 def append_ports(table: str, bridges: Sequence[BridgeRule], applied: Sequence[PortRule],
@@ -322,14 +326,14 @@ def append_ports(table: str, bridges: Sequence[BridgeRule], applied: Sequence[Po
             lines += [f"add rule ip {table} postrouting {r}"
                       for r in _port_masquerade(by_name[bridge])]
     lines += [f"add rule ip {table} published {_dnat(p)}" for p in extra]
-    _batch("".join(line + "\n" for line in lines))
+    run_batch("".join(line + "\n" for line in lines))
     return True
 
 
 def remove(table: str) -> None:
     """Delete `table` whole (nothing happens when it is not there)."""
     _check_table(table)
-    _batch(f"table ip {table} {{}}\ndelete table ip {table}\n")
+    run_batch(f"table ip {table} {{}}\ndelete table ip {table}\n")
 
 
 def exists(table: str) -> bool:

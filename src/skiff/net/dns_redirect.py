@@ -1,0 +1,77 @@
+"""127.0.0.11:53 brought to the embedded DNS server's ports: a small nftables table inside a
+container's own network namespace.
+
+As Docker's embedded resolver does (libnetwork's ``setupNAT``, its ``docker-dns`` table),
+the server listens on 127.0.0.11 at ports of the kernel's choosing, one for UDP and one for
+TCP, and this table — ``ip skiff-dns``, in the container's namespace, never the host's —
+DNATs what the container sends to 127.0.0.11:53 to them (``output`` hook, as a container's
+queries are locally made packets) and SNATs their source port back to 53 (``postrouting``)
+for packets the server itself starts (conntrack already puts 53 back on a reply to a DNAT'd
+query). Port 53 is thus the container's own: ``nc -l -u -p 53``, dnsmasq or coredns on
+0.0.0.0:53 bind, as under Docker, while names still resolve through 127.0.0.11:53.
+
+`apply` and `remove` act on the namespace of the calling thread (the DNS server calls them
+from the short-lived thread that joined the container's namespace to make its sockets,
+``kernel.netns_thread.in_netns``): one thread, one setns, and libnftables in this process
+(`firewall.run_batch`; the ``nft`` command where the library is missing), about 0.6 ms for
+a namespace that has no table yet, which is every new container's. `apply` declares the
+table and its two base chains, flushes their rules and adds the new ones in ONE batch: the
+kernel runs it as one transaction, so a namespace whose table points at the ports of a
+server gone (skiffd restarted) is switched to the new ports at once, with no moment where
+127.0.0.11:53 goes nowhere, and a refused batch leaves the old rules in force. Flushing
+rules and not re-creating the table keeps the base chains registered; that replacement
+still waits in the kernel for an RCU grace period (10-20 ms here), as any deletion does, so
+it is paid after a restart only, never at a container's start. The table goes with the
+namespace: nothing is left on the host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from skiff.errors import InvalidArgument
+from skiff.net import firewall
+
+TABLE = "skiff-dns"
+DNS_PORT = 53
+DNAT_PRIORITY = -100  # dstnat: nft names that priority in prerouting only, not in output
+
+
+def _check(address: str, udp_port: int, tcp_port: int) -> None:
+    try:
+        if ipaddress.ip_address(address).version != 4:
+            raise InvalidArgument(f"DNS redirect to {address}: only IPv4 is redirected")
+    except ValueError:
+        raise InvalidArgument(f"invalid DNS redirect address {address!r}") from None
+    for port in (udp_port, tcp_port):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise InvalidArgument(f"invalid DNS redirect port {port!r}")
+
+
+def render(address: str, udp_port: int, tcp_port: int) -> str:
+    """The nft batch that makes (or switches) the table to DNAT `address`:53 to
+    `address`:`udp_port` for UDP and `address`:`tcp_port` for TCP (checked)."""
+    _check(address, udp_port, tcp_port)
+    output = [f"ip daddr {address} udp dport {DNS_PORT} dnat to {address}:{udp_port}",
+              f"ip daddr {address} tcp dport {DNS_PORT} dnat to {address}:{tcp_port}"]
+    postrouting = [f"ip saddr {address} udp sport {udp_port} snat to :{DNS_PORT}",
+                   f"ip saddr {address} tcp sport {tcp_port} snat to :{DNS_PORT}"]
+
+    def chain(name: str, hook: str, rules: list[str]) -> str:
+        return (f"\tchain {name} {{\n\t\ttype nat hook {hook}; policy accept;\n"
+                + "".join(f"\t\t{r}\n" for r in rules) + "\t}\n")
+
+    return (f"table ip {TABLE} {{}}\nflush table ip {TABLE}\ntable ip {TABLE} {{\n"
+            + chain("output", f"output priority {DNAT_PRIORITY}", output)
+            + chain("postrouting", "postrouting priority srcnat", postrouting) + "}\n")
+
+
+def apply(address: str, udp_port: int, tcp_port: int) -> None:
+    """Redirect `address`:53 to the server's ports in the calling thread's namespace, in
+    one transaction (see the module's text); bad arguments raise before anything is done."""
+    firewall.run_batch(render(address, udp_port, tcp_port))
+
+
+def remove() -> None:
+    """Delete the table from the calling thread's namespace (nothing when it has none)."""
+    firewall.run_batch(f"table ip {TABLE} {{}}\ndelete table ip {TABLE}\n")
