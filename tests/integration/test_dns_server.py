@@ -26,8 +26,9 @@ import pytest
 
 from fixtures_dns import FakeUpstream, dnat, redirect_of
 from skiff.engine.netns import make_netns, release_netns
-from skiff.errors import InvalidArgument, KernelError
+from skiff.errors import FirewallError, InvalidArgument, KernelError
 from skiff.kernel.netns_thread import in_netns
+from skiff.net import dns_redirect, firewall
 from skiff.net.dns import DnsServer
 from skiff.net.dns_upstream import Upstream
 
@@ -489,6 +490,20 @@ def test_bad_adds_change_nothing(server: DnsServer, tmp_path: Path,
     assert sorted(listening(ns)) == ["tcp", "udp"]
     assert redirect_of(ns) == dnat(ports)
     assert addresses(ask(ns, "web")) == ["10.0.0.2"]
+    # a table of that name the kernel cannot turn into ours (its chain of another type):
+    # the batch is refused whole, no socket stays open, that table is as it was
+    odd = make_ns("c2")
+    theirs = f"table ip {dns_redirect.TABLE} {{ chain output {{ type filter hook output " \
+             "priority 0; policy accept; counter; }; }"
+    inside(odd, lambda: firewall.run_batch(theirs))
+    with pytest.raises(FirewallError, match=f"DNAT of 127.0.0.11:53 in {odd}: nft"):
+        server.add("c2", odd)
+    assert server.keys() == ["c1"] and listening(odd) == []
+    assert redirect_of(odd) == []  # no DNAT in it, and no rule of ours
+    listed = inside(odd, lambda: subprocess.run(
+        ["nft", "list", "table", "ip", dns_redirect.TABLE], capture_output=True, text=True,
+        check=True).stdout)
+    assert "type filter hook output priority filter" in listed and "counter" in listed
 
 
 def test_close_ends_the_thread(engine: Engine, fake_upstream: FakeUpstream,

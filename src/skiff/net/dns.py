@@ -37,7 +37,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
-from skiff.errors import InvalidArgument, KernelError, SkiffError
+from skiff.errors import FirewallError, InvalidArgument, KernelError, SkiffError
 from skiff.kernel.netns_thread import in_netns
 from skiff.log import logger
 from skiff.net import dns_redirect
@@ -223,7 +223,6 @@ class _Placed(NamedTuple):
 
     netns_path: str
     netns: tuple[int, int]  # the namespace itself: its path may later name another
-    ports: Ports
 
 
 class DnsServer:
@@ -293,9 +292,9 @@ class DnsServer:
             except BaseException:
                 udp.close()
                 tcp.close()
-                self._unredirect(_Placed(netns_path, netns, ports))
+                self._unredirect(_Placed(netns_path, netns))
                 raise
-            self._placed[key] = _Placed(netns_path, netns, ports)
+            self._placed[key] = _Placed(netns_path, netns)
             return ports
 
     def _listen_here(self, netns_path: str
@@ -311,9 +310,12 @@ class DnsServer:
         if self._redirect:
             try:
                 dns_redirect.apply(self._address, udp.getsockname()[1], tcp.getsockname()[1])
-            except BaseException:
+            except BaseException as e:
                 udp.close()
                 tcp.close()
+                if isinstance(e, FirewallError):
+                    raise FirewallError(f"DNAT of {self._address}:{DNS_PORT} in "
+                                        f"{netns_path}: {e}") from None
                 raise
         return netns, udp, tcp
 
