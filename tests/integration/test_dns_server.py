@@ -1,7 +1,11 @@
 """The embedded DNS server for real: network namespaces made here, the server listening in
-them at 127.0.0.11:53, and clients asking from inside (dnspython in a thread that joined
-the namespace, and busybox's nslookup through nsenter). Names it does not know go to a fake
-upstream on the host's 127.0.0.1, never to a real resolver."""
+them on 127.0.0.11 with 53 DNAT'd to its ports (or on 53 itself, with ``port=53``), and
+clients asking 127.0.0.11:53 from inside (dnspython in a thread that joined the namespace,
+and busybox's nslookup through nsenter), next to a DNS server of the namespace's own on
+0.0.0.0:53. The DNAT's rules are read with ``nft`` in the namespace: made, kept for the
+next server (which listens on their ports again, or switches them when one is taken),
+deleted, refused. Names it does not know go to a fake upstream on the host's 127.0.0.1,
+never to a real resolver."""
 
 from __future__ import annotations
 
@@ -423,25 +427,59 @@ def test_53_is_dnatd_to_the_servers_ports_and_left_to_the_container(
         theirs.close()
 
 
-def test_a_new_server_switches_the_dnat_to_its_ports(engine: Engine,
-                                                     fake_upstream: FakeUpstream,
-                                                     make_ns: Callable[[str], str]):
+def rule_handles(path: str) -> list[str]:
+    """The kernel's handles of the rules of skiff's DNS table in the namespace at `path`: a
+    rule replaced gets a new one."""
+    listed = inside(path, lambda: subprocess.run(
+        ["nft", "-a", "list", "table", "ip", dns_redirect.TABLE], capture_output=True,
+        text=True, check=True).stdout)
+    return [line.rsplit("# handle ", 1)[1] for line in listed.splitlines()
+            if " dnat to " in line or " snat to " in line]
+
+
+def test_a_new_server_takes_the_ports_again_or_switches_the_dnat(
+        engine: Engine, fake_upstream: FakeUpstream, make_ns: Callable[[str], str]):
     ns, gone = make_ns("c1"), make_ns("c2")
     upstreams = [Upstream("127.0.0.1", fake_upstream.port)]
-    with DnsServer(engine.resolve, engine.reverse, upstreams) as old:
-        before = old.add("c1", ns)
-        old.add("c2", gone)
-        old.remove("c2", keep_redirect=True)  # the end of a run: its namespace takes it
-        assert redirect_of(gone) is not None and listening(gone) == []
-    # skiffd stopped (or killed): the sockets are gone, the rules stay in the namespace
-    assert redirect_of(ns) == dnat(before) and listening(ns) == []
-    with pytest.raises(dns.exception.Timeout):
-        ask(ns, "web", timeout=0.2)  # nothing answers at the old ports
-    with DnsServer(engine.resolve, engine.reverse, upstreams) as new:  # the next skiffd
-        after = new.add("c1", ns)
-        assert redirect_of(ns) == dnat(after)  # the old rules replaced, none left over
-        assert addresses(ask(ns, "web")) == ["10.0.0.2"]
-        assert addresses(ask(ns, "web", tcp=True)) == ["10.0.0.2"]
+    # a client that keeps its socket, and so its source port, as a caching resolver can
+    client = inside(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    try:
+        client.settimeout(2)
+        client.connect((DNS, 53))
+
+        def asked_again() -> list[str]:
+            client.send(dns.message.make_query("web", "A").to_wire())
+            return addresses(dns.message.from_wire(client.recv(512)))
+
+        with DnsServer(engine.resolve, engine.reverse, upstreams) as old:
+            before = old.add("c1", ns)
+            old.add("c2", gone)
+            old.remove("c2", keep_redirect=True)  # the end of a run: its namespace takes it
+            assert redirect_of(gone) is not None and listening(gone) == []
+            assert asked_again() == ["10.0.0.2"]
+        handles = rule_handles(ns)
+        # skiffd stopped (or killed): the sockets are gone, the rules stay in the namespace
+        assert redirect_of(ns) == dnat(before) and listening(ns) == []
+        with pytest.raises(OSError):
+            asked_again()  # nobody at the old ports
+        with DnsServer(engine.resolve, engine.reverse, upstreams) as new:  # the next skiffd
+            assert new.add("c1", ns) == before  # the ports its DNAT names, free again
+            assert rule_handles(ns) == handles  # not a rule touched
+            assert asked_again() == ["10.0.0.2"]  # its NAT'd connection still holds
+            assert addresses(ask(ns, "web", tcp=True)) == ["10.0.0.2"]
+            new.remove("c1", keep_redirect=True)
+            # one of them taken meanwhile: new ports, the rules switched to them at once
+            squatter = inside(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            try:
+                squatter.bind((DNS, before.udp))
+                after = new.add("c1", ns)
+                assert after.udp != before.udp and redirect_of(ns) == dnat(after)
+                assert addresses(ask(ns, "web")) == ["10.0.0.2"]
+                assert addresses(ask(ns, "web", tcp=True)) == ["10.0.0.2"]
+            finally:
+                squatter.close()
+    finally:
+        client.close()
 
 
 def test_listening_on_53_itself_sets_no_rule(engine: Engine, fake_upstream: FakeUpstream,

@@ -8,14 +8,19 @@ default bridge are not; other names go to skiffd's ``--dns-upstream`` (a fake se
 the host's 127.0.0.1) or to a container's own ``--dns`` (another fake, on its network's
 gateway, port 53; and one on the loopback of the container's own namespace, where Docker
 asks ``--dns 127.0.0.1``), and nowhere from an ``--internal`` network; a ``container:<id>``
-container asks its host container's server; after skiffd is killed with SIGKILL, or
-stopped, and started again, names resolve again; the server's sockets close when the
-container stops; a bad ``--dns-upstream`` stops skiffd before it makes anything. Every query stays inside the machine: the fakes answer
+container asks its host container's server; a container binds port 53 (UDP and TCP on
+the wildcard address) itself while names still resolve through 127.0.0.11:53, DNAT'd in
+its namespace to the server's ports, with no rule on the host; after skiffd is killed with
+SIGKILL, or stopped, and started again, names resolve again, the server back on the ports
+the namespace's rules name (a client that kept its socket is answered); the server's
+sockets close when the container stops; a bad ``--dns-upstream`` stops skiffd before it
+makes anything. Every query stays inside the machine: the fakes answer
 everything they are asked, and the test daemons forward nowhere else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -352,9 +357,12 @@ def test_the_servers_sockets_close_with_the_container(daemon: Skiffd) -> None:
 
 
 def test_names_resolve_again_after_skiffd_is_killed_or_stopped(tmp_root: Path) -> None:
+    from skiff.kernel.netns_thread import in_netns
+
     workdir = tmp_root / f"skiffd-netdns-kill-{uuid.uuid4().hex[:8]}"
     workdir.mkdir()
     d = start_skiffd(workdir)
+    stack = contextlib.ExitStack()
     try:
         net = network(d)
         a_name = unique("a")
@@ -362,23 +370,40 @@ def test_names_resolve_again_after_skiffd_is_killed_or_stopped(tmp_root: Path) -
         b = run(d, "--network", net)
         ip_a = ip_of(d, a, net)
         assert lookup(d, b, a_name) == [ip_a]
+        # a client in b that keeps its socket (its source port) across the restart
+        client = in_netns(str(d.run / "netns" / b),
+                          lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        stack.callback(client.close)
+        client.settimeout(5)
+        client.connect(("127.0.0.11", 53))
+        query = dns.message.make_query(a_name, "A").to_wire()
+
+        def asked_again() -> list[str]:
+            client.send(query)
+            return [str(x) for rr in dns.message.from_wire(client.recv(512)).answer
+                    for x in rr]
+
+        assert asked_again() == [ip_a]
         assert d.process is not None
         os.kill(d.pid, signal.SIGKILL)
         d.process.wait()
         assert not listeners(str(d.run / "netns" / b))  # gone with the process
         before = redirect_of(str(d.run / "netns" / b))
         d = start_skiffd(workdir)
-        assert before is not None  # the rules stayed in its namespace, at the old ports
+        assert before is not None  # the rules stayed in its namespace
         assert lookup(d, b, a_name) == [ip_a]
         assert len(listeners(str(d.run / "netns" / a))) == 2
-        # switched to the new server's ports: its rules only, none of the old ones left
-        now = redirect_of(str(d.run / "netns" / b))
-        assert now == dnat(served_ports(str(d.run / "netns" / b)))
+        # served again on the ports its rules name, so they and the client's NAT'd
+        # connection hold: no rule to switch, no answer lost to a stale conntrack entry
+        assert redirect_of(str(d.run / "netns" / b)) == before
+        assert before == dnat(served_ports(str(d.run / "netns" / b)))
+        assert asked_again() == [ip_a]
         stop_skiffd(d)  # a clean stop closes them; the next start serves them again
         assert not listeners(str(d.run / "netns" / a))
         d = start_skiffd(workdir)
         assert lookup(d, a, b[:12]) == [ip_of(d, b, net)]
     finally:
+        stack.close()
         if d.process is not None and d.process.poll() is None:
             try:
                 remove_all(d)

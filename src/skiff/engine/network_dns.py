@@ -6,10 +6,10 @@ container is served — on 127.0.0.11:53 inside its own network namespace, DNAT'
 the server's ports of the kernel's choosing as Docker does, so that port 53 stays the
 container's — while it has an endpoint on a user-defined network, as Docker's resolver
 runs for those only: `refresh` after its start, a connect or a disconnect makes the
-server agree with its endpoints (the DNAT deleted with the last user network, switched
-at once when it is served anew), and `forget` at the end of its run closes its sockets
-before its namespace is let go (they would keep it alive; the DNAT goes with the
-namespace). A ``container:<id>`` container shares the other's namespace and its server; a
+server agree with its endpoints (the DNAT deleted with the last user network, kept when
+it is served anew), and `forget` at the end of its run closes its sockets before its
+namespace is let go (they would keep it alive; the DNAT goes with the namespace). A
+``container:<id>`` container shares the other's namespace and its server; a
 userns-remapped container has no namespace of the engine's, and so no endpoint. Names the
 engine does not know go to the container's ``--dns`` servers when it has some (asked from
 its own namespace, as moby asks them), else to skiffd's upstreams (``skiffd
@@ -17,7 +17,9 @@ its own namespace, as moby asks them), else to skiffd's upstreams (``skiffd
 every network it is on is ``--internal`` (moby's "no external access": SERVFAIL, nothing
 leaves). After a skiffd restart the sockets are gone with the old process; `reconcile`
 serves every running container again (their namespaces are bind mounts that outlived
-it), on new ports, its DNAT switched to them in one transaction.
+it), with new sockets on the ports its DNAT names (untouched, and so are the NAT'd
+connections of its clients), or on new ones with the DNAT switched in one transaction when
+those are taken.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class EmbeddedDns:
             if cid in self._served:
                 if serve and self._served[cid] == upstreams:
                     return
-                self._remove(cid, keep_redirect=serve)  # the add below switches it
+                self._remove(cid, keep_redirect=serve)  # the add below takes its ports
             if not serve:
                 return
             assert self.net.containers is not None

@@ -6,7 +6,9 @@ netns_path)` opens a UDP and a TCP socket on 127.0.0.11 inside the network names
 to them there (both made by a short-lived thread that setns()es into the namespace: a
 socket, and libnftables' netlink socket, stay in the namespace they were made in, so the
 serving thread itself never moves); port 53 is thus left to the container, whose own DNS
-server may bind 0.0.0.0:53 as under Docker. `remove(key)` closes the sockets and every
+server may bind 0.0.0.0:53 as under Docker. A namespace whose DNAT already names ports
+(served before: skiffd restarted) is served on those again when they are free, its rules
+untouched. `remove(key)` closes the sockets and every
 connection and forward in flight for that container (and deletes the DNAT, unless the
 namespace goes anyway), and `close()` ends it all. One thread runs an asyncio loop of its
 own over every container's sockets, so the server is independent of whatever loop skiffd's
@@ -67,14 +69,14 @@ class Ports(NamedTuple):
     tcp: int
 
 
-def _bind_pair(address: str, port: int,
+def _bind_pair(address: str, ports: tuple[int, int],
                netns_path: str) -> tuple[socket.socket, socket.socket]:
-    """A bound UDP socket and a listening TCP socket on `address`:`port` in the calling
-    thread's network namespace (that at `netns_path`, named in errors), both non-blocking
-    (neither left open on a failure)."""
+    """A bound UDP socket and a listening TCP socket on `address` at `ports` (UDP's, TCP's)
+    in the calling thread's network namespace (that at `netns_path`, named in errors), both
+    non-blocking (neither left open on a failure)."""
     made: list[socket.socket] = []
     try:
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        for kind, port in zip((socket.SOCK_DGRAM, socket.SOCK_STREAM), ports):
             sock = socket.socket(socket.AF_INET, kind)
             made.append(sock)
             if kind == socket.SOCK_STREAM:
@@ -300,13 +302,29 @@ class DnsServer:
     def _listen_here(self, netns_path: str
                      ) -> tuple[tuple[int, int], socket.socket, socket.socket]:
         """On the thread that joined the namespace at `netns_path` (the caller holds the
-        lock): refuse a namespace served already, bind the sockets, and point 53 at them."""
+        lock): refuse a namespace served already, bind the sockets, and point 53 at them.
+
+        A namespace whose DNAT names ports of a server before (skiffd restarted, or the
+        container served anew) gets sockets on those ports again when they are free: its
+        rules stay as they are, and so do the kernel's NAT'd connections, so that a client
+        keeping its socket (its source port) still gets answers — after a switch its
+        packets would follow their conntrack entry to the old port, refused, for as long
+        as they keep coming. Taken ports: new ones, and the rules switched to them."""
         netns = _netns_id()
         for key, placed in self._placed.items():
             if placed.netns == netns:
                 raise InvalidArgument(f"DNS: the network namespace at {netns_path} is "
                                       f"served already (for {key})")
-        udp, tcp = _bind_pair(self._address, self._port, netns_path)
+        if self._redirect and self._port == 0:
+            kept = dns_redirect.in_force(self._address)
+            if kept is not None:
+                try:
+                    udp, tcp = _bind_pair(self._address, kept, netns_path)
+                    return netns, udp, tcp
+                except KernelError as e:
+                    log.info("dns: %s: the ports its DNAT names are taken (%s): new ones",
+                             netns_path, e)
+        udp, tcp = _bind_pair(self._address, (self._port, self._port), netns_path)
         if self._redirect:
             try:
                 dns_redirect.apply(self._address, udp.getsockname()[1], tcp.getsockname()[1])
@@ -338,8 +356,8 @@ class DnsServer:
         """Stop serving `key`: its sockets closed, its connections and forwards ended, by
         the time this returns (nothing to do for a key not served), and the DNAT in its
         namespace deleted — unless `keep_redirect`: the namespace goes (and its rules with
-        it) at the end of the container's run, or an `add` replaces them at once (a
-        deletion waits ~10 ms for the kernel's RCU grace period)."""
+        it) at the end of the container's run, or an `add` comes next, which takes their
+        ports again (a deletion waits ~10 ms for the kernel's RCU grace period)."""
         with self._lock:
             self._remove(key, keep_redirect)
 
@@ -359,7 +377,8 @@ class DnsServer:
 
     def close(self) -> None:
         """Stop serving every container and end the server's thread (again: nothing). The
-        DNAT rules stay in the namespaces: the next server's `add` switches them."""
+        DNAT rules stay in the namespaces: the next server's `add` listens on their ports
+        again (or switches them)."""
         with self._lock:
             if self._closed:
                 return

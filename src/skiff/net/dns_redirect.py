@@ -6,30 +6,32 @@ the server listens on 127.0.0.11 at ports of the kernel's choosing, one for UDP 
 TCP, and this table — ``ip skiff-dns``, in the container's namespace, never the host's —
 DNATs what the container sends to 127.0.0.11:53 to them (``output`` hook, as a container's
 queries are locally made packets) and SNATs their source port back to 53 (``postrouting``)
-for packets the server itself starts (conntrack already puts 53 back on a reply to a DNAT'd
-query). Port 53 is thus the container's own: ``nc -l -u -p 53``, dnsmasq or coredns on
-0.0.0.0:53 bind, as under Docker, while names still resolve through 127.0.0.11:53.
+for a packet from the server's port that conntrack no longer ties to a query (conntrack
+itself puts 53 back on the reply to a DNAT'd one). Port 53 is thus the container's own:
+``nc -l -p 53``, dnsmasq or coredns on 0.0.0.0:53 bind, as under Docker, while names still
+resolve through 127.0.0.11:53.
 
-`apply` and `remove` act on the namespace of the calling thread (the DNS server calls them
-from the short-lived thread that joined the container's namespace to make its sockets,
-``kernel.netns_thread.in_netns``): one thread, one setns, and libnftables in this process
-(`firewall.run_batch`; the ``nft`` command where the library is missing), about 0.6 ms for
-a namespace that has no table yet, which is every new container's. `apply` declares the
-table and its two base chains, flushes their rules and adds the new ones in ONE batch: the
-kernel runs it as one transaction, so a namespace whose table points at the ports of a
-server gone (skiffd restarted) is switched to the new ports at once, with no moment where
-127.0.0.11:53 goes nowhere, and a refused batch leaves the old rules in force. Flushing
-rules and not re-creating the table keeps the base chains registered; that replacement
-still waits in the kernel for an RCU grace period (10-20 ms here), as any deletion does, so
-it is paid after a restart only, never at a container's start. The table goes with the
-namespace: nothing is left on the host.
+`apply`, `in_force` and `remove` act on the namespace of the calling thread (the DNS server
+calls them from the short-lived thread that joined the container's namespace to make its
+sockets, ``kernel.netns_thread.in_netns``): one thread, one setns, and libnftables in this
+process (`firewall.run_batch`; the ``nft`` command where the library is missing), about
+0.6 ms to make the table in a new namespace, 0.1 ms to find that it has none. `apply`
+declares the table and its two base chains, flushes their rules and adds the new ones in
+ONE batch: the kernel runs it as one transaction, so a namespace whose table points at
+other ports is switched at once, with no moment where 127.0.0.11:53 goes nowhere, and a
+refused batch leaves the old rules in force. Flushing rules and not re-creating the table
+keeps the base chains registered; a switch still waits in the kernel for an RCU grace
+period (10-20 ms here), as any deletion does. `in_force` tells the ports a table of ours
+already names, so that a server coming back (skiffd restarted) can listen on them again
+and touch no rule. The table goes with the namespace: nothing is left on the host.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 
-from skiff.errors import InvalidArgument
+from skiff.errors import FirewallError, InvalidArgument
 from skiff.net import firewall
 
 TABLE = "skiff-dns"
@@ -48,14 +50,19 @@ def _check(address: str, udp_port: int, tcp_port: int) -> None:
             raise InvalidArgument(f"invalid DNS redirect port {port!r}")
 
 
+def _rules(address: str, udp_port: int, tcp_port: int) -> tuple[list[str], list[str]]:
+    """The output chain's rules and the postrouting chain's, as nft also lists them."""
+    return ([f"ip daddr {address} udp dport {DNS_PORT} dnat to {address}:{udp_port}",
+             f"ip daddr {address} tcp dport {DNS_PORT} dnat to {address}:{tcp_port}"],
+            [f"ip saddr {address} udp sport {udp_port} snat to :{DNS_PORT}",
+             f"ip saddr {address} tcp sport {tcp_port} snat to :{DNS_PORT}"])
+
+
 def render(address: str, udp_port: int, tcp_port: int) -> str:
     """The nft batch that makes (or switches) the table to DNAT `address`:53 to
     `address`:`udp_port` for UDP and `address`:`tcp_port` for TCP (checked)."""
     _check(address, udp_port, tcp_port)
-    output = [f"ip daddr {address} udp dport {DNS_PORT} dnat to {address}:{udp_port}",
-              f"ip daddr {address} tcp dport {DNS_PORT} dnat to {address}:{tcp_port}"]
-    postrouting = [f"ip saddr {address} udp sport {udp_port} snat to :{DNS_PORT}",
-                   f"ip saddr {address} tcp sport {tcp_port} snat to :{DNS_PORT}"]
+    output, postrouting = _rules(address, udp_port, tcp_port)
 
     def chain(name: str, hook: str, rules: list[str]) -> str:
         return (f"\tchain {name} {{\n\t\ttype nat hook {hook}; policy accept;\n"
@@ -70,6 +77,26 @@ def apply(address: str, udp_port: int, tcp_port: int) -> None:
     """Redirect `address`:53 to the server's ports in the calling thread's namespace, in
     one transaction (see the module's text); bad arguments raise before anything is done."""
     firewall.run_batch(render(address, udp_port, tcp_port))
+
+
+def in_force(address: str) -> tuple[int, int] | None:
+    """The UDP and TCP ports the table in the calling thread's namespace DNATs `address`:53
+    to, when it holds exactly the rules `apply` makes for them; None otherwise (no table —
+    a new namespace's case, ~0.1 ms to learn —, or one not of our making)."""
+    try:
+        listing = firewall.run_batch(f"list table ip {TABLE}\n")
+    except FirewallError:
+        return None  # none there (and were it unreadable, `apply` would say why)
+    found = {proto: int(port) for proto, port in re.findall(
+        rf"ip daddr {re.escape(address)} (udp|tcp) dport {DNS_PORT} "
+        rf"dnat to {re.escape(address)}:(\d+)", listing)}
+    if set(found) != {"udp", "tcp"}:
+        return None
+    ports = found["udp"], found["tcp"]
+    output, postrouting = _rules(address, *ports)
+    rules = [line.strip() for line in listing.splitlines()
+             if " dnat to " in line or " snat to " in line]
+    return ports if rules == output + postrouting else None
 
 
 def remove() -> None:

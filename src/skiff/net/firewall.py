@@ -231,12 +231,13 @@ class _Libnftables:
             getattr(lib, name).argtypes = [ctypes.c_void_p]
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        for name in ("nft_ctx_get_error_buffer", "nft_ctx_get_output_buffer"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+            getattr(lib, name).restype = ctypes.c_char_p
         self.lib = lib
         self.lock = threading.Lock()  # one context at a time: its buffers are not shared
 
-    def run(self, batch: str) -> None:
+    def run(self, batch: str) -> str:
         lib = self.lib
         with self.lock:
             ctx = lib.nft_ctx_new(0)
@@ -248,6 +249,7 @@ class _Libnftables:
                 if lib.nft_run_cmd_from_buffer(ctx, batch.encode()) != 0:
                     error = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
                     raise FirewallError(f"nft -f -: {error.strip()}")
+                return (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
             finally:
                 lib.nft_ctx_free(ctx)
 
@@ -255,12 +257,13 @@ class _Libnftables:
 _LIB: list[_Libnftables | None] = []
 
 
-def run_batch(batch: str) -> None:
-    """Run an nft batch: in this process when libnftables is there, else with ``nft``; in
-    the calling thread's network namespace either way (the library's netlink socket is
-    made per batch, by this thread, and a child inherits its thread's namespace), so a
-    thread that joined a container's namespace (``kernel.netns_thread.in_netns``) writes
-    that namespace's ruleset."""
+def run_batch(batch: str) -> str:
+    """Run an nft batch (what it prints, a ``list`` command's text, is returned): in this
+    process when libnftables is there, else with ``nft``; in the calling thread's network
+    namespace either way (the library's netlink socket is made per batch, by this thread,
+    and a child inherits its thread's namespace), so a thread that joined a container's
+    namespace (``kernel.netns_thread.in_netns``) reads and writes that namespace's
+    ruleset."""
     if not _LIB:
         try:
             _LIB.append(_Libnftables())
@@ -268,9 +271,8 @@ def run_batch(batch: str) -> None:
             _LIB.append(None)
     lib = _LIB[0]
     if lib is None:
-        _nft(batch, "-f", "-")
-    else:
-        lib.run(batch)
+        return _nft(batch, "-f", "-")
+    return lib.run(batch)
 
 
 def _nft(batch: str, *args: str) -> str:
