@@ -62,6 +62,8 @@ def test_the_ports_in_force_are_read_from_our_rules_only(monkeypatch: pytest.Mon
     assert dns_redirect.in_force("127.0.0.11") == (41000, 42000)
     for changed in (LISTED.replace("\t\tip saddr 127.0.0.11 tcp sport 42000 snat to :53\n", ""),
                     LISTED.replace("tcp sport 42000", "tcp sport 42001"),
-                    LISTED.replace("\t}\n}\n", "\t\tip daddr 10.0.0.1 dnat to 10.0.0.2\n\t}\n}\n")):
+                    LISTED.replace("\t}\n}\n", "\t\tip daddr 10.0.0.1 dnat to 10.0.0.2\n\t}\n}\n"),
+                    LISTED.replace("\t\ttype nat hook output priority -100; policy accept;\n", ""),
+                    LISTED.replace("policy accept;\n\t\tip saddr", "policy drop;\n\t\tip saddr")):
         listing[0] = changed  # not what `apply` makes: `apply` is to make it anew
         assert dns_redirect.in_force("127.0.0.11") is None, changed

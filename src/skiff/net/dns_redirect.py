@@ -50,27 +50,24 @@ def _check(address: str, udp_port: int, tcp_port: int) -> None:
             raise InvalidArgument(f"invalid DNS redirect port {port!r}")
 
 
-def _rules(address: str, udp_port: int, tcp_port: int) -> tuple[list[str], list[str]]:
-    """The output chain's rules and the postrouting chain's, as nft also lists them."""
-    return ([f"ip daddr {address} udp dport {DNS_PORT} dnat to {address}:{udp_port}",
-             f"ip daddr {address} tcp dport {DNS_PORT} dnat to {address}:{tcp_port}"],
-            [f"ip saddr {address} udp sport {udp_port} snat to :{DNS_PORT}",
-             f"ip saddr {address} tcp sport {tcp_port} snat to :{DNS_PORT}"])
+def _chains(address: str, udp_port: int, tcp_port: int) -> dict[str, list[str]]:
+    """Each base chain's type line and rules, as nft also lists them."""
+    return {"output": [f"type nat hook output priority {DNAT_PRIORITY}; policy accept;",
+                       f"ip daddr {address} udp dport {DNS_PORT} dnat to {address}:{udp_port}",
+                       f"ip daddr {address} tcp dport {DNS_PORT} dnat to {address}:{tcp_port}"],
+            "postrouting": ["type nat hook postrouting priority srcnat; policy accept;",
+                            f"ip saddr {address} udp sport {udp_port} snat to :{DNS_PORT}",
+                            f"ip saddr {address} tcp sport {tcp_port} snat to :{DNS_PORT}"]}
 
 
 def render(address: str, udp_port: int, tcp_port: int) -> str:
     """The nft batch that makes (or switches) the table to DNAT `address`:53 to
     `address`:`udp_port` for UDP and `address`:`tcp_port` for TCP (checked)."""
     _check(address, udp_port, tcp_port)
-    output, postrouting = _rules(address, udp_port, tcp_port)
-
-    def chain(name: str, hook: str, rules: list[str]) -> str:
-        return (f"\tchain {name} {{\n\t\ttype nat hook {hook}; policy accept;\n"
-                + "".join(f"\t\t{r}\n" for r in rules) + "\t}\n")
-
-    return (f"table ip {TABLE} {{}}\nflush table ip {TABLE}\ntable ip {TABLE} {{\n"
-            + chain("output", f"output priority {DNAT_PRIORITY}", output)
-            + chain("postrouting", "postrouting priority srcnat", postrouting) + "}\n")
+    chains = "".join(f"\tchain {name} {{\n" + "".join(f"\t\t{line}\n" for line in lines)
+                     + "\t}\n" for name, lines in _chains(address, udp_port, tcp_port).items())
+    return (f"table ip {TABLE} {{}}\nflush table ip {TABLE}\n"
+            f"table ip {TABLE} {{\n{chains}}}\n")
 
 
 def apply(address: str, udp_port: int, tcp_port: int) -> None:
@@ -93,10 +90,10 @@ def in_force(address: str) -> tuple[int, int] | None:
     if set(found) != {"udp", "tcp"}:
         return None
     ports = found["udp"], found["tcp"]
-    output, postrouting = _rules(address, *ports)
-    rules = [line.strip() for line in listing.splitlines()
-             if " dnat to " in line or " snat to " in line]
-    return ports if rules == output + postrouting else None
+    expected = [line for lines in _chains(address, *ports).values() for line in lines]
+    listed = [line.strip() for line in listing.splitlines()
+              if line.strip().startswith("type ") or " dnat to " in line or " snat to " in line]
+    return ports if listed == expected else None
 
 
 def remove() -> None:
