@@ -3,13 +3,15 @@ network namespace, as a container asks.
 
 Run as root with the venv's python::
 
-    .venv/bin/python bench/dns.py [--queries 5000] [--seconds 3] [--window 32]
+    .venv/bin/python bench/dns.py [--queries 5000] [--seconds 3] [--window 32] [--direct]
 
 The bench makes a network namespace of its own (``engine.netns.make_netns``, in a temp
 folder), starts a `DnsServer` in this process whose look-ups are a dict (as the engine's
-in-memory tables), and adds the namespace. The client is another process (``nsenter
---net=<ns> python -S``, so it does not share this process's GIL) sending pre-built queries
-from raw sockets:
+in-memory tables), and adds the namespace: as skiffd does, on ports of the kernel's
+choosing with 127.0.0.11:53 DNAT'd to them inside the namespace (``--direct``: on
+127.0.0.11:53 itself, no rule, the way before the DNAT, for comparison). The client is
+another process (``nsenter --net=<ns> python -S``, so it does not share this process's
+GIL) sending pre-built queries from raw sockets to 127.0.0.11:53:
 
 a. local name over UDP: N queries one after the other; median and p99 round trip.
 b. the same over one TCP connection (connected again whenever the server closes it; the
@@ -18,9 +20,14 @@ c. a forwarded name over UDP: the upstream is a process of the bench's on the ho
    127.0.0.1 that echoes each query back as an empty answer (never a real resolver).
 d. throughput: one UDP socket keeping `--window` queries in flight for `--seconds`,
    answers per second, for a local name and for a forwarded one.
-e. add + remove of a container (sockets made in the namespace from a setns thread, and
-   closed): median over 200 cycles; and ``-X importtime`` of ``skiff.net.dns``, alone and
-   after ``aiohttp`` (skiffd has it, and asyncio with it, loaded anyway).
+e. add + remove of a container as a run does it, in a new namespace each time (sockets
+   and DNAT made from one setns thread; at the end the sockets closed, the rules left to
+   the namespace): median over 200 cycles, the namespaces made and let go untimed; the
+   add again in a namespace whose DNAT points at a server gone (what each running
+   container costs at skiffd's restart), median over 20: on the ports its rules name, and
+   with one of them taken (new ports, the rules switched); and ``-X importtime`` of
+   ``skiff.net.dns``, alone and after ``aiohttp`` (skiffd has it, and asyncio with it,
+   loaded anyway).
 f. Docker's embedded DNS, side by side (unless ``--no-docker``, or no dockerd): a dockerd
    of the bench's own (``daemons.start_dockerd``: no iptables rules, no default bridge,
    cgroups under /skiff/bench-dns-docker), the built-in busybox rootfs ``docker import``-ed,
@@ -155,13 +162,46 @@ def throughput(ns: str, name: str, seconds: float, window: int) -> dict[str, flo
     return {"qps": r["answers"] / seconds, "timeouts": r["timeouts"], "window": window}
 
 
-def add_remove(server: DnsServer, ns: str, cycles: int) -> dict[str, float]:
+def add_remove(server: DnsServer, work: Path, cycles: int) -> dict[str, float]:
+    """e.: a run's add and remove, each in a namespace of its own (made untimed)."""
+    times = []
+    for i in range(cycles):
+        ns = str(work / f"cycle-{i}")
+        make_netns(ns)
+        try:
+            t = time.perf_counter()
+            server.add("cycle", ns)
+            server.remove("cycle", keep_redirect=True)  # the namespace takes the rules along
+            times.append(time.perf_counter() - t)
+        finally:
+            release_netns(ns)
+    return {"median_ms": statistics.median(times) * 1000, "cycles": cycles}
+
+
+def served_again(server: DnsServer, ns: str, cycles: int, taken: bool) -> dict[str, float]:
+    """e.: the add into a namespace whose rules name a server gone (skiffd restarted): on
+    the ports they name, or (`taken`: a socket of the namespace's holds the old UDP port)
+    on new ones, the rules switched."""
+    import socket
+
+    from skiff.kernel.netns_thread import in_netns
+
+    ports = server.add("again", ns)
+    server.remove("again", keep_redirect=True)
     times = []
     for _ in range(cycles):
-        t = time.perf_counter()
-        server.add("cycle", ns)
-        server.remove("cycle")
-        times.append(time.perf_counter() - t)
+        squatter = None
+        if taken:
+            squatter = in_netns(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            squatter.bind(("127.0.0.11", ports.udp))
+        try:
+            t = time.perf_counter()
+            ports = server.add("again", ns)
+            times.append(time.perf_counter() - t)
+            server.remove("again", keep_redirect=True)
+        finally:
+            if squatter is not None:
+                squatter.close()
     return {"median_ms": statistics.median(times) * 1000, "cycles": cycles}
 
 
@@ -224,6 +264,8 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--no-docker", action="store_true", help="leave Docker's resolver out")
+    ap.add_argument("--direct", action="store_true",
+                    help="the server on 127.0.0.11:53 itself, no DNAT (the way before it)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("[bench] run as root (it makes a network namespace)")
@@ -238,7 +280,8 @@ def main() -> int:
         make_netns(ns)
         names = {"web": ["10.0.0.2"]}
         with DnsServer(lambda key, name: names.get(name, []), lambda key, ip: None,
-                       [Upstream("127.0.0.1", port)], timeout=2.0) as server:
+                       [Upstream("127.0.0.1", port)], timeout=2.0,
+                       port=53 if args.direct else 0) as server:
             server.add("bench", ns)
             client(ns, "udp", "web", 200)  # warm-up
             results["a_udp_local"] = latency(ns, "udp", "web", args.queries)
@@ -248,7 +291,10 @@ def main() -> int:
             results["d_qps_forwarded"] = throughput(ns, "outside.test", args.seconds,
                                                     args.window)
             server.remove("bench")
-            results["e_add_remove"] = add_remove(server, ns, 200)
+            results["e_add_remove"] = add_remove(server, work, 200)
+            if not args.direct:
+                results["e_again_same_ports"] = served_again(server, ns, 20, taken=False)
+                results["e_again_switched"] = served_again(server, ns, 20, taken=True)
         if not args.no_docker and shutil.which("dockerd"):
             results["f_docker"] = docker_figures(work, args)
         results["e_import_ms"] = import_ms("")
@@ -259,6 +305,7 @@ def main() -> int:
         upstream.wait()
         release_netns(ns)
         shutil.rmtree(work)
+    results["direct"] = args.direct
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                           "kernel": os.uname().release}
     print(f"{'figure':34} {'value':>12}")
@@ -281,6 +328,11 @@ def main() -> int:
     ar = results["e_add_remove"]
     assert isinstance(ar, dict)
     print(f"{'e_add_remove median (ms)':34} {ar['median_ms']:>12.2f}")
+    for key, label in (("e_again_same_ports", "e_again, same ports (ms)"),
+                       ("e_again_switched", "e_again, rules switched (ms)")):
+        again = results.get(key)
+        if isinstance(again, dict):
+            print(f"{label:34} {again['median_ms']:>12.2f}")
     print(f"{'e_import skiff.net.dns alone (ms)':34} {results['e_import_ms']:>12.1f}")
     print(f"{'e_import after aiohttp (ms)':34} {results['e_import_in_skiffd_ms']:>12.1f}")
     out = args.out or REPO / "bench" / "results" / f"dns-{time.strftime('%Y%m%d-%H%M%S')}.json"

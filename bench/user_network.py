@@ -12,7 +12,8 @@ each (``network create --subnet``, a subnet of the bench's). Figures, each a med
 
 a. ``run --rm --network NET busybox true``: a container on the user network — for skiff
    that is a namespace, a veth on the network's bridge, the embedded DNS server's two
-   sockets in the namespace, and all of it taken down again.
+   sockets in the namespace and the nftables DNAT there that brings 127.0.0.11:53 to
+   them, and all of it taken down again.
 b. ``run --rm --network none busybox true``, the same engines, for what the network costs.
 c. skiff only, the first container on a user network after skiffd's start, which makes the
    DNS server (its thread and loop; ``skiff.net.dns`` imported): skiffd is restarted

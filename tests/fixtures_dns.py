@@ -7,7 +7,8 @@ get their A records (over UDP only as many as fit in `udp_limit`, else an empty 
 with TC, as a real server truncates), ``fail.test`` gets SERVFAIL, ``silent.test`` gets
 no answer at all, every other name an authoritative NXDOMAIN. Every question it is asked is kept in `asked` as (name, type, "udp"|"tcp").
 With `spoof_first`, each UDP answer is preceded by a datagram under a wrong ID.
-Traffic stays on the loopback: it never asks anyone else.
+Traffic stays on the loopback: it never asks anyone else. `redirect_of` reads the DNAT
+that brings a namespace's 127.0.0.11:53 to the server's ports, as ``nft`` lists it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import selectors
 import socket
 import struct
+import subprocess
 import threading
 from typing import Iterator
 
@@ -23,6 +25,10 @@ import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
+
+from skiff.kernel.netns_thread import in_netns
+from skiff.net import dns_redirect
+from skiff.net.dns import Ports
 
 
 class FakeUpstream:
@@ -125,6 +131,28 @@ class FakeUpstream:
         self._thread.join()
         for s in (self.udp, self.tcp, self._stop_r, self._stop_w):
             s.close()
+
+
+def redirect_of(path: str | None) -> list[str] | None:
+    """The rules of skiff's DNS table in the namespace at `path` (None: the host's), as
+    ``nft`` lists them, or None when there is no such table."""
+    def read() -> list[str] | None:
+        p = subprocess.run(["nft", "list", "table", "ip", dns_redirect.TABLE],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            assert "No such file or directory" in p.stderr, p.stderr
+            return None
+        return [line.strip() for line in p.stdout.splitlines()
+                if " dnat to " in line or " snat to " in line]
+    return read() if path is None else in_netns(path, read)
+
+
+def dnat(ports: Ports) -> list[str]:
+    """What `redirect_of` lists for a server on `ports` (nft's own spelling)."""
+    return [f"ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:{ports.udp}",
+            f"ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:{ports.tcp}",
+            f"ip saddr 127.0.0.11 udp sport {ports.udp} snat to :53",
+            f"ip saddr 127.0.0.11 tcp sport {ports.tcp} snat to :53"]
 
 
 @pytest.fixture

@@ -1,7 +1,11 @@
 """The embedded DNS server for real: network namespaces made here, the server listening in
-them at 127.0.0.11:53, and clients asking from inside (dnspython in a thread that joined
-the namespace, and busybox's nslookup through nsenter). Names it does not know go to a fake
-upstream on the host's 127.0.0.1, never to a real resolver."""
+them on 127.0.0.11 with 53 DNAT'd to its ports (or on 53 itself, with ``port=53``), and
+clients asking 127.0.0.11:53 from inside (dnspython in a thread that joined the namespace,
+and busybox's nslookup through nsenter), next to a DNS server of the namespace's own on
+0.0.0.0:53. The DNAT's rules are read with ``nft`` in the namespace: made, kept for the
+next server (which listens on their ports again, or switches them when one is taken),
+deleted, refused. Names it does not know go to a fake upstream on the host's 127.0.0.1,
+never to a real resolver."""
 
 from __future__ import annotations
 
@@ -17,16 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
 import pytest
 
-from fixtures_dns import FakeUpstream
+from fixtures_dns import FakeUpstream, dnat, redirect_of
 from skiff.engine.netns import make_netns, release_netns
-from skiff.errors import InvalidArgument, KernelError
+from skiff.errors import FirewallError, InvalidArgument, KernelError
 from skiff.kernel.netns_thread import in_netns
+from skiff.net import dns_redirect, firewall
 from skiff.net.dns import DnsServer
 from skiff.net.dns_upstream import Upstream
 
@@ -90,12 +96,12 @@ def inside(path: str, fn: Callable[[], T]) -> T:
     return in_netns(path, fn)
 
 
-def ask(path: str, name: str, rdtype: str = "A", tcp: bool = False,
+def ask(path: str, name: str, rdtype: str = "A", tcp: bool = False, timeout: float = 5,
         **kw: object) -> dns.message.Message:
     q = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
     if tcp:
-        return inside(path, lambda: dns.query.tcp(q, DNS, timeout=5))
-    return inside(path, lambda: dns.query.udp(q, DNS, timeout=5))
+        return inside(path, lambda: dns.query.tcp(q, DNS, timeout=timeout))
+    return inside(path, lambda: dns.query.udp(q, DNS, timeout=timeout))
 
 
 def addresses(r: dns.message.Message) -> list[str]:
@@ -104,7 +110,7 @@ def addresses(r: dns.message.Message) -> list[str]:
 
 def test_names_resolve_per_container(server: DnsServer, make_ns: Callable[[str], str]):
     ns1, ns2 = make_ns("c1"), make_ns("c2")
-    assert server.add("c1", ns1) == (53, 53)
+    assert 53 not in server.add("c1", ns1)  # the kernel's ports: 53 reaches them by DNAT
     server.add("c2", ns2)
     assert server.keys() == ["c1", "c2"]
     r = ask(ns1, "WEB.")
@@ -235,14 +241,15 @@ def test_past_max_forwards_is_servfail(engine: Engine, fake_upstream: FakeUpstre
 
 
 def listening(path: str) -> list[str]:
-    """The UDP sockets bound and the TCP sockets listening on 127.0.0.11:53 in the namespace
-    (as its own /proc shows them; a closed connection's TIME_WAIT is not listening)."""
+    """The UDP sockets bound and the TCP sockets listening on 127.0.0.11 (any port) in the
+    namespace (as its own /proc shows them; a closed connection's TIME_WAIT is not
+    listening)."""
     def read() -> list[str]:
         found = []
         for proto in ("udp", "tcp"):
             for line in Path(f"/proc/thread-self/net/{proto}").read_text().splitlines()[1:]:
                 local, state = line.split()[1], line.split()[3]
-                if local == "0B00007F:0035" and (proto == "udp" or state == "0A"):
+                if local.startswith("0B00007F:") and (proto == "udp" or state == "0A"):
                     found.append(proto)
         return found
     return inside(path, read)
@@ -378,25 +385,128 @@ def test_many_containers_at_once(server: DnsServer, engine: Engine,
         assert got == [f"10.{i % 8}.0.2"] * 25
 
 
-def test_ephemeral_ports_leave_53_to_the_container(engine: Engine,
-                                                    fake_upstream: FakeUpstream,
-                                                    make_ns: Callable[[str], str]):
+def test_53_is_dnatd_to_the_servers_ports_and_left_to_the_container(
+        server: DnsServer, make_ns: Callable[[str], str]):
+    ns = make_ns("c1")
+    ports = server.add("c1", ns)
+    assert 0 not in ports and 53 not in ports
+    assert redirect_of(ns) == dnat(ports)
+    assert redirect_of(None) is None  # the container's namespace only, never the host's
+    # a DNS server of the container's own, on 0.0.0.0:53 (UDP and TCP), as dnsmasq binds
+    theirs = inside(ns, lambda: FakeUpstream({"own.test": ["192.0.2.53"]}, host="0.0.0.0",
+                                             port=53))
+    try:
+        # dnspython checks that the answer comes from where it asked: 127.0.0.11:53
+        assert addresses(ask(ns, "web")) == ["10.0.0.2"]
+        assert addresses(ask(ns, "web", tcp=True)) == ["10.0.0.2"]
+
+        def source_of_answer() -> tuple[str, int]:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(5)
+                s.sendto(dns.message.make_query("web", "A").to_wire(), (DNS, 53))
+                return s.recvfrom(512)[1]  # type: ignore[no-any-return]
+        assert inside(ns, source_of_answer) == (DNS, 53)
+        p = subprocess.run(["nsenter", f"--net={ns}", "busybox", "nslookup", "web", DNS],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and "10.0.0.2" in p.stdout, p.stdout + p.stderr
+        # the container's server answers on its other addresses, skiff's on 127.0.0.11
+        q = dns.message.make_query("own.test", "A")
+        r = inside(ns, lambda: dns.query.udp(q, "127.0.0.1", port=53, timeout=5))
+        assert addresses(r) == ["192.0.2.53"]
+        assert [a[0] for a in theirs.asked] == ["own.test"]
+        server.remove("c1")  # a live disconnect: the DNAT goes with the sockets
+        assert redirect_of(ns) is None
+
+        def ask_53_raw() -> dns.message.Message:  # the fake answers from 127.0.0.1
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(5)
+                s.sendto(q.to_wire(), (DNS, 53))
+                return dns.message.from_wire(s.recv(512))
+        assert addresses(inside(ns, ask_53_raw)) == ["192.0.2.53"]  # the container's now
+    finally:
+        theirs.close()
+
+
+def rule_handles(path: str) -> list[str]:
+    """The kernel's handles of the rules of skiff's DNS table in the namespace at `path`: a
+    rule replaced gets a new one."""
+    listed = inside(path, lambda: subprocess.run(
+        ["nft", "-a", "list", "table", "ip", dns_redirect.TABLE], capture_output=True,
+        text=True, check=True).stdout)
+    return [line.rsplit("# handle ", 1)[1] for line in listed.splitlines()
+            if " dnat to " in line or " snat to " in line]
+
+
+def test_a_new_server_takes_the_ports_again_or_switches_the_dnat(
+        engine: Engine, fake_upstream: FakeUpstream, make_ns: Callable[[str], str]):
+    ns, gone = make_ns("c1"), make_ns("c2")
+    upstreams = [Upstream("127.0.0.1", fake_upstream.port)]
+    # a client that keeps its socket, and so its source port, as a caching resolver can
+    client = inside(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    try:
+        client.settimeout(2)
+        client.connect((DNS, 53))
+
+        def asked_again() -> list[str]:
+            client.send(dns.message.make_query("web", "A").to_wire())
+            return addresses(dns.message.from_wire(client.recv(512)))
+
+        with DnsServer(engine.resolve, engine.reverse, upstreams) as old:
+            before = old.add("c1", ns)
+            old.add("c2", gone)
+            old.remove("c2", keep_redirect=True)  # the end of a run: its namespace takes it
+            assert redirect_of(gone) is not None and listening(gone) == []
+            assert asked_again() == ["10.0.0.2"]
+        handles = rule_handles(ns)
+        # skiffd stopped (or killed): the sockets are gone, the rules stay in the namespace
+        assert redirect_of(ns) == dnat(before) and listening(ns) == []
+        with pytest.raises(OSError):
+            asked_again()  # nobody at the old ports
+        with DnsServer(engine.resolve, engine.reverse, upstreams) as new:  # the next skiffd
+            assert new.add("c1", ns) == before  # the ports its DNAT names, free again
+            assert rule_handles(ns) == handles  # not a rule touched
+            assert asked_again() == ["10.0.0.2"]  # its NAT'd connection still holds
+            assert addresses(ask(ns, "web", tcp=True)) == ["10.0.0.2"]
+            new.remove("c1", keep_redirect=True)
+            # one of them taken meanwhile: new ports, the rules switched to them at once
+            squatter = inside(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            try:
+                squatter.bind((DNS, before.udp))
+                after = new.add("c1", ns)
+                assert after.udp != before.udp and redirect_of(ns) == dnat(after)
+                assert addresses(ask(ns, "web")) == ["10.0.0.2"]
+                assert addresses(ask(ns, "web", tcp=True)) == ["10.0.0.2"]
+            finally:
+                squatter.close()
+    finally:
+        client.close()
+
+
+def test_listening_on_53_itself_sets_no_rule(engine: Engine, fake_upstream: FakeUpstream,
+                                             make_ns: Callable[[str], str]):
     ns = make_ns("c1")
     with DnsServer(engine.resolve, engine.reverse, [Upstream("127.0.0.1", fake_upstream.port)],
-                   port=0) as srv:
-        ports = srv.add("c1", ns)
-        assert 0 not in ports and 53 not in ports
-        q = dns.message.make_query("web", "A")
-        r = inside(ns, lambda: dns.query.udp(q, DNS, port=ports.udp, timeout=5))
-        assert addresses(r) == ["10.0.0.2"]
-        r = inside(ns, lambda: dns.query.tcp(q, DNS, port=ports.tcp, timeout=5))
-        assert addresses(r) == ["10.0.0.2"]
+                   port=53) as srv:
+        assert srv.add("c1", ns) == (53, 53)
+        assert redirect_of(ns) is None
+        assert addresses(ask(ns, "web")) == ["10.0.0.2"]
 
         def bind_53_everywhere() -> None:  # what a DNS server in the container does
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("0.0.0.0", 53))
-        inside(ns, bind_53_everywhere)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("0.0.0.0", 53))
+        with pytest.raises(OSError) as failed:
+            inside(ns, bind_53_everywhere)
+        assert failed.value.errno == errno.EADDRINUSE
+        srv.remove("c1")
+    other = make_ns("c2")
+    held = inside(other, lambda: FakeUpstream(host="0.0.0.0", port=53))  # the container's
+    try:
+        with DnsServer(engine.resolve, engine.reverse, [], port=53) as srv:
+            with pytest.raises(KernelError, match="bind SOCK_DGRAM 127.0.0.11:53.*EADDRINUSE"):
+                srv.add("c2", other)
+            assert srv.keys() == []
+    finally:
+        held.close()
 
 
 def test_bad_adds_change_nothing(server: DnsServer, tmp_path: Path,
@@ -409,14 +519,29 @@ def test_bad_adds_change_nothing(server: DnsServer, tmp_path: Path,
         server.add("c1", str(tmp_path / "missing"))
     assert server.keys() == []
     ns = make_ns("c1")
-    server.add("c1", ns)
+    ports = server.add("c1", ns)
     with pytest.raises(InvalidArgument, match="already served"):
         server.add("c1", ns)
-    with pytest.raises(KernelError, match="bind SOCK_DGRAM 127.0.0.11:53.*EADDRINUSE"):
-        server.add("c1-again", ns)  # port 53 there is taken by c1's socket
+    with pytest.raises(InvalidArgument, match=r"namespace at .*/c1 is served already \(for c1\)"):
+        server.add("c1-again", ns)  # one namespace, one server: c1's rules stay
     assert server.keys() == ["c1"]
     assert sorted(listening(ns)) == ["tcp", "udp"]
+    assert redirect_of(ns) == dnat(ports)
     assert addresses(ask(ns, "web")) == ["10.0.0.2"]
+    # a table of that name the kernel cannot turn into ours (its chain of another type):
+    # the batch is refused whole, no socket stays open, that table is as it was
+    odd = make_ns("c2")
+    theirs = f"table ip {dns_redirect.TABLE} {{ chain output {{ type filter hook output " \
+             "priority 0; policy accept; counter; }; }"
+    inside(odd, lambda: firewall.run_batch(theirs))
+    with pytest.raises(FirewallError, match=f"DNAT of 127.0.0.11:53 in {odd}: nft"):
+        server.add("c2", odd)
+    assert server.keys() == ["c1"] and listening(odd) == []
+    assert redirect_of(odd) == []  # no DNAT in it, and no rule of ours
+    listed = inside(odd, lambda: subprocess.run(
+        ["nft", "list", "table", "ip", dns_redirect.TABLE], capture_output=True, text=True,
+        check=True).stdout)
+    assert "type filter hook output priority filter" in listed and "counter" in listed
 
 
 def test_close_ends_the_thread(engine: Engine, fake_upstream: FakeUpstream,

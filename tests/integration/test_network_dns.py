@@ -8,18 +8,24 @@ default bridge are not; other names go to skiffd's ``--dns-upstream`` (a fake se
 the host's 127.0.0.1) or to a container's own ``--dns`` (another fake, on its network's
 gateway, port 53; and one on the loopback of the container's own namespace, where Docker
 asks ``--dns 127.0.0.1``), and nowhere from an ``--internal`` network; a ``container:<id>``
-container asks its host container's server; after skiffd is killed with SIGKILL, or
-stopped, and started again, names resolve again; the server's sockets close when the
-container stops; a bad ``--dns-upstream`` stops skiffd before it makes anything. Every query stays inside the machine: the fakes answer
+container asks its host container's server; a container binds port 53 (UDP and TCP on
+the wildcard address) itself while names still resolve through 127.0.0.11:53, DNAT'd in
+its namespace to the server's ports, with no rule on the host; after skiffd is killed with
+SIGKILL, or stopped, and started again, names resolve again, the server back on the ports
+the namespace's rules name (a client that kept its socket is answered); the server's
+sockets close when the container stops; a bad ``--dns-upstream`` stops skiffd before it
+makes anything. Every query stays inside the machine: the fakes answer
 everything they are asked, and the test daemons forward nowhere else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,15 +33,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dns.message
+import dns.query
 import pytest
 
 from fixtures_daemon import (Skiffd, module_daemon, remove_all, remove_networks, run_client,
                              start_skiffd, stop_skiffd, subnet_for)
-from fixtures_dns import FakeUpstream
+from fixtures_dns import FakeUpstream, dnat, redirect_of
+from skiff.net.dns import Ports
 
 SKIFF = str(Path(sys.executable).parent / "skiff")
 pytestmark = [pytest.mark.root, pytest.mark.netns]
-EMBEDDED = "0B00007F:0035"  # 127.0.0.11:53 as /proc/net/{udp,tcp} write it
+EMBEDDED = "0B00007F:"  # 127.0.0.11 (any port) as /proc/net/{udp,tcp} write it
 
 
 def skiff(d: Skiffd, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -109,18 +118,31 @@ def lookup(d: Skiffd, ref: str, name: str) -> list[str] | None:
     return re.findall(r"^Address:\s*(\d+\.\d+\.\d+\.\d+)$", answer, re.M) or None
 
 
-def listeners(netns: str) -> set[str]:
-    """The socket inodes bound to 127.0.0.11:53 (UDP) or listening there (TCP) inside the
-    network namespace at `netns`, as its own /proc/net shows them."""
-    found = set()
-    for proto in ("udp", "tcp"):
+def listening_on(netns: str, address: str,
+                 protos: tuple[str, ...] = ("udp", "tcp")) -> dict[str, str]:
+    """The socket inodes bound to `address` (/proc's hex ``ADDR:PORT``, or its prefix) in
+    UDP or listening there in TCP inside the network namespace at `netns`, as its own
+    /proc/net shows them: inode → ``proto:port``."""
+    found = {}
+    for proto in protos:
         text = subprocess.run(["nsenter", f"--net={netns}", "cat", f"/proc/net/{proto}"],
                               capture_output=True, text=True, check=True).stdout
         for line in text.splitlines()[1:]:
             f = line.split()
-            if f[1] == EMBEDDED and (proto == "udp" or f[3] == "0A"):
-                found.add(f[9])
+            if f[1].startswith(address) and (proto.startswith("udp") or f[3] == "0A"):
+                found[f[9]] = f"{proto}:{int(f[1].split(':')[1], 16)}"
     return found
+
+
+def listeners(netns: str) -> set[str]:
+    """The inodes of the embedded server's sockets in the namespace at `netns`."""
+    return set(listening_on(netns, EMBEDDED))
+
+
+def served_ports(netns: str) -> Ports:
+    """The ports the embedded server listens on in the namespace at `netns`."""
+    ports = dict(p.split(":") for p in listening_on(netns, EMBEDDED).values())
+    return Ports(int(ports["udp"]), int(ports["tcp"]))
 
 
 def sockets_of(pid: int) -> set[str]:
@@ -160,6 +182,45 @@ def test_names_aliases_and_hostnames_resolve(daemon: Skiffd, upstream: FakeUpstr
     resolv = skiff(daemon, "exec", a, "cat", "/etc/resolv.conf").stdout
     assert "nameserver 127.0.0.11" in resolv and "ndots:0" in resolv
     assert upstream.asked == []  # every one of them answered by skiffd itself
+
+
+def test_a_container_binds_53_itself_and_names_still_resolve(daemon: Skiffd) -> None:
+    from skiff.kernel.netns_thread import in_netns
+
+    net = network(daemon)
+    peer_name = unique("peer")
+    peer = run(daemon, "--name", peer_name, "--network", net)
+    # a DNS server of the container's own on 0.0.0.0:53: TCP by its process (busybox nc
+    # listening), UDP held from its namespace by the test (busybox has no UDP listener)
+    own = skiff(daemon, "run", "-d", "--network", net, "busybox", "nc", "-l", "-p", "53"
+                ).stdout.strip()
+    netns = str(daemon.run / "netns" / own)
+
+    def nc_listens() -> bool:  # on [::]:53; a failed bind ends the container and its netns
+        try:
+            found = listening_on(netns, "00000000", ("tcp", "tcp6")).values()
+        except subprocess.CalledProcessError:
+            return False
+        return bool({"tcp:53", "tcp6:53"} & set(found))
+    assert eventually(nc_listens, patience=5), skiff(daemon, "logs", own, check=False)
+
+    def bind_udp_53() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 53))
+        return s
+
+    held = in_netns(netns, bind_udp_53)
+    try:
+        ip_peer = ip_of(daemon, peer, net)
+        assert lookup(daemon, own, peer_name) == [ip_peer]  # busybox's resolver, UDP
+        q = dns.message.make_query(peer_name, "A")
+        for ask in (dns.query.udp, dns.query.tcp):  # dnspython checks the answer's source
+            r = in_netns(netns, lambda: ask(q, "127.0.0.11", timeout=5))
+            assert [str(a) for rr in r.answer for a in rr] == [ip_peer]
+        assert redirect_of(netns) == dnat(served_ports(netns))
+        assert redirect_of(None) is None  # in the container's namespace, not the host's
+    finally:
+        held.close()
 
 
 def test_connected_later_resolves_and_disconnected_does_not(daemon: Skiffd,
@@ -296,9 +357,12 @@ def test_the_servers_sockets_close_with_the_container(daemon: Skiffd) -> None:
 
 
 def test_names_resolve_again_after_skiffd_is_killed_or_stopped(tmp_root: Path) -> None:
+    from skiff.kernel.netns_thread import in_netns
+
     workdir = tmp_root / f"skiffd-netdns-kill-{uuid.uuid4().hex[:8]}"
     workdir.mkdir()
     d = start_skiffd(workdir)
+    stack = contextlib.ExitStack()
     try:
         net = network(d)
         a_name = unique("a")
@@ -306,18 +370,40 @@ def test_names_resolve_again_after_skiffd_is_killed_or_stopped(tmp_root: Path) -
         b = run(d, "--network", net)
         ip_a = ip_of(d, a, net)
         assert lookup(d, b, a_name) == [ip_a]
+        # a client in b that keeps its socket (its source port) across the restart
+        client = in_netns(str(d.run / "netns" / b),
+                          lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        stack.callback(client.close)
+        client.settimeout(5)
+        client.connect(("127.0.0.11", 53))
+        query = dns.message.make_query(a_name, "A").to_wire()
+
+        def asked_again() -> list[str]:
+            client.send(query)
+            return [str(x) for rr in dns.message.from_wire(client.recv(512)).answer
+                    for x in rr]
+
+        assert asked_again() == [ip_a]
         assert d.process is not None
         os.kill(d.pid, signal.SIGKILL)
         d.process.wait()
         assert not listeners(str(d.run / "netns" / b))  # gone with the process
+        before = redirect_of(str(d.run / "netns" / b))
         d = start_skiffd(workdir)
+        assert before is not None  # the rules stayed in its namespace
         assert lookup(d, b, a_name) == [ip_a]
         assert len(listeners(str(d.run / "netns" / a))) == 2
+        # served again on the ports its rules name, so they and the client's NAT'd
+        # connection hold: no rule to switch, no answer lost to a stale conntrack entry
+        assert redirect_of(str(d.run / "netns" / b)) == before
+        assert before == dnat(served_ports(str(d.run / "netns" / b)))
+        assert asked_again() == [ip_a]
         stop_skiffd(d)  # a clean stop closes them; the next start serves them again
         assert not listeners(str(d.run / "netns" / a))
         d = start_skiffd(workdir)
         assert lookup(d, a, b[:12]) == [ip_of(d, b, net)]
     finally:
+        stack.close()
         if d.process is not None and d.process.poll() is None:
             try:
                 remove_all(d)

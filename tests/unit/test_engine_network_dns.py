@@ -19,7 +19,8 @@ NETNS = "/run/skiff/netns"
 
 
 class RecordingServer:
-    """A DnsServer's callers' side: what was added (key → (netns, upstreams)), removed."""
+    """A DnsServer's callers' side: what was added (key → (netns, upstreams)), removed
+    (with its DNAT deleted, or kept for the namespace to take along or an add to switch)."""
 
     def __init__(self, fail: bool = False) -> None:
         self.served: dict[str, tuple[str, Any]] = {}
@@ -37,9 +38,9 @@ class RecordingServer:
         self.served[key] = (netns_path, upstreams)
         self.log.append(("add", key))
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, keep_redirect: bool = False) -> None:
         self.served.pop(key, None)
-        self.log.append(("remove", key))
+        self.log.append(("remove, DNAT kept" if keep_redirect else "remove", key))
 
     def close(self) -> None:
         self.closed = True
@@ -74,7 +75,9 @@ def test_served_on_a_user_network_only(net: NetworkService,  # noqa: F811
     assert server.log == [("add", web.id)]
     embedded.forget(web.id)
     embedded.forget(web.id)  # again: nothing
-    assert server.served == {} and server.log == [("add", web.id), ("remove", web.id)]
+    # the end of its run: the DNAT goes with the namespace, not deleted one rule at a time
+    assert server.served == {} and server.log == [("add", web.id),
+                                                  ("remove, DNAT kept", web.id)]
     assert embedded.served() == []
 
 
@@ -93,11 +96,13 @@ def test_upstreams_dns_internal_and_their_changes(
     running_on(net, web, front, "10.7.0.2")  # a connect to a network with a way out
     embedded.refresh(web)
     assert server.served[web.id][1] == [Upstream("192.0.2.53"), Upstream("2001:db8::53")]
-    assert server.log == [("add", web.id), ("remove", web.id), ("add", web.id)]
+    # served again with new upstreams: its DNAT kept until the add switches it, in one go
+    assert server.log == [("add", web.id), ("remove, DNAT kept", web.id), ("add", web.id)]
     net.db.release(back.id, web.id, {})
     net.db.release(front.id, web.id, {})  # disconnected from both
     embedded.refresh(web)
     assert server.served == {}
+    assert server.log[-1] == ("remove", web.id)  # live, off its last user network: deleted
 
 
 def test_skiffds_upstreams_for_containers_without_dns(net: NetworkService) -> None:  # noqa: F811
@@ -105,8 +110,9 @@ def test_skiffds_upstreams_for_containers_without_dns(net: NetworkService) -> No
     made: list[Any] = []
 
     class Made(RecordingServer):
-        def __init__(self, resolve: Any, reverse: Any, upstreams: Any) -> None:
+        def __init__(self, resolve: Any, reverse: Any, upstreams: Any, port: int) -> None:
             super().__init__()
+            assert port == 0  # ports of the kernel's choosing, 53 DNAT'd to them
             made.append(upstreams)
 
     import skiff.net.dns

@@ -2,18 +2,24 @@
 
 `EmbeddedDns` holds skiffd's one `net.dns.DnsServer`, made at the first container that
 needs it (not at skiffd's start, which stays fast) and closed with the engine. A running
-container is served — on 127.0.0.11:53 inside its own network namespace — while it has an
-endpoint on a user-defined network, as Docker's resolver runs for those only: `refresh`
-after its start, a connect or a disconnect makes the server agree with its endpoints, and
-`forget` at the end of its run closes its sockets before its namespace is let go (they
-would keep it alive). A ``container:<id>`` container shares the other's namespace and its
-server; a userns-remapped container has no namespace of the engine's, and so no endpoint.
-Names the engine does not know go to the container's ``--dns`` servers when it has some
-(asked from its own namespace, as moby asks them), else to skiffd's upstreams (``skiffd --dns-upstream``, default the host's resolv.conf,
-``none``: nowhere), and nowhere when every network it is on is ``--internal`` (moby's
-"no external access": SERVFAIL, nothing leaves). After a skiffd restart the sockets are
-gone with the old process; `reconcile` serves every running container again (their
-namespaces are bind mounts that outlived it).
+container is served — on 127.0.0.11:53 inside its own network namespace, DNAT'd there to
+the server's ports of the kernel's choosing as Docker does, so that port 53 stays the
+container's — while it has an endpoint on a user-defined network, as Docker's resolver
+runs for those only: `refresh` after its start, a connect or a disconnect makes the
+server agree with its endpoints (the DNAT deleted with the last user network, kept when
+it is served anew), and `forget` at the end of its run closes its sockets before its
+namespace is let go (they would keep it alive; the DNAT goes with the namespace). A
+``container:<id>`` container shares the other's namespace and its server; a
+userns-remapped container has no namespace of the engine's, and so no endpoint. Names the
+engine does not know go to the container's ``--dns`` servers when it has some (asked from
+its own namespace, as moby asks them), else to skiffd's upstreams (``skiffd
+--dns-upstream``, default the host's resolv.conf, ``none``: nowhere), and nowhere when
+every network it is on is ``--internal`` (moby's "no external access": SERVFAIL, nothing
+leaves). After a skiffd restart the sockets are gone with the old process; `reconcile`
+serves every running container again (their namespaces are bind mounts that outlived
+it), with new sockets on the ports its DNAT names (untouched, and so are the NAT'd
+connections of its clients), or on new ones with the DNAT switched in one transaction when
+those are taken.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ class EmbeddedDns:
             from skiff.net.dns import DnsServer
 
             net = self.net
-            self._server = DnsServer(net.resolve, net.reverse, self.upstreams)
+            # ports of the kernel's choosing, 53 DNAT'd to them: Docker's way
+            self._server = DnsServer(net.resolve, net.reverse, self.upstreams, port=0)
         return self._server
 
     def wanted(self, crow: ContainerRow) -> tuple[bool, tuple[Upstream, ...] | None]:
@@ -99,7 +106,7 @@ class EmbeddedDns:
             if cid in self._served:
                 if serve and self._served[cid] == upstreams:
                     return
-                self._remove(cid)
+                self._remove(cid, keep_redirect=serve)  # the add below takes its ports
             if not serve:
                 return
             assert self.net.containers is not None
@@ -120,13 +127,13 @@ class EmbeddedDns:
         """The run of `cid` ends: its sockets close (before its namespace goes)."""
         with self._lock:
             if cid in self._served:
-                self._remove(cid)
+                self._remove(cid, keep_redirect=True)  # the namespace takes it along
 
-    def _remove(self, cid: str) -> None:
+    def _remove(self, cid: str, keep_redirect: bool) -> None:
         del self._served[cid]
         if self._server is not None:
             began = time.perf_counter()
-            self._server.remove(cid)
+            self._server.remove(cid, keep_redirect=keep_redirect)
             _log.debug("container %s: DNS let go in %.2f ms", cid[:12],
                        (time.perf_counter() - began) * 1000)
 

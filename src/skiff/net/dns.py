@@ -1,41 +1,49 @@
 """skiff's embedded DNS server: 127.0.0.11:53 inside every container on a user network.
 
 As Docker's embedded DNS, one server answers for all containers: `DnsServer.add(key,
-netns_path)` opens a UDP and a TCP socket on 127.0.0.11:53 inside the network namespace at
-`netns_path` (made by a short-lived thread that setns()es into it: a socket stays in the
-namespace it was made in, so the serving thread itself never moves), `remove(key)` closes
-them and every connection and forward in flight for that container, and `close()` ends
-it all. One thread runs an asyncio loop of its own over every container's sockets, so the
-server is independent of whatever loop skiffd's API runs and of its load; the loop thread
-stays in the host's namespace, so forwarded queries go out from the host, as Docker's go
-to the resolvers it read from the host. A query is answered from the callbacks when
-`dns_answer.local_answer` says so (A, AAAA, MX, PTR of names and addresses the engine
-knows, TTL 600, in the callbacks' order), and forwarded upstream (`dns_upstream.forward`)
-otherwise: to the container's own resolvers when `add` was given some (its ``--dns``;
-asked from inside its namespace with ``from_netns``, as moby asks them), else to the
-server's (by default the host's resolv.conf's, read at each `add`, asked from the host's
-namespace); SERVFAIL when no upstream answers, when a container has none (an internal
-network), or when `max_forwards` queries are already out (moby's limit of 1024). A packet that is not a query is dropped, one whose question cannot be
-read gets FORMERR: nothing a client sends ends the loop. Made with ``port=0``, the server
-listens on ephemeral ports in each namespace and `add` returns them: Docker's way, with a
-DNAT from 127.0.0.11:53 to them inside the namespace, which leaves port 53 to a DNS server
-of the container's own (a socket on 127.0.0.11:53 makes its bind of 0.0.0.0:53 fail with
-EADDRINUSE). The callbacks are called on the server's thread, for every query: they must
-be quick (in-memory look-ups), thread-safe, and never call back into the server.
+netns_path)` opens a UDP and a TCP socket on 127.0.0.11 inside the network namespace at
+`netns_path`, at ports of the kernel's choosing, and has `dns_redirect` DNAT 127.0.0.11:53
+to them there (both made by a short-lived thread that setns()es into the namespace: a
+socket, and libnftables' netlink socket, stay in the namespace they were made in, so the
+serving thread itself never moves); port 53 is thus left to the container, whose own DNS
+server may bind 0.0.0.0:53 as under Docker. A namespace whose DNAT already names ports
+(served before: skiffd restarted) is served on those again when they are free, its rules
+untouched. `remove(key)` closes the sockets and every
+connection and forward in flight for that container (and deletes the DNAT, unless the
+namespace goes anyway), and `close()` ends it all. One thread runs an asyncio loop of its
+own over every container's sockets, so the server is independent of whatever loop skiffd's
+API runs and of its load; the loop thread stays in the host's namespace, so forwarded
+queries go out from the host, as Docker's go to the resolvers it read from the host. A
+query is answered from the callbacks when `dns_answer.local_answer` says so (A, AAAA, MX,
+PTR of names and addresses the engine knows, TTL 600, in the callbacks' order), and
+forwarded upstream (`dns_upstream.forward`) otherwise: to the container's own resolvers
+when `add` was given some (its ``--dns``; asked from inside its namespace with
+``from_netns``, as moby asks them), else to the server's (by default the host's
+resolv.conf's, read at each `add`, asked from the host's namespace); SERVFAIL when no
+upstream answers, when a container has none (an internal network), or when
+`max_forwards` queries are already out (moby's limit of 1024). A packet that is not a
+query is dropped, one whose question cannot be read gets FORMERR: nothing a client sends
+ends the loop. Made with ``port=53``, the server binds 127.0.0.11:53 itself and sets no
+rule (a container's own bind of 0.0.0.0:53 then fails with EADDRINUSE). The callbacks are
+called on the server's thread, for every query: they must be quick (in-memory look-ups),
+thread-safe, and never call back into the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
-from skiff.errors import InvalidArgument, KernelError
+from skiff.errors import FirewallError, InvalidArgument, KernelError, SkiffError
 from skiff.kernel.netns_thread import in_netns
 from skiff.log import logger
+from skiff.net import dns_redirect
+from skiff.net.dns_redirect import DNS_PORT
 from skiff.net.dns_answer import Resolve, Reverse, local_answer
 from skiff.net.dns_message import (EXTENDED_RCODE_BADVERS, OPCODE_QUERY, RCODE_FORMERR,
                                    RCODE_NOERROR, RCODE_NOTIMP, RCODE_SERVFAIL, TCP_MAX_SIZE,
@@ -47,7 +55,6 @@ from skiff.net.dns_upstream import (DEFAULT_TIMEOUT, OpenSocket, Upstream, forwa
 log = logger("skiff.net.dns")
 
 LISTEN_ADDRESS = "127.0.0.11"
-DNS_PORT = 53
 MAX_FORWARDS = 1024
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may keep a connection without a query
 TCP_CLIENTS = 64  # open TCP connections per container; more are closed at once
@@ -55,42 +62,45 @@ TCP_WRITE_BACKLOG = 256 * 1024  # answers a TCP client has not read; more: it is
 
 
 class Ports(NamedTuple):
-    """The ports a container's server sockets listen on (53 and 53, unless the server was
-    made with port 0)."""
+    """The ports a container's server sockets listen on (the kernel's choice, unless the
+    server was made with a port of its own: 53 and 53 for ``port=53``)."""
 
     udp: int
     tcp: int
 
 
-def listening_sockets(netns_path: str, address: str = LISTEN_ADDRESS,
-                      port: int = DNS_PORT) -> tuple[socket.socket, socket.socket]:
-    """A bound UDP socket and a listening TCP socket on `address`:`port` inside the network
-    namespace at `netns_path`, both non-blocking (neither left open on a failure)."""
+def _bind_pair(address: str, ports: tuple[int, int],
+               netns_path: str) -> tuple[socket.socket, socket.socket]:
+    """A bound UDP socket and a listening TCP socket on `address` at `ports` (UDP's, TCP's)
+    in the calling thread's network namespace (that at `netns_path`, named in errors), both
+    non-blocking (neither left open on a failure)."""
+    made: list[socket.socket] = []
+    try:
+        for kind, port in zip((socket.SOCK_DGRAM, socket.SOCK_STREAM), ports):
+            sock = socket.socket(socket.AF_INET, kind)
+            made.append(sock)
+            if kind == socket.SOCK_STREAM:
+                # a connection of a server removed a moment ago may be in TIME_WAIT
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, port))
+            except OSError as e:
+                raise KernelError.from_os(f"bind {kind.name} {address}:{port} in", e,
+                                          netns_path) from None
+            if kind == socket.SOCK_STREAM:
+                sock.listen(128)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in made:
+            sock.close()
+        raise
+    return made[0], made[1]
 
-    def bind() -> tuple[socket.socket, socket.socket]:
-        made: list[socket.socket] = []
-        try:
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                sock = socket.socket(socket.AF_INET, kind)
-                made.append(sock)
-                if kind == socket.SOCK_STREAM:
-                    # a connection of a server removed a moment ago may be in TIME_WAIT
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind((address, port))
-                except OSError as e:
-                    raise KernelError.from_os(f"bind {kind.name} {address}:{port} in", e,
-                                              netns_path) from None
-                if kind == socket.SOCK_STREAM:
-                    sock.listen(128)
-                sock.setblocking(False)
-        except BaseException:
-            for sock in made:
-                sock.close()
-            raise
-        return made[0], made[1]
 
-    return in_netns(netns_path, bind)
+def _netns_id() -> tuple[int, int]:
+    """The calling thread's network namespace, as the kernel tells one from another."""
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino
 
 
 def netns_socket_opener(netns_path: str) -> OpenSocket:
@@ -210,13 +220,20 @@ class _Served:
     closing: bool = False
 
 
+class _Placed(NamedTuple):
+    """Where a container is served (the callers' side, under the server's lock)."""
+
+    netns_path: str
+    netns: tuple[int, int]  # the namespace itself: its path may later name another
+
+
 class DnsServer:
     """The embedded DNS server for every container (see the module's text)."""
 
     def __init__(self, resolve: Resolve, reverse: Reverse,
                  upstreams: Sequence[Upstream] | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT, address: str = LISTEN_ADDRESS,
-                 port: int = DNS_PORT, max_forwards: int = MAX_FORWARDS) -> None:
+                 port: int = 0, max_forwards: int = MAX_FORWARDS) -> None:
         self._resolve = resolve
         self._reverse = reverse
         # None: the host's, read again at every add (as Docker reads them at every
@@ -225,10 +242,11 @@ class DnsServer:
         self._timeout = timeout
         self._address = address
         self._port = port
+        self._redirect = port != DNS_PORT  # 53 reached through the namespace's DNAT
         self._max_forwards = max_forwards
         self._forwards = 0  # in flight, counted on the loop
         self._served: dict[str, _Served] = {}  # the loop's
-        self._served_keys: set[str] = set()  # the callers' copy of _served's keys, under _lock
+        self._placed: dict[str, _Placed] = {}  # the callers' view of _served, under _lock
         self._lock = threading.Lock()
         self._closed = False
         self._loop = asyncio.new_event_loop()
@@ -243,20 +261,22 @@ class DnsServer:
         self.close()
 
     # -- the callers' side ----------------------------------------------------------------
-    # one at a time (under _lock): an add takes about half a millisecond, and a remove
-    # racing the add of the same key could otherwise leave sockets no one removes
+    # one at a time (under _lock): an add takes about a millisecond, and a remove racing
+    # the add of the same key could otherwise leave sockets no one removes
     def add(self, key: str, netns_path: str, upstreams: Sequence[Upstream] | None = None,
             *, from_netns: bool = False) -> Ports:
         """Serve the container `key` inside the network namespace at `netns_path`, on the
-        ports returned; the names it asks that the callbacks do not know go to `upstreams`
+        ports returned (with 127.0.0.11:53 DNAT'd to them there, unless the server listens
+        on 53 itself); the names it asks that the callbacks do not know go to `upstreams`
         (its ``--dns``) when given, to the server's own otherwise, nowhere when it is empty
         (an ``--internal`` network: SERVFAIL). `from_netns`: `upstreams` are asked from
         inside that namespace, as moby asks a container's own ``--dns`` servers (the
-        server's own are always asked from the host's)."""
+        server's own are always asked from the host's). One namespace, one container
+        served: a second key there is refused."""
         with self._lock:
             if self._closed:
                 raise InvalidArgument("the DNS server is closed")
-            if key in self._served_keys:
+            if key in self._placed:
                 raise InvalidArgument(f"DNS: {key} is already served")
             if upstreams is not None:
                 chosen = list(upstreams)
@@ -264,7 +284,8 @@ class DnsServer:
                 chosen = self._own_upstreams
             else:
                 chosen = host_upstreams()
-            udp, tcp = listening_sockets(netns_path, self._address, self._port)
+            netns, udp, tcp = in_netns(netns_path, lambda: self._listen_here(netns_path))
+            ports = Ports(udp.getsockname()[1], tcp.getsockname()[1])
             opener = netns_socket_opener(netns_path) \
                 if from_netns and upstreams is not None else host_socket
             try:
@@ -273,33 +294,96 @@ class DnsServer:
             except BaseException:
                 udp.close()
                 tcp.close()
+                self._unredirect(_Placed(netns_path, netns))
                 raise
-            self._served_keys.add(key)
-            return Ports(udp.getsockname()[1], tcp.getsockname()[1])
+            self._placed[key] = _Placed(netns_path, netns)
+            return ports
 
-    def remove(self, key: str) -> None:
+    def _listen_here(self, netns_path: str
+                     ) -> tuple[tuple[int, int], socket.socket, socket.socket]:
+        """On the thread that joined the namespace at `netns_path` (the caller holds the
+        lock): refuse a namespace served already, bind the sockets, and point 53 at them.
+
+        A namespace whose DNAT names ports of a server before (skiffd restarted, or the
+        container served anew) gets sockets on those ports again when they are free: its
+        rules stay as they are, and so do the kernel's NAT'd connections, so that a client
+        keeping its socket (its source port) still gets answers — after a switch its
+        packets would follow their conntrack entry to the old port, refused, for as long
+        as they keep coming. Taken ports: new ones, and the rules switched to them."""
+        netns = _netns_id()
+        for key, placed in self._placed.items():
+            if placed.netns == netns:
+                raise InvalidArgument(f"DNS: the network namespace at {netns_path} is "
+                                      f"served already (for {key})")
+        if self._redirect and self._port == 0:
+            kept = dns_redirect.in_force(self._address)
+            if kept is not None:
+                try:
+                    udp, tcp = _bind_pair(self._address, kept, netns_path)
+                    return netns, udp, tcp
+                except KernelError as e:
+                    log.info("dns: %s: the ports its DNAT names are taken (%s): new ones",
+                             netns_path, e)
+        udp, tcp = _bind_pair(self._address, (self._port, self._port), netns_path)
+        if self._redirect:
+            try:
+                dns_redirect.apply(self._address, udp.getsockname()[1], tcp.getsockname()[1])
+            except BaseException as e:
+                udp.close()
+                tcp.close()
+                if isinstance(e, FirewallError):
+                    raise FirewallError(f"DNAT of {self._address}:{DNS_PORT} in "
+                                        f"{netns_path}: {e}") from None
+                raise
+        return netns, udp, tcp
+
+    def _unredirect(self, placed: _Placed) -> None:
+        """Delete the DNAT in `placed`'s namespace, if it is still there (a failure is
+        logged: the sockets it pointed at are closed by then, so 53 only refuses)."""
+        if not self._redirect:
+            return
+
+        def inside() -> None:
+            if _netns_id() == placed.netns:
+                dns_redirect.remove()
+
+        try:
+            in_netns(placed.netns_path, inside)
+        except SkiffError as e:
+            log.warning("dns: the DNAT in %s: %s", placed.netns_path, e)
+
+    def remove(self, key: str, *, keep_redirect: bool = False) -> None:
         """Stop serving `key`: its sockets closed, its connections and forwards ended, by
-        the time this returns (nothing to do for a key not served)."""
+        the time this returns (nothing to do for a key not served), and the DNAT in its
+        namespace deleted — unless `keep_redirect`: the namespace goes (and its rules with
+        it) at the end of the container's run, or an `add` comes next, which takes their
+        ports again (a deletion waits ~10 ms for the kernel's RCU grace period)."""
         with self._lock:
-            self._remove(key)
+            self._remove(key, keep_redirect)
 
-    def _remove(self, key: str) -> None:
-        if key in self._served_keys:
-            asyncio.run_coroutine_threadsafe(self._unserve(key), self._loop).result()
-            self._served_keys.discard(key)
+    def _remove(self, key: str, keep_redirect: bool) -> None:
+        placed = self._placed.get(key)
+        if placed is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._unserve(key), self._loop).result()
+        del self._placed[key]
+        if not keep_redirect:
+            self._unredirect(placed)
 
     def keys(self) -> list[str]:
         """The containers served now."""
         with self._lock:
-            return sorted(self._served_keys)
+            return sorted(self._placed)
 
     def close(self) -> None:
-        """Stop serving every container and end the server's thread (again: nothing)."""
+        """Stop serving every container and end the server's thread (again: nothing). The
+        DNAT rules stay in the namespaces: the next server's `add` listens on their ports
+        again (or switches them)."""
         with self._lock:
             if self._closed:
                 return
-            for key in list(self._served_keys):
-                self._remove(key)
+            for key in list(self._placed):
+                self._remove(key, keep_redirect=True)
             self._closed = True
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()

@@ -231,12 +231,13 @@ class _Libnftables:
             getattr(lib, name).argtypes = [ctypes.c_void_p]
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        for name in ("nft_ctx_get_error_buffer", "nft_ctx_get_output_buffer"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+            getattr(lib, name).restype = ctypes.c_char_p
         self.lib = lib
         self.lock = threading.Lock()  # one context at a time: its buffers are not shared
 
-    def run(self, batch: str) -> None:
+    def run(self, batch: str) -> str:
         lib = self.lib
         with self.lock:
             ctx = lib.nft_ctx_new(0)
@@ -248,6 +249,7 @@ class _Libnftables:
                 if lib.nft_run_cmd_from_buffer(ctx, batch.encode()) != 0:
                     error = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
                     raise FirewallError(f"nft -f -: {error.strip()}")
+                return (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
             finally:
                 lib.nft_ctx_free(ctx)
 
@@ -255,8 +257,13 @@ class _Libnftables:
 _LIB: list[_Libnftables | None] = []
 
 
-def _batch(batch: str) -> None:
-    """Run an nft batch: in this process when libnftables is there, else with ``nft``."""
+def run_batch(batch: str) -> str:
+    """Run an nft batch (what it prints, a ``list`` command's text, is returned): in this
+    process when libnftables is there, else with ``nft``; in the calling thread's network
+    namespace either way (the library's netlink socket is made per batch, by this thread,
+    and a child inherits its thread's namespace), so a thread that joined a container's
+    namespace (``kernel.netns_thread.in_netns``) reads and writes that namespace's
+    ruleset."""
     if not _LIB:
         try:
             _LIB.append(_Libnftables())
@@ -264,9 +271,8 @@ def _batch(batch: str) -> None:
             _LIB.append(None)
     lib = _LIB[0]
     if lib is None:
-        _nft(batch, "-f", "-")
-    else:
-        lib.run(batch)
+        return _nft(batch, "-f", "-")
+    return lib.run(batch)
 
 
 def _nft(batch: str, *args: str) -> str:
@@ -300,7 +306,7 @@ def apply(table: str, bridges: Sequence[BridgeRule], ports: Sequence[PortRule],
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")
     if forwarding and any(not b.internal for b in bridges):
         _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
-    _batch(batch)
+    run_batch(batch)
 
 
 def append_ports(table: str, bridges: Sequence[BridgeRule], applied: Sequence[PortRule],
@@ -322,14 +328,14 @@ def append_ports(table: str, bridges: Sequence[BridgeRule], applied: Sequence[Po
             lines += [f"add rule ip {table} postrouting {r}"
                       for r in _port_masquerade(by_name[bridge])]
     lines += [f"add rule ip {table} published {_dnat(p)}" for p in extra]
-    _batch("".join(line + "\n" for line in lines))
+    run_batch("".join(line + "\n" for line in lines))
     return True
 
 
 def remove(table: str) -> None:
     """Delete `table` whole (nothing happens when it is not there)."""
     _check_table(table)
-    _batch(f"table ip {table} {{}}\ndelete table ip {table}\n")
+    run_batch(f"table ip {table} {{}}\ndelete table ip {table}\n")
 
 
 def exists(table: str) -> bool:
