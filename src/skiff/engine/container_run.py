@@ -4,8 +4,9 @@ container.
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd, the mounts the `VolumeService` makes ready and the attached capsules'), makes the container's network
 namespace and wires it into the container's networks (`network_endpoints.attach_all`, with
-its /etc/hosts and resolv.conf written for them) — or joins another's (``container:<id>``)
-—, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
+its /etc/hosts and resolv.conf written for them) — or joins another's (``container:<id>``),
+or, for a userns-remapped container, lets its runtime make it and wires it when the
+runtime's hook asks (`wire_runtime_netns`, through `netns_wiring`) —, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
 (the service's `start_monitor`), which runs the container and outlives skiffd; a start that
 fails leaves the container as it was, with the error and exit code in its state (and an
 AutoRemove container removed). `monitor_ended` is told when a run is over — by the
@@ -204,6 +205,7 @@ def wire_runtime_netns(svc: ContainerService, cid: str, key: str) -> None:
                               f"runtime's for skiffd to wire")
     svc._release_netns(cid)
     netns = svc.netns_path(cid)
+    began = time.perf_counter()
     try:
         bind_netns(key, netns)
         try:
@@ -214,6 +216,8 @@ def wire_runtime_netns(svc: ContainerService, cid: str, key: str) -> None:
     except SkiffError as e:
         svc._wiring_failed[cid] = e
         raise
+    _log.debug("container %s: its runtime's network namespace wired in %.1f ms", cid[:12],
+               (time.perf_counter() - began) * 1e3)
 
 
 def _start_failed(svc: ContainerService, cid: str, message: str, code: int) -> None:
