@@ -7,7 +7,7 @@ endpoint on a user-defined network, as Docker's resolver runs for those only: `r
 after its start, a connect or a disconnect makes the server agree with its endpoints, and
 `forget` at the end of its run closes its sockets before its namespace is let go (they
 would keep it alive). A ``container:<id>`` container shares the other's namespace and its
-server; a userns-remapped container has no namespace of the engine's, and so no endpoint.
+server; a userns-remapped container's namespace, its runtime's, is kept at the same path.
 Names the engine does not know go to the container's ``--dns`` servers when it has some
 (asked from its own namespace, as moby asks them), else to skiffd's upstreams (``skiffd --dns-upstream``, default the host's resolv.conf,
 ``none``: nowhere), and nowhere when every network it is on is ``--internal`` (moby's
