@@ -240,3 +240,16 @@ def test_a_restart_its_monitor_makes_is_wired_again(daemon: Skiffd) -> None:
     assert fetch(daemon, cid, f"http://{server}/") == "again"
     assert same_namespace(daemon, cid)
     assert len(netns_mounts(daemon)) == 2  # the first run's was let go
+
+
+def test_network_container_joins_a_remapped_ones_namespace(daemon: Skiffd) -> None:
+    """``--network container:<id>``: the other's namespace, and its user namespace with it
+    (moby: to share a net namespace they must share a user namespace)."""
+    net = network(daemon)
+    host = skiff(daemon, "run", "-d", "--network", net, "busybox", *httpd("shared")).stdout.strip()
+    address = inspect(daemon, host)["NetworkSettings"]["Networks"][net]["IPAddress"]
+    out = skiff(daemon, "run", "--rm", "--network", f"container:{host}", "busybox", "sh", "-c",
+                "ip -4 addr show eth0; cat /proc/self/uid_map; "
+                "timeout 5 wget -qO- http://127.0.0.1/").stdout
+    assert f"inet {address}/24" in out and "shared" in out
+    assert out.splitlines()[-2].split()[:2] == ["0", str(_first_id("/etc/subuid"))]

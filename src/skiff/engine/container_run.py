@@ -37,6 +37,7 @@ from skiff.engine.userns_remap import maps_of
 from skiff.errors import (ContainerConflict, InvalidArgument, KernelError, NoSuchContainer,
                           SkiffError)
 from skiff.log import logger
+from skiff.record import Record
 from skiff.runtime import cgroup_warmup
 
 TYPE_CHECKING = False
@@ -83,10 +84,11 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
         user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
         svc._runtime_delete(cid)  # what the last run left, if its tidying is under way
         svc._wiring_failed.pop(cid, None)  # a restart's its monitor made, told nobody
-        netns, files, wiring = _network_of(svc, row, idmaps is not None)
-        spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user, files=files,
-                                 cgroup_parent=svc.cgroup_parent, netns=netns,
-                                 idmaps=idmaps, wiring_socket=wiring,
+        plan = _network_of(svc, row, idmaps is not None)
+        spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
+                                 files=plan.files, cgroup_parent=svc.cgroup_parent,
+                                 netns=plan.netns, idmaps=idmaps, userns=plan.userns,
+                                 wiring_socket=plan.wiring_socket,
                                  mounts=svc.volumes.start_mounts(
                                      cid, row.doc.get("MountPoints") or ())
                                  + start_mounts(svc, row, rootfs))
@@ -136,15 +138,25 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
         monitor_ended(svc, cid, 0)  # no monitor to watch: it cannot be running
 
 
-def _network_of(svc: ContainerService, row: ContainerRow,
-                remapped: bool) -> tuple[str | None, ContainerFiles, str]:
-    """The network namespace the container joins, the files bound over its /etc/hosts,
-    /etc/resolv.conf and /etc/hostname, and the socket its runtime's hook asks to wire the
-    namespace the runtime makes: another container's namespace (``container:<id>``, which
-    must be running), none of its own (``host``; ``none`` under ``--userns-remap``, whose
-    runtime makes one with only its loopback), one the runtime makes and the engine wires
-    when the hook asks (`wire_runtime_netns`; a remapped container, whose root must own
-    its namespace), or a new one wired into each of its networks now."""
+class _NetworkPlan(Record):
+    """How a start gives the container its network: the namespace it joins (None: its
+    runtime makes one, or ``host``), the files bound over its /etc/hosts, resolv.conf and
+    hostname, the socket its runtime's hook asks to wire the namespace the runtime makes
+    (""), and the user namespace it joins with another's network namespace (None)."""
+
+    netns: str | None
+    files: ContainerFiles
+    wiring_socket: str = ""
+    userns: str | None = None
+
+
+def _network_of(svc: ContainerService, row: ContainerRow, remapped: bool) -> _NetworkPlan:
+    """Another container's namespace (``container:<id>``, which must be running; a remapped
+    one joins its user namespace too, as moby: the namespace is that one's), none of its
+    own (``host``; ``none`` under ``--userns-remap``, whose runtime makes one with only its
+    loopback), one the runtime makes and the engine wires when the hook asks
+    (`wire_runtime_netns`; a remapped container, whose root must own its namespace), or a
+    new one wired into each of its networks now."""
     cid, host = row.id, row.doc["HostConfig"]
     mode = host["NetworkMode"]
     files = files_in(svc.container_dir(cid))
@@ -155,18 +167,21 @@ def _network_of(svc: ContainerService, row: ContainerRow,
         if not svc._running(other):
             raise ContainerConflict(f"cannot join network namespace of a non running "
                                     f"container: {other.id}")
-        return svc.netns_path(other.id), files_in(svc.container_dir(other.id)), ""
+        pid = int(other.state.get("Pid") or 0)
+        userns = f"/proc/{pid}/ns/user" if remapped and maps_of(other.doc) and pid else None
+        return _NetworkPlan(svc.netns_path(other.id), files_in(svc.container_dir(other.id)),
+                            userns=userns)
     if mode == "host" or (remapped and mode == "none"):
-        return None, files, ""
+        return _NetworkPlan(None, files)
     from skiff.engine.netns import make_netns
 
     svc._release_netns(cid)  # a run's that ended while skiffd was away
     if remapped:
-        return None, files, svc.netns_wiring.ensure()
+        return _NetworkPlan(None, files, svc.netns_wiring.ensure())
     netns = svc.netns_path(cid)
     make_netns(netns)
     _wire(svc, row, netns)
-    return netns, files, ""
+    return _NetworkPlan(netns, files)
 
 
 def _wire(svc: ContainerService, row: ContainerRow, netns: str) -> None:
