@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -46,8 +47,7 @@ def module_skiffd(tmp_root: Path, remap_user: None) -> Iterator[Skiffd]:
         try:
             yield d
         finally:
-            remove_all(d)
-            remove_networks(d)
+            emptied(d)
     assert d.env["SKIFF_BRIDGE"] not in host_links()
 
 
@@ -55,9 +55,16 @@ def module_skiffd(tmp_root: Path, remap_user: None) -> Iterator[Skiffd]:
 def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
     before = host_links()
     yield module_skiffd
-    remove_all(module_skiffd)
-    remove_networks(module_skiffd)
-    assert_nothing_left(module_skiffd, before)
+    emptied(module_skiffd, before)
+
+
+def emptied(d: Skiffd, before: set[str] | None = None) -> None:
+    """Every container and user network of `d` removed; with `before` (the host's links
+    then), checked that none of their veths, bridges and netns mounts is left."""
+    remove_all(d)
+    remove_networks(d)
+    if before is not None:
+        assert_nothing_left(d, before)
 
 
 def assert_nothing_left(d: Skiffd, before: set[str]) -> None:
@@ -191,15 +198,13 @@ def test_a_skiffd_restart_keeps_remapped_containers_served(tmp_root: Path,
         assert fetch(d, client, f"http://{server}/") == "kept"  # its DNS served again
         skiff(d, "network", "connect", other, client)
         assert "inet " in sh(d, client, "ip -4 addr show eth1").stdout
-        remove_all(d)
-        remove_networks(d)
-        assert_nothing_left(d, before)
+        emptied(d, before)
     finally:
         try:
-            remove_all(d)
-            remove_networks(d)
+            emptied(d)
         finally:
             stop_skiffd(d)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_a_failed_start_leaves_nothing(daemon: Skiffd) -> None:
