@@ -6,9 +6,9 @@ container.
 namespace and wires it into the container's networks (`network_endpoints.attach_all`, with
 its /etc/hosts and resolv.conf written for them) — or joins another's (``container:<id>``),
 or, for a userns-remapped container, lets its runtime make it and wires it when the
-runtime's hook asks (`wire_runtime_netns`, through `netns_wiring`) —, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
-(the service's `start_monitor`), which runs the container and outlives skiffd; a start that
-fails leaves the container as it was, with the error and exit code in its state (and an
+runtime's hook asks (`wire_runtime_netns`, through `netns_wiring`) —, writes the bundle
+under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor (the service's
+`start_monitor`), which runs the container and outlives skiffd; a start that fails leaves the container as it was, with the error and exit code in its state (and an
 AutoRemove container removed). `monitor_ended` is told when a run is over — by the
 `ExitWatcher` when the monitor's exit file arrives or the monitor itself ends, and by
 whoever finds a run's monitor gone: the exit file becomes the container's state (exit code,

@@ -498,7 +498,8 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
     if idmaps is not None:
         linux["namespaces"].insert(0, {"type": "user", **({"path": userns} if userns else {})})
         linux.update(spec_mappings(idmaps))
-        if host["NetworkMode"] != "host":  # its own, made by the runtime in its userns
+        mode = host["NetworkMode"]
+        if mode != "host" and not mode.startswith("container:"):  # the runtime's, in its userns
             from skiff.engine.netns import loopback_hook_spec
 
             hooks["createRuntime"] = [loopback_hook_spec(wiring_socket, container_id)]
