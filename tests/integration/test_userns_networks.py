@@ -258,3 +258,22 @@ def test_network_container_joins_a_remapped_ones_namespace(daemon: Skiffd) -> No
                 "timeout 5 wget -qO- http://127.0.0.1/").stdout
     assert f"inet {address}/24" in out and "shared" in out
     assert out.splitlines()[-2].split()[:2] == ["0", str(_first_id("/etc/subuid"))]
+
+
+def test_skiffd_wires_only_a_containers_own_namespace(
+        daemon: Skiffd, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ask on the wiring socket naming a process not the container's (here the host's
+    init, whose namespace is the host's) is refused and changes nothing; a stop and a
+    start wire the container's next namespace."""
+    from skiff.engine.netns_wiring import SOCKET_NAME, ask_wiring
+
+    net = network(daemon)
+    cid = skiff(daemon, "run", "-d", "--network", net, "busybox", "sleep", "60").stdout.strip()
+    with pytest.raises(SystemExit):
+        ask_wiring(str(daemon.run / SOCKET_NAME), cid, 1)
+    assert "/proc/1/ns/net is not the network namespace of container" in \
+        capsys.readouterr().err
+    assert same_namespace(daemon, cid) and "inet " in sh(daemon, cid, "ip -4 a show eth0").stdout
+    skiff(daemon, "restart", "-t", "0", cid)
+    assert same_namespace(daemon, cid) and "inet " in sh(daemon, cid, "ip -4 a show eth0").stdout
+    assert len(netns_mounts(daemon)) == 1

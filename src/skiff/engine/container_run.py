@@ -218,6 +218,7 @@ def wire_runtime_netns(svc: ContainerService, cid: str, key: str) -> None:
     if maps_of(row.doc) is None or mode in ("host", "none") or mode.startswith("container:"):
         raise InvalidArgument(f"container {cid[:12]} has no network namespace of its "
                               f"runtime's for skiffd to wire")
+    _check_init(cid, key)
     svc._release_netns(cid)
     netns = svc.netns_path(cid)
     began = time.perf_counter()
@@ -233,6 +234,19 @@ def wire_runtime_netns(svc: ContainerService, cid: str, key: str) -> None:
         raise
     _log.debug("container %s: its runtime's network namespace wired in %.1f ms", cid[:12],
                (time.perf_counter() - began) * 1e3)
+
+
+def _check_init(cid: str, key: str) -> None:
+    """`key` must be the namespace of a process of `cid` (in its cgroup, which the runtime
+    joins before its hooks): a mistaken ask, of skiffd's own namespace say, is refused."""
+    path = key.replace("/ns/net", "/cgroup")
+    try:
+        with open(path) as f:
+            groups = f.read()
+    except OSError as e:
+        raise KernelError.from_os("open", e, path) from None
+    if cid not in groups:
+        raise InvalidArgument(f"{key} is not the network namespace of container {cid[:12]}")
 
 
 def _start_failed(svc: ContainerService, cid: str, message: str, code: int) -> None:
