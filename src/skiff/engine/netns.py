@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall
-from skiff.kernel.netns_thread import in_new_thread
 
 WIRING_TIMEOUT = 30  # seconds skiffd may take to wire a remapped container's namespace
 SIOCGIFFLAGS = 0x8913
@@ -50,6 +48,10 @@ def _loopback_up() -> None:
 
 def make_netns(path: str) -> None:
     """A new network namespace with its loopback up, kept at `path` (made; must not exist)."""
+    import threading  # (here: the hooks import this module, and need neither)
+
+    from skiff.kernel.netns_thread import in_new_thread
+
     _mount_point(path)
 
     def inside() -> None:

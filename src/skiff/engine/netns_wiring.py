@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 
 from skiff.errors import KernelError, SkiffError
 from skiff.log import logger
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
 
 _log = logger("skiff.engine.networks")
@@ -40,6 +40,8 @@ class NetnsWiring:
     wires the namespace at `key` for the container `cid`, or raises SkiffError."""
 
     def __init__(self, path: str, wire: Callable[[str, str], None]) -> None:
+        import threading  # (here: the hook, which imports this module, needs no threads)
+
         self.path = path
         self._wire = wire
         self._lock = threading.Lock()
@@ -69,6 +71,8 @@ class NetnsWiring:
                 listener.close()
                 raise KernelError.from_os("bind", e, self.path) from None
             self._listener = listener
+            import threading
+
             self._thread = threading.Thread(target=self._serve, args=(listener,), daemon=True,
                                             name="skiffd-netns-wiring")
             self._thread.start()
@@ -94,6 +98,8 @@ class NetnsWiring:
             pass
 
     def _serve(self, listener: socket.socket) -> None:
+        import threading
+
         while True:
             try:
                 conn, _ = listener.accept()
