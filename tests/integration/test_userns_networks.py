@@ -61,8 +61,10 @@ def daemon(module_skiffd: Skiffd) -> Iterator[Skiffd]:
 def emptied(d: Skiffd, before: set[str] | None = None) -> None:
     """Every container and user network of `d` removed; with `before` (the host's links
     then), checked that none of their veths, bridges and netns mounts is left."""
-    remove_all(d)
-    remove_networks(d)
+    try:
+        remove_all(d)
+    finally:
+        remove_networks(d)  # their bridges outlive skiffd: never left behind
     if before is not None:
         assert_nothing_left(d, before)
 
