@@ -81,3 +81,16 @@ def test_spec_of_a_remapped_container() -> None:
     assert linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
     assert linux["sysctl"]["net.ipv4.ping_group_range"] == "0 65535"
     assert doc["hooks"]["createRuntime"][0]["args"][-2].endswith("loopback_hook()")
+
+
+def test_a_remapped_containers_hook_asks_skiffd_to_wire_its_namespace() -> None:
+    from skiff.engine.container_config import parse_create
+
+    req = parse_create({"Image": "busybox", "Cmd": ["true"]}, None, cgroup_v2=False)
+    doc = compose_spec_json("c" * 64, req.config, req.host_config, rootfs="/r",
+                            known_caps=["CAP_CHOWN"], bounding=None, netns=None,
+                            sysctl_exists=lambda _: True, idmaps=MAPS,
+                            wiring_socket="/run/x/netns.sock")
+    hook = doc["hooks"]["createRuntime"][0]
+    assert hook["args"][-2:] == ["/run/x/netns.sock", "c" * 64]
+    assert hook["args"][-4].endswith("loopback_hook()") and hook["timeout"] > 0

@@ -21,6 +21,7 @@ from skiff.engine.container_run import monitor_ended
 from skiff.engine.containers import _Live, _now
 from skiff.engine.names import is_full_id
 from skiff.engine.times import rfc3339_nano
+from skiff.engine.userns_remap import maps_of
 from skiff.log import logger
 
 TYPE_CHECKING = False
@@ -52,6 +53,9 @@ def reconcile(svc: ContainerService) -> None:
         elif row.state.get("Running"):
             monitor_pid = int(row.state.get("MonitorPid") or 0)
             if monitor_alive(monitor_pid, cid):
+                if maps_of(row.doc) is not None:
+                    svc.netns_wiring.ensure()  # for a restart its monitor makes
+
                 svc._watcher.watch(cid, monitor_pid, svc.bundle_dir(cid))
                 svc.supervisor.catch_up(cid, monitor_pid)
                 svc.supervisor.health_changed(cid)

@@ -4,10 +4,11 @@ container.
 `start` composes the OCI spec (`oci_spec`, with the user resolved in the container's own
 /etc/passwd, the mounts the `VolumeService` makes ready and the attached capsules'), makes the container's network
 namespace and wires it into the container's networks (`network_endpoints.attach_all`, with
-its /etc/hosts and resolv.conf written for them) — or joins another's (``container:<id>``)
-—, writes the bundle under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor
-(the service's `start_monitor`), which runs the container and outlives skiffd; a start that
-fails leaves the container as it was, with the error and exit code in its state (and an
+its /etc/hosts and resolv.conf written for them) — or joins another's (``container:<id>``),
+or, for a userns-remapped container, lets its runtime make it and wires it when the
+runtime's hook asks (`wire_runtime_netns`, through `netns_wiring`) —, writes the bundle
+under ``$SKIFF_RUN/containers/<id>`` and hands it to a monitor (the service's
+`start_monitor`), which runs the container and outlives skiffd; a start that fails leaves the container as it was, with the error and exit code in its state (and an
 AutoRemove container removed). `monitor_ended` is told when a run is over — by the
 `ExitWatcher` when the monitor's exit file arrives or the monitor itself ends, and by
 whoever finds a run's monitor gone: the exit file becomes the container's state (exit code,
@@ -36,6 +37,7 @@ from skiff.engine.userns_remap import maps_of
 from skiff.errors import (ContainerConflict, InvalidArgument, KernelError, NoSuchContainer,
                           SkiffError)
 from skiff.log import logger
+from skiff.record import Record
 from skiff.runtime import cgroup_warmup
 
 TYPE_CHECKING = False
@@ -81,10 +83,12 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
         rootfs = svc._mounted_rootfs(cid, row.image_id, idmaps)
         user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd") or ())
         svc._runtime_delete(cid)  # what the last run left, if its tidying is under way
-        netns, files = _network_of(svc, row, idmaps is not None)
-        spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user, files=files,
-                                 cgroup_parent=svc.cgroup_parent, netns=netns,
-                                 idmaps=idmaps,
+        svc._wiring_failed.pop(cid, None)  # a restart's its monitor made, told nobody
+        plan = _network_of(svc, row, idmaps is not None)
+        spec = compose_spec_json(cid, config, host, rootfs=rootfs, user=user,
+                                 files=plan.files, cgroup_parent=svc.cgroup_parent,
+                                 netns=plan.netns, idmaps=idmaps, userns=plan.userns,
+                                 wiring_socket=plan.wiring_socket,
                                  mounts=svc.volumes.start_mounts(
                                      cid, row.doc.get("MountPoints") or ())
                                  + start_mounts(svc, row, rootfs))
@@ -108,11 +112,14 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
             monitor_log=os.path.join(bundle, "monitor.log"),
             stdio=stdio_of(config, bundle)))
     except SkiffError as e:
+        # the wiring's own error, as a namespace the engine made gives it (a 409 for an
+        # address taken), rather than the runtime's words for the hook that failed
+        e = svc._wiring_failed.pop(cid, e)
         code = getattr(e, "exit_code", None) or EXIT_UNKNOWN
         _start_failed(svc, cid, str(e), int(code))
         if host.get("AutoRemove"):
             remove_quietly(svc, cid)
-        raise
+        raise e from None
     pids = svc._read_pid_file(cid)
     monitor_pid = pids[0] if pids else 0
     with svc._cond:
@@ -131,12 +138,25 @@ def _launch(svc: ContainerService, row: ContainerRow, live: _Live) -> None:
         monitor_ended(svc, cid, 0)  # no monitor to watch: it cannot be running
 
 
-def _network_of(svc: ContainerService, row: ContainerRow,
-                remapped: bool) -> tuple[str | None, ContainerFiles]:
-    """The network namespace the container joins and the files bound over its /etc/hosts,
-    /etc/resolv.conf and /etc/hostname: another container's (``container:<id>``, which
-    must be running), none of its own (``host``; a remapped container, whose runtime makes
-    one), or a new one wired into each of its networks, with its files written for them."""
+class _NetworkPlan(Record):
+    """How a start gives the container its network: the namespace it joins (None: its
+    runtime makes one, or ``host``), the files bound over its /etc/hosts, resolv.conf and
+    hostname, the socket its runtime's hook asks to wire the namespace the runtime makes
+    (""), and the user namespace it joins with another's network namespace (None)."""
+
+    netns: str | None
+    files: ContainerFiles
+    wiring_socket: str = ""
+    userns: str | None = None
+
+
+def _network_of(svc: ContainerService, row: ContainerRow, remapped: bool) -> _NetworkPlan:
+    """Another container's namespace (``container:<id>``, which must be running; a remapped
+    one joins its user namespace too, as moby: the namespace is that one's), none of its
+    own (``host``; ``none`` under ``--userns-remap``, whose runtime makes one with only its
+    loopback), one the runtime makes and the engine wires when the hook asks
+    (`wire_runtime_netns`; a remapped container, whose root must own its namespace), or a
+    new one wired into each of its networks now."""
     cid, host = row.id, row.doc["HostConfig"]
     mode = host["NetworkMode"]
     files = files_in(svc.container_dir(cid))
@@ -147,27 +167,86 @@ def _network_of(svc: ContainerService, row: ContainerRow,
         if not svc._running(other):
             raise ContainerConflict(f"cannot join network namespace of a non running "
                                     f"container: {other.id}")
-        return svc.netns_path(other.id), files_in(svc.container_dir(other.id))
-    if mode == "host" or remapped:
-        return None, files
+        pid = int(other.state.get("Pid") or 0)
+        userns = f"/proc/{pid}/ns/user" if remapped and maps_of(other.doc) and pid else None
+        return _NetworkPlan(svc.netns_path(other.id), files_in(svc.container_dir(other.id)),
+                            userns=userns)
+    if mode == "host" or (remapped and mode == "none"):
+        return _NetworkPlan(None, files)
     from skiff.engine.netns import make_netns
+
+    svc._release_netns(cid)  # a run's that ended while skiffd was away
+    if remapped:
+        return _NetworkPlan(None, files, svc.netns_wiring.ensure())
+    netns = svc.netns_path(cid)
+    make_netns(netns)
+    _wire(svc, row, netns)
+    return _NetworkPlan(netns, files)
+
+
+def _wire(svc: ContainerService, row: ContainerRow, netns: str) -> None:
+    """Wire the container's namespace at `netns` into each of its networks, publish its
+    ports, write its /etc/hosts and resolv.conf for them and serve its DNS."""
     from skiff.engine.network_endpoints import attach_all, facts
 
-    netns = svc.netns_path(cid)
-    svc._release_netns(cid)  # a run's that ended while skiffd was away
     began = time.perf_counter()
-    make_netns(netns)
     made = attach_all(svc.networks, row, netns)
-    _log.debug("container %s: network namespace and %d endpoint(s) in %.1f ms", cid[:12],
-               len(made), (time.perf_counter() - began) * 1e3)
+    _log.debug("container %s: %d endpoint(s) in %.1f ms", row.id[:12], len(made),
+               (time.perf_counter() - began) * 1e3)
     if svc.networks.ports is not None:
         svc.networks.ports.publish(row, made)
+    files = files_in(svc.container_dir(row.id))
     try:
-        write_network_files(files, row.doc["Config"], host, facts(svc.networks, row))
+        write_network_files(files, row.doc["Config"], row.doc["HostConfig"],
+                            facts(svc.networks, row))
     except OSError as e:
         raise KernelError.from_os("write", e, files.hosts) from None
     svc.networks.dns.refresh(row)  # 127.0.0.11 answers before the container's process runs
-    return netns, files
+
+
+def wire_runtime_netns(svc: ContainerService, cid: str, key: str) -> None:
+    """The hook of a remapped container's runtime asks (`netns_wiring`): keep the namespace
+    its runtime made, at `key` (``/proc/<init pid>/ns/net``), where the engine keeps every
+    container's (`netns_path`), and wire it as one the engine made; from then on its
+    connect, disconnect, DNS, reconcile and end are those of any container. The live lock
+    is not taken: the start that waits for this answer holds it. A namespace kept from the
+    run before (a restart its monitor made) is let go first."""
+    from skiff.engine.netns import bind_netns
+
+    row = svc._row(cid)
+    mode = row.doc["HostConfig"]["NetworkMode"]
+    if maps_of(row.doc) is None or mode in ("host", "none") or mode.startswith("container:"):
+        raise InvalidArgument(f"container {cid[:12]} has no network namespace of its "
+                              f"runtime's for skiffd to wire")
+    _check_init(cid, key)
+    svc._release_netns(cid)
+    netns = svc.netns_path(cid)
+    began = time.perf_counter()
+    try:
+        bind_netns(key, netns)
+        try:
+            _wire(svc, row, netns)
+        except BaseException:
+            svc._release_netns(cid)
+            raise
+    except SkiffError as e:
+        svc._wiring_failed[cid] = e
+        raise
+    _log.debug("container %s: its runtime's network namespace wired in %.1f ms", cid[:12],
+               (time.perf_counter() - began) * 1e3)
+
+
+def _check_init(cid: str, key: str) -> None:
+    """`key` must be the namespace of a process of `cid` (in its cgroup, which the runtime
+    joins before its hooks): a mistaken ask, of skiffd's own namespace say, is refused."""
+    path = key.replace("/ns/net", "/cgroup")
+    try:
+        with open(path) as f:
+            groups = f.read()
+    except OSError as e:
+        raise KernelError.from_os("open", e, path) from None
+    if cid not in groups:
+        raise InvalidArgument(f"{key} is not the network namespace of container {cid[:12]}")
 
 
 def _start_failed(svc: ContainerService, cid: str, message: str, code: int) -> None:

@@ -24,7 +24,8 @@ rename, update), `container_stats` (top, stats), `container_archive` (cp, export
 the engine gives the service as `capsules`) and `commit`; restart policies and health checks are the `Supervisor`'s
 (`container_supervision`). Its networks are the `NetworkService` it holds as `networks`
 (`network_endpoints`: a container's endpoints, recorded at create, wired at each start and
-taken down when the run ends — with its network namespace, in `_release_netns`).
+taken down when the run ends — with its network namespace, in `_release_netns`); a remapped
+container's runtime asks for its own namespace to be wired through `netns_wiring`.
 
 Threads: the API calls in from many worker threads. Each container has an operation lock
 (start, stop's signal, kill and remove of one container never interleave); state changes go
@@ -168,6 +169,10 @@ class ContainerService:
         from skiff.net.firewall import table_for_run
 
         self.networks.ports = NetworkPorts(self.networks, table_for_run(run))
+        from skiff.engine.netns_wiring import SOCKET_NAME, NetnsWiring
+
+        # served from the first remapped container's start (or a reconcile that finds one)
+        self.netns_wiring = NetnsWiring(os.path.join(run, SOCKET_NAME), self._wire_runtime_netns)
         self.capsules: CapsuleService | None = None  # the engine's, set with its hooks
         self._cond = threading.Condition()
         self._live: dict[str, _Live] = {}
@@ -175,6 +180,8 @@ class ContainerService:
         self._creating: dict[str, str] = {}  # ID → image ID, while its create is under way
         self._image_configs: dict[str, dict[str, Any]] = {}
         self._prune_lock = threading.Lock()
+        # cid → why its runtime's namespace could not be wired: its start's error, not the hook's
+        self._wiring_failed: dict[str, SkiffError] = {}
         self.supervisor = Supervisor(self)
         self._watcher = ExitWatcher(self._monitor_ended, self.supervisor.on_file)
         self._root_lock = -1
@@ -184,6 +191,7 @@ class ContainerService:
         database, and take the cgroup parent if no container is left below it."""
         self._watcher.close()
         self.monitors.close()
+        self.netns_wiring.close()
         self.networks.close()
         from skiff.runtime.cgroups import prune_parent
         prune_parent(self.cgroup_parent)  # when no container's cgroup is left below it
@@ -226,6 +234,11 @@ class ContainerService:
     def netns_path(self, cid: str) -> str:
         """Where a running container's own network namespace is kept (its SandboxKey)."""
         return os.path.join(self.netns_dir, cid)
+
+    def _wire_runtime_netns(self, cid: str, key: str) -> None:
+        from skiff.engine.container_run import wire_runtime_netns
+
+        wire_runtime_netns(self, cid, key)
 
     def _release_netns(self, cid: str) -> None:
         """What a run held of the network: its endpoints (veths, addresses), its namespace."""

@@ -11,21 +11,22 @@ from a socket made inside it, and keeps the namespace by bind-mounting it at `pa
 unmounts and removes what was made.
 
 A user-namespace-remapped container cannot use a namespace made here: its root would not
-own it (no sysctl, no interface change). Its runtime makes the namespace inside the
+own it (no sysctl, no sysfs, no interface change). Its runtime makes the namespace inside the
 container's user namespace, and `loopback_hook` — a createRuntime hook, as Docker uses
-libnetwork's prestart hook there — brings that one's loopback up from the host side.
+libnetwork's setkey hook there — brings that one's loopback up from the host side and, for a
+container with networks, has skiffd wire it (`netns_wiring`), which keeps it at the same
+place with `bind_netns`, so that what follows is as for a namespace made here.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import threading
 
 from skiff.errors import KernelError
 from skiff.kernel import syscall
-from skiff.kernel.netns_thread import in_new_thread
 
+WIRING_TIMEOUT = 30  # seconds skiffd may take to wire a remapped container's namespace
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -47,11 +48,11 @@ def _loopback_up() -> None:
 
 def make_netns(path: str) -> None:
     """A new network namespace with its loopback up, kept at `path` (made; must not exist)."""
-    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
-    except OSError as e:
-        raise KernelError.from_os("create", e, path) from None
+    import threading  # (here: the hooks import this module, and need neither)
+
+    from skiff.kernel.netns_thread import in_new_thread
+
+    _mount_point(path)
 
     def inside() -> None:
         syscall.unshare(syscall.CLONE_NEWNET)
@@ -64,6 +65,25 @@ def make_netns(path: str) -> None:
     except BaseException:
         release_netns(path)
         raise
+
+
+def bind_netns(source: str, path: str) -> None:
+    """Keep the network namespace at `source` (another's: ``/proc/<pid>/ns/net``) at `path`
+    too, for as long as `release_netns(path)` has not been called (made; must not exist)."""
+    _mount_point(path)
+    try:
+        syscall.mount(source, path, None, syscall.MS_BIND)
+    except BaseException:
+        release_netns(path)
+        raise
+
+
+def _mount_point(path: str) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+    except OSError as e:
+        raise KernelError.from_os("create", e, path) from None
 
 
 def release_netns(path: str) -> None:
@@ -79,27 +99,33 @@ def release_netns(path: str) -> None:
         pass
 
 
-# a createRuntime hook's argv: [python, -S, -I, -c, HOOK_BOOT, <src dir>]; the OCI state
-# (with the container's pid) comes on stdin
+# a createRuntime hook's argv: [python, -S, -I, -c, HOOK_BOOT, <src dir>, [<socket>, <id>]];
+# the OCI state (with the container's pid) comes on stdin
 HOOK_BOOT = ("import sys;src=sys.argv.pop(1);M=type(sys)\n"
              "for name in ('skiff','skiff.engine'):\n"
              " m=M(name);m.__path__=[src+'/'+name.replace('.','/')];sys.modules[name]=m\n"
              "from skiff.engine.netns import loopback_hook;loopback_hook()")
 
 
-def loopback_hook_spec() -> dict[str, object]:
-    """The OCI hook that runs `loopback_hook` for a container."""
+def loopback_hook_spec(wiring_socket: str = "", container_id: str = "") -> dict[str, object]:
+    """The OCI hook that runs `loopback_hook` for a container; with a `wiring_socket`, it
+    has the skiffd there wire the container `container_id`'s namespace too."""
     import sys
 
     from skiff.engine.monitor.launch import src_dir
 
-    return {"path": sys.executable,
-            "args": [sys.executable, "-S", "-I", "-c", HOOK_BOOT, src_dir()]}
+    args = [sys.executable, "-S", "-I", "-c", HOOK_BOOT, src_dir()]
+    if not wiring_socket:
+        return {"path": sys.executable, "args": args}
+    # a skiffd that never answers fails the start rather than leave it hanging
+    return {"path": sys.executable, "args": [*args, wiring_socket, container_id],
+            "timeout": WIRING_TIMEOUT}
 
 
 def loopback_hook() -> None:
     """Bring up the loopback of the network namespace of the container whose OCI state
-    is on stdin (this process joins the namespace; it is a hook's, and ends here)."""
+    is on stdin (this process joins the namespace; it is a hook's, and ends here), then,
+    when its argv names a wiring socket and a container, wait for skiffd to wire it."""
     import json
     import sys
 
@@ -111,3 +137,7 @@ def loopback_hook() -> None:
     finally:
         os.close(fd)
     _loopback_up()
+    if len(sys.argv) == 3:  # a unix socket's path is found the same from any netns
+        from skiff.engine.netns_wiring import ask_wiring
+
+        ask_wiring(sys.argv[1], sys.argv[2], int(pid))

@@ -10,7 +10,7 @@ server agree with its endpoints (the DNAT deleted with the last user network, ke
 it is served anew), and `forget` at the end of its run closes its sockets before its
 namespace is let go (they would keep it alive; the DNAT goes with the namespace). A
 ``container:<id>`` container shares the other's namespace and its server; a
-userns-remapped container has no namespace of the engine's, and so no endpoint. Names the
+userns-remapped container's namespace, its runtime's, is kept at the same path. Names the
 engine does not know go to the container's ``--dns`` servers when it has some (asked from
 its own namespace, as moby asks them), else to skiffd's upstreams (``skiffd
 --dns-upstream``, default the host's resolv.conf, ``none``: nowhere), and nowhere when

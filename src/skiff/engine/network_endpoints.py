@@ -338,8 +338,9 @@ def connect(net: NetworkService, ref: str, body: Any) -> None:
             if not os.path.exists(svc.netns_path(crow.id)):
                 net.db.detach(row.id, crow.id)
                 raise NetworkForbidden(f"container {crow.id[:12]} runs in a network namespace "
-                                       f"its runtime made (--userns-remap): skiff cannot "
-                                       f"connect it to a bridge network")
+                                       f"skiffd does not keep (its run began before skiffd "
+                                       f"wired the namespaces of remapped containers): "
+                                       f"restart it to connect it")
             ep = next(e for e in net.db.endpoints(nid=row.id, cid=crow.id))
             try:
                 made = _attach(net, row, ep, crow, svc.netns_path(crow.id), active(net, crow.id))

@@ -422,11 +422,16 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
                       sysctl_exists: Callable[[str], bool] = _sysctl_exists,
                       seccomp_available: Callable[[], bool] = _seccomp_available,
                       idmaps: IdMaps | None = None,
-                      mounts: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                      mounts: Sequence[dict[str, Any]] = (),
+                      wiring_socket: str = "", userns: str | None = None) -> dict[str, Any]:
     """`compose_spec` as the config.json document. `bounding`: skiffd's own capability
     bounding set (-1: read it; None: no limit). `netns`: the network namespace made for
     the container to join (`engine.netns`); without one, the runtime makes a bare one.
-    `idmaps`: the user namespace mappings of a remapped container (``--userns-remap``).
+    `idmaps`: the user namespace mappings of a remapped container (``--userns-remap``),
+    whose network namespace, the runtime's, its createRuntime hook has the skiffd at
+    `wiring_socket` wire (`engine.netns_wiring`; "": loopback only); `userns`: the user
+    namespace it joins instead of a new one (another remapped container's, whose network
+    namespace it shares).
     `mounts`: the container's own (volumes, binds, tmpfs, as `engine.mounts` makes them),
     which replace a default or network-file mount at the same destination and go, with
     the network files, in Docker's order of destination depth."""
@@ -491,12 +496,13 @@ def compose_spec_json(container_id: str, config: dict[str, Any], host: dict[str,
         linux["rootfsPropagation"] = "rshared"
     hooks: dict[str, list[dict[str, Any]]] = {}
     if idmaps is not None:
-        linux["namespaces"].insert(0, {"type": "user"})
+        linux["namespaces"].insert(0, {"type": "user", **({"path": userns} if userns else {})})
         linux.update(spec_mappings(idmaps))
-        if host["NetworkMode"] != "host":  # its own, made by the runtime in its userns
+        mode = host["NetworkMode"]
+        if mode != "host" and not mode.startswith("container:"):  # the runtime's, in its userns
             from skiff.engine.netns import loopback_hook_spec
 
-            hooks["createRuntime"] = [loopback_hook_spec()]
+            hooks["createRuntime"] = [loopback_hook_spec(wiring_socket, container_id)]
     sysctl: dict[str, str] = {}
     if host["NetworkMode"] != "host":
         sysctl.update((k, v) for k, v in _PRIVATE_NET_SYSCTLS if sysctl_exists(k))
