@@ -267,11 +267,15 @@ def test_removing_the_container_ends_its_running_exec(daemon: Skiffd) -> None:
         assert execing.stdout is not None
         assert execing.stdout.readline() == b"started\n"
         docker(daemon, "rm", "-f", "doomed")
-        assert execing.wait(timeout=20) == 137
+        code = execing.wait(timeout=20)
     finally:
         if execing.poll() is None:
             execing.kill()
-        execing.communicate()
+        _, err = execing.communicate()
+    # The CLI asks for the exit code once its stream ends; that races with the removal, in
+    # dockerd as here: 137 when it asks first, else moby's 404 for an exec whose container
+    # is gone (getExecConfig's "No such container: <exec id>"), which the CLI exits 1 on.
+    assert (code, b"") == (137, err) or (code == 1 and b"No such container: " in err), err
     assert docker(daemon, "ps", "-aq", "--filter", "name=doomed").stdout == ""
 
 

@@ -217,8 +217,10 @@ def test_execs_go_with_their_container(setup: Any) -> None:
     service.start(eid, detach=True)
     exited(service, eid)
     del containers.rows[CID]
+    with pytest.raises(NoSuchContainer, match=f"No such container: {eid}"):
+        service.inspect(eid)  # moby's answer for an exec found whose container is gone
     with pytest.raises(NoSuchExec):
-        service.inspect(eid)
+        service.inspect(eid)  # and then it is forgotten
 
 
 def test_exited_execs_are_forgotten_after_a_while(setup: Any,

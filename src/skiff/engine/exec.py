@@ -254,7 +254,8 @@ class ExecService:
         if not instance.running and self.containers.db.get(instance.container_id) is None:
             with self._lock:  # its container was removed: so is the exec
                 self._execs.pop(exec_id, None)
-            raise NoSuchExec(exec_id)
+            # moby's getExecConfig words it so: the exec was found, its container was not
+            raise NoSuchContainer(exec_id)
         return instance
 
     def inspect(self, exec_id: str) -> dict[str, Any]:
