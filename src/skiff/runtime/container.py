@@ -48,6 +48,15 @@ class Container(Record, mutable=True):
             self._spec = decode_object(Spec, self.state.config)
         return self._spec
 
+    def join_cgroup(self, pid: int) -> None:
+        """Move `pid` into the container's cgroup, in every hierarchy: by the cgroup.procs
+        files create kept, or through the driver for a state from before it kept them."""
+        if self.state.cgroup_procs is None:
+            self.cgroup.add(pid)
+        else:
+            from skiff.runtime.cgroup_files import join
+            join(self.state.cgroup_procs, pid)
+
     def has_hooks(self, phase: str) -> bool:
         return bool(self.state.config.get("hooks", {}).get(phase))
 

@@ -156,16 +156,13 @@ def start_in(c: Container, proc: Process, term: socket.socket | None,
         spawned = spawn(plan, child)
         chan = spawned.chan
         try:
-            # opened while the children join and fork, as create makes its cgroup then:
-            # the cgroups package and the mount table take ~2 ms, the children as long
-            add = c.cgroup.add
             pid = spawned.pid()
         except BaseException:
             spawned.abort()  # (nothing left to undo once pid() has run, failed or not)
             chan.close()
             raise
         try:
-            join_cgroup(chan, add, pid)
+            join_cgroup(chan, c.join_cgroup, pid)
             chan.recv("ready")
         except BaseException:
             kill_and_reap(pid)
