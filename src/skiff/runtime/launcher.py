@@ -38,5 +38,7 @@ def verb_of(argv: list[str]) -> str | None:
 def entry() -> None:
     if verb_of(sys.argv[1:]) in MIGRATING_VERBS:
         cgroup_warmup.start()
+    import gc
+    gc.disable()  # before the CLI's imports too (why: `cli.entry`, which does it again)
     from skiff.runtime.cli import entry as run_command
     run_command()

@@ -20,9 +20,12 @@ from skiff.errors import KernelError, RuntimeError_, SpecError
 from skiff.kernel import capabilities as caps
 from skiff.kernel import signals
 from skiff.kernel import syscall as sc
-from skiff.kernel.seccomp import ArgRule, Filter, Program, SyscallRule
 from skiff.oci.runtime_spec import Linux, Process, Seccomp, cpu_list
 from skiff.log import logger
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from skiff.kernel.seccomp import Filter, Program
 
 log = logger("skiff.runtime")
 
@@ -70,6 +73,9 @@ def compile_seccomp(seccomp: Seccomp | None,
 
 
 def _compile(seccomp: Seccomp) -> Filter:
+    # (imported here, in the runtime before it forks: a spec without a filter never loads it)
+    from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
+
     rules = [SyscallRule(s.names, s.action, s.errno_ret,
                          tuple(ArgRule(a.index, a.op, a.value, a.value_two) for a in s.args))
              for s in seccomp.syscalls]
