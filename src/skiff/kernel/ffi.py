@@ -36,29 +36,17 @@ get_errno = _ctypes.get_errno
 sizeof = _ctypes.sizeof
 
 
-class c_uint(_ctypes._SimpleCData):
-    _type_ = "I"
+def _simple(name: str, code: str) -> type[_ctypes._SimpleCData]:
+    """A C type as ctypes defines it: a `_SimpleCData` of the struct-module type `code`."""
+    return type(name, (_ctypes._SimpleCData,), {"_type_": code, "__module__": __name__})
 
 
-class c_long(_ctypes._SimpleCData):
-    _type_ = "l"
-
-
-class c_ushort(_ctypes._SimpleCData):
-    _type_ = "H"
-
-
-class c_ubyte(_ctypes._SimpleCData):
-    _type_ = "B"
-
-
-class c_char_p(_ctypes._SimpleCData):
-    _type_ = "z"
-
-
-class c_void_p(_ctypes._SimpleCData):
-    _type_ = "P"
-
+c_uint = _simple("c_uint", "I")
+c_long = _simple("c_long", "l")
+c_ushort = _simple("c_ushort", "H")
+c_ubyte = _simple("c_ubyte", "B")
+c_char_p = _simple("c_char_p", "z")
+c_void_p = _simple("c_void_p", "P")
 
 # the fixed-width names, as ctypes binds them on the LP64 Linux skiff runs on
 c_int32 = c_int
