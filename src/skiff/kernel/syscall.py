@@ -247,6 +247,26 @@ def sched_setattr(policy: str, flags: int = 0, nice: int = 0, priority: int = 0,
         raise _fail("sched_setattr", detail=f"({policy})")
 
 
+# getrlimit(2)'s resources, runc's names for them (asm-generic: one numbering on x86_64
+# and aarch64); through libc rather than the `resource` module, one shared library less
+# to load for a command that sets a limit or two
+RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+           "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+           "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+           "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
+RLIM_INFINITY = (1 << 64) - 1
+
+
+class _Rlimit(ffi.Structure):
+    _fields_ = (("rlim_cur", ffi.c_uint64), ("rlim_max", ffi.c_uint64))
+
+
+def setrlimit(which: int, soft: int, hard: int, what: str = "") -> None:
+    """The calling process's limit `which` (an `RLIMITS` value); `what` names it in errors."""
+    if _libc.setrlimit(which, ffi.byref(_Rlimit(soft, hard))) != 0:
+        raise _fail("setrlimit", detail=what)
+
+
 PER_LINUX = 0x0000
 PER_LINUX32 = 0x0008
 _PERSONALITY_QUERY = 0xFFFFFFFF
