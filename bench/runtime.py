@@ -23,11 +23,17 @@ c. start-up floor: ``--version`` of each runtime, ``python -c pass`` for the int
 d. ``exec`` of /bin/true into a running container (each runtime its own, a ``sleep`` bundle on
    the same rootfs): ``<rt> exec ID /bin/true`` and ``<rt> exec --process process.json ID`` (as
    containerd and podman call it) in ONE hyperfine call, then the argument form again after
-   an idle gap (``--prepare``, as a'.).
+   an idle gap (``--prepare``, as a'.), then (d''.) the --process form *interleaved*: N rounds
+   of one call per runtime, the order rotating, each timed as in b., with the paired ratio
+   skiff/runc per round (in one hyperfine call each command's runs come one after the other,
+   so a busy spell of the machine lands on one runtime only).
 e. ``ctr run --rm busybox ID true`` through a containerd the bench starts for itself
    (``containerd.py``: own root, state and sockets, CRI plugin disabled, skiff's busybox
    image imported), ``--runc-binary`` each runtime in turn under the runc v2 shim, one
-   hyperfine call. ``--no-containerd`` leaves it out.
+   hyperfine call, then (e'.) interleaved as d''. ``--no-containerd`` leaves it out.
+
+``--baseline PATH`` adds another skiff-runtime (say, a launcher on an older commit's ``src/``)
+to every section as ``skiff-before``, so that a change's before and after come from one run.
 
 Each runtime gets its own bundle (its own rootfs and config.json) whose ``linux.cgroupsPath`` is
 the absolute ``/skiff/bench-<runtime>`` (``bench-<runtime>-exec`` for d.'s container,
@@ -66,6 +72,8 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTFS_SCRIPT = REPO / "scripts" / "busybox-rootfs"
 RESULTS_DIR = REPO / "bench" / "results"
 RUNTIMES = ("skiff", "runc", "crun")
+BASELINE = "skiff-before"        # --baseline: another skiff-runtime (an older commit's) beside them
+ORDER = ("skiff", BASELINE, "runc", "crun")   # the rows of every table
 PHASES = ("create", "start", "delete")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "skiff"          # cgroupsPath = /skiff/bench-<runtime>
@@ -405,6 +413,46 @@ def section_run(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: 
             rt.force_delete(f"hf-{name}")   # in case a failed run left it behind
 
 
+def interleaved(commands: dict[str, list[str]], rounds: int, work: Path, label: str,
+                failures: list[Failure], owner: Callable[[str], str] = lambda n: n) -> dict[str, Any]:
+    """Each command once per round, the order rotating from round to round (after one
+    untimed round), each call timed with perf_counter around subprocess.run (`timed_call`):
+    unlike one hyperfine call, where each command's runs come one after the other, every
+    command meets the same moments of a busy machine. name -> {median_ms, times_ms,
+    failed_runs}, and `paired_skiff_vs_runc`: the median over rounds of skiff/runc."""
+    names = list(commands)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    bad: dict[str, int] = {n: 0 for n in names}
+    paired: list[float] = []
+    errf = work / f"stderr-{label}"
+    with errf.open("w+b") as err:
+        for i in range(-1, rounds):
+            k = i % len(names)
+            got: dict[str, float] = {}
+            for n in names[k:] + names[:k]:
+                mark = err.seek(0, os.SEEK_END)
+                try:
+                    dt, rc = timed_call(commands[n], err)
+                except subprocess.TimeoutExpired:
+                    dt, rc = 0.0, None
+                if rc != 0:
+                    bad[n] += 1
+                    err.seek(mark)
+                    if bad[n] == 1:
+                        failures.append(Failure(owner(n), label, commands[n], rc,
+                                                err.read().decode(errors="replace").strip()))
+                elif i >= 0:
+                    times[n].append(dt)
+                    got[n] = dt
+            if "skiff" in got and "runc" in got:
+                paired.append(got["skiff"] / got["runc"])
+    out: dict[str, Any] = {n: {"cmd": shlex.join(commands[n]), "median_ms": median_ms(times[n]),
+                               "times_ms": [t * 1000 for t in times[n]], "failed_runs": bad[n]}
+                           for n in names}
+    out["paired_skiff_vs_runc"] = statistics.median(paired) if paired else None
+    return out
+
+
 def start_sleepers(rts: dict[str, Runtime], work: Path, failures: list[Failure]) -> dict[str, Runtime]:
     """Each runtime's `sleep` container, created and started (stdio /dev/null, so that no
     pipe is held open); the runtimes whose container runs."""
@@ -443,12 +491,15 @@ def section_exec(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work:
         args = {k: commands[k] for k in up}
         idle = side_by_side(args, diagnose, hf, runs, warmup, work / "exec-idle.json", verbose,
                             failures, prepare=IDLE_GAP)
+        log(f"d''. exec --process interleaved: {runs} rounds x {len(up)} runtimes (order rotates)")
+        mixed = interleaved({k: commands[k + " --process"] for k in up}, runs, work, "exec-interleaved",
+                            failures)
     finally:
         for rt in up.values():
             rt.force_delete(rt.sleeper)
     return {"args": {k: v for k, v in both.items() if k in up},
             "process": {owner[k]: v for k, v in both.items() if k not in up},
-            "idle": idle}
+            "idle": idle, "process_interleaved": mixed}
 
 
 def section_containerd(rts: dict[str, Runtime], hf: str, runs: int, warmup: int, work: Path,
@@ -463,9 +514,11 @@ def section_containerd(rts: dict[str, Runtime], hf: str, runs: int, warmup: int,
                                       f"bench-ctr-{name}", "true") for name, rt in rts.items()}
         out = side_by_side(commands, lambda name, when: probe(name, "ctr run", commands[name], work),
                            hf, runs, warmup, work / "ctr-run.json", verbose, failures)
+        log(f"e'. ctr run --rm interleaved: {runs} rounds x {len(out)} runtimes (order rotates)")
+        mixed = interleaved({k: commands[k] for k in out}, runs, work, "ctr-interleaved", failures)
     finally:
         forced = ctd.stop()
-    return {"per_runtime": out, "namespace": NAMESPACE, "image": IMAGE,
+    return {"per_runtime": out, "interleaved": mixed, "namespace": NAMESPACE, "image": IMAGE,
             "cgroupsPath": {k: f"/{CGROUP_PARENT}/bench-ctr-{k}" for k in rts}}, forced
 
 
@@ -507,7 +560,7 @@ def section_lifecycle(rts: dict[str, Runtime], runs: int, work: Path,
         out[name]["failed_cycles"] = nfail[name]
     # paired figure: the median over rounds of skiff/<peer> within the same round
     paired: dict[str, dict[str, float | None]] = {}
-    for peer in ("runc", "crun"):
+    for peer in ("runc", "crun", BASELINE):
         paired[peer] = {}
         for p in PHASES:
             rs = [r["skiff"][p] / r[peer][p] for r in rounds if "skiff" in r and peer in r and r[peer][p]]
@@ -532,6 +585,7 @@ def section_floor(tools: dict[str, str], hf: str, runs: int, warmup: int, work: 
     venv_py = sys.executable
     commands: dict[str, list[str]] = {
         "skiff-runtime --version": [tools["skiff"], "--version"],
+        **({f"{BASELINE} --version": [tools[BASELINE], "--version"]} if BASELINE in tools else {}),
         "runc --version": [tools["runc"], "--version"],
         "crun --version": [tools["crun"], "--version"],
         "/usr/bin/python3 -c pass": ["/usr/bin/python3", "-c", "pass"],
@@ -581,10 +635,20 @@ def table(title: str, rows: list[tuple[str, float | None, float | None, float | 
 def figure_table(title: str, fig: dict[str, Any] | None) -> str:
     """A table of one side-by-side figure (runtime -> {median_ms ...}) with its ratios."""
     fig = fig or {}
-    base = {k: (fig.get(k) or {}).get("median_ms") for k in RUNTIMES}
-    rows = [(k, base[k], ratio(base[k], base["runc"]), ratio(base[k], base["crun"])) for k in RUNTIMES if k in fig]
+    base = {k: (fig.get(k) or {}).get("median_ms") for k in ORDER}
+    rows = [(k, base[k], ratio(base[k], base["runc"]), ratio(base[k], base["crun"])) for k in ORDER if k in fig]
+    before = (f", skiff/{BASELINE} = {fmt_ratio(ratio(base['skiff'], base[BASELINE]))}"
+              if BASELINE in fig else "")
     return (table(title, rows) + f"\n  skiff/runc = {fmt_ratio(ratio(base['skiff'], base['runc']))}, "
-            f"skiff/crun = {fmt_ratio(ratio(base['skiff'], base['crun']))}")
+            f"skiff/crun = {fmt_ratio(ratio(base['skiff'], base['crun']))}" + before)
+
+
+def interleaved_table(title: str, fig: dict[str, Any] | None) -> str:
+    """`figure_table` of an `interleaved` figure, with its paired ratio."""
+    fig = fig or {}
+    runtimes = {k: v for k, v in fig.items() if k != "paired_skiff_vs_runc"}
+    return (figure_table(title, runtimes)
+            + f"; paired per round skiff/runc = {fmt_ratio(fig.get('paired_skiff_vs_runc'))}")
 
 
 def target_line(what: str, figs: list[dict[str, Any] | None]) -> str:
@@ -615,15 +679,16 @@ def report(doc: dict[str, Any]) -> str:
     lc = doc["lifecycle"]["per_runtime"]
     paired = doc["lifecycle"]["paired_ratio_skiff_vs"]
     for p in PHASES:
-        med = {k: lc[k][p]["median_ms"] if k in lc else None for k in RUNTIMES}
-        rows = [(k, med[k], ratio(med[k], med["runc"]), ratio(med[k], med["crun"])) for k in RUNTIMES if k in lc]
+        med = {k: lc[k][p]["median_ms"] if k in lc else None for k in ORDER}
+        rows = [(k, med[k], ratio(med[k], med["runc"]), ratio(med[k], med["crun"])) for k in ORDER if k in lc]
         out.append(table(f"b. {p} (perf_counter around subprocess.run)", rows))
         out.append(f"  skiff/runc = {fmt_ratio(ratio(med['skiff'], med['runc']))} "
                    f"(paired per round: {fmt_ratio(paired['runc'][p])}), "
                    f"skiff/crun = {fmt_ratio(ratio(med['skiff'], med['crun']))} "
-                   f"(paired: {fmt_ratio(paired['crun'][p])})")
-    tot = {k: sum(lc[k][p]["median_ms"] or 0 for p in PHASES) if k in lc else None for k in RUNTIMES}
-    out.append(f"  sum of the three medians: " + ", ".join(f"{k} {fmt_ms(tot[k])} ms" for k in RUNTIMES if k in lc)
+                   f"(paired: {fmt_ratio(paired['crun'][p])})"
+                   + (f", skiff/{BASELINE} paired {fmt_ratio(paired[BASELINE][p])}" if BASELINE in lc else ""))
+    tot = {k: sum(lc[k][p]["median_ms"] or 0 for p in PHASES) if k in lc else None for k in ORDER}
+    out.append(f"  sum of the three medians: " + ", ".join(f"{k} {fmt_ms(tot[k])} ms" for k in ORDER if k in lc)
                + f"; skiff/runc = {fmt_ratio(ratio(tot['skiff'], tot['runc']))}")
 
     fl = doc["floor"]
@@ -647,12 +712,17 @@ def report(doc: dict[str, Any]) -> str:
     out.append(figure_table("d. exec --process process.json (/bin/true), as containerd and podman call it",
                             ex.get("process")))
     out.append(figure_table(f"d'. exec /bin/true after an idle gap (--prepare '{IDLE_GAP}')", ex.get("idle")))
-    out.append(target_line("exec", [ex.get(k) for k in ("args", "process")]))
+    out.append(interleaved_table("d''. exec --process, interleaved (rounds, order rotating; perf_counter)",
+                                 ex.get("process_interleaved")))
+    out.append(target_line("exec", [ex.get(k) for k in ("args", "process", "process_interleaved")]))
     if "containerd_run" in doc:
         ctr = doc["containerd_run"]["per_runtime"]
         out.append(figure_table(f"e. ctr run --rm {doc['containerd_run']['image']} true, through containerd "
                                 "(runc v2 shim, --runc-binary RUNTIME)", ctr))
-        out.append(target_line("ctr run --rm", [ctr]))
+        mixed = doc["containerd_run"].get("interleaved")
+        out.append(interleaved_table("e'. ctr run --rm, interleaved (rounds, order rotating; perf_counter)",
+                                     mixed))
+        out.append(target_line("ctr run --rm", [ctr, mixed]))
 
     if doc["leftovers"]:
         out.append("\nleft over after the bench (removed when empty): " + ", ".join(doc["leftovers"]))
@@ -725,7 +795,7 @@ def cleanup(rts: dict[str, Runtime], work: Path, parents_before: set[Path]) -> l
 
 
 # ------------------------------------------------------------------------------ main
-def find_tools(skiff: str | None, containerd: bool = True) -> dict[str, str]:
+def find_tools(skiff: str | None, containerd: bool = True, baseline: str | None = None) -> dict[str, str]:
     venv_skiff = Path(sys.executable).parent / "skiff-runtime"
     want = {
         "skiff": skiff or (str(venv_skiff) if venv_skiff.exists() else shutil.which("skiff-runtime")),
@@ -735,6 +805,8 @@ def find_tools(skiff: str | None, containerd: bool = True) -> dict[str, str]:
     }
     if containerd:
         want |= {"containerd": shutil.which("containerd"), "ctr": shutil.which("ctr")}
+    if baseline is not None:
+        want[BASELINE] = baseline if os.access(baseline, os.X_OK) else None
     missing = [k for k, v in want.items() if not v]
     if missing:
         raise SystemExit(f"missing: {', '.join(missing)} (make bench installs runc, crun, hyperfine "
@@ -747,6 +819,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=30, help="runs per figure (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="hyperfine warm-up runs (default 3)")
     p.add_argument("--skiff", default=None, help="skiff-runtime to measure (default: the venv's)")
+    p.add_argument("--baseline", default=None, metavar="PATH",
+                   help=f"another skiff-runtime measured beside the others as {BASELINE!r} "
+                        "(e.g. a launcher on an older commit's src/: before and after in one run)")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default bench/results/runtime-<ts>.json)")
     p.add_argument("--no-containerd", action="store_true",
                    help="leave out e. (ctr run through a containerd of the bench's own)")
@@ -763,7 +838,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench/runtime.py needs root (runc and crun run real containers)", file=sys.stderr)
         return 2
     try:
-        tools = find_tools(a.skiff, containerd=not a.no_containerd)
+        tools = find_tools(a.skiff, containerd=not a.no_containerd, baseline=a.baseline)
     except SystemExit as e:
         print(e, file=sys.stderr)
         return 2
@@ -776,13 +851,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rts: dict[str, Runtime] = {}
     parents_before = parent_cgroups()
     doc: dict[str, Any] = {"timestamp": stamp, "args": {"runs": a.runs, "warmup": a.warmup,
-                                                       "containerd": not a.no_containerd}}
+                                                       "containerd": not a.no_containerd,
+                                                       "baseline": a.baseline}}
     try:
         doc["machine"] = machine_info(tools)
         log(f"bundles in {work}")
-        rts = make_bundles(work, {k: tools[k] for k in RUNTIMES}, tools["runc"])
+        names = [k for k in ORDER if k in tools]
+        rts = make_bundles(work, {k: tools[k] for k in names}, tools["runc"])
         doc["bundle"] = {"args": ["/bin/true"], "terminal": False,
-                         "cgroupsPath": {k: f"/{CGROUP_PARENT}/bench-{k}" for k in RUNTIMES}}
+                         "cgroupsPath": {k: f"/{CGROUP_PARENT}/bench-{k}" for k in names}}
         t0 = time.monotonic()
         doc["run"] = section_run(rts, tools["hyperfine"], a.runs, a.warmup, work, a.verbose, failures)
         doc["run_idle"] = section_run(rts, tools["hyperfine"], a.runs, a.warmup, work, a.verbose,

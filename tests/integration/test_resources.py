@@ -138,17 +138,30 @@ def in_pid_namespace_of(pid: int) -> list[int]:
     return found
 
 
-def test_exec_whose_cgroup_cannot_be_opened_fails_and_leaves_no_process(runtime, bundle, work):
-    """The cgroup is opened while the children join the namespaces and fork: when that
-    fails, both are ended before exec reports the error (nothing waits in the container)."""
+@pytest.mark.parametrize("broken", ["kept-files", "driver"])
+def test_exec_whose_cgroup_cannot_be_joined_fails_and_leaves_no_process(runtime, bundle, work,
+                                                                       broken):
+    """The process joins the cgroup while its parent waits: when that fails, it is ended
+    before exec reports the error (nothing waits in the container) — whether through the
+    cgroup.procs files create kept, or, for a state saved before they were kept, through
+    the driver, which reads the mount table (and finds no hierarchy here)."""
     pid = started(runtime, bundle, "sleep", "1000")
     state_file = runtime.root / bundle.id / "state.json"
     saved = state_file.read_text()
     (work / "no-cgroups").mkdir()
-    state_file.write_text(json.dumps(dict(json.loads(saved), cgroup_root=str(work / "no-cgroups"))))
+    doc = json.loads(saved)
+    assert doc["cgroup_procs"], "create keeps the cgroup.procs files"
+    if broken == "kept-files":
+        doc["cgroup_procs"] = [str(work / "no-cgroups" / "cgroup.procs")]
+        expected = "no-cgroups/cgroup.procs`: ENOENT"
+    else:
+        doc = {k: v for k, v in doc.items() if k != "cgroup_procs"}
+        doc["cgroup_root"] = str(work / "no-cgroups")
+        expected = "no cgroup hierarchy is mounted"
+    state_file.write_text(json.dumps(doc))
     try:
         p = runtime("exec", bundle.id, "true", check=False)
-        assert p.returncode == 1 and "no cgroup hierarchy is mounted" in p.stderr, p.stderr
+        assert p.returncode == 1 and expected in p.stderr, p.stderr
         assert in_pid_namespace_of(pid) == [pid]
     finally:
         state_file.write_text(saved)  # so that the fixture's delete finds the real cgroup

@@ -326,6 +326,9 @@ def test_v1_add_pids_freeze_and_kill(tmp_path: Path) -> None:
     for name in V1_LAYOUT:
         assert text(tmp_path / "h/cg" / name / "skiff/c1/cgroup.procs") == "4242\n"
     assert text(unified / "skiff/c1/cgroup.procs") == "4242\n"
+    # what create keeps for exec: every file add wrote, unified last
+    assert cg.procs_files() == [str(tmp_path / "h/cg" / name / "skiff/c1/cgroup.procs")
+                                for name in V1_LAYOUT] + [str(unified / "skiff/c1/cgroup.procs")]
     assert cg.pids() == [4242]
     # (no process 4242 is ever signalled: the fake's cgroup.procs is emptied first)
     for name in V1_LAYOUT:

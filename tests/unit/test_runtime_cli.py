@@ -236,3 +236,43 @@ def test_systemd_cgroup_flag_is_taken_by_the_other_verbs(
     root, cid = stopped_container
     assert main(["--root", str(root), "--systemd-cgroup", "state", cid]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "stopped"
+
+
+@pytest.mark.parametrize("argv, verb", [
+    (["exec", "c1", "true"], "exec"),
+    (["--root", "/run/x", "--log", "exec", "--log-format", "json", "create", "c1"], "create"),
+    (["-root=/r", "--debug", "run", "-b", "b", "c1"], "run"),
+    (["--systemd-cgroup", "state", "c1"], "state"),
+    (["--", "delete", "c1"], "delete"),
+    (["--root", "/r"], None),
+    ([], None),
+])
+def test_the_launcher_finds_the_verb_before_the_cli_loads(argv: list[str], verb: str | None) -> None:
+    from skiff.runtime.launcher import verb_of
+    assert verb_of(argv) == verb
+
+
+def test_the_launchers_value_flags_are_the_clis() -> None:
+    from skiff.runtime.cli import GLOBAL_OPTS
+    from skiff.runtime.launcher import GLOBAL_VALUE_FLAGS
+    assert GLOBAL_VALUE_FLAGS == {n for o in GLOBAL_OPTS if o.kind != "bool" for n in o.names}
+
+
+def test_exec_joins_by_the_cgroup_files_create_kept(tmp_path: Path) -> None:
+    """A state that lists its cgroup.procs files is joined through them alone (no driver,
+    no mount table); here they are plain files, which keep what was written."""
+    from skiff.runtime.container import Container
+    files = [tmp_path / "memory.procs", tmp_path / "unified.procs"]
+    for f in files:
+        f.write_text("")
+    st = ContainerState(id="c1", bundle="/b", rootfs="/b/rootfs", pid=1, pid_start=1,
+                        created="2024-05-01T12:00:00Z", cgroup_path="/skiff/c1", config={},
+                        cgroup_procs=[str(f) for f in files])
+    c = Container(StateStore(str(tmp_path / "state")), st)
+    c.join_cgroup(4242)
+    assert [f.read_text() for f in files] == ["4242\n", "4242\n"]
+    assert c._cgroup is None  # the driver was never loaded
+    (tmp_path / "memory.procs").unlink()
+    from skiff.errors import CgroupError
+    with pytest.raises(CgroupError, match=r"write `4242` to `.*memory.procs`: ENOENT"):
+        c.join_cgroup(4242)

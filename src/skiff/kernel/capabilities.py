@@ -11,9 +11,8 @@ capability N. Unknown names are reported rather than refused, as runc warns and 
 
 from __future__ import annotations
 
-import ctypes
-
 from skiff.errors import KernelError
+from skiff.kernel import ffi
 from skiff.kernel import syscall as _sys
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
@@ -74,13 +73,13 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(ffi.Structure):
+    _fields_ = [("version", ffi.c_uint32), ("pid", ffi.c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+class _CapData(ffi.Structure):
+    _fields_ = [("effective", ffi.c_uint32), ("permitted", ffi.c_uint32),
+                ("inheritable", ffi.c_uint32)]
 
 
 _last_cap: list[int] = []  # cached (functools costs start-up)
@@ -162,8 +161,8 @@ def set_capabilities(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    if _libc.syscall(ctypes.c_long(_SYS_CAPSET), ctypes.byref(header), data) != 0:
-        raise KernelError("capset", ctypes.get_errno(),
+    if _libc.syscall(ffi.c_long(_SYS_CAPSET), ffi.byref(header), data) != 0:
+        raise KernelError("capset", ffi.get_errno(),
                           detail=f"(effective {effective:#x}, permitted {permitted:#x}, "
                                  f"inheritable {inheritable:#x})")
 

@@ -12,10 +12,10 @@ number on every architecture (they came after the syscall tables were unified).
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from skiff.errors import KernelError
+from skiff.kernel import ffi
 from skiff.kernel import syscall as sc
 from skiff.record import Record
 
@@ -64,11 +64,11 @@ def _back(ranges: Sequence[IdRange], outside_id: int) -> int:
     return _OVERFLOW_ID
 
 
-class _MountAttr(ctypes.Structure):
+class _MountAttr(ffi.Structure):
     """struct mount_attr"""
 
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [("attr_set", ffi.c_uint64), ("attr_clr", ffi.c_uint64),
+                ("propagation", ffi.c_uint64), ("userns_fd", ffi.c_uint64)]
 
 
 def _map_text(ranges: Sequence[IdRange]) -> str:
@@ -114,14 +114,14 @@ def idmapped_bind(source: str, target: str, ns_fd: int) -> None:
     fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(source),
                       _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE)
     if fd < 0:
-        raise KernelError("open_tree", ctypes.get_errno(), source)
+        raise KernelError("open_tree", ffi.get_errno(), source)
     try:
         attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, ns_fd)
         if libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
-                        ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
-            raise KernelError("mount_setattr(MOUNT_ATTR_IDMAP)", ctypes.get_errno(), source)
+                        ffi.byref(attr), ffi.sizeof(attr)) < 0:
+            raise KernelError("mount_setattr(MOUNT_ATTR_IDMAP)", ffi.get_errno(), source)
         if libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, os.fsencode(target),
                         _MOVE_MOUNT_F_EMPTY_PATH) < 0:
-            raise KernelError("move_mount", ctypes.get_errno(), target)
+            raise KernelError("move_mount", ffi.get_errno(), target)
     finally:
         os.close(fd)

@@ -4,18 +4,18 @@
 paths; `read(timeout)` waits up to `timeout` seconds and returns the events that came, as
 `InotifyEvent` records (the watch, the mask, the name inside a watched folder). A log
 reader following a growing file, or the engine waiting for a container's exit file, select
-on its `fileno()` together with other fds. A daemon-side module: it loads ctypes (through
+on its `fileno()` together with other fds. A daemon-side module: it loads libc's functions (through
 `kernel.syscall`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import struct
 
 from skiff.errors import KernelError
+from skiff.kernel import ffi
 from skiff.kernel.syscall import libc
 from skiff.record import Record
 
@@ -40,7 +40,7 @@ IN_CLOEXEC = os.O_CLOEXEC
 
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
 
-libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+libc.inotify_add_watch.argtypes = (ffi.c_int, ffi.c_char_p, ffi.c_uint32)
 
 
 class InotifyEvent(Record):
@@ -67,7 +67,7 @@ class Inotify:
     def __init__(self) -> None:
         fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
-            raise KernelError("inotify_init1", ctypes.get_errno())
+            raise KernelError("inotify_init1", ffi.get_errno())
         self.fd: int = fd
 
     def fileno(self) -> int:
@@ -78,12 +78,12 @@ class Inotify:
         for a path already watched)."""
         wd = libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
         if wd < 0:
-            raise KernelError("inotify_add_watch", ctypes.get_errno(), path)
+            raise KernelError("inotify_add_watch", ffi.get_errno(), path)
         return int(wd)
 
     def remove_watch(self, wd: int) -> None:
         if libc.inotify_rm_watch(self.fd, wd) < 0:
-            err = ctypes.get_errno()
+            err = ffi.get_errno()
             if err != 22:  # EINVAL: already gone with its path
                 raise KernelError("inotify_rm_watch", err, detail=f"(watch {wd})")
 

@@ -1,10 +1,10 @@
 """prctl(2) for a lean, long-lived process, through the `_ctypes` C extension alone.
 
-`kernel.syscall` reaches libc through the `ctypes` package, which loads `os`, `struct` and
-`types` and builds its whole family of C types: about 600 KB of a container monitor whose
-budget is 2.7 MB. A monitor needs one call, PR_SET_CHILD_SUBREAPER, so this module defines
-only the two C types and the one function pointer that call takes, on top of `_ctypes`
-itself (about 150 KB), and imports nothing else. Errors raise `KernelError`, imported
+The `ctypes` package loads `os`, `struct` and `types` and builds its whole family of C
+types: about 600 KB of a container monitor whose budget is 2.7 MB. A monitor needs one
+call, PR_SET_CHILD_SUBREAPER, so this module defines only the two C types and the one
+function pointer that call takes, on top of `_ctypes` itself (about 150 KB), and imports
+nothing else; `kernel.ffi` builds the rest of what `kernel.syscall` needs on these. Errors raise `KernelError`, imported
 only then (errors.py loads `os`).
 """
 

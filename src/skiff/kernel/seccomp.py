@@ -1,4 +1,4 @@
-"""Seccomp filters, compiled by libseccomp through ctypes and loaded into the calling process.
+"""Seccomp filters, compiled by libseccomp (through `kernel.ffi`) and loaded into the calling process.
 
 `Filter.compile` turns plain rules (`SyscallRule`, `ArgRule`: kernel-level types, not the OCI
 records; the runtime converts) into a libseccomp context, checking everything that can be
@@ -17,33 +17,33 @@ generation cost a start tens of milliseconds that a cached program does not.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
 from skiff.record import Record
-from types import TracebackType
 
 from skiff.errors import KernelError, SpecError
+from skiff.kernel import ffi
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from types import TracebackType
 
 _SONAME = "libseccomp.so.2"
-_lib: ctypes.CDLL | None = None
+_lib: ffi.Library | None = None
 
 
-class _ArgCmp(ctypes.Structure):
+class _ArgCmp(ffi.Structure):
     """struct scmp_arg_cmp"""
 
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
-                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+    _fields_ = [("arg", ffi.c_uint), ("op", ffi.c_int),
+                ("datum_a", ffi.c_uint64), ("datum_b", ffi.c_uint64)]
 
 
-class _Version(ctypes.Structure):
+class _Version(ffi.Structure):
     """struct scmp_version"""
 
-    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+    _fields_ = [("major", ffi.c_uint), ("minor", ffi.c_uint), ("micro", ffi.c_uint)]
 
 
 # enum scmp_filter_attr
@@ -133,13 +133,13 @@ def version() -> tuple[int, int, int]:
     return (v.major, v.minor, v.micro)
 
 
-def _library() -> ctypes.CDLL:
+def _library() -> ffi.Library:
     """libseccomp, opened at first use. The runtime compiles its filter before it forks,
     so the library is open before any pivot_root takes the host's filesystem away."""
     global _lib
     if _lib is None:
         try:
-            lib = ctypes.CDLL(_SONAME, use_errno=True)
+            lib = ffi.Library(_SONAME)
         except OSError:
             raise KernelError("dlopen", _errno.ENOENT, _SONAME) from None
         _declare(lib)
@@ -147,28 +147,28 @@ def _library() -> ctypes.CDLL:
     return _lib
 
 
-def _declare(_lib: ctypes.CDLL) -> None:
+def _declare(_lib: ffi.Library) -> None:
     _lib.seccomp_version.argtypes = ()
-    _lib.seccomp_version.restype = ctypes.POINTER(_Version)
-    _lib.seccomp_init.argtypes = (ctypes.c_uint32,)
-    _lib.seccomp_init.restype = ctypes.c_void_p
-    _lib.seccomp_release.argtypes = (ctypes.c_void_p,)
+    _lib.seccomp_version.restype = ffi.POINTER(_Version)
+    _lib.seccomp_init.argtypes = (ffi.c_uint32,)
+    _lib.seccomp_init.restype = ffi.c_void_p
+    _lib.seccomp_release.argtypes = (ffi.c_void_p,)
     _lib.seccomp_release.restype = None
-    _lib.seccomp_load.argtypes = (ctypes.c_void_p,)
-    _lib.seccomp_load.restype = ctypes.c_int
-    _lib.seccomp_attr_set.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32)
-    _lib.seccomp_attr_set.restype = ctypes.c_int
-    _lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
-    _lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
-    _lib.seccomp_arch_add.argtypes = (ctypes.c_void_p, ctypes.c_uint32)
-    _lib.seccomp_arch_add.restype = ctypes.c_int
-    _lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
-    _lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
-    _lib.seccomp_rule_add_array.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp))
-    _lib.seccomp_rule_add_array.restype = ctypes.c_int
-    _lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
-    _lib.seccomp_export_bpf.restype = ctypes.c_int
+    _lib.seccomp_load.argtypes = (ffi.c_void_p,)
+    _lib.seccomp_load.restype = ffi.c_int
+    _lib.seccomp_attr_set.argtypes = (ffi.c_void_p, ffi.c_int, ffi.c_uint32)
+    _lib.seccomp_attr_set.restype = ffi.c_int
+    _lib.seccomp_arch_resolve_name.argtypes = (ffi.c_char_p,)
+    _lib.seccomp_arch_resolve_name.restype = ffi.c_uint32
+    _lib.seccomp_arch_add.argtypes = (ffi.c_void_p, ffi.c_uint32)
+    _lib.seccomp_arch_add.restype = ffi.c_int
+    _lib.seccomp_syscall_resolve_name.argtypes = (ffi.c_char_p,)
+    _lib.seccomp_syscall_resolve_name.restype = ffi.c_int
+    _lib.seccomp_rule_add_array.argtypes = (ffi.c_void_p, ffi.c_uint32, ffi.c_int,
+                                            ffi.c_uint, ffi.POINTER(_ArgCmp))
+    _lib.seccomp_rule_add_array.restype = ffi.c_int
+    _lib.seccomp_export_bpf.argtypes = (ffi.c_void_p, ffi.c_int)
+    _lib.seccomp_export_bpf.restype = ffi.c_int
 
 
 def _errno_text(rc: int) -> str:
@@ -356,10 +356,10 @@ _SECCOMP_MODE_FILTER = 2
 _SOCK_FILTER_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
 
 
-class _SockFprog(ctypes.Structure):
+class _SockFprog(ffi.Structure):
     """struct sock_fprog"""
 
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    _fields_ = [("len", ffi.c_ushort), ("filter", ffi.c_void_p)]
 
 
 class Program:
@@ -372,17 +372,17 @@ class Program:
             raise ValueError(f"not a BPF program: {len(bpf)} bytes")
         self.bpf = bpf
         # kept alive here: the child that loads it inherits this memory through fork
-        self._buffer = ctypes.create_string_buffer(bpf, len(bpf))
+        self._buffer = (ffi.c_ubyte * len(bpf)).from_buffer_copy(bpf)
 
     def load(self) -> None:
         """Install the filter in the calling process (needs no_new_privs or CAP_SYS_ADMIN)."""
         from skiff.kernel import syscall
 
         prog = _SockFprog(len(self.bpf) // _SOCK_FILTER_SIZE,
-                          ctypes.addressof(self._buffer))
-        if syscall.libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(prog),
+                          ffi.addressof(self._buffer))
+        if syscall.libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ffi.addressof(prog),
                               0, 0) != 0:
-            raise KernelError("prctl(PR_SET_SECCOMP)", ctypes.get_errno())
+            raise KernelError("prctl(PR_SET_SECCOMP)", ffi.get_errno())
 
     def release(self) -> None:
         """Nothing to free (a `Filter`'s counterpart)."""

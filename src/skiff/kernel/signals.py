@@ -26,7 +26,7 @@ def unignore_all() -> None:
     signals, and a container's program must not start with what its runtime's parents
     happened to ignore (Python itself ignores SIGPIPE and SIGXFSZ; a shell or CI runner may
     ignore more, glibc's own 32 and 33 among them, which `signal.signal` cannot touch)."""
-    import ctypes  # (already loaded by kernel.syscall; named here for the call)
+    from skiff.kernel import ffi  # (already loaded by kernel.syscall; named here for the call)
     from skiff.kernel.syscall import SYSCALL_NUMBERS, libc
     try:
         with open("/proc/self/status") as f:
@@ -34,10 +34,10 @@ def unignore_all() -> None:
     except (OSError, StopIteration):
         return
     number = SYSCALL_NUMBERS["rt_sigaction"]
-    default = (ctypes.c_ulong * 4)()  # struct kernel_sigaction: handler 0 (SIG_DFL), flags, restorer, mask
+    default = (ffi.c_ulong * 4)()  # struct kernel_sigaction: handler 0 (SIG_DFL), flags, restorer, mask
     for sig in range(1, 65):
         if mask & (1 << (sig - 1)):
-            libc.syscall(number, sig, ctypes.byref(default), None, 8)
+            libc.syscall(number, sig, ffi.byref(default), None, 8)
 
 
 def name(sig: int) -> str:

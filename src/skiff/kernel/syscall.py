@@ -6,17 +6,18 @@ keyctl, openat2 (a path resolved as if its directory were the root), and the new
 API's open_tree, mount_setattr and move_mount (a mount made detached, then placed). Each wrapper names
 the call and the path in its error, so a caller never has to.
 Everything here must already be loaded before a container's pivot_root, which is why the
-library handle is opened at import.
+library handle is opened at import. libc is reached through `kernel.ffi` (`_ctypes` alone:
+the `ctypes` package costs a command ~1 ms more).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from skiff.errors import KernelError
+from skiff.kernel import ffi
 
-libc = ctypes.CDLL("libc.so.6", use_errno=True)
+libc = ffi.Library("libc.so.6")
 _libc = libc
 
 # mount(2) flags
@@ -121,48 +122,48 @@ MOUNT_ATTR_IDMAP = 0x100000
 STATX_MNT_ID = 0x1000
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64))
+class _OpenHow(ffi.Structure):
+    _fields_ = (("flags", ffi.c_uint64), ("mode", ffi.c_uint64),
+                ("resolve", ffi.c_uint64))
 
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = (("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64))
+class _MountAttr(ffi.Structure):
+    _fields_ = (("attr_set", ffi.c_uint64), ("attr_clr", ffi.c_uint64),
+                ("propagation", ffi.c_uint64), ("userns_fd", ffi.c_uint64))
 
 
-class _SchedAttr(ctypes.Structure):  # struct sched_attr (SCHED_ATTR_SIZE_VER1, 56 bytes)
-    _fields_ = (("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
-                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
-                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
-                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
-                ("sched_util_min", ctypes.c_uint32), ("sched_util_max", ctypes.c_uint32))
+class _SchedAttr(ffi.Structure):  # struct sched_attr (SCHED_ATTR_SIZE_VER1, 56 bytes)
+    _fields_ = (("size", ffi.c_uint32), ("sched_policy", ffi.c_uint32),
+                ("sched_flags", ffi.c_uint64), ("sched_nice", ffi.c_int32),
+                ("sched_priority", ffi.c_uint32), ("sched_runtime", ffi.c_uint64),
+                ("sched_deadline", ffi.c_uint64), ("sched_period", ffi.c_uint64),
+                ("sched_util_min", ffi.c_uint32), ("sched_util_max", ffi.c_uint32))
 
 
-class _Statx(ctypes.Structure):  # struct statx, up to stx_mnt_id and padded to its 256 bytes
-    _fields_ = (("stx_mask", ctypes.c_uint32), ("stx_blksize", ctypes.c_uint32),
-                ("stx_attributes", ctypes.c_uint64), ("stx_nlink", ctypes.c_uint32),
-                ("stx_uid", ctypes.c_uint32), ("stx_gid", ctypes.c_uint32),
-                ("stx_mode", ctypes.c_uint16), ("_spare0", ctypes.c_uint16),
-                ("stx_ino", ctypes.c_uint64), ("stx_size", ctypes.c_uint64),
-                ("stx_blocks", ctypes.c_uint64), ("stx_attributes_mask", ctypes.c_uint64),
-                ("_times", ctypes.c_uint8 * 64), ("stx_rdev_major", ctypes.c_uint32),
-                ("stx_rdev_minor", ctypes.c_uint32), ("stx_dev_major", ctypes.c_uint32),
-                ("stx_dev_minor", ctypes.c_uint32), ("stx_mnt_id", ctypes.c_uint64),
-                ("_spare", ctypes.c_uint8 * 104))
+class _Statx(ffi.Structure):  # struct statx, up to stx_mnt_id and padded to its 256 bytes
+    _fields_ = (("stx_mask", ffi.c_uint32), ("stx_blksize", ffi.c_uint32),
+                ("stx_attributes", ffi.c_uint64), ("stx_nlink", ffi.c_uint32),
+                ("stx_uid", ffi.c_uint32), ("stx_gid", ffi.c_uint32),
+                ("stx_mode", ffi.c_uint16), ("_spare0", ffi.c_uint16),
+                ("stx_ino", ffi.c_uint64), ("stx_size", ffi.c_uint64),
+                ("stx_blocks", ffi.c_uint64), ("stx_attributes_mask", ffi.c_uint64),
+                ("_times", ffi.c_uint8 * 64), ("stx_rdev_major", ffi.c_uint32),
+                ("stx_rdev_minor", ffi.c_uint32), ("stx_dev_major", ffi.c_uint32),
+                ("stx_dev_minor", ffi.c_uint32), ("stx_mnt_id", ffi.c_uint64),
+                ("_spare", ffi.c_uint8 * 104))
 
 
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p)
-_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-_libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong)
-_libc.syscall.restype = ctypes.c_long
+_libc.mount.argtypes = (ffi.c_char_p, ffi.c_char_p, ffi.c_char_p, ffi.c_ulong,
+                        ffi.c_char_p)
+_libc.umount2.argtypes = (ffi.c_char_p, ffi.c_int)
+_libc.prctl.argtypes = (ffi.c_int, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong,
+                        ffi.c_ulong)
+_libc.syscall.restype = ffi.c_long
 
 
 def _fail(call: str, path: str | None = None, detail: str = "") -> KernelError:
-    return KernelError(call, ctypes.get_errno(), path, detail)
+    return KernelError(call, ffi.get_errno(), path, detail)
 
 
 def _b(s: str | None) -> bytes | None:
@@ -187,24 +188,24 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 
 def unshare(flags: int) -> None:
-    if _libc.unshare(ctypes.c_int(flags)) != 0:
+    if _libc.unshare(ffi.c_int(flags)) != 0:
         raise _fail("unshare", detail=f"(flags {flags:#x})")
 
 
 def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
-    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+    if _libc.setns(ffi.c_int(fd), ffi.c_int(nstype)) != 0:
         raise _fail("setns", path)
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    if _libc.sethostname(raw, ctypes.c_size_t(len(raw))) != 0:
+    if _libc.sethostname(raw, ffi.c_size_t(len(raw))) != 0:
         raise _fail("sethostname", detail=name)
 
 
 def setdomainname(name: str) -> None:
     raw = name.encode()
-    if _libc.setdomainname(raw, ctypes.c_size_t(len(raw))) != 0:
+    if _libc.setdomainname(raw, ffi.c_size_t(len(raw))) != 0:
         raise _fail("setdomainname", detail=name)
 
 
@@ -223,8 +224,8 @@ _IOPRIO_CLASS_SHIFT = 13
 def ioprio_set(klass: str, priority: int) -> None:
     """The calling process's I/O scheduling class and priority (its children inherit them)."""
     value = (IOPRIO_CLASSES[klass] << _IOPRIO_CLASS_SHIFT) | priority
-    if _libc.syscall(SYSCALL_NUMBERS["ioprio_set"], ctypes.c_int(_IOPRIO_WHO_PROCESS),
-                     ctypes.c_int(0), ctypes.c_int(value)) != 0:
+    if _libc.syscall(SYSCALL_NUMBERS["ioprio_set"], ffi.c_int(_IOPRIO_WHO_PROCESS),
+                     ffi.c_int(0), ffi.c_int(value)) != 0:
         raise _fail("ioprio_set", detail=f"({klass}, {priority})")
 
 
@@ -239,11 +240,31 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x1, "SCHED_FLAG_RECLAIM": 0x2,
 def sched_setattr(policy: str, flags: int = 0, nice: int = 0, priority: int = 0,
                   runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
     """The calling thread's scheduling policy and its parameters (sched_setattr(2))."""
-    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), SCHED_POLICIES[policy], flags, nice, priority,
+    attr = _SchedAttr(ffi.sizeof(_SchedAttr), SCHED_POLICIES[policy], flags, nice, priority,
                       runtime, deadline, period, 0, 0)
-    if _libc.syscall(SYSCALL_NUMBERS["sched_setattr"], ctypes.c_int(0), ctypes.byref(attr),
-                     ctypes.c_uint(0)) != 0:
+    if _libc.syscall(SYSCALL_NUMBERS["sched_setattr"], ffi.c_int(0), ffi.byref(attr),
+                     ffi.c_uint(0)) != 0:
         raise _fail("sched_setattr", detail=f"({policy})")
+
+
+# getrlimit(2)'s resources, runc's names for them (asm-generic: one numbering on x86_64
+# and aarch64); through libc rather than the `resource` module, one shared library less
+# to load for a command that sets a limit or two
+RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+           "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+           "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+           "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
+RLIM_INFINITY = (1 << 64) - 1
+
+
+class _Rlimit(ffi.Structure):
+    _fields_ = (("rlim_cur", ffi.c_uint64), ("rlim_max", ffi.c_uint64))
+
+
+def setrlimit(which: int, soft: int, hard: int, what: str = "") -> None:
+    """The calling process's limit `which` (an `RLIMITS` value); `what` names it in errors."""
+    if _libc.setrlimit(which, ffi.byref(_Rlimit(soft, hard))) != 0:
+        raise _fail("setrlimit", detail=what)
 
 
 PER_LINUX = 0x0000
@@ -253,8 +274,8 @@ _PERSONALITY_QUERY = 0xFFFFFFFF
 
 def personality(persona: int) -> None:
     """Set the execution domain (personality(2)); the flags bits above it are kept."""
-    current = _libc.personality(ctypes.c_ulong(_PERSONALITY_QUERY))
-    if current == -1 or _libc.personality(ctypes.c_ulong((current & ~0xFF) | persona)) == -1:
+    current = _libc.personality(ffi.c_ulong(_PERSONALITY_QUERY))
+    if current == -1 or _libc.personality(ffi.c_ulong((current & ~0xFF) | persona)) == -1:
         raise _fail("personality", detail=f"({persona:#x})")
 
 
@@ -269,7 +290,7 @@ def set_child_subreaper() -> None:
 def join_session_keyring(name: str) -> None:
     """A fresh session keyring, so the container cannot see the caller's keys."""
     if _libc.syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, _b(name)) < 0:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         if err != 38:  # ENOSYS: kernel without keys; runc ignores that too
             raise KernelError("keyctl(JOIN_SESSION_KEYRING)", err, detail=name)
 
@@ -278,8 +299,8 @@ def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> 
     """An fd on `path` below `dir_fd`, resolved by the kernel under `resolve`
     (`RESOLVE_IN_ROOT`: symlinks and ``..`` as if `dir_fd` were ``/``, Linux 5.6+)."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    fd = _libc.syscall(_SYS_OPENAT2, ctypes.c_int(dir_fd), _b(path), ctypes.byref(how),
-                       ctypes.c_size_t(ctypes.sizeof(how)))
+    fd = _libc.syscall(_SYS_OPENAT2, ffi.c_int(dir_fd), _b(path), ffi.byref(how),
+                       ffi.c_size_t(ffi.sizeof(how)))
     if fd < 0:
         raise _fail("openat2", path)
     return int(fd)
@@ -288,7 +309,7 @@ def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> 
 def open_tree(path: str, flags: int, dir_fd: int = AT_FDCWD) -> int:
     """An fd on `path`'s mount; with OPEN_TREE_CLONE a detached copy of it (a bind mount
     attached nowhere yet, which goes away with its last fd)."""
-    fd = _libc.syscall(_SYS_OPEN_TREE, ctypes.c_int(dir_fd), _b(path), ctypes.c_uint(flags))
+    fd = _libc.syscall(_SYS_OPEN_TREE, ffi.c_int(dir_fd), _b(path), ffi.c_uint(flags))
     if fd < 0:
         raise _fail("open_tree", path, f"(flags {flags:#x})")
     return int(fd)
@@ -302,8 +323,8 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 
     `userns_fd` is the user namespace whose mapping the mount takes; `what` names it in
     errors."""
     attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-    if _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), _b(path), ctypes.c_uint(flags),
-                     ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+    if _libc.syscall(_SYS_MOUNT_SETATTR, ffi.c_int(fd), _b(path), ffi.c_uint(flags),
+                     ffi.byref(attr), ffi.c_size_t(ffi.sizeof(attr))) != 0:
         raise _fail("mount_setattr", what or path, f"(set {attr_set:#x})")
 
 
@@ -312,8 +333,8 @@ def move_mount(from_fd: int, to_fd: int, what: str | None = None, from_path: str
                flags: int = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) -> None:
     """Attach the mount `from_fd` (a detached one from open_tree) onto `to_fd`, which must
     be in the caller's mount namespace; `what` names the target in errors."""
-    if _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(from_fd), _b(from_path), ctypes.c_int(to_fd),
-                     _b(to_path), ctypes.c_uint(flags)) != 0:
+    if _libc.syscall(_SYS_MOVE_MOUNT, ffi.c_int(from_fd), _b(from_path), ffi.c_int(to_fd),
+                     _b(to_path), ffi.c_uint(flags)) != 0:
         raise _fail("move_mount", what or to_path)
 
 
@@ -321,7 +342,7 @@ def mount_id(fd: int, what: str | None = None) -> int:
     """The ID of the mount the file `fd` is on (statx's stx_mnt_id); a mount point's differs
     from its parent directory's. Needs no /proc, so it works in another mount namespace."""
     buf = _Statx()
-    if _libc.statx(ctypes.c_int(fd), b"", ctypes.c_int(AT_EMPTY_PATH), ctypes.c_uint(STATX_MNT_ID),
-                   ctypes.byref(buf)) != 0:
+    if _libc.statx(ffi.c_int(fd), b"", ffi.c_int(AT_EMPTY_PATH), ffi.c_uint(STATX_MNT_ID),
+                   ffi.byref(buf)) != 0:
         raise _fail("statx", what)
     return int(buf.stx_mnt_id)

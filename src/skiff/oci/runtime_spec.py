@@ -15,7 +15,7 @@ from __future__ import annotations
 from skiff.errors import InvalidArgument, SpecError
 from skiff.oci.codec import decode_object, encode
 from skiff.record import Record, field
-from skiff import jsonfast, semver
+from skiff import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -468,6 +468,7 @@ class Spec(Record):
         # config.md: "MUST be in SemVer v2.0.0 format"; the spec keeps compatibility within
         # a major version only, so a 2.x document is not one this runtime can read (0.x
         # drafts are, as runc reads them: the spec's own examples still say 0.5.0-dev)
+        from skiff import semver  # (only for a whole document: exec reads parts of one)
         try:
             version = semver.Version.parse(self.oci_version)
         except InvalidArgument:

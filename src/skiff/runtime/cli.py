@@ -305,9 +305,6 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"skiff-runtime: unknown command {g.verb!r}")
         about, opts, positionals = VERB_GRAMMAR[g.verb]
         a = parse(f"skiff-runtime {g.verb}", opts, positionals, g.args, about)
-        if g.verb in ("create", "run", "exec"):  # these move a process into a cgroup
-            from skiff.runtime import cgroup_warmup
-            cgroup_warmup.start()
     except UsageError as e:
         (sys.stdout if e.help else sys.stderr).write(str(e).rstrip("\n") + "\n")
         return 0 if e.help else 2
@@ -337,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The console script: run, flush, and leave without the interpreter's teardown (which
-    costs ~9 ms of a ~40 ms `run` and has nothing to clean up here)."""
+    """Run, flush, and leave without the interpreter's teardown (which costs ~9 ms of a
+    ~40 ms `run` and has nothing to clean up here). The console script is
+    `runtime.launcher.entry`, which starts the cgroup warm-up before it calls this."""
     import gc
     # a command lives for milliseconds: the collections its imports set off (7 in an exec,
     # ~1 ms) free nothing worth it, and in the children it forks they would copy every page

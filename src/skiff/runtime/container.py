@@ -15,7 +15,7 @@ from skiff.runtime.state import ContainerState, StateStore, check_move, process_
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
-    from skiff.oci.runtime_spec import Spec
+    from skiff.oci.runtime_spec import Linux, Spec
     from skiff.runtime.cgroups import Cgroup
 
 
@@ -24,6 +24,7 @@ class Container(Record, mutable=True):
     state: ContainerState
     _cgroup: Cgroup | None = None
     _spec: Spec | None = None
+    _linux: Linux | None = None
 
     @property
     def id(self) -> str:
@@ -47,6 +48,32 @@ class Container(Record, mutable=True):
             from skiff.oci.runtime_spec import Spec
             self._spec = decode_object(Spec, self.state.config)
         return self._spec
+
+    @property
+    def linux(self) -> Linux:
+        """The spec's `linux` alone (what exec needs of it), without decoding the rest."""
+        if self._linux is None:
+            if self._spec is not None:
+                assert self._spec.linux is not None
+                self._linux = self._spec.linux
+            else:
+                from skiff.errors import SpecError
+                from skiff.oci.codec import decode_object
+                from skiff.oci.runtime_spec import Linux
+                raw = self.state.config.get("linux")
+                if raw is None:  # (create refuses such a spec; a state file edited by hand)
+                    raise SpecError("linux", "is required on Linux")
+                self._linux = decode_object(Linux, raw, "linux")
+        return self._linux
+
+    def join_cgroup(self, pid: int) -> None:
+        """Move `pid` into the container's cgroup, in every hierarchy: by the cgroup.procs
+        files create kept, or through the driver for a state from before it kept them."""
+        if self.state.cgroup_procs is None:
+            self.cgroup.add(pid)
+        else:
+            from skiff.runtime.cgroup_files import join
+            join(self.state.cgroup_procs, pid)
 
     def has_hooks(self, phase: str) -> bool:
         return bool(self.state.config.get("hooks", {}).get(phase))

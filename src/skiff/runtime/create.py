@@ -152,7 +152,7 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
             created=rfc3339_now(),
             cgroup_path=cg.path, cgroup_root=cgroup_root, config=to_json(spec), owner=_owner(),
             annotations=dict(spec.annotations),
-            freezer=_listed(cg.freezer_probe()))
+            freezer=_listed(cg.freezer_probe()), cgroup_procs=cg.procs_files())
         if needs_rendezvous(spec):
             assert spec.hooks is not None
             chan.recv("prestart")

@@ -20,7 +20,6 @@ from skiff.record import Record
 
 from skiff.errors import HookFailed
 from skiff.kernel import syscall as sc
-from skiff.kernel.seccomp import Filter, Program
 from skiff.oci.runtime_spec import Spec
 from skiff.runtime import process
 from skiff.runtime.channel import Channel, wait_cgroup
@@ -28,6 +27,7 @@ from skiff.runtime.rootfs import RootfsBuilder
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
+    from skiff.kernel.seccomp import Filter, Program
     import socket
     from typing import Any, NoReturn
 

@@ -10,9 +10,7 @@ no_new_privs is on, seccomp as late as possible, right before execve.
 
 from __future__ import annotations
 
-import errno
 import os
-import resource
 import stat
 import sys
 
@@ -20,9 +18,12 @@ from skiff.errors import KernelError, RuntimeError_, SpecError
 from skiff.kernel import capabilities as caps
 from skiff.kernel import signals
 from skiff.kernel import syscall as sc
-from skiff.kernel.seccomp import ArgRule, Filter, Program, SyscallRule
 from skiff.oci.runtime_spec import Linux, Process, Seccomp, cpu_list
 from skiff.log import logger
+
+TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
+if TYPE_CHECKING:
+    from skiff.kernel.seccomp import Filter, Program
 
 log = logger("skiff.runtime")
 
@@ -70,6 +71,9 @@ def compile_seccomp(seccomp: Seccomp | None,
 
 
 def _compile(seccomp: Seccomp) -> Filter:
+    # (imported here, in the runtime before it forks: a spec without a filter never loads it)
+    from skiff.kernel.seccomp import ArgRule, Filter, SyscallRule
+
     rules = [SyscallRule(s.names, s.action, s.errno_ret,
                          tuple(ArgRule(a.index, a.op, a.value, a.value_two) for a in s.args))
              for s in seccomp.syscalls]
@@ -164,22 +168,16 @@ def refuse_runtime_binary(path: str, depth: int = 0) -> None:
 
 def _rlim(value: int) -> int:
     """A spec limit (uint64) as setrlimit takes it: RLIM_INFINITY is 2**64-1 in the spec."""
-    return resource.RLIM_INFINITY if value >= 1 << 63 or value < 0 else value
+    return sc.RLIM_INFINITY if value >= 1 << 63 or value < 0 else value
 
 
 def apply_rlimits(process: Process) -> None:
     for r in process.rlimits:
-        which = getattr(resource, r.type, None)
+        which = sc.RLIMITS.get(r.type)
         if which is None:
             raise SpecError("process.rlimits", f"unknown rlimit {r.type}")
-        try:
-            resource.setrlimit(which, (_rlim(r.soft), _rlim(r.hard)))
-        except OSError as e:
-            raise KernelError("setrlimit", e.errno or errno.EPERM,
-                              detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
-        except ValueError:  # soft above hard, or out of range
-            raise KernelError("setrlimit", errno.EINVAL,
-                              detail=f"{r.type} soft={r.soft} hard={r.hard}") from None
+        # (the kernel refuses a soft limit above the hard one: EINVAL)
+        sc.setrlimit(which, _rlim(r.soft), _rlim(r.hard), f"{r.type} soft={r.soft} hard={r.hard}")
 
 
 def _oom_score_adj(value: int) -> None:

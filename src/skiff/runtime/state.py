@@ -173,6 +173,9 @@ class ContainerState(Record, mutable=True):
     annotations: dict[str, str] = field(factory=dict)
     cgroup_root: str = "/sys/fs/cgroup"
     freezer: list[str] | None = None  # (file, line) of the cgroup's freezer: see Cgroup.freezer_probe
+    # the cgroup's cgroup.procs files (Cgroup.procs_files), which exec writes its process's
+    # pid to; None in a state saved before they were kept (exec then loads the driver)
+    cgroup_procs: list[str] | None = None
 
     def alive(self) -> bool:
         return self.pid > 0 and process_start_time(self.pid) == self.pid_start

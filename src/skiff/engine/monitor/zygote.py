@@ -36,7 +36,7 @@ PRELOAD = (
     "skiff.runtime.cgroup_warmup", "skiff.runtime.container", "skiff.runtime.create",
     "skiff.runtime.start", "skiff.runtime.state", "skiff.runtime.delete",
     "skiff.runtime.cgroups", "skiff.runtime.cgroups.v1", "skiff.runtime.cgroups.v2",
-    "skiff.runtime.seccomp_cache",
+    "skiff.runtime.seccomp_cache", "skiff.semver",  # (semver: a whole spec's ociVersion check)
 )
 NAME = "skmon-zygote"  # its comm; a monitor's is `main.comm_name(id)`
 _MAX_REQUEST = 1 << 16

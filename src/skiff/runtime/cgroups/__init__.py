@@ -46,6 +46,11 @@ class Cgroup(_Interface):
     def add(self, pid: int) -> None:
         """Move the process into the cgroup in every hierarchy."""
 
+    def procs_files(self) -> list[str]:
+        """The cgroup.procs file of the cgroup in every hierarchy, in the order `add`
+        writes them: what `create` keeps in the state, so that `exec` can move a process
+        in without loading the drivers (`runtime.cgroup_files.join`)."""
+
     def set(self, resources: Resources) -> None:
         """Apply linux.resources (at create and at `update`)."""
 

@@ -1,12 +1,11 @@
 """Reading, writing, making and removing cgroupfs files and directories, shared by both drivers.
 
 cgroupfs is not an ordinary filesystem. Each write(2) is one command that the kernel either
-accepts or refuses with an errno. Directories are made with mkdir and can be removed only
-once no process is left in them, and their files appear on their own. So each write here is a
-single `os.write` on its own file descriptor, and every failure becomes a `CgroupError` that
-names the file and the errno. The same code also drives the plain directories of a fake tree
-in unit tests, which is why files that take one entry per write (devices.allow, io.max,
-cgroup.procs…) are opened for appending: on a fake tree they then keep every line written.
+accepts or refuses with an errno (the write itself and its error are `runtime.cgroup_files`',
+shared with `exec`). Directories are made with mkdir and can be removed only once no process
+is left in them, and their files appear on their own. Every failure becomes a `CgroupError`
+that names the file and the errno. The same code also drives the plain directories of a fake
+tree in unit tests.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from skiff.record import Record
 from skiff.errors import CgroupError, SpecError
 from skiff.kernel import signals
 from skiff.log import logger
+from skiff.runtime.cgroup_files import failure, write  # noqa: F401  (the drivers' fs.write)
 
 TYPE_CHECKING = False  # type checkers take it as True; no typing import at run time
 if TYPE_CHECKING:
@@ -77,39 +77,6 @@ def normalise_path(path: str) -> str:
 
 def join(mountpoint: str, path: str) -> str:
     return os.path.join(mountpoint, path.lstrip("/")) if path.strip("/") else mountpoint
-
-
-def failure(op: str, path: str, exc: OSError, detail: str = "") -> CgroupError:
-    """A CgroupError that reads like crun's: ``write `max` to `…/pids.max`: EINVAL (…)``.
-
-    The errno and path are also kept as attributes so callers can react to EBUSY & co.
-    """
-    code = exc.errno or errno.EIO
-    name = errno.errorcode.get(code, str(code))
-    err = CgroupError(f"{op} `{path}`{detail}: {name} ({os.strerror(code)})")
-    err.errno = code  # type: ignore[attr-defined]
-    err.path = path  # type: ignore[attr-defined]
-    return err
-
-
-def write(path: str, value: str, *, append: bool = False) -> None:
-    """Write `value` to a control file in one write(2).
-
-    Files taking one entry per write (`append=True`) get a newline after each entry, which
-    the kernel ignores and which keeps the lines apart on a fake tree.
-    """
-    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-    data = (value + "\n" if append else value).encode()
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        raise failure(f"write `{value}` to", path, e) from e
-    try:
-        os.write(fd, data)
-    except OSError as e:
-        raise failure(f"write `{value}` to", path, e) from e
-    finally:
-        os.close(fd)
 
 
 def read(path: str) -> str:

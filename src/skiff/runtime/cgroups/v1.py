@@ -93,10 +93,12 @@ class V1Cgroup:
             raise
 
     def add(self, pid: int) -> None:
-        for mp in self._hierarchies:
-            fs.write(os.path.join(fs.join(mp, self.path), "cgroup.procs"), str(pid), append=True)
-        if self.unified is not None:
-            self.unified.add(pid)
+        for path in self.procs_files():
+            fs.write(path, str(pid), append=True)
+
+    def procs_files(self) -> list[str]:
+        files = [os.path.join(fs.join(mp, self.path), "cgroup.procs") for mp in self._hierarchies]
+        return files + (self.unified.procs_files() if self.unified is not None else [])
 
     def pids(self) -> list[int]:
         # The union over hierarchies: a process somebody added to only some of them is

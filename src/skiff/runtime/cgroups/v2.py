@@ -153,6 +153,9 @@ class V2Cgroup:
     def add(self, pid: int) -> None:
         fs.write(self._file("cgroup.procs"), str(pid), append=True)
 
+    def procs_files(self) -> list[str]:
+        return [self._file("cgroup.procs")]
+
     def pids(self) -> list[int]:
         return fs.read_pids(self._file("cgroup.procs"))
 
