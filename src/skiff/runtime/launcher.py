@@ -19,9 +19,6 @@ from skiff.runtime import cgroup_warmup
 GLOBAL_VALUE_FLAGS = frozenset({"root", "log", "log-format", "rootless", "criu"})
 #: the verbs that move a process into a cgroup
 MIGRATING_VERBS = frozenset({"create", "run", "exec"})
-#: how long the warm-up keeps the lock on its fast path: past a slow create's own
-#: migration; the command's exit ends it sooner
-WARM_FOR = 0.25
 
 
 def verb_of(argv: list[str]) -> str | None:
@@ -40,7 +37,7 @@ def verb_of(argv: list[str]) -> str | None:
 
 def entry() -> None:
     if verb_of(sys.argv[1:]) in MIGRATING_VERBS:
-        cgroup_warmup.start(hold=WARM_FOR)
+        cgroup_warmup.start()
     import gc
     gc.disable()  # before the CLI's imports too (why: `cli.entry`, which does it again)
     from skiff.runtime.cli import entry as run_command
