@@ -7,8 +7,9 @@ command saves, so this module picks the verb out of the command line by itself, 
 CLI and its ~3 ms of imports load: the verb is the first word that is neither a global flag
 nor the value of one (`--root DIR`, as the CLI's own grammar has them: `GLOBAL_VALUE_FLAGS`
 is checked against `cli.GLOBAL_OPTS` by the tests). A wrong guess costs the head start,
-or, for a verb that moves nothing, an exit that may wait for the thread's write. Like `cgroup_warmup`, this module imports only what the interpreter has
-already loaded (hence no `from __future__ import annotations`).
+or, for a verb that moves nothing, an exit that may wait for the thread's write. Like
+`cgroup_warmup`, this module imports only what the interpreter has already loaded (hence
+no `from __future__ import annotations`).
 """
 
 import sys
