@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 
 from skiff.errors import KernelError
-from skiff.kernel import ffi
 from skiff.kernel import syscall as sc
 from skiff.record import Record
 
@@ -23,11 +22,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442
-_OPEN_TREE_CLONE, _OPEN_TREE_CLOEXEC = 1, os.O_CLOEXEC
-_AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE = -100, 0x1000, 0x8000
-_MOVE_MOUNT_F_EMPTY_PATH = 0x4
-_MOUNT_ATTR_IDMAP = 0x00100000
 _OVERFLOW_ID = 65534  # /proc/sys/kernel/overflowuid's default: what an unmapped id shows as
 
 # (container id, host id, size), as in /proc/<pid>/uid_map
@@ -62,13 +56,6 @@ def _back(ranges: Sequence[IdRange], outside_id: int) -> int:
         if outside <= outside_id < outside + size:
             return inside + outside_id - outside
     return _OVERFLOW_ID
-
-
-class _MountAttr(ffi.Structure):
-    """struct mount_attr"""
-
-    _fields_ = [("attr_set", ffi.c_uint64), ("attr_clr", ffi.c_uint64),
-                ("propagation", ffi.c_uint64), ("userns_fd", ffi.c_uint64)]
 
 
 def _map_text(ranges: Sequence[IdRange]) -> str:
@@ -110,18 +97,11 @@ def userns_fd(uid_maps: Sequence[IdRange], gid_maps: Sequence[IdRange]) -> int:
 
 def idmapped_bind(source: str, target: str, ns_fd: int) -> None:
     """Bind `source` (recursively) at `target`, its owners shifted by the namespace `ns_fd`."""
-    libc = sc.libc
-    fd = libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(source),
-                      _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE)
-    if fd < 0:
-        raise KernelError("open_tree", ffi.get_errno(), source)
+    fd = sc.open_tree(source, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_RECURSIVE)
     try:
-        attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, ns_fd)
-        if libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
-                        ffi.byref(attr), ffi.sizeof(attr)) < 0:
-            raise KernelError("mount_setattr(MOUNT_ATTR_IDMAP)", ffi.get_errno(), source)
-        if libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, os.fsencode(target),
-                        _MOVE_MOUNT_F_EMPTY_PATH) < 0:
-            raise KernelError("move_mount", ffi.get_errno(), target)
+        sc.mount_setattr(fd, sc.MOUNT_ATTR_IDMAP, flags=sc.AT_EMPTY_PATH | sc.AT_RECURSIVE,
+                         what=source, userns_fd=ns_fd)
+        sc.move_mount(fd, sc.AT_FDCWD, target, to_path=target,
+                      flags=sc.MOVE_MOUNT_F_EMPTY_PATH)
     finally:
         os.close(fd)
