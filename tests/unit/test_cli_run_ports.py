@@ -3,16 +3,13 @@ unix socket (test_net_ports' catcher), for each form."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from skiff.cli.run import _parse_container_command, container_body
-from test_net_ports import _CatcherHandler, _CreateCatcher
+from test_net_ports import docker_create_bodies
 
 FORMS = [
     ["-p", "8080:80"], ["-p", "127.0.0.1:8080:80/udp"], ["-p", "80"], ["-p", "8000-8002:80-82"],
@@ -35,22 +32,11 @@ def test_no_ports_no_exposed_ports() -> None:
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 def test_port_flags_make_the_docker_clis_body(tmp_path: Path) -> None:
-    sock = str(tmp_path / "api.sock")
-    server = _CreateCatcher(sock, _CatcherHandler)
-    server.bodies = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path))
-    try:
+    with docker_create_bodies(tmp_path) as sent:
         for argv in FORMS:
-            subprocess.run(["docker", "create", *argv, "busybox"], capture_output=True, env=env,
-                           timeout=30)
-            sent = server.bodies.pop()
+            body = sent(*argv)
             ours = skiff_body(argv)
-            host, sent_host = ours["HostConfig"], sent["HostConfig"]
-            assert ours.get("ExposedPorts") == sent.get("ExposedPorts"), argv
+            host, sent_host = ours["HostConfig"], body["HostConfig"]
+            assert ours.get("ExposedPorts") == body.get("ExposedPorts"), argv
             assert host["PortBindings"] == sent_host["PortBindings"], argv  # type: ignore[index]
             assert host["PublishAllPorts"] == sent_host["PublishAllPorts"], argv  # type: ignore[index]
-    finally:
-        server.shutdown()
-        server.server_close()

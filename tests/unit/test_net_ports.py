@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -11,7 +12,7 @@ import socketserver
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -240,24 +241,33 @@ class _CatcherHandler(http.server.BaseHTTPRequestHandler):
         self._answer(500, b'{"message": "caught"}')
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
-def test_forms_are_the_docker_clis(tmp_path: Path) -> None:
-    """What the docker CLI sends for each `-p` form is what parse_publish makes of it."""
+@contextlib.contextmanager
+def docker_create_bodies(tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
+    """`sent(*flags)`: the body the docker CLI posts for ``docker create FLAGS busybox``,
+    caught by a fake Engine API on a socket in `tmp_path` (served while the block runs)."""
     sock = str(tmp_path / "api.sock")
     server = _CreateCatcher(sock, _CatcherHandler)
     server.bodies = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path))
+
+    def sent(*flags: str) -> dict[str, Any]:
+        subprocess.run(["docker", "create", *flags, "busybox"], capture_output=True, env=env,
+                       timeout=30)
+        return server.bodies.pop()
     try:
-        for spec, (exposed, bindings) in GOOD.items():
-            subprocess.run(["docker", "create", "-p", spec, "busybox"], capture_output=True,
-                           env=env, timeout=30)
-            sent = server.bodies.pop()
-            assert (sent["ExposedPorts"], sent["HostConfig"]["PortBindings"]) == (exposed, bindings), spec
-        subprocess.run(["docker", "create", "--expose", "7000-7001/udp", "-p", "80", "busybox"],
-                       capture_output=True, env=env, timeout=30)
-        assert server.bodies.pop()["ExposedPorts"] == ports.parse_expose(["7000-7001/udp", "80"])
+        yield sent
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
+def test_forms_are_the_docker_clis(tmp_path: Path) -> None:
+    """What the docker CLI sends for each `-p` form is what parse_publish makes of it."""
+    with docker_create_bodies(tmp_path) as sent:
+        for spec, (exposed, bindings) in GOOD.items():
+            body = sent("-p", spec)
+            assert (body["ExposedPorts"], body["HostConfig"]["PortBindings"]) == (exposed, bindings), spec
+        body = sent("--expose", "7000-7001/udp", "-p", "80")
+        assert body["ExposedPorts"] == ports.parse_expose(["7000-7001/udp", "80"])
