@@ -11,7 +11,9 @@ never below the caller's own cgroup). The containers.conf lowers podman's defaul
 the host's hard limits — root here lacks CAP_SYS_RESOURCE, and podman's nofile=1048576 makes
 the runtime's setrlimit fail (see ../shared/peers/README.md). With `network` given, that
 network (its name, bridge and subnet the bench's) is written as netavark JSON and made
-podman's default one, DNS off like podman's own default network, so no aardvark-dns.
+podman's default one, DNS off like podman's own default network, so no aardvark-dns; without
+it every `run` gets ``--network none`` (`run_args`), so podman's own default bridge, with its
+rules in the host's firewall, is never made.
 
 Fixed places podman uses as root whatever it is told: netavark's run folder
 /run/containers/networks (its IPAM database ``ipam.db``, one bucket per network name:
@@ -27,8 +29,9 @@ end (recorded from ``inspect``) is unmounted and removed, as a forced clean-up.
 (conmon's exit command) and kills by PID any conmon or podman process of this storage still
 there, removes the network and does ``system reset``, unmounts what is left below its folder,
 removes the netns files, an aardvark-dns that started for this network after all (by PID),
-the cgroup parent and netavark's bridge if it is still there, and returns what had to be
-forced.
+kills by PID what is still in the cgroup parent (a container whose removal failed outlives its
+conmon), removes the cgroup parent and netavark's bridge if it is still there, and returns what
+had to be forced.
 """
 
 from __future__ import annotations
@@ -103,8 +106,11 @@ class IsolatedPodman:
         self.aardvarks_before = set(_aardvarks())
 
     def run_args(self) -> list[str]:
-        """What every `run` of this podman gets after ``run``."""
-        return ["--cgroup-parent", f"/{self.cgroup_parent}"]
+        """What every `run` of this podman gets after ``run``: the bench's cgroup parent, and
+        ``--network none`` when the bench gave no network (else podman would make its own
+        default bridge and write its rules into the host's firewall)."""
+        no_network = ["--network", "none"] if self.network is None else []
+        return ["--cgroup-parent", f"/{self.cgroup_parent}", *no_network]
 
     def _conf(self, default_network: str | None) -> str:
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -168,6 +174,35 @@ class IsolatedPodman:
             if int(pid) != me and str(self.base).encode() in cmdline:
                 found.append(int(pid))
         return found
+
+    def _stop_cgroup_members(self) -> list[str]:
+        """Kill by PID every process still below the cgroup parent (only this bench's
+        containers and conmons are put there) and wait a little for them to leave it."""
+        forced: list[str] = []
+        tops = list(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}"))
+
+        def members() -> set[int]:
+            return {int(pid) for top in tops for procs in top.rglob("cgroup.procs")
+                    for pid in procs.read_text().split()}
+        try:
+            left = members()
+        except OSError:   # a cgroup went meanwhile: nothing of it left to kill
+            return forced
+        for pid in sorted(left):
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                os.kill(pid, signal.SIGKILL)
+                forced.append(f"podman: killed {comm} {pid} left in /{self.cgroup_parent}")
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                left = members()
+            except OSError:
+                left = set()
+        return forced
 
     def firewall_claim(self, before: host_firewall.Snapshot) -> Callable[[str], bool]:
         """Which rules and chains that appeared since `before` netavark made for this podman:
@@ -257,6 +292,7 @@ class IsolatedPodman:
                 except OSError as e:
                     forced.append(f"podman: netns {key}: {e}")
         forced += self._stop_aardvark()
+        forced += self._stop_cgroup_members()
         forced += remove_cgroup_tree(self.cgroup_parent)
         if self.network is not None and Path(f"/sys/class/net/{self.network.bridge}").exists():
             subprocess.run(["ip", "link", "del", self.network.bridge], capture_output=True)
