@@ -45,7 +45,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import host_firewall
 from daemons import remove_cgroup_tree, unmount_under
@@ -78,6 +78,19 @@ def _aardvarks() -> list[int]:
         except OSError:
             pass
     return out
+
+
+def _kill(pids: Iterable[int], said: str) -> list[str]:
+    """SIGKILL each of `pids` by PID; for each one killed, `said` with its {comm} and {pid}."""
+    forced = []
+    for pid in sorted(pids):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            os.kill(pid, signal.SIGKILL)
+            forced.append(said.format(comm=comm, pid=pid))
+        except OSError:
+            pass
+    return forced
 
 
 def _nproc_limit() -> int:
@@ -178,30 +191,20 @@ class IsolatedPodman:
     def _stop_cgroup_members(self) -> list[str]:
         """Kill by PID every process still below the cgroup parent (only this bench's
         containers and conmons are put there) and wait a little for them to leave it."""
-        forced: list[str] = []
         tops = list(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}"))
 
         def members() -> set[int]:
-            return {int(pid) for top in tops for procs in top.rglob("cgroup.procs")
-                    for pid in procs.read_text().split()}
-        try:
-            left = members()
-        except OSError:   # a cgroup went meanwhile: nothing of it left to kill
-            return forced
-        for pid in sorted(left):
             try:
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                os.kill(pid, signal.SIGKILL)
-                forced.append(f"podman: killed {comm} {pid} left in /{self.cgroup_parent}")
-            except OSError:
-                pass
+                return {int(pid) for top in tops for procs in top.rglob("cgroup.procs")
+                        for pid in procs.read_text().split()}
+            except OSError:   # a cgroup went meanwhile: nothing of it left
+                return set()
+        left = members()
+        forced = _kill(left, f"podman: killed {{comm}} {{pid}} left in /{self.cgroup_parent}")
         deadline = time.monotonic() + 5
         while left and time.monotonic() < deadline:
             time.sleep(0.05)
-            try:
-                left = members()
-            except OSError:
-                left = set()
+            left = members()
         return forced
 
     def firewall_claim(self, before: host_firewall.Snapshot) -> Callable[[str], bool]:
@@ -264,13 +267,7 @@ class IsolatedPodman:
         deadline = time.monotonic() + 10
         while self._processes() and time.monotonic() < deadline:
             time.sleep(0.1)
-        for pid in self._processes():
-            try:
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                os.kill(pid, signal.SIGKILL)
-                forced.append(f"podman: killed left-over {comm} {pid}")
-            except OSError:
-                pass
+        forced += _kill(self._processes(), "podman: killed left-over {comm} {pid}")
         if self.network is not None:
             # a default network cannot be removed: this call names another default
             other = self.base / "containers-cleanup.conf"
