@@ -6,12 +6,16 @@ Run as root with the venv's python (stdlib only)::
 
 In one temp folder it starts a skiffd (own SKIFF_ROOT/SKIFF_RUN and socket), a dockerd (own
 data root, exec root, pid file and socket, ``--iptables=false --bridge=none``, cgroups under
-``/skiff-bench-docker``; dockerd starts its containerd) and gives podman its own ``--root``,
-``--runroot`` and ``--tmpdir`` with ``--runtime crun --cgroup-manager cgroupfs
---events-backend file`` and a containers.conf of its own (root here lacks CAP_SYS_RESOURCE, so
-podman's default rlimits are lowered to the host's hard limits, as ../shared/peers/peers.sh
-does). The image is the same in all three: skiff's built-in busybox, ``skiff save``-d and
-``docker load``-ed / ``podman load``-ed. Every container runs with ``--network none``.
+``/skiff-bench-docker``; dockerd starts its containerd) and runs podman as
+``isolated_podman.IsolatedPodman`` sets it up: roots, configuration (containers.conf with the
+rlimits root here can set, storage.conf, an empty registries.conf, network config folder),
+``TMPDIR`` and ``DOCKER_CONFIG`` of its own, the host's blob-info cache kept as it was,
+``--runtime crun --cgroup-manager cgroupfs --events-backend file``, containers under
+``/skiff-bench-podman``, no network. Every CLI here runs in that podman's environment (one
+hyperfine call times all three; skiff's and docker's CLIs read only its empty
+``DOCKER_CONFIG``). The image is the same in all three: skiff's built-in busybox, ``skiff
+save``-d and ``docker load``-ed / ``podman load``-ed. Every container runs with ``--network
+none``.
 
 Figures, in this order, all three engines in the same run, each after a wait (at most
 ``--quiet-timeout`` s) for the machine's busy share to fall below ``--max-busy``:
@@ -40,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import statistics
@@ -53,20 +56,18 @@ from typing import Any, Callable, Sequence
 
 from daemons import (DOCKER_CLI, Processes, log, remove_cgroup_tree, start_dockerd, start_skiffd,
                      unmount_under)
+from isolated_podman import NETAVARK, IsolatedPodman
 from runtime import hyperfine, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 ENGINES = ("skiff", "docker", "podman")
-TOOLS = ("dockerd", DOCKER_CLI, "podman", "crun", "conmon", "hyperfine")
-CGROUP_PARENTS = {"docker": "skiff-bench-docker", "podman": "skiff-bench-podman"}
-# in a skiff monitor's cmdline (engine/monitor/launch.py)
+TOOLS = ("dockerd", DOCKER_CLI, "podman", "crun", "conmon", NETAVARK, "hyperfine")
+DOCKER_CGROUP_PARENT = "skiff-bench-docker"
+PODMAN_CGROUP_PARENT = "skiff-bench-podman"
 IMAGE = "busybox:latest"
 SLEEP = ["sleep", "1000000"]
 MIB = 1024.0
-# made by podman's network set-up even for --network none (netavark's run dir); removed at
-# the end when the bench made it and it is empty
-PODMAN_RUN_DIRS = (Path("/run/containers/networks"), Path("/run/containers"))
 
 
 # ------------------------------------------------------------------------------ processes
@@ -140,52 +141,38 @@ class Bench:
         self.work, self.procs = work, procs
         self.skiff: list[str] = []
         self.docker: list[str] = []
-        self.podman: list[str] = []
+        self.podman = IsolatedPodman(work / "podman", "crun", PODMAN_CGROUP_PARENT)
+        # every CLI's, since one hyperfine call times all three (see the module's docstring)
+        self.env = self.podman.env
         self.skiff_env: dict[str, str] = {}
         self.busy_before: dict[str, float] = {}   # the machine's busy share before a figure
-        self.made_by_podman = [d for d in PODMAN_RUN_DIRS if not d.exists()]
 
     def cli(self, engine: str) -> list[str]:
-        return {"skiff": self.skiff, "docker": self.docker, "podman": self.podman}[engine]
+        return {"skiff": self.skiff, "docker": self.docker, "podman": self.podman.argv}[engine]
 
     def run_args(self, engine: str) -> list[str]:
         """`run` and the options every run of `engine` gets."""
-        extra = ["--cgroup-parent", f"/{CGROUP_PARENTS['podman']}"] if engine == "podman" else []
-        return ["run", "--network", "none", *extra]
+        return ["run", *(self.podman.run_args() if engine == "podman" else ["--network", "none"])]
 
     def start(self) -> None:
         w = self.work
         log(f"starting skiffd, dockerd in {w}")
         self.skiff, self.skiff_env = start_skiffd(self.procs, w)
-        self.docker = start_dockerd(self.procs, w, f"--cgroup-parent=/{CGROUP_PARENTS['docker']}")
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]   # the hard limit, as peers.sh
-        (w / "containers.conf").write_text(
-            "# no CAP_SYS_RESOURCE for root here: podman's default rlimits cannot be set\n"
-            f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc=32768:32768"]\n')
-        os.environ["CONTAINERS_CONF"] = str(w / "containers.conf")   # hyperfine's podman too
-        (w / "docker-config").mkdir()                                 # not ~/.docker (podman
-        (w / "docker-config" / "config.json").write_text("{}")       # reads it too, for auth)
-        os.environ["DOCKER_CONFIG"] = str(w / "docker-config")
-        self.podman = ["podman", "--root", str(w / "podman-root"),
-                       "--runroot", str(w / "podman-run"),
-                       "--tmpdir", str(w / "podman-tmp"), "--runtime", "crun",
-                       "--cgroup-manager", "cgroupfs", "--events-backend", "file",
-                       "--storage-driver", "overlay"]
+        self.docker = start_dockerd(self.procs, w, f"--cgroup-parent=/{DOCKER_CGROUP_PARENT}")
         tar = w / "busybox.tar"
         call(self.skiff + ["save", "-o", str(tar), IMAGE], env=self.skiff_env)
-        call(self.docker + ["load", "-q", "-i", str(tar)])
-        call(self.podman + ["load", "-q", "-i", str(tar)])
+        self.podman.setup(tar)
+        call(self.docker + ["load", "-q", "-i", str(tar)], env=self.env)
 
     def remove_containers(self) -> None:
-        for engine, ls, rm in (("skiff", ["ps", "-aq"], ["rm", "-f"]),
-                               ("docker", ["ps", "-aq"], ["rm", "-f"]),
-                               ("podman", ["ps", "-aq"], ["rm", "-f", "-t", "0"])):
-            cli = self.cli(engine)
+        """skiff's and docker's; podman's go in its own clean-up."""
+        for cli in (self.skiff, self.docker):
             if not cli:
                 continue
-            ids = subprocess.run(cli + ls, capture_output=True, text=True).stdout.split()
+            ids = subprocess.run(cli + ["ps", "-aq"], capture_output=True, text=True,
+                                 env=self.env).stdout.split()
             if ids:
-                subprocess.run(cli + rm + ids, capture_output=True)
+                subprocess.run(cli + ["rm", "-f", *ids], capture_output=True, env=self.env)
 
     def cleanup(self) -> list[str]:
         """Remove every container, stop the daemons, kill what a failed removal left (by PID),
@@ -195,6 +182,10 @@ class Bench:
             self.remove_containers()
         except (OSError, subprocess.SubprocessError) as e:
             forced.append(f"removing containers: {e}")
+        try:
+            forced += self.podman.cleanup()
+        except (OSError, subprocess.SubprocessError) as e:
+            forced.append(f"podman clean-up: {e}")
         self.procs.stop_all()
         ppids = parents()
         for engine in ENGINES:
@@ -207,13 +198,7 @@ class Bench:
                         pass
         time.sleep(0.2 if forced else 0)
         unmount_under(self.work)
-        for name in CGROUP_PARENTS.values():
-            forced += remove_cgroup_tree(name)
-        for d in self.made_by_podman:
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+        forced += remove_cgroup_tree(DOCKER_CGROUP_PARENT)
         shutil.rmtree(self.work, ignore_errors=True)
         return forced
 
@@ -253,7 +238,8 @@ def median(xs: Sequence[float]) -> float | None:
 def timed(b: Bench, what: str, commands: dict[str, list[str]], a: argparse.Namespace,
           failures: list[str]) -> dict[str, Any]:
     b.busy_before[what] = wait_quiet(a.max_busy, a.quiet_timeout)
-    res = hyperfine("hyperfine", commands, a.runs, a.warmup, b.work / f"{what}.json", a.verbose)
+    res = hyperfine("hyperfine", commands, a.runs, a.warmup, b.work / f"{what}.json", a.verbose,
+                    env=b.env)
     out: dict[str, Any] = {}
     for name, r in res.items():
         bad = [c for c in r["exit_codes"] if c != 0]
@@ -278,7 +264,7 @@ def run_detached(b: Bench, n: int, failures: list[str]) -> dict[str, Any]:
                                                           IMAGE, *SLEEP]
             t0 = time.perf_counter()
             r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, env=b.env)
             times[engine].append(time.perf_counter() - t0)
             if r.returncode != 0:
                 failures.append(f"run -d {engine} #{i}: {r.stderr.decode().strip()[-300:]}")
@@ -287,7 +273,7 @@ def run_detached(b: Bench, n: int, failures: list[str]) -> dict[str, Any]:
 
 def exec_true(b: Bench, a: argparse.Namespace, failures: list[str]) -> dict[str, Any]:
     cmds = {e: b.cli(e) + ["exec", f"skb-{e}-0", "true"] for e in ENGINES}
-    probe = subprocess.run(cmds["skiff"], capture_output=True, text=True)
+    probe = subprocess.run(cmds["skiff"], capture_output=True, text=True, env=b.env)
     unsupported = None
     if probe.returncode != 0:
         unsupported = probe.stderr.strip().splitlines()[0] if probe.stderr.strip() else "failed"

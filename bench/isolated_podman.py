@@ -11,7 +11,9 @@ never below the caller's own cgroup). The containers.conf lowers podman's defaul
 the host's hard limits — root here lacks CAP_SYS_RESOURCE, and podman's nofile=1048576 makes
 the runtime's setrlimit fail (see ../shared/peers/README.md). With `network` given, that
 network (its name, bridge and subnet the bench's) is written as netavark JSON and made
-podman's default one, DNS off like podman's own default network, so no aardvark-dns.
+podman's default one, DNS off like podman's own default network, so no aardvark-dns; without
+it every `run` gets ``--network none`` (`run_args`), so podman's own default bridge, with its
+rules in the host's firewall, is never made.
 
 Fixed places podman uses as root whatever it is told: netavark's run folder
 /run/containers/networks (its IPAM database ``ipam.db``, one bucket per network name:
@@ -27,8 +29,9 @@ end (recorded from ``inspect``) is unmounted and removed, as a forced clean-up.
 (conmon's exit command) and kills by PID any conmon or podman process of this storage still
 there, removes the network and does ``system reset``, unmounts what is left below its folder,
 removes the netns files, an aardvark-dns that started for this network after all (by PID),
-the cgroup parent and netavark's bridge if it is still there, and returns what had to be
-forced.
+kills by PID what is still in the cgroup parent (a container whose removal failed outlives its
+conmon), removes the cgroup parent and netavark's bridge if it is still there, and returns what
+had to be forced.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import host_firewall
 from daemons import remove_cgroup_tree, unmount_under
@@ -77,6 +80,19 @@ def _aardvarks() -> list[int]:
     return out
 
 
+def _kill(pids: Iterable[int], said: str) -> list[str]:
+    """SIGKILL each of `pids` by PID; for each one killed, `said` with its {comm} and {pid}."""
+    forced = []
+    for pid in sorted(pids):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            os.kill(pid, signal.SIGKILL)
+            forced.append(said.format(comm=comm, pid=pid))
+        except OSError:
+            pass
+    return forced
+
+
 def _nproc_limit() -> int:
     nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
     # podman lowers its own RLIMIT_NPROC to 32768 before it starts anything
@@ -103,8 +119,11 @@ class IsolatedPodman:
         self.aardvarks_before = set(_aardvarks())
 
     def run_args(self) -> list[str]:
-        """What every `run` of this podman gets after ``run``."""
-        return ["--cgroup-parent", f"/{self.cgroup_parent}"]
+        """What every `run` of this podman gets after ``run``: the bench's cgroup parent, and
+        ``--network none`` when the bench gave no network (else podman would make its own
+        default bridge and write its rules into the host's firewall)."""
+        no_network = ["--network", "none"] if self.network is None else []
+        return ["--cgroup-parent", f"/{self.cgroup_parent}", *no_network]
 
     def _conf(self, default_network: str | None) -> str:
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -169,6 +188,25 @@ class IsolatedPodman:
                 found.append(int(pid))
         return found
 
+    def _stop_cgroup_members(self) -> list[str]:
+        """Kill by PID every process still below the cgroup parent (only this bench's
+        containers and conmons are put there) and wait a little for them to leave it."""
+        tops = list(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}"))
+
+        def members() -> set[int]:
+            try:
+                return {int(pid) for top in tops for procs in top.rglob("cgroup.procs")
+                        for pid in procs.read_text().split()}
+            except OSError:   # a cgroup went meanwhile: nothing of it left
+                return set()
+        left = members()
+        forced = _kill(left, f"podman: killed {{comm}} {{pid}} left in /{self.cgroup_parent}")
+        deadline = time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = members()
+        return forced
+
     def firewall_claim(self, before: host_firewall.Snapshot) -> Callable[[str], bool]:
         """Which rules and chains that appeared since `before` netavark made for this podman:
         all ``NETAVARK`` ones — unless a rule of another netavark network appeared too (a
@@ -229,13 +267,7 @@ class IsolatedPodman:
         deadline = time.monotonic() + 10
         while self._processes() and time.monotonic() < deadline:
             time.sleep(0.1)
-        for pid in self._processes():
-            try:
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                os.kill(pid, signal.SIGKILL)
-                forced.append(f"podman: killed left-over {comm} {pid}")
-            except OSError:
-                pass
+        forced += _kill(self._processes(), "podman: killed left-over {comm} {pid}")
         if self.network is not None:
             # a default network cannot be removed: this call names another default
             other = self.base / "containers-cleanup.conf"
@@ -257,6 +289,7 @@ class IsolatedPodman:
                 except OSError as e:
                     forced.append(f"podman: netns {key}: {e}")
         forced += self._stop_aardvark()
+        forced += self._stop_cgroup_members()
         forced += remove_cgroup_tree(self.cgroup_parent)
         if self.network is not None and Path(f"/sys/class/net/{self.network.bridge}").exists():
             subprocess.run(["ip", "link", "del", self.network.bridge], capture_output=True)

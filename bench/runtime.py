@@ -340,9 +340,11 @@ def diagnose_run(rt: Runtime, cid: str, work: Path) -> Failure | None:
 
 # ------------------------------------------------------------------------------ hyperfine
 def hyperfine(hf: str, commands: dict[str, list[str]], runs: int, warmup: int, out_json: Path,
-              verbose: bool, prepare: str | None = None) -> dict[str, dict[str, Any]]:
+              verbose: bool, prepare: str | None = None,
+              env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """All commands in ONE hyperfine call (-N: no shell); returns name -> {times, exit_codes}.
-    `prepare` runs (untimed) before every timed run."""
+    `prepare` runs (untimed) before every timed run; `env` (default: this process's) is the
+    one environment of hyperfine and so of every command."""
     cmd = [hf, "-N", "-i", "--warmup", str(warmup), "--runs", str(runs), "--export-json", str(out_json),
            "--style", "basic" if verbose else "none"]
     if prepare:
@@ -352,7 +354,7 @@ def hyperfine(hf: str, commands: dict[str, list[str]], runs: int, warmup: int, o
     errf = out_json.with_suffix(".stderr")
     with errf.open("w+b") as err:
         r = subprocess.run(cmd, stdin=DEVNULL, stdout=None if verbose else DEVNULL,
-                           stderr=None if verbose else err)
+                           stderr=None if verbose else err, env=env)
     if r.returncode != 0:
         sys.stderr.write(read_text(errf))
         raise subprocess.CalledProcessError(r.returncode, cmd)
