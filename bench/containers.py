@@ -54,8 +54,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from daemons import (DOCKER_CLI, Processes, log, remove_cgroup_tree, start_dockerd, start_skiffd,
-                     unmount_under)
+from daemons import (DOCKER_CLI, Processes, cannot_run, log, remove_cgroup_tree, start_dockerd,
+                     start_skiffd, unmount_under)
 from isolated_podman import NETAVARK, IsolatedPodman
 from runtime import hyperfine, machine_info
 
@@ -442,14 +442,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench/containers.py needs root", file=sys.stderr)
+    if cannot_run("bench/containers.py", TOOLS):
         return 2
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        log(f"missing: {' '.join(missing)} (make bench installs them)")
-        return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so that clean-up still runs
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_json: Path = a.out or RESULTS_DIR / f"containers-{stamp}.json"
     b = Bench(Path(tempfile.mkdtemp(prefix="skiff-bench-containers.")), Processes())

@@ -60,6 +60,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -331,7 +332,7 @@ def run_rm_times(b: Bench, starts: int) -> dict[str, dict[str, float]]:
                 began = time.perf_counter()
                 sh_env(env, *cli, "run", "--rm", *always, *extra, IMAGE, "true")
                 times[engine][form].append(time.perf_counter() - began)
-    return {e: {f: median(v) for f, v in by.items()} for e, by in times.items()}
+    return {e: {f: statistics.median(v) for f, v in by.items()} for e, by in times.items()}
 
 
 def report(doc: dict[str, Any]) -> str:
