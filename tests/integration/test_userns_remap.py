@@ -3,23 +3,27 @@ ranges made on first use, containers whose root is uid 0 inside and the remapped
 host (/proc/<pid>/status), files they write owned by that uid on the host, the image's
 layers seen through idmapped mounts (nothing chowned, nothing left mounted after rm),
 ``--userns=host`` opting out, Docker's refusals, skiffd refusing a user it cannot map,
-volumes the remapped root owns (copy-up, docker cp and commit mapping owners), and docker
-cp out and docker export showing the container's own ids, not the host's.
+volumes the remapped root owns (copy-up, docker cp and commit mapping owners), docker
+cp out and docker export showing the container's own ids, not the host's, and a root the
+remapped root cannot reach refused at skiffd's start with the folder named.
 The test removes the user it made (userdel takes its /etc/subuid and /etc/subgid lines)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
+import tempfile
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fixtures_daemon import SKIFFD, Skiffd, module_daemon
+from fixtures_daemon import SKIFFD, Skiffd, module_daemon, remove_all, start_skiffd, stop_skiffd
 from test_docker_cli import DOCKER, docker
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
@@ -211,3 +215,67 @@ def test_skiffd_refuses_a_user_without_ranges(tmp_path: Path) -> None:
                         str(tmp_path / "run"), "--userns-remap", "nobody:nogroup"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "No subuid ranges found for user 'nobody'" in p.stderr
+
+
+def test_a_rootfs_barred_after_start_is_said_as_such(daemon: Skiffd) -> None:
+    """A root closed to the remapped root while skiffd runs (past its check at start): the
+    run fails with the runtime's real errno, not a misleading ENOENT, and leaves nothing."""
+    mode = daemon.root.stat().st_mode & 0o7777
+    daemon.root.chmod(0o700)
+    try:
+        p = docker(daemon, "run", "--rm", "busybox", "true", check=False)
+    finally:
+        daemon.root.chmod(mode)
+    assert p.returncode != 0 and "stat rootfs" in p.stderr and "EACCES" in p.stderr, p.stderr
+    assert docker(daemon, "ps", "-aq").stdout == ""
+    assert mounts_under(daemon.root / "snapshots") == []
+
+
+def test_skiffd_refuses_a_root_its_remapped_root_cannot_traverse(daemon: Skiffd,
+                                                                 tmp_root: Path) -> None:
+    """A root below a folder as ``mktemp -d`` makes it (0700, root's): skiffd refuses to
+    start, naming the folder and how to open it (moby's setupDaemonRoot check), where it
+    used to start and fail every run with ``stat rootfs … ENOENT``; opened as the message
+    says, remapped runs work. (`daemon`: the user dockremap exists.)"""
+    private = Path(tempfile.mkdtemp(prefix="remap-errors-", dir=tmp_root))
+    try:
+        try:
+            with module_daemon(private, "barred", "--userns-remap", "default") as d:
+                run = docker(d, "run", "--rm", "busybox", "true", check=False)
+                pytest.fail(f"skiffd started on a root below {private} (0700), and a run "
+                            f"said: {run.stderr}")
+        except AssertionError as e:  # start_skiffd's: skiffd exited, its log in the text
+            refusal = str(e)
+        assert f"cannot traverse {private} (mode drwx------, owner 0:0)" in refusal, refusal
+        assert f"`chmod o+x {private}`" in refusal, refusal
+        private.chmod(0o701)
+        with module_daemon(private, "opened", "--userns-remap", "default") as d:
+            assert docker(d, "run", "--rm", "busybox", "id", "-u").stdout == "0\n"
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def test_a_skiffd_started_under_umask_077_runs_remapped_containers(daemon: Skiffd,
+                                                                   tmp_root: Path) -> None:
+    """skiffd's umask is 022 whatever its caller's, as dockerd's (setDefaultUmask): under
+    077 the folders it made were 0700 and no remapped container could reach its rootfs or
+    its volume."""
+    workdir = tmp_root / f"skiffd-umask-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir()
+    try:
+        old = os.umask(0o077)
+        try:
+            d = start_skiffd(workdir, "--userns-remap", "default")
+        finally:
+            os.umask(old)
+        try:
+            out = docker(d, "run", "--rm", "-v", "rm-umask:/v", "busybox", "sh", "-c",
+                         "touch /v/x && id -u")
+            assert out.stdout == "0\n"
+        finally:
+            try:
+                remove_all(d, volumes=True)
+            finally:
+                stop_skiffd(d)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

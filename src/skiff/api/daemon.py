@@ -6,6 +6,7 @@ run-time state under ``--exec-root`` (SKIFF_RUN). A unix socket is made with mod
 folders made first); a socket file nobody answers on is stale and replaced, but one another
 skiffd answers on makes this one refuse to start, as does a pid file naming a live process.
 SIGTERM and SIGINT stop it cleanly: listeners closed, socket files and pid file removed.
+Its umask is 022 whatever its caller's, as dockerd's.
 """
 
 from __future__ import annotations
@@ -257,6 +258,9 @@ def entry(argv: Sequence[str] | None = None) -> None:
     # interval, each hand-off of the GIL to a thread woken while another runs (a removal
     # deleting a tree) may wait that long, and a run --rm's last answer took up to 15 ms
     sys.setswitchinterval(0.0005)
+    # dockerd's setDefaultUmask: the folders skiffd makes get their modes whatever its
+    # caller's umask (under 077 a remapped root could not enter its own containers' rootfs)
+    os.umask(0o022)
     try:
         asyncio.run(serve(args))
     except (SkiffError, OSError) as e:

@@ -60,6 +60,12 @@ class Engine:
         self.root = os.path.abspath(os.fspath(root))
         self.run = os.path.abspath(os.fspath(run))
         self.options = options or EngineOptions()
+        remap = None
+        if self.options.userns_remap:  # first: a refusal must leave nothing made
+            from skiff.engine.userns_remap import check_reachable, setup_remap
+
+            remap = setup_remap(self.options.userns_remap)
+            check_reachable(self.root, remap)
         self.state_dir = os.path.join(self.root, "engine")
         self.scratch_dir = os.path.join(self.state_dir, "tmp")  # spooled uploads, unlinked
         self.store = ImageStore(self.root)
@@ -67,11 +73,6 @@ class Engine:
         self.images = ImageService(self.store, self.state_dir, self.registry_options)
         self.images.events = self.events
         self.system = SystemService(self)
-        remap = None
-        if self.options.userns_remap:
-            from skiff.engine.userns_remap import setup_remap
-
-            remap = setup_remap(self.options.userns_remap)
         self.containers = ContainerService(self.store, self.root, self.run,
                                            cgroup_parent=self.options.cgroup_parent,
                                            events=self.events, remap=remap,

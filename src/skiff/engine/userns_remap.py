@@ -13,11 +13,16 @@ made; ``--userns=host`` opts a container out. Docker's conflicts are refused at 
 The rootfs: Docker keeps a chowned copy of every layer per remapping; skiff leaves the
 layers as they are and mounts each lower dir through an idmapped bind (`kernel.idmap`,
 Linux 5.12+, on the store's filesystem), with the snapshot's upper dir owned by the mapped
-root — no copy, and no per-remapping store.
+root — no copy, and no per-remapping store. A skiff root the remapped root cannot reach (a
+folder above it without search permission for it, as ``mktemp -d`` makes) is refused at
+skiffd's start with the folder named, as dockerd refuses such a graph root
+(`check_reachable`).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 
 from skiff.errors import InvalidArgument, SkiffError
@@ -35,6 +40,12 @@ DEFAULT_USER = "dockremap"
 RANGE_SIZE = 65536
 FIRST_ID = 100000
 _PASSWD, _GROUP, _SUBUID, _SUBGID = "/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"
+# what a container's runtime reaches below the skiff root as the remapped root: its rootfs,
+# its /etc/hosts and resolv.conf, its volumes
+_CONTAINER_FOLDERS = ("snapshots", "containers", "volumes")
+# each folder given, in order; the first the shell cannot enter is printed
+_BARRED = 3
+_CD_EACH = f'for d do cd "$d" 2>/dev/null || {{ printf %s "$d"; exit {_BARRED}; }}; done'
 
 
 class Remap(Record):
@@ -140,6 +151,53 @@ def setup_remap(spec: str) -> Remap:
     if not gids:
         raise SkiffError(f"No subgid ranges found for user {user!r}")
     return Remap(user=user, group=group, maps=IdMaps(uids=tuple(uids), gids=tuple(gids)))
+
+
+def check_reachable(root: str, remap: Remap) -> None:
+    """Refuse (SkiffError) a skiff root the remapped root could not reach, as dockerd
+    refuses a graph root with a folder above it that bars the remapped root (moby
+    daemon/daemon_unix.go setupDaemonRoot): a container's runtime reaches its rootfs,
+    /etc/hosts and volumes as that user, and every start would fail on the way. skiff
+    changes no folder it did not make; the message names the one to open. The kernel
+    itself decides (ACLs included): a shell with the remapped root's ids, no
+    supplementary groups and no capabilities changes into each folder from / down to the
+    root and the folders below it that containers use; a folder not made yet is skiff's
+    to make, and skiffd's umask (022, as dockerd's) leaves it open."""
+    uid, gid = remap.maps.host_ids()
+    real = os.path.realpath(root)  # the runtime's rootfs path is a real one too
+    folders = [real, *(os.path.join(real, name) for name in _CONTAINER_FOLDERS)]
+    way: list[str] = []
+    for folder in folders:
+        for step in _ancestry(folder):
+            if step not in way and os.path.isdir(step):
+                way.append(step)
+    try:
+        probe = subprocess.run(["/bin/sh", "-c", _CD_EACH, "sh", *way], user=uid, group=gid,
+                               extra_groups=[], env={"PATH": "/usr/bin:/bin"}, cwd="/",
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        _log.warning("--userns-remap: could not check that uid %d reaches %s: %s", uid, root, e)
+        return
+    if probe.returncode == 0:
+        return
+    blocker = probe.stdout
+    if probe.returncode != _BARRED or blocker not in way:
+        _log.warning("--userns-remap: could not check that uid %d reaches %s: sh exited %d: "
+                     "%s", uid, root, probe.returncode, probe.stderr.strip())
+        return
+    st = os.stat(blocker)
+    raise SkiffError(
+        f"--userns-remap: the remapped root (uid {uid}, gid {gid}) cannot traverse "
+        f"{blocker} (mode {stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid}), which "
+        f"the containers of the skiff root {root} pass to reach their rootfs. Allow it "
+        f"with `chmod o+x {blocker}` (or `setfacl -m u:{uid}:x {blocker}`), or give skiffd "
+        f"a --root (SKIFF_ROOT) every user can traverse to")
+
+
+def _ancestry(path: str) -> list[str]:
+    """/, then each folder down to `path` (absolute, normalised)."""
+    parts = [p for p in os.path.normpath(path).split("/") if p]
+    return ["/", *("/" + "/".join(parts[:i + 1]) for i in range(len(parts)))]
 
 
 def container_maps(remap: Remap | None, host: dict[str, Any]) -> IdMaps | None:

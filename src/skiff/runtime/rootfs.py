@@ -110,8 +110,12 @@ class RootfsBuilder:
         prop = self.linux.rootfs_propagation or "rslave"
         prop = "rprivate" if prop in ("unbindable", "runbindable") else prop
         sc.mount(None, "/", None, mount_options.propagation_flags(prop))
-        if not os.path.isdir(self.rootfs):
-            raise KernelError("stat rootfs", errno.ENOENT, self.rootfs)
+        try:  # the real errno: a remapped root barred from a folder above it gets EACCES
+            is_dir = stat.S_ISDIR(os.stat(self.rootfs).st_mode)
+        except OSError as e:
+            raise KernelError.from_os("stat rootfs", e, self.rootfs) from e
+        if not is_dir:
+            raise KernelError("stat rootfs", errno.ENOTDIR, self.rootfs)
         self._make_parent_private()
         sc.mount(self.rootfs, self.rootfs, None, sc.MS_BIND | sc.MS_REC)
         dev_bound = False
