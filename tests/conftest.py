@@ -4,7 +4,8 @@ Integration tests build OCI bundles from a busybox rootfs (made once per session
 Debian's busybox-static by `scripts/busybox-rootfs`) and drive the real `skiff-runtime`
 command, each with its own state root and cgroup prefix. At the end of the session the
 suite fails if anything it made is still there: mounts under its temporary folders,
-cgroups under its prefix, the bridges of its engines, processes it started, state folders.
+cgroups under its prefix, the bridges of its engines, their nftables tables, processes it
+started, state folders.
 """
 
 from __future__ import annotations
@@ -143,7 +144,22 @@ def leftovers(tmp_root: str) -> list[str]:
     if os.path.isdir(tmp_root):
         for state_root in Path(tmp_root).glob("*/state/*"):
             found.append(f"state folder {state_root}")
+        found += [f"nft table {t}" for t in _firewall_tables_of(Path(tmp_root))]
     return found
+
+
+def _firewall_tables_of(tmp_root: Path) -> list[str]:
+    """The nftables tables still there of the skiffds whose SKIFF_RUN was a ``run`` folder
+    under `tmp_root` (each skiffd's table is named after its SKIFF_RUN)."""
+    from skiff.net.firewall import table_for_run
+
+    nft = shutil.which("nft")
+    if nft is None:
+        return []
+    listed = subprocess.run([nft, "list", "tables"], capture_output=True, text=True).stdout.split()
+    runs = [*tmp_root.glob("*/run"), *tmp_root.glob("*/*/run")]  # not deeper: rootfs trees
+    ours = {table_for_run(str(run)) for run in runs if run.is_dir()}
+    return sorted(ours & set(listed))
 
 
 @pytest.fixture(scope="session")
