@@ -127,3 +127,13 @@ def test_restore_holds_the_same_ports_again(net: NetworkService, ports: NetworkP
     assert fake.calls[-1] == ("apply", [f"br-{net.find('web').id[:12]}"], [got[0].host_port])
     assert network_ports.published_ports(net, crow.id) == {f"{got[0].host_port}/tcp"}
     again.close()
+
+
+def test_the_tables_bridges(net: NetworkService, ports: NetworkPorts) -> None:
+    net.ensure_predefined()  # as skiffd's start does
+    front = user_network(net, "front", "10.7.0.0/24", internal=True)
+    assert [(r.bridge, r.subnet, r.internal) for r in ports._bridges()] == \
+        [(f"br-{front.id[:12]}", "10.7.0.0/24", True)]
+    net._bridges.add("skiff0")  # as after the default bridge's first container
+    assert ("skiff0", "172.29.0.0/16", False) in \
+        [(r.bridge, r.subnet, r.internal) for r in ports._bridges()]

@@ -224,10 +224,3 @@ def test_upstream_servers_for_the_dns_server(net: NetworkService) -> None:
     crow.doc["HostConfig"]["Dns"] = ["192.0.2.53"]
     net.containers.db.set_doc(web.id, crow.doc)  # type: ignore[union-attr]
     assert net.upstream_servers(web.id) == ["192.0.2.53"]
-
-
-def test_bridges_for_the_firewall(net: NetworkService) -> None:
-    front = user_network(net, "front", "10.7.0.0/24", internal=True)
-    assert net.bridges() == [(f"br-{front.id[:12]}", "10.7.0.0/24", True)]
-    net._bridges.add("skiff0")  # as after the default bridge's first container
-    assert ("skiff0", "172.29.0.0/16", False) in net.bridges()

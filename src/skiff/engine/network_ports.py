@@ -149,9 +149,8 @@ class NetworkPorts:
     def _bridges(self) -> list[BridgeRule]:
         """Every user network's bridge (made with the network, gone with it) and the default
         bridge while this engine has it up or a container runs on it — after a restart too,
-        before any start has looked at it (`NetworkService.bridges` leaves it out then, and
-        the running containers' DNAT rules need it), and with each network's masquerade
-        option."""
+        before any start has looked at it (the running containers' DNAT rules need it), and
+        with each network's masquerade option."""
         from skiff.net.firewall import BridgeRule
 
         live = {ep.network_id for ep in self.net.db.endpoints() if ep.address is not None}

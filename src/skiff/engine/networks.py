@@ -340,18 +340,6 @@ class NetworkService:
         if self.ports is not None:
             self.ports.sync()
 
-    def bridges(self) -> builtins.list[tuple[str, str, bool]]:
-        """(Linux bridge, subnet, internal) of every bridge network whose bridge is there
-        to filter: the user networks' (made with them) and the default bridge once this
-        engine made or found it — what the firewall's rules are made of."""
-        out = []
-        for row in self.all():
-            pool = pool_of(row)
-            if pool is None or (row.name == "bridge" and bridge_of(row) not in self._bridges):
-                continue
-            out.append((bridge_of(row), str(pool.subnet), bool(row.doc.get("Internal"))))
-        return out
-
     def resolve(self, cid: str, name: str) -> builtins.list[str]:
         """The IPv4 addresses `name` resolves to for the container `cid`: on each user
         network `cid` is running on, the running containers there called so — by name,
