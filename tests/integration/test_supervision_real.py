@@ -279,7 +279,12 @@ def test_the_engine_tells_each_restart_and_health_change(clean: Env) -> None:  #
                        Healthcheck={"Test": ["CMD", "test", "-e", "/ok"], "Interval": 500_000_000,
                                     "Retries": 1})
     until(lambda: c.inspect(probed)["State"]["Health"]["Status"] == "healthy")
-    actions = [e.action for e in c.events.since(seq) if e.actor_id == probed]
+
+    def actions_now() -> list[str]:
+        return [e.action for e in c.events.since(seq) if e.actor_id == probed]
+    # the event follows the state's change (as moby's SetStatus, then LogContainerEvent)
+    until(lambda: "health_status: healthy" in actions_now())
+    actions = actions_now()
     assert "health_status: unhealthy" in actions and "health_status: healthy" in actions
     assert actions.index("health_status: unhealthy") < actions.index("health_status: healthy")
     check_inspect_shape(c.inspect(probed))
