@@ -4,8 +4,8 @@ Integration tests build OCI bundles from a busybox rootfs (made once per session
 Debian's busybox-static by `scripts/busybox-rootfs`) and drive the real `skiff-runtime`
 command, each with its own state root and cgroup prefix. At the end of the session the
 suite fails if anything it made is still there: mounts under its temporary folders,
-cgroups under its prefix, the bridges of its engines, their nftables tables, processes it
-started, state folders.
+cgroups under its prefix, the bridges of its engines and of their networks, their nftables
+tables, processes it started, state folders.
 """
 
 from __future__ import annotations
@@ -145,7 +145,29 @@ def leftovers(tmp_root: str) -> list[str]:
         for state_root in Path(tmp_root).glob("*/state/*"):
             found.append(f"state folder {state_root}")
         found += [f"nft table {t}" for t in _firewall_tables_of(Path(tmp_root))]
+        found += [f"link {b}" for b in _network_bridges_of(Path(tmp_root))]
     return found
+
+
+def _network_bridges_of(tmp_root: Path) -> list[str]:
+    """The Linux bridges still there of the networks that the suite's skiffds (a
+    ``root/skiff.db`` under `tmp_root`) still list: user networks are ``br-<id>``, not of
+    the session's link prefix."""
+    import sqlite3
+
+    from skiff.engine.network_db import NetworkRow
+    from skiff.engine.networks import bridge_of
+
+    names = set()
+    for db in [*tmp_root.glob("*/root/skiff.db"), *tmp_root.glob("*/*/root/skiff.db")]:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                rows = conn.execute("SELECT id, name, created, doc FROM networks").fetchall()
+        except sqlite3.Error:
+            continue  # not a skiffd's database, or one from before networks
+        names |= {bridge_of(NetworkRow(i, n, c, json.loads(d))) for i, n, c, d in rows}
+    return sorted(n for n in names if not n.startswith(LINK_PREFIX) and
+                  os.path.exists(f"/sys/class/net/{n}"))
 
 
 def _firewall_tables_of(tmp_root: Path) -> list[str]:
