@@ -144,10 +144,12 @@ def start_in(c: Container, proc: Process, term: socket.socket | None,
             console.take_terminal(term, proc.console_size, console=False)
         env = process.environment(proc)
         path = process.find_executable(proc, env)
+        # shed privilege while the parent moves us into the cgroup (~1 ms each, and this
+        # VM has two CPUs): none of it forks or execs, which must wait for the move
+        process.become(proc, filt, lsms, persona)
         wait_cgroup(chan)
         if affinity is not None:  # "after the transition to container's cgroup"
             process.set_affinity(affinity.final, "process.execCPUAffinity.final")
-        process.become(proc, filt, lsms, persona)
         process.preserve_fds(preserve, (chan.rfd, chan.wfd))
         chan.send("ready")
         chan.close()

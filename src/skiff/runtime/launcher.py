@@ -14,8 +14,6 @@ no `from __future__ import annotations`).
 
 import sys
 
-from skiff.runtime import cgroup_warmup
-
 #: the global flags that take a value (`--root X`, `-root X`, `--root=X`)
 GLOBAL_VALUE_FLAGS = frozenset({"root", "log", "log-format", "rootless", "criu"})
 #: the verbs that move a process into a cgroup
@@ -38,6 +36,7 @@ def verb_of(argv: list[str]) -> str | None:
 
 def entry() -> None:
     if verb_of(sys.argv[1:]) in MIGRATING_VERBS:
+        from skiff.runtime import cgroup_warmup  # (only then: `start`, `delete`... skip it)
         cgroup_warmup.start()
     import gc
     gc.disable()  # before the CLI's imports too (why: `cli.entry`, which does it again)
