@@ -144,8 +144,8 @@ def start_in(c: Container, proc: Process, term: socket.socket | None,
             console.take_terminal(term, proc.console_size, console=False)
         env = process.environment(proc)
         path = process.find_executable(proc, env)
-        # shed privilege while the parent moves us into the cgroup (~1 ms each, and this
-        # VM has two CPUs): none of it forks or execs, which must wait for the move
+        # shed privilege while the parent moves us into the cgroup (about 1 ms each, done
+        # at once on two CPUs), as the init does: none of it forks or execs, which must wait
         process.become(proc, filt, lsms, persona)
         wait_cgroup(chan)
         if affinity is not None:  # "after the transition to container's cgroup"
